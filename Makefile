@@ -1,0 +1,59 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Everything they need (virtualenv, Python packages, Debian packages, a
+# running PostgreSQL) is installed or started here, only when missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the test suite and the benchmarks use.
+APT_PACKAGES := nginx-light wrk hey
+DEMO_ARGS ?=
+
+.PHONY: demo test lint typecheck unit system-deps postgres bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/consentproxy demo $(DEMO_ARGS)
+
+test: $(STAMP) system-deps postgres lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check consentproxy tests load_tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+system-deps:
+	@missing=""; for pkg in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+postgres:
+	@if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+	  echo "starting PostgreSQL"; \
+	  for version in $$(ls /etc/postgresql 2>/dev/null); do \
+	    pg_ctlcluster --skip-systemctl-redirect $$version main start || true; \
+	  done; \
+	  for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+
+bench: $(STAMP) system-deps
+	$(BIN)/python load_tests/bench_proxy.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

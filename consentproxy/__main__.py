@@ -1,0 +1,5 @@
+import sys
+
+from consentproxy.cli import main
+
+sys.exit(main())

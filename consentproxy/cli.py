@@ -1,0 +1,125 @@
+"""The `consentproxy` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from consentproxy import __version__
+from consentproxy.config.loader import ConfigError, load_config
+from consentproxy.config.model import Config
+from consentproxy.config.quickstart import default_data_dir, quickstart_config
+from consentproxy.config.secrets import generate_keys
+from consentproxy.runtime import check_secrets
+
+
+def _load_checked(path: str) -> Config:
+    config = load_config(path)
+    problems = check_secrets(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from consentproxy.server.runner import serve
+
+    if args.config and args.upstream:
+        print("error: use either -c FILE or --upstream URL, not both", file=sys.stderr)
+        return 2
+    if args.config:
+        try:
+            config = _load_checked(args.config)
+        except ConfigError as exc:
+            print(f"configuration error:\n{exc}", file=sys.stderr)
+            return 2
+    elif args.upstream:
+        data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+        try:
+            config = quickstart_config(
+                args.upstream, args.listen or ["127.0.0.1:8080"], data_dir, args.admin_listen, args.workers or 1,
+                tuple(args.trusted_proxy or ()), args.access_log,
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"consentproxy: fronting {args.upstream}; data directory {config.server.data_dir}", file=sys.stderr)
+    else:
+        print("error: give -c FILE, or --upstream URL for the quick start", file=sys.stderr)
+        return 2
+    return serve(config, args.log_level)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = _load_checked(args.config)
+    except ConfigError as exc:
+        count = len(exc.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found:\n{exc}", file=sys.stderr)
+        return 1
+    print(f"{args.config}: OK — {len(config.sites)} site(s): " + ", ".join(
+        f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in config.sites))
+    return 0
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).expanduser()
+    written = generate_keys(directory, overwrite=args.force)
+    print(f"keys in {directory.resolve()} (mode 0600); reference them in [secrets]:")
+    for name, path in written.items():
+        print(f'  {name} = "file:{path.resolve()}"')
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from consentproxy.demo.run import run_demo
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "demo"
+    return run_demo(args.port, data_dir, args.host)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="consentproxy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"consentproxy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("-c", "--config", help="configuration file (TOML)")
+    serve.add_argument("--upstream", help="quick start: the one site to front, e.g. http://127.0.0.1:9000")
+    serve.add_argument("--listen", action="append", help="quick start: HOST:PORT to listen on (repeatable)")
+    serve.add_argument("--admin-listen", help="quick start: HOST:PORT for health and metrics")
+    serve.add_argument("--data-dir", help=f"quick start: data directory (default {default_data_dir()})")
+    serve.add_argument("--workers", type=int, help="quick start: worker processes (default 1)")
+    serve.add_argument("--trusted-proxy", action="append", help="quick start: trusted proxy address/network")
+    serve.add_argument("--access-log", action="store_true", help="quick start: JSON access log on stdout")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("-c", "--config", required=True)
+    check.set_defaults(func=cmd_check_config)
+
+    keys = commands.add_parser("keys", help="manage secrets")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_commands.add_parser("generate", help="write fresh signing keys and an admin token")
+    generate.add_argument("--dir", default="secrets", help="where to write them (default ./secrets)")
+    generate.add_argument("--force", action="store_true", help="replace existing files")
+    generate.set_defaults(func=cmd_keys_generate)
+
+    demo = commands.add_parser("demo", help="run a bundled demo site behind the proxy")
+    demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--data-dir", help=f"data directory (default {default_data_dir() / 'demo'})")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The validated configuration, as plain frozen dataclasses.
+
+Everything here has already been checked by the loader, so the proxy never
+re-validates on the hot path. Later capabilities (consent, rewriting,
+analytics) add their own fields to `SiteConfig` with defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Protocol limits enforced before a request reaches the application."""
+
+    max_header_bytes: int = 32 * 1024
+    max_header_count: int = 100
+    max_url_bytes: int = 8 * 1024
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: tuple[ListenAddress, ...] = (ListenAddress("127.0.0.1", 8080),)
+    admin_listen: ListenAddress | None = None
+    workers: int = 1
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    data_dir: Path = Path("consentproxy-data")
+    access_log: bool = False
+    graceful_timeout: float = 30.0
+    upstream_connections: int = 256
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretsConfig:
+    """Where secrets live: each entry is a `file:PATH` or `env:NAME` reference."""
+
+    consent_keys: str | None = None
+    admin_token: str | None = None
+    export_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = ""
+
+
+UpstreamHostMode = Literal["client", "upstream", "fixed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    name: str
+    hosts: tuple[str, ...]
+    upstream: str
+    upstream_host: UpstreamHostMode = "client"
+    upstream_host_value: str = ""
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    max_body_bytes: int = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    sites: tuple[SiteConfig, ...]
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    source: Path | None = None

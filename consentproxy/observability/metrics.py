@@ -1,0 +1,58 @@
+"""Prometheus metrics, one set per process.
+
+With several workers the supervisor sets PROMETHEUS_MULTIPROC_DIR before
+the workers start, prometheus_client then keeps values in shared files, and
+any worker answering /metrics reports the sum over all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+disable_created_metrics()
+
+REQUESTS = Counter("consentproxy_requests", "Proxied requests by site and response status", ["site", "status"])
+UPSTREAM_LATENCY = Histogram(
+    "consentproxy_upstream_latency_seconds",
+    "Time from sending a request upstream to receiving its response headers",
+    ["site"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+UPSTREAM_ERRORS = Counter("consentproxy_upstream_errors", "Upstream failures by site and kind", ["site", "kind"])
+OPEN_CONNECTIONS = Gauge("consentproxy_open_connections", "Open client connections", multiprocess_mode="livesum")
+REJECTED = Counter("consentproxy_rejected_requests", "Requests refused before routing, by status", ["status"])
+DROPPED_HEADERS = Counter(
+    "consentproxy_dropped_response_headers", "Upstream response headers dropped as unsafe", ["site"]
+)
+
+_request_children: dict[tuple[str, int], Counter] = {}
+
+
+def count_request(site: str, status: int) -> None:
+    """Increment the request counter; label children are cached (labels() takes a lock)."""
+    key = (site, status)
+    child = _request_children.get(key)
+    if child is None:
+        child = _request_children[key] = REQUESTS.labels(site, str(status))
+    child.inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

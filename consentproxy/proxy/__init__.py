@@ -1,0 +1,1 @@
+"""The proxy path: routing, header hygiene, streaming to and from the upstream."""

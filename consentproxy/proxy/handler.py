@@ -1,0 +1,339 @@
+"""The HTTP proxy path: one request in, one upstream request out, streamed.
+
+Raw ASGI on purpose (see GUIDE §2): no request objects, no middleware. Bodies
+stream in both directions with back-pressure on both sides, so a 1 GB upload
+or download never sits in memory. A watcher task notices a client that goes
+away and cancels the upstream request, which frees its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from consentproxy.observability import metrics
+from consentproxy.observability.accesslog import log_request
+from consentproxy.proxy.errors import error_page
+from consentproxy.proxy.headers import filter_response_headers
+from consentproxy.proxy.pipeline import Exchange, Reply
+from consentproxy.proxy.sites import Site
+
+logger = logging.getLogger("consentproxy.proxy")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_VIA = b"1.1 consentproxy"
+_BODYLESS_STATUS = frozenset({204, 304})
+
+
+class UpstreamAborted(Exception):
+    """The upstream failed after the response started: the client connection must be cut.
+
+    Raised to uvicorn on purpose (it closes the connection without ending the
+    chunked body, so the client sees a truncated response, not a short one).
+    """
+
+
+class _BodyState:
+    """What the upload generator learned, for the handler to act on."""
+
+    __slots__ = ("client_gone", "done", "too_large")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.too_large = False
+        self.client_gone = False
+
+
+class ProxyHandler:
+    """Forwards one HTTP request for a routed site. Holds per-worker state only."""
+
+    def __init__(self, session: aiohttp.ClientSession, access_log: bool) -> None:
+        self.session = session
+        self.access_log = access_log
+
+    async def __call__(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status, sent = await self._proxy(exchange, receive, send, started)
+        metrics.count_request(exchange.site.name, status)
+        if self.access_log:
+            scope = exchange.scope
+            log_request(exchange.site.name, exchange.method, scope["path"], scope["query_string"], status,
+                        exchange.client, started, sent)
+
+    async def _proxy(self, exchange: Exchange, receive: Receive, send: Send, started: float) -> tuple[int, int]:
+        scope = exchange.scope
+        site = exchange.site
+        owned = exchange.owned_headers
+        for step in site.steps:
+            reply = step.on_request(exchange)
+            if reply is not None:
+                return await _send_reply(send, reply), len(reply.body)
+
+        # Message framing: the protocol refused CL+TE together; re-derive it here.
+        transfer_encoding = owned.get(b"transfer-encoding")
+        content_length: int | None = None
+        if transfer_encoding is not None:
+            if transfer_encoding.strip().lower() != b"chunked":
+                return await send_error(send, 501, "Only the chunked transfer coding is supported."), 0
+        elif b"content-length" in owned:
+            try:
+                content_length = int(owned[b"content-length"])
+            except ValueError:
+                return await send_error(send, 400, "Invalid Content-Length."), 0
+            if content_length < 0:
+                return await send_error(send, 400, "Invalid Content-Length."), 0
+            if content_length > site.config.max_body_bytes:
+                return await send_error(send, 413, close=True), 0
+
+        upstream_headers = self._upstream_headers(exchange, owned, content_length)
+        url = site.upstream_base + scope["raw_path"].decode("latin-1")
+        query = scope["query_string"]
+        if query:
+            url += "?" + query.decode("latin-1")
+
+        body_state = _BodyState()
+        data: Any = None
+        if transfer_encoding is not None or content_length:
+            data = await self._first_body(receive, content_length, transfer_encoding is not None, site,
+                                          body_state)
+            if body_state.client_gone:
+                return 499, 0
+            if body_state.too_large:
+                return await send_error(send, 413, close=True), 0
+
+        task = asyncio.current_task()
+        assert task is not None
+        watcher: asyncio.Task[None] | None = None
+        if body_state.done or data is None:
+            watcher = asyncio.ensure_future(_watch_disconnect(receive, task))
+        elif isinstance(data, _StreamedBody):
+            data.on_done = lambda: _start_watcher(receive, task, data)
+
+        response: aiohttp.ClientResponse | None = None
+        try:
+            response = await self.session.request(
+                scope["method"], URL(url, encoded=True), headers=upstream_headers, data=data,
+                allow_redirects=False, timeout=site.timeout, compress=None,
+            )
+            metrics.UPSTREAM_LATENCY.labels(site.name).observe(time.perf_counter() - started)
+            return await self._respond(exchange, response, send)
+        except asyncio.CancelledError:
+            if response is not None:
+                response.close()
+            metrics.UPSTREAM_ERRORS.labels(site.name, "client_disconnect").inc()
+            if _uncancel_if_disconnected(task, data, watcher):
+                return 499, 0
+            raise
+        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            return await self._upstream_failed(exchange, send, response, body_state, "timeout", 504, exc)
+        except aiohttp.ClientConnectorError as exc:
+            return await self._upstream_failed(exchange, send, response, body_state, "connect", 502, exc)
+        except (aiohttp.ClientError, OSError) as exc:
+            return await self._upstream_failed(exchange, send, response, body_state, "protocol", 502, exc)
+        finally:
+            w = data.watcher if isinstance(data, _StreamedBody) else watcher
+            if w is not None:
+                w.cancel()
+
+    def _upstream_headers(
+        self, exchange: Exchange, owned: dict[bytes, bytes], content_length: int | None
+    ) -> list[tuple[str, str]]:
+        site = exchange.site
+        out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in exchange.request_headers]
+        host = site.fixed_host if site.fixed_host is not None else exchange.host.decode("latin-1")
+        out.append(("Host", host))
+        if content_length is not None:
+            out.append(("Content-Length", str(content_length)))
+        peer = exchange.peer
+        trusted = exchange.trusted_peer
+        previous = owned.get(b"x-forwarded-for") if trusted else None
+        forwarded_for = f"{previous.decode('latin-1')}, {peer}" if previous else peer
+        out.append(("X-Forwarded-For", forwarded_for))
+        proto = owned.get(b"x-forwarded-proto") if trusted else None
+        out.append(("X-Forwarded-Proto", proto.decode("latin-1") if proto else exchange.scheme))
+        fwd_host = owned.get(b"x-forwarded-host") if trusted else None
+        out.append(("X-Forwarded-Host", (fwd_host or exchange.host).decode("latin-1")))
+        if trusted and b"forwarded" in owned:
+            out.append(("Forwarded", owned[b"forwarded"].decode("latin-1")))
+        via = owned.get(b"via")
+        out.append(("Via", f"{via.decode('latin-1')}, 1.1 consentproxy" if via else "1.1 consentproxy"))
+        return out
+
+    async def _first_body(
+        self, receive: Receive, content_length: int | None, chunked: bool, site: Site, state: _BodyState
+    ) -> bytes | _StreamedBody | None:
+        """Read the first body message; small bodies go upstream as bytes, the rest stream."""
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            state.client_gone = True
+            return None
+        body: bytes = message.get("body", b"")
+        if len(body) > site.config.max_body_bytes:
+            state.too_large = True
+            return None
+        if not message.get("more_body", False):
+            state.done = True
+            if chunked and not body:
+                return b""
+            return body
+        return _StreamedBody(receive, body, site.config.max_body_bytes, state)
+
+    async def _respond(self, exchange: Exchange, response: aiohttp.ClientResponse, send: Send) -> tuple[int, int]:
+        status = response.status
+        has_body = exchange.method != "HEAD" and status not in _BODYLESS_STATUS
+        exchange.status = status
+        exchange.response_headers = filter_response_headers(response.raw_headers, exchange.site.name, has_body)
+        body: AsyncIterator[bytes] | None = None
+        for step in exchange.site.steps:
+            step.on_response(exchange)
+            if has_body:
+                body = step.body_filter(exchange, body or _iter_body(response)) or body
+        await send({"type": "http.response.start", "status": status, "headers": exchange.response_headers})
+        if not has_body:
+            response.release()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return status, 0
+        sent = 0
+        try:
+            if body is None:
+                sent = await _pump(response.content, send)
+            else:
+                async for chunk in body:
+                    if chunk:
+                        sent += len(chunk)
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            response.close()
+            kind = "timeout" if isinstance(exc, TimeoutError) else "body"
+            metrics.UPSTREAM_ERRORS.labels(exchange.site.name, kind).inc()
+            logger.warning("site %s: upstream failed while sending the body of %s %s: %s",
+                           exchange.site.name, exchange.method, exchange.scope["path"], _describe(exc))
+            raise UpstreamAborted(str(exc)) from exc
+        response.release()
+        return status, sent
+
+    async def _upstream_failed(
+        self, exchange: Exchange, send: Send, response: aiohttp.ClientResponse | None, body_state: _BodyState,
+        kind: str, status: int, exc: BaseException,
+    ) -> tuple[int, int]:
+        if response is not None:
+            response.close()
+        if body_state.client_gone:
+            return 499, 0
+        if body_state.too_large:
+            return await send_error(send, 413, close=True), 0
+        metrics.UPSTREAM_ERRORS.labels(exchange.site.name, kind).inc()
+        logger.warning("site %s: upstream %s error for %s %s: %s", exchange.site.name, kind, exchange.method,
+                       exchange.scope["path"], _describe(exc))
+        return await send_error(send, status), 0
+
+
+class _StreamedBody:
+    """The request body as an async iterator for aiohttp, read from ASGI receive()."""
+
+    def __init__(self, receive: Receive, first: bytes, limit: int, state: _BodyState) -> None:
+        self.receive = receive
+        self.first = first
+        self.limit = limit
+        self.state = state
+        self.watcher: asyncio.Task[None] | None = None
+        self.on_done: Callable[[], None] | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        total = len(self.first)
+        if self.first:
+            yield self.first
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.state.client_gone = True
+                raise ConnectionResetError("client disconnected during upload")
+            chunk: bytes = message.get("body", b"")
+            total += len(chunk)
+            if total > self.limit:
+                self.state.too_large = True
+                raise ValueError("request body over the site's limit")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                break
+        self.state.done = True
+        if self.on_done is not None:
+            self.on_done()
+
+
+def _start_watcher(receive: Receive, task: asyncio.Task[Any], body: _StreamedBody) -> None:
+    body.watcher = asyncio.ensure_future(_watch_disconnect(receive, task))
+
+
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
+    """Cancel the request's task when the client disconnects before the response is done."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            task.cancel(_DISCONNECTED)
+            return
+
+
+_DISCONNECTED = "client disconnected"
+
+
+def _uncancel_if_disconnected(task: asyncio.Task[Any], data: Any, watcher: asyncio.Task[None] | None) -> bool:
+    """True if our own watcher cancelled the task (then the cancellation is absorbed)."""
+    w = data.watcher if isinstance(data, _StreamedBody) else watcher
+    if w is not None and w.done() and not w.cancelled():
+        task.uncancel()
+        return True
+    return False
+
+
+async def _pump(content: aiohttp.StreamReader, send: Send) -> int:
+    """Copy the upstream body to the client as it arrives; the last chunk ends the response."""
+    sent = 0
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return sent
+        sent += len(chunk)
+        if content.at_eof():
+            await send({"type": "http.response.body", "body": chunk, "more_body": False})
+            return sent
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def _iter_body(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async for chunk in response.content.iter_any():
+        yield chunk
+
+
+async def _send_reply(send: Send, reply: Reply) -> int:
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+    return reply.status
+
+
+async def send_error(send: Send, status: int, detail: str | None = None, close: bool = False) -> int:
+    """Send one of the proxy's own error pages; returns the status for the caller's bookkeeping."""
+    headers, body = error_page(status, detail)
+    if close:
+        headers = [*headers, (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return status
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

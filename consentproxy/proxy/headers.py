@@ -1,0 +1,91 @@
+"""Header hygiene for both directions of the proxy, on raw bytes.
+
+Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and never cross
+the proxy; neither does any header a Connection header names. Upstream
+response headers that uvicorn would refuse to serialise (control bytes,
+invalid names) are dropped with a log line instead of turning into a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+logger = logging.getLogger("consentproxy.proxy")
+
+HOP_BY_HOP: frozenset[bytes] = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
+    b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+
+# Request headers the proxy itself owns: it sets them, or uvicorn consumed them.
+_PROXY_OWNED: frozenset[bytes] = frozenset({
+    b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
+    b"via", b"expect", b"content-length",
+})
+_REQUEST_DROP = HOP_BY_HOP | _PROXY_OWNED
+
+# Response headers whose values describe a body we may not pass on as-is.
+_NO_BODY_DROP = frozenset({b"content-length"})
+
+_BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def connection_tokens(value: bytes) -> set[bytes]:
+    return {token.strip().lower() for token in value.split(b",") if token.strip()}
+
+
+def split_request_headers(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes]], dict[bytes, bytes]]:
+    """End-to-end request headers, and the proxy-owned ones by name.
+
+    uvicorn already lower-cased names and the protocol refused repeated Host
+    and framing headers, so a dict is safe for the owned ones. X-Forwarded-For
+    and Via may legitimately repeat: their values are joined.
+    """
+    passed: list[tuple[bytes, bytes]] = []
+    owned: dict[bytes, bytes] = {}
+    named: set[bytes] | None = None
+    for name, value in headers:
+        if name in _REQUEST_DROP:
+            if name in owned and (name == b"x-forwarded-for" or name == b"via" or name == b"connection"):
+                owned[name] += b", " + value
+            else:
+                owned[name] = value
+            continue
+        passed.append((name, value))
+    connection = owned.get(b"connection")
+    if connection is not None:
+        named = connection_tokens(connection) - {b"close", b"keep-alive"}
+        if named:
+            passed = [(n, v) for n, v in passed if n not in named]
+    return passed, owned
+
+
+def filter_response_headers(
+    raw: tuple[tuple[bytes, bytes], ...], site: str, has_body: bool
+) -> list[tuple[bytes, bytes]]:
+    """Lower-cased, hop-by-hop-free, serialisable response headers."""
+    out: list[tuple[bytes, bytes]] = []
+    named: set[bytes] | None = None
+    for raw_name, value in raw:
+        name = raw_name.lower()
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                named = connection_tokens(value) if named is None else named | connection_tokens(value)
+            continue
+        if not has_body and name in _NO_BODY_DROP:
+            continue
+        if _BAD_NAME.search(name) or not name:
+            logger.warning("site %s: dropped upstream response header with an invalid name %r", site, raw_name[:64])
+            continue
+        if _BAD_VALUE.search(value):
+            logger.warning("site %s: dropped upstream response header %s with control characters",
+                           site, name.decode("latin-1"))
+            continue
+        out.append((name, value))
+    if named:
+        out = [(n, v) for n, v in out if n not in named]
+    return out

@@ -1,0 +1,1 @@
+"""Serving: the hardened HTTP protocol, the ASGI application, workers, reload."""

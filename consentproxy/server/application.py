@@ -1,0 +1,110 @@
+"""The ASGI application one worker serves: lifespan, reload, and dispatch.
+
+Requests on the admin port go to the admin app; everything else to the
+proxy. SIGHUP re-reads the configuration file: a valid one is swapped in for
+new requests (open connections stay), an invalid one is refused with a log
+line and the running configuration stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from consentproxy.admin.app import build_admin_app
+from consentproxy.config.loader import ConfigError, load_config
+from consentproxy.config.model import Config
+from consentproxy.proxy.app import ProxyApp
+from consentproxy.proxy.upstream import create_session
+from consentproxy.runtime import Runtime, check_secrets
+
+logger = logging.getLogger("consentproxy.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# Changing these needs a restart: they shape sockets and processes, not requests.
+_RESTART_ONLY = ("listen", "admin_listen", "workers", "limits", "upstream_connections")
+
+
+class Application:
+    def __init__(self, config: Config) -> None:
+        self.runtime = Runtime.build(config)
+        self.proxy: ProxyApp | None = None
+        self.ready = False
+        self.admin = build_admin_app(lambda: self.ready, self._describe)
+
+    def _describe(self) -> dict[str, object]:
+        return {"pid": os.getpid(), "sites": [site.name for site in self.runtime.router.sites]}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        proxy = self.proxy
+        if kind == "http":
+            server = scope.get("server")
+            if server is not None and server[1] == self.runtime.admin_port:
+                await self.admin(scope, receive, send)  # type: ignore[arg-type]
+            elif proxy is not None:
+                await proxy.http(scope, receive, send)
+        elif kind == "websocket":
+            server = scope.get("server")
+            if proxy is not None and (server is None or server[1] != self.runtime.admin_port):
+                await proxy.websocket(scope, receive, send)
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                session = create_session(self.runtime.config.server)
+                self.proxy = ProxyApp(self.runtime, session)
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGHUP, self.reload)
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                if self.proxy is not None:
+                    await self.proxy.session.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def reload(self) -> bool:
+        """Re-read the configuration file; True if the new one is in force."""
+        path = self.runtime.config.source
+        if path is None:
+            logger.warning("SIGHUP ignored: this proxy was started without a configuration file")
+            return False
+        try:
+            config = load_config(path)
+            problems = check_secrets(config)
+            if problems:
+                raise ConfigError(problems)
+        except ConfigError as exc:
+            logger.error("configuration reload refused, keeping the running one:\n%s", exc)
+            return False
+        old = self.runtime.config.server
+        for name in _RESTART_ONLY:
+            if getattr(old, name) != getattr(config.server, name):
+                logger.warning("reload: server.%s changed; it takes effect only after a restart", name)
+        runtime = Runtime.build(config)
+        if runtime.admin_port != self.runtime.admin_port:
+            runtime = dataclasses.replace(runtime, admin_port=self.runtime.admin_port)
+        self.runtime = runtime
+        if self.proxy is not None:
+            self.proxy.runtime = runtime
+            self.proxy.handler.access_log = config.server.access_log
+        logger.info("configuration reloaded from %s: %d site(s)", path, len(config.sites))
+        return True
+
