@@ -190,9 +190,12 @@ class ProxyHandler:
 
     async def _respond(self, exchange: Exchange, response: aiohttp.ClientResponse, send: Send) -> tuple[int, int]:
         status = response.status
-        has_body = exchange.method != "HEAD" and status not in _BODYLESS_STATUS
+        bodyless_status = status in _BODYLESS_STATUS
+        has_body = exchange.method != "HEAD" and not bodyless_status
         exchange.status = status
-        exchange.response_headers = filter_response_headers(response.raw_headers, exchange.site.name, has_body)
+        exchange.response_headers = filter_response_headers(
+            response.raw_headers, exchange.site.name, keep_length=not bodyless_status
+        )
         body: AsyncIterator[bytes] | None = None
         for step in exchange.site.steps:
             step.on_response(exchange)

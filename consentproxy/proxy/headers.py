@@ -25,8 +25,6 @@ _PROXY_OWNED: frozenset[bytes] = frozenset({
 })
 _REQUEST_DROP = HOP_BY_HOP | _PROXY_OWNED
 
-# Response headers whose values describe a body we may not pass on as-is.
-_NO_BODY_DROP = frozenset({b"content-length"})
 
 _BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -65,9 +63,13 @@ def split_request_headers(
 
 
 def filter_response_headers(
-    raw: tuple[tuple[bytes, bytes], ...], site: str, has_body: bool
+    raw: tuple[tuple[bytes, bytes], ...], site: str, keep_length: bool = True
 ) -> list[tuple[bytes, bytes]]:
-    """Lower-cased, hop-by-hop-free, serialisable response headers."""
+    """Lower-cased, hop-by-hop-free, serialisable response headers.
+
+    `keep_length=False` drops Content-Length, for 204 and 304 answers: it
+    describes a body that is never sent, and uvicorn would wait for it.
+    """
     out: list[tuple[bytes, bytes]] = []
     named: set[bytes] | None = None
     for raw_name, value in raw:
@@ -76,7 +78,7 @@ def filter_response_headers(
             if name == b"connection":
                 named = connection_tokens(value) if named is None else named | connection_tokens(value)
             continue
-        if not has_body and name in _NO_BODY_DROP:
+        if not keep_length and name == b"content-length":
             continue
         if _BAD_NAME.search(name) or not name:
             logger.warning("site %s: dropped upstream response header with an invalid name %r", site, raw_name[:64])

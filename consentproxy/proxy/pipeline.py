@@ -55,7 +55,7 @@ class Exchange:
         self.client = client
         self.scheme = scheme
         self.host: bytes = owned_headers[b"host"]
-        self.method: str = scope["method"]
+        self.method: str = scope.get("method", "GET")
         #: end-to-end headers to send upstream; steps may edit this list
         self.request_headers = request_headers
         #: headers the proxy owns (Host, framing, forwarding), by lower-case name
