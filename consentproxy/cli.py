@@ -76,7 +76,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from consentproxy.demo.run import run_demo
 
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "demo"
-    return run_demo(args.port, data_dir, args.host)
+    result: int = run_demo(args.port, data_dir, args.host)
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:

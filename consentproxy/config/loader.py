@@ -10,7 +10,7 @@ import difflib
 import ipaddress
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,13 +99,14 @@ class _Reader:
             return default
 
     def sub(self, name: str) -> _Reader | None:
-        table = self.get(name, dict, None)  # type: ignore[arg-type]
+        table = self.get(name, dict, None)
         if table is None:
             return None
         return _Reader(self.file, self.problems, table, self.key(name))
 
-    def finish(self, allowed_extra: Iterator[str] = iter(())) -> None:
-        known = self.seen | set(allowed_extra)
+    def finish(self) -> None:
+        """Report every key that no reader asked for: typos must not pass silently."""
+        known = self.seen
         for name in self.table:
             if name not in known:
                 hint = difflib.get_close_matches(name, sorted(known), n=1)
@@ -278,8 +279,9 @@ def _read_server(reader: _Reader | None, base_dir: Path) -> ServerConfig:
     listen = _list_of(reader, "listen", parse_listen, base.listen)
     if not listen:
         reader.problem("listen", "needs at least one address")
-    if admin is not None and admin in listen:
-        reader.problem("admin_listen", f"{admin} is also a proxy listen address; the admin API needs its own")
+    if admin is not None and any(address.port == admin.port for address in listen):
+        # Requests are told apart by the port they arrive on, so it must differ.
+        reader.problem("admin_listen", f"port {admin.port} is also a proxy listen port; the admin API needs its own")
     server = ServerConfig(
         listen=listen,
         admin_listen=admin,
@@ -300,7 +302,7 @@ def _read_secrets(reader: _Reader | None) -> SecretsConfig:
         return SecretsConfig()
     values: dict[str, str | None] = {}
     for f in fields(SecretsConfig):
-        value = reader.get(f.name, str, None)  # type: ignore[arg-type]
+        value = reader.get(f.name, str, None)
         if value is not None and not is_secret_ref(value):
             reader.problem(f.name, f"secrets are never written into the configuration; {SECRET_REF_HELP}")
             value = None

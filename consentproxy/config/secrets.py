@@ -13,10 +13,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-SECRET_REF_HELP = "use \"file:/path/to/file\" or \"env:VARIABLE_NAME\""
+SECRET_REF_HELP = "use \"file:/path/to/file\" or \"env:VARIABLE_NAME\""  # noqa: S105 - help text
 
 CONSENT_KEYS_FILE = "consent-keys"
-ADMIN_TOKEN_FILE = "admin-token"
+ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 EXPORT_KEY_FILE = "export-ed25519.key"
 
 

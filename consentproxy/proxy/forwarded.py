@@ -33,8 +33,8 @@ class TrustedProxies:
         except ValueError:
             trusted = False
         else:
-            if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
-                ip = ip.ipv4_mapped  # type: ignore[union-attr]
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
             trusted = any(ip in net for net in self.networks)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()

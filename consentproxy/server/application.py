@@ -50,7 +50,7 @@ class Application:
         if kind == "http":
             server = scope.get("server")
             if server is not None and server[1] == self.runtime.admin_port:
-                await self.admin(scope, receive, send)  # type: ignore[arg-type]
+                await self.admin(scope, receive, send)
             elif proxy is not None:
                 await proxy.http(scope, receive, send)
         elif kind == "websocket":

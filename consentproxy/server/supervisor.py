@@ -81,7 +81,7 @@ class Supervisor:
             if not worker.is_alive() and not self.stopping.is_set():
                 logger.error("worker %s exited with %s; starting a new one", worker.pid, worker.exitcode)
                 if worker.pid is not None:
-                    multiprocess.mark_process_dead(worker.pid, self.metrics_dir)
+                    multiprocess.mark_process_dead(worker.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
                 self.workers[index] = self._start_worker()
 
     def _stop_all(self) -> None:
