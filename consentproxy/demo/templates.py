@@ -20,8 +20,8 @@ def _template(name: str) -> Template:
     return Template((PAGES_DIR / name).read_text("utf-8"))
 
 
-def render(name: str, raw: Mapping[str, str] | None = None, **text: str) -> str:
-    """Fill `pages/<name>`; a placeholder without a value raises KeyError."""
-    values = {key: html.escape(value) for key, value in text.items()}
+def render(name: str, text: Mapping[str, str] | None = None, raw: Mapping[str, str] | None = None) -> str:
+    """Fill `pages/<name>`: `text` values escaped, `raw` ones as they are; a missing one raises KeyError."""
+    values = {key: html.escape(value) for key, value in (text or {}).items()}
     values.update(raw or {})
     return _template(name).substitute(values)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from consentproxy.demo.addressing import request_host
 from consentproxy.demo.hitlog import NdjsonLog, utc_now
 from consentproxy.demo.templates import render
 
@@ -30,7 +30,6 @@ SINK_LOG = "analytics-sink.ndjson"
 PIXEL_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
              b"!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
-_HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$")
 _NO_STORE = {"Cache-Control": "no-store"}
 
 _HITS: web.AppKey[NdjsonLog] = web.AppKey("tracker_hits", NdjsonLog)
@@ -49,16 +48,6 @@ def _cookie_names(request: web.Request) -> list[str]:
             if name:
                 names.append(name)
     return names
-
-
-def _own_origin(request: web.Request) -> str:
-    """The origin the browser used to reach us, so the scripts call back to the same place."""
-    host = request.headers.get("Host", "")
-    if not _HOST_RE.match(host):
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        address, port = (sockname[0], sockname[1]) if sockname else ("127.0.0.1", 80)
-        host = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-    return f"http://{host}"
 
 
 def _logged(tracker: str, kind: str, respond: Handler) -> Handler:
@@ -84,7 +73,7 @@ def _logged(tracker: str, kind: str, respond: Handler) -> Handler:
 
 def _script(name: str) -> Handler:
     async def respond(request: web.Request) -> web.StreamResponse:
-        body = request.app[_SCRIPTS][name].replace("__ORIGIN__", json.dumps(_own_origin(request)))
+        body = request.app[_SCRIPTS][name].replace("__ORIGIN__", json.dumps(f"http://{request_host(request)[1]}"))
         return web.Response(text=body, content_type="application/javascript", headers=_NO_STORE)
 
     return respond
@@ -101,7 +90,7 @@ async def _pixel(request: web.Request) -> web.StreamResponse:
 
 
 async def _youtube_player(request: web.Request) -> web.StreamResponse:
-    page = render("youtube-embed.html", video_id=request.match_info["video_id"])
+    page = render("youtube-embed.html", {"video_id": request.match_info["video_id"]})
     return web.Response(text=page, content_type="text/html", headers=_NO_STORE)
 
 

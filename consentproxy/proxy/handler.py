@@ -2,8 +2,9 @@
 
 Raw ASGI on purpose (see GUIDE §2): no request objects, no middleware. Bodies
 stream in both directions with back-pressure on both sides, so a 1 GB upload
-or download never sits in memory. A watcher task notices a client that goes
-away and cancels the upstream request, which frees its connection.
+or download never sits in memory. When the client goes away the server
+protocol cancels this task (message `CLIENT_GONE`); the handler then drops
+the upstream connection instead of letting it finish for nobody.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from consentproxy.proxy.errors import error_page
 from consentproxy.proxy.headers import filter_response_headers
 from consentproxy.proxy.pipeline import Exchange, Reply
 from consentproxy.proxy.sites import Site
+from consentproxy.server.protocol import CLIENT_GONE
 
 logger = logging.getLogger("consentproxy.proxy")
 
@@ -63,7 +65,17 @@ class ProxyHandler:
 
     async def __call__(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        status, sent = await self._proxy(exchange, receive, send, started)
+        try:
+            status, sent = await self._proxy(exchange, receive, send, started)
+        except asyncio.CancelledError as exc:
+            if not (exc.args and exc.args[0] == CLIENT_GONE):
+                raise
+            # Nobody is waiting for this response any more: absorb our own cancellation.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            metrics.UPSTREAM_ERRORS.labels(exchange.site.name, "client_disconnect").inc()
+            status, sent = 499, 0
         metrics.count_request(exchange.site.name, status)
         if self.access_log:
             scope = exchange.scope
@@ -111,28 +123,17 @@ class ProxyHandler:
             if body_state.too_large:
                 return await send_error(send, 413, close=True), 0
 
-        task = asyncio.current_task()
-        assert task is not None
-        watcher: asyncio.Task[None] | None = None
-        if body_state.done or data is None:
-            watcher = asyncio.ensure_future(_watch_disconnect(receive, task))
-        elif isinstance(data, _StreamedBody):
-            data.on_done = lambda: _start_watcher(receive, task, data)
-
         response: aiohttp.ClientResponse | None = None
         try:
             response = await self.session.request(
                 scope["method"], URL(url, encoded=True), headers=upstream_headers, data=data,
                 allow_redirects=False, timeout=site.timeout, compress=None,
             )
-            metrics.UPSTREAM_LATENCY.labels(site.name).observe(time.perf_counter() - started)
+            site.latency.observe(time.perf_counter() - started)
             return await self._respond(exchange, response, send)
         except asyncio.CancelledError:
             if response is not None:
-                response.close()
-            metrics.UPSTREAM_ERRORS.labels(site.name, "client_disconnect").inc()
-            if _uncancel_if_disconnected(task, data, watcher):
-                return 499, 0
+                response.close()  # a half-read upstream connection cannot be reused
             raise
         except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
             return await self._upstream_failed(exchange, send, response, body_state, "timeout", 504, exc)
@@ -140,10 +141,6 @@ class ProxyHandler:
             return await self._upstream_failed(exchange, send, response, body_state, "connect", 502, exc)
         except (aiohttp.ClientError, OSError) as exc:
             return await self._upstream_failed(exchange, send, response, body_state, "protocol", 502, exc)
-        finally:
-            w = data.watcher if isinstance(data, _StreamedBody) else watcher
-            if w is not None:
-                w.cancel()
 
     def _upstream_headers(
         self, exchange: Exchange, owned: dict[bytes, bytes], content_length: int | None
@@ -250,8 +247,6 @@ class _StreamedBody:
         self.first = first
         self.limit = limit
         self.state = state
-        self.watcher: asyncio.Task[None] | None = None
-        self.on_done: Callable[[], None] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         total = len(self.first)
@@ -272,33 +267,6 @@ class _StreamedBody:
             if not message.get("more_body", False):
                 break
         self.state.done = True
-        if self.on_done is not None:
-            self.on_done()
-
-
-def _start_watcher(receive: Receive, task: asyncio.Task[Any], body: _StreamedBody) -> None:
-    body.watcher = asyncio.ensure_future(_watch_disconnect(receive, task))
-
-
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
-    """Cancel the request's task when the client disconnects before the response is done."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            task.cancel(_DISCONNECTED)
-            return
-
-
-_DISCONNECTED = "client disconnected"
-
-
-def _uncancel_if_disconnected(task: asyncio.Task[Any], data: Any, watcher: asyncio.Task[None] | None) -> bool:
-    """True if our own watcher cancelled the task (then the cancellation is absorbed)."""
-    w = data.watcher if isinstance(data, _StreamedBody) else watcher
-    if w is not None and w.done() and not w.cancelled():
-        task.uncancel()
-        return True
-    return False
 
 
 async def _pump(content: aiohttp.StreamReader, send: Send) -> int:

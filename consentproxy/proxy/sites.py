@@ -8,13 +8,15 @@ gets 421 from the caller and the request goes nowhere.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
+from prometheus_client import Histogram
 
 from consentproxy.config.model import SiteConfig
+from consentproxy.observability import metrics
 
 if TYPE_CHECKING:
     from consentproxy.proxy.pipeline import Step
@@ -27,12 +29,14 @@ class Site:
     """A configured site with everything the hot path needs precomputed."""
 
     config: SiteConfig
-    name: str = ""
-    upstream_base: str = ""
-    upstream_ws_base: str = ""
-    upstream_authority: str = ""
-    fixed_host: str | None = None
-    timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
+    name: str
+    upstream_base: str
+    upstream_ws_base: str
+    upstream_authority: str
+    fixed_host: str | None
+    timeout: aiohttp.ClientTimeout
+    #: this site's child of the upstream latency histogram (labels() takes a lock)
+    latency: Histogram
     steps: tuple[Step, ...] = ()
 
     @classmethod
@@ -56,6 +60,7 @@ class Site:
                 total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
             ),
             steps=steps,
+            latency=metrics.UPSTREAM_LATENCY.labels(config.name),
         )
 
 
