@@ -392,6 +392,7 @@ def test_sighup_reloads_and_refuses_a_broken_config(start_proxy: Any, upstream: 
     assert "reload refused" in proxy.log()
     assert "sites.main.upstream: expected a URL" in proxy.log()
     assert get_json(f"http://127.0.0.1:{proxy.port}/z")["raw_path"] == "/z"
+    assert proxy.stop() == 0  # SIGTERM is an orderly stop
 
 
 def test_workers_serve_and_sigterm_drains_in_flight_requests(start_proxy: Any, upstream: Upstream) -> None:

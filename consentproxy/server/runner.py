@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import uvicorn
 
@@ -75,10 +77,21 @@ def protocol_class(limits: Limits) -> type[HardenedHttpToolsProtocol]:
     return type("ConfiguredHttpProtocol", (HardenedHttpToolsProtocol,), {"limits": limits})
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str = "info") -> None:
-    """Serve until SIGTERM/SIGINT, then drain in-flight requests."""
+    """Serve until SIGTERM/SIGINT, then drain in-flight requests.
+
+    uvicorn re-raises the signal that stopped it once it has drained; the
+    handler installed here turns that into exit status 0 (an orderly stop),
+    not 143 or a KeyboardInterrupt traceback.
+    """
     from consentproxy.server.application import Application
 
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_cleanly)
     setup_logging(log_level)
     server_config = config.server
     uconfig = uvicorn.Config(

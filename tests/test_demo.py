@@ -1,0 +1,408 @@
+"""`consentproxy demo` end to end: real processes and sockets, no mocks.
+
+One demo serves the read-only checks; the shutdown and port-clash tests start
+their own, since they end it or keep it from starting.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import psutil
+import pytest
+
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+DEMO_COOKIES = {"kade_session", "_ga", "_gcl_au", "kade_ab_variant"}
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def cookies(self) -> dict[str, SimpleCookie]:
+        jar: dict[str, SimpleCookie] = {}
+        for header in self.headers.get_all("Set-Cookie") or []:
+            cookie = SimpleCookie()
+            cookie.load(header)
+            (name,) = cookie.keys()
+            jar[name] = cookie
+        return jar
+
+
+def fetch(port: int, path: str, method: str = "GET", body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> Reply:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return Reply(response.status, response.headers, response.read())
+    finally:
+        connection.close()
+
+
+def free_port_pair() -> int:
+    """A port P on 127.0.0.1 with P + 1 free too (the demo's admin port)."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            if port >= 65535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+@dataclass
+class Demo:
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text("utf-8", "replace")
+
+    def config(self) -> dict[str, Any]:
+        return tomllib.loads((self.data_dir / "consentproxy.toml").read_text("utf-8"))
+
+    def upstream_port(self) -> int:
+        return int(self.config()["sites"]["demo"]["upstream"].rsplit(":", 1)[1])
+
+    def tracker_port(self) -> int:
+        # Asked of the site directly, so it does not depend on what the proxy does to the page.
+        page = fetch(self.upstream_port(), "/").text
+        match = re.search(r'src="http://127\.0\.0\.1:(\d+)/gtag/js\?id=G-DEMO12345"', page)
+        assert match, page
+        return int(match.group(1))
+
+
+def start_demo(base: Path) -> Demo:
+    port = free_port_pair()
+    data_dir = base / "data"  # does not exist yet: the demo creates it
+    log = base / "demo-output.txt"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "consentproxy", "demo", "--port", str(port), "--data-dir", str(data_dir)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    demo = Demo(process, port, data_dir, log)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"the demo exited with {process.returncode}:\n{demo.output()}")
+        try:
+            fetch(port, "/")
+            return demo
+        except OSError:
+            if time.monotonic() > deadline:
+                stop_demo(demo)
+                pytest.fail(f"the demo did not answer on port {port}:\n{demo.output()}")
+            time.sleep(0.1)
+
+
+def stop_demo(demo: Demo) -> int:
+    if demo.process.poll() is None:
+        demo.process.send_signal(signal.SIGTERM)
+    try:
+        return demo.process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        demo.process.kill()
+        demo.process.wait()
+        raise
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    running = start_demo(tmp_path_factory.mktemp("demo"))
+    try:
+        yield running
+    finally:
+        stop_demo(running)
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text("utf-8")
+    assert text.endswith("\n"), "every record is a whole line"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def records_with(path: Path, marker: str) -> list[dict[str, Any]]:
+    return [record for record in records(path) if marker in record.get("query", "")]
+
+
+# --- the site, through the proxy -------------------------------------------------------------------
+
+
+def test_home_page_is_dutch_with_the_usual_trackers(demo: Demo) -> None:
+    reply = fetch(demo.port, "/")
+    assert reply.status == 200
+    assert reply.headers.get_content_type() == "text/html"
+    page = reply.text
+    assert '<html lang="nl">' in page
+    assert "Kade IT-diensten" in page
+    tracker = r"http://127\.0\.0\.1:\d+"
+    # Google tag: async loader plus the inline configuration.
+    assert re.search(rf'<script async src="{tracker}/gtag/js\?id=G-DEMO12345"></script>', page)
+    assert "function gtag(){dataLayer.push(arguments);}" in page
+    assert "gtag('config', 'G-DEMO12345');" in page
+    # Meta pixel: the loader, init and PageView, and the <noscript> image.
+    assert "!function(f,b,e,v,n,t,s)" in page
+    assert re.search(rf"'{tracker}/fbevents\.js'\);", page)
+    assert "fbq('init', '1234567890123456');" in page
+    assert "fbq('track', 'PageView');" in page
+    assert re.search(rf'<noscript><img [^>]*src="{tracker}/tr\?id=1234567890123456&ev=PageView&noscript=1"', page)
+    # Hotjar.
+    assert "(function(h,o,t,j,a,r){" in page
+    assert re.search(rf"\}}\)\(window,document,'{tracker}/hotjar-','\.js\?sv='\);", page)
+    # YouTube.
+    assert re.search(rf'<iframe [^>]*src="{tracker}/youtube/embed/kAdeITdemo1"', page)
+
+
+def test_every_page_sets_the_four_cookies(demo: Demo) -> None:
+    cookies = fetch(demo.port, "/").cookies()
+    assert set(cookies) == DEMO_COOKIES
+
+    session = cookies["kade_session"]["kade_session"]
+    assert session["httponly"] and session["samesite"].lower() == "lax" and session["path"] == "/"
+    assert not session["max-age"] and not session["expires"], "a session cookie"
+
+    ga = cookies["_ga"]["_ga"]
+    assert re.fullmatch(r"GA1\.1\.\d+\.\d+", ga.value)
+    assert int(ga["max-age"]) == 395 * 86400
+    assert not ga["httponly"]
+
+    gcl = cookies["_gcl_au"]["_gcl_au"]
+    assert gcl["httponly"]
+    assert int(gcl["max-age"]) == 90 * 86400
+
+    variant = cookies["kade_ab_variant"]["kade_ab_variant"]
+    assert variant.value in ("a", "b")
+    assert int(variant["max-age"]) == 30 * 86400
+
+
+def test_cookies_the_browser_already_has_are_not_set_again(demo: Demo) -> None:
+    reply = fetch(demo.port, "/diensten", headers={"Cookie": "kade_session=s; _ga=GA1.1.1.2; kade_ab_variant=a"})
+    assert set(reply.cookies()) == {"_gcl_au"}
+
+
+def test_tracker_urls_use_the_host_name_the_visitor_used(demo: Demo) -> None:
+    page = fetch(demo.port, "/", headers={"Host": f"localhost:{demo.port}"}).text
+    assert re.search(r'src="http://localhost:\d+/gtag/js\?id=G-DEMO12345"', page)
+    assert "127.0.0.1" not in page
+
+
+@pytest.mark.parametrize(("path", "lang", "phrase"), [
+    ("/en/", "en", "IT that simply works"),
+    ("/en/services", "en", "Workplace management"),
+    ("/en/contact", "en", "E-mail address"),
+    ("/en/privacy", "en", "right to erasure"),
+    ("/diensten", "nl", "Werkplekbeheer"),
+    ("/contact", "nl", "E-mailadres"),
+    ("/privacy", "nl", "recht op verwijdering"),
+])
+def test_pages_in_both_languages(demo: Demo, path: str, lang: str, phrase: str) -> None:
+    reply = fetch(demo.port, path)
+    assert reply.status == 200
+    assert f'<html lang="{lang}">' in reply.text
+    assert phrase in reply.text
+    assert set(reply.cookies()) == DEMO_COOKIES
+
+
+@pytest.mark.parametrize(("path", "promises"), [
+    ("/privacy", ["alleen voor bezoekersstatistieken", "geanonimiseerd", "Europese Economische Ruimte",
+                  "recht op inzage", "recht op verwijdering"]),
+    ("/en/privacy", ["only for visitor statistics", "anonymised", "European Economic Area",
+                     "right of access", "right to erasure"]),
+])
+def test_privacy_statement_makes_the_promises(demo: Demo, path: str, promises: list[str]) -> None:
+    page = fetch(demo.port, path).text
+    for promise in promises:
+        assert promise in page
+
+
+@pytest.mark.parametrize(("path", "thanks"), [("/contact", "Bedankt, "), ("/en/contact", "Thank you, ")])
+def test_contact_form_works_through_the_proxy(demo: Demo, path: str, thanks: str) -> None:
+    form = urlencode({"name": "Ann <script>alert(1)</script>", "email": "ann@example.org", "message": "Hallo"})
+    reply = fetch(demo.port, path, "POST", form.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status == 200
+    assert f"{thanks}Ann &lt;script&gt;alert(1)&lt;/script&gt;!" in reply.text
+    assert "<script>alert(1)" not in reply.text
+
+
+def test_contact_form_with_a_missing_field_asks_again(demo: Demo) -> None:
+    form = urlencode({"name": 'Bob "B"', "email": "", "message": "Hi"})
+    reply = fetch(demo.port, "/contact", "POST", form.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status == 400
+    assert 'role="alert" >' in reply.text
+    assert 'value="Bob &quot;B&quot;"' in reply.text
+
+
+def test_unknown_page_is_a_404_page(demo: Demo) -> None:
+    reply = fetch(demo.port, "/en/no-such-page")
+    assert reply.status == 404
+    assert "Page not found" in reply.text
+
+
+# --- the tracker stand-ins, directly --------------------------------------------------------------
+
+
+def test_gtag_script_and_collect_hit_are_logged(demo: Demo) -> None:
+    tracker = demo.tracker_port()
+    marker = uuid.uuid4().hex
+    headers = {"Cookie": "_ga=GA1.1.1.2; _gid=x", "Referer": "http://127.0.0.1/en/"}
+
+    script = fetch(tracker, f"/gtag/js?id=G-DEMO12345&m={marker}", headers=headers)
+    assert script.status == 200
+    assert "javascript" in script.headers.get_content_type()
+    assert f'"http://127.0.0.1:{tracker}"' in script.text
+    assert "/g/collect?" in script.text
+
+    query = urlencode({"v": "2", "tid": "G-DEMO12345", "cid": "1.2", "dl": "http://127.0.0.1/", "dt": "Home",
+                       "en": "page_view", "m": marker})
+    assert fetch(tracker, f"/g/collect?{query}", headers=headers).status == 204
+
+    logged = records_with(demo.data_dir / "tracker-hits.ndjson", marker)
+    assert [(r["tracker"], r["kind"], r["path"]) for r in logged] == [
+        ("ga", "script", "/gtag/js"), ("ga", "hit", "/g/collect")]
+    hit = logged[1]
+    assert hit["method"] == "GET"
+    assert parse_qs(hit["query"])["en"] == ["page_view"]
+    assert hit["referer"] == "http://127.0.0.1/en/"
+    assert hit["cookie_names"] == ["_ga", "_gid"]
+    assert datetime.fromisoformat(hit["time"].replace("Z", "+00:00")).utcoffset() is not None
+
+
+@pytest.mark.parametrize(("path", "tracker", "kind", "content_type"), [
+    ("/fbevents.js?", "facebook", "script", "application/javascript"),
+    ("/tr?id=1234567890123456&ev=PageView&noscript=1&", "facebook", "pixel", "image/gif"),
+    ("/hotjar-3141592.js?sv=6&", "hotjar", "script", "application/javascript"),
+    ("/youtube/embed/kAdeITdemo1?", "youtube", "iframe", "text/html"),
+])
+def test_other_tracker_requests_are_logged(demo: Demo, path: str, tracker: str, kind: str,
+                                           content_type: str) -> None:
+    marker = uuid.uuid4().hex
+    reply = fetch(demo.tracker_port(), f"{path}m={marker}")
+    assert reply.status == 200
+    assert reply.headers.get_content_type() == content_type
+    (logged,) = records_with(demo.data_dir / "tracker-hits.ndjson", marker)
+    assert (logged["tracker"], logged["kind"]) == (tracker, kind)
+
+
+def test_hotjar_hit_is_logged_and_cors_allows_the_site(demo: Demo) -> None:
+    marker = uuid.uuid4().hex
+    origin = f"http://127.0.0.1:{demo.port}"
+    reply = fetch(demo.tracker_port(), f"/hotjar/hit?m={marker}", "POST", b'{"kind":"pageview"}',
+                  {"Origin": origin, "Content-Type": "text/plain"})
+    assert reply.status == 204
+    assert reply.headers["Access-Control-Allow-Origin"] == origin
+    assert reply.headers["Access-Control-Allow-Credentials"] == "true"
+    (logged,) = records_with(demo.data_dir / "tracker-hits.ndjson", marker)
+    assert (logged["tracker"], logged["kind"], logged["method"]) == ("hotjar", "hit", "POST")
+
+
+def test_cors_preflight_is_answered(demo: Demo) -> None:
+    reply = fetch(demo.tracker_port(), "/g/collect", "OPTIONS", headers={
+        "Origin": "http://localhost:8080", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert reply.status == 204
+    assert reply.headers["Access-Control-Allow-Origin"] == "http://localhost:8080"
+    assert "POST" in reply.headers["Access-Control-Allow-Methods"]
+    assert reply.headers["Access-Control-Allow-Headers"] == "content-type"
+
+
+def test_analytics_sink_logs_everything_it_receives(demo: Demo) -> None:
+    marker = uuid.uuid4().hex
+    body = json.dumps({"events": [{"name": "page_view"}]}).encode()
+    reply = fetch(demo.tracker_port(), f"/sink/x?m={marker}", "POST", body,
+                  {"Content-Type": "application/json", "X-Demo-Test": marker})
+    assert reply.status == 204
+    (logged,) = records_with(demo.data_dir / "analytics-sink.ndjson", marker)
+    assert (logged["method"], logged["path"], logged["query"]) == ("POST", "/sink/x", f"m={marker}")
+    assert ["X-Demo-Test", marker] in logged["headers"]
+    assert (logged["body"], logged["body_encoding"]) == (body.decode(), "text")
+
+
+def test_analytics_sink_keeps_binary_bodies_as_base64(demo: Demo) -> None:
+    marker = uuid.uuid4().hex
+    body = b"\xff\x00\xfe binary"
+    fetch(demo.tracker_port(), f"/sink/matomo.php?m={marker}", "PUT", body)
+    (logged,) = records_with(demo.data_dir / "analytics-sink.ndjson", marker)
+    assert logged["method"] == "PUT"
+    assert logged["body_encoding"] == "base64"
+    assert base64.b64decode(logged["body"]) == body
+
+
+# --- the configuration it writes ------------------------------------------------------------------
+
+
+def test_written_configuration_passes_check_config(demo: Demo) -> None:
+    config_path = demo.data_dir / "consentproxy.toml"
+    server = demo.config()["server"]
+    assert server["listen"] == [f"127.0.0.1:{demo.port}"]
+    assert server["admin_listen"] == f"127.0.0.1:{demo.port + 1}"
+    assert server["trusted_proxies"] == ["127.0.0.1/32", "::1/128"]
+    result = subprocess.run([sys.executable, "-m", "consentproxy", "check-config", "-c", str(config_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert fetch(demo.port + 1, "/healthz").status == 200
+
+
+# --- starting and stopping ------------------------------------------------------------------------
+
+
+def test_sigterm_stops_the_demo_and_its_site(tmp_path: Path) -> None:
+    demo = start_demo(tmp_path)
+    try:
+        children = psutil.Process(demo.process.pid).children(recursive=True)
+        assert children, "the demo site runs as a child process"
+        site_port = demo.upstream_port()
+    finally:
+        code = stop_demo(demo)
+    assert code == 0, demo.output()
+    for child in children:
+        assert not child.is_running(), f"site process {child.pid} outlived the demo"
+    with pytest.raises(OSError):
+        fetch(site_port, "/")
+
+
+def test_a_taken_port_is_reported(tmp_path: Path) -> None:
+    port = free_port_pair()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "consentproxy", "demo", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode != 0
+    assert str(port) in result.stderr
+    assert "--port" in result.stderr
