@@ -141,6 +141,7 @@ def test_unknown_host_gets_421_and_upstream_sees_nothing(proxy: Proxy, upstream:
 def test_never_an_open_proxy(proxy: Proxy, upstream: Upstream, request_bytes: bytes, status: int) -> None:
     assert status_of(raw_request(proxy.port, request_bytes)) == status
     assert upstream.seen == []
+    assert "consentproxy_rejected_requests_total" in proxy.metrics()
 
 
 def test_absolute_form_for_own_host_is_served(proxy: Proxy, upstream: Upstream) -> None:
@@ -363,6 +364,17 @@ def test_admin_endpoints_only_on_admin_listener(proxy: Proxy, upstream: Upstream
     assert 'consentproxy_requests_total{site="main",status="200"}' in metrics
     assert "consentproxy_upstream_latency_seconds_bucket" in metrics
     assert "consentproxy_open_connections" in metrics
+
+    def open_connections() -> float:
+        line = next(x for x in proxy.metrics().splitlines() if x.startswith("consentproxy_open_connections "))
+        return float(line.split()[1])
+
+    idle = open_connections()  # counts the metrics request's own connection
+    with socket.create_connection(("127.0.0.1", proxy.port)), socket.create_connection(("127.0.0.1", proxy.port)):
+        deadline = time.monotonic() + 5
+        while open_connections() < idle + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert open_connections() == idle + 2
     # /metrics on the proxy port is the site's, not ours
     assert get_json(proxy.url + "/metrics")["raw_path"] == "/metrics"
 

@@ -28,6 +28,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from consentproxy.config.model import Limits
+from consentproxy.observability import metrics
 
 logger = logging.getLogger("consentproxy.protocol")
 
@@ -67,9 +68,11 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     # -- connection lifecycle -------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        metrics.OPEN_CONNECTIONS.inc()
         self._arm_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        metrics.OPEN_CONNECTIONS.dec()
         self._disarm_deadline()
         cycle = self.cycle
         super().connection_lost(exc)
@@ -107,6 +110,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     def _reject(self, rejection: Rejected) -> None:
         self._disarm_deadline()
+        metrics.REJECTED.labels(str(rejection.status)).inc()
         if not self.transport.is_closing():
             self.transport.write(_response(rejection.status, rejection.reason))
             self.transport.close()
