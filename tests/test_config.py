@@ -126,3 +126,17 @@ def test_secret_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     result = subprocess.run([sys.executable, "-m", "consentproxy", "check-config", "-c", str(path)],
                             capture_output=True, text=True, timeout=60, env=env)
     assert "secrets.admin_token: environment variable CP_TEST_TOKEN_ABSENT is not set" in result.stderr
+
+
+def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = (Path(__file__).parent.parent / "config" / "consentproxy.example.toml").read_text()
+    subprocess.run([sys.executable, "-m", "consentproxy", "keys", "generate", "--dir", str(tmp_path)],
+                   check=True, capture_output=True, timeout=60)
+    text = example.replace("/etc/consentproxy/secrets", str(tmp_path))
+    monkeypatch.setenv("CONSENTPROXY_ADMIN_TOKEN", "token-for-the-test")
+    path = tmp_path / "consentproxy.toml"
+    path.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "consentproxy", "check-config", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "kade" in result.stdout and "shop" in result.stdout

@@ -1,0 +1,37 @@
+# consentproxy — slim, non-root image.
+#   docker build -t consentproxy .
+#   docker run -p 8080:8080 -p 127.0.0.1:9090:9090 \
+#     -v /etc/consentproxy:/etc/consentproxy:ro -v consentproxy-data:/var/lib/consentproxy \
+#     consentproxy serve -c /etc/consentproxy/consentproxy.toml
+# The configuration must listen on 0.0.0.0 inside the container and put the
+# admin listener on 0.0.0.0:9090 for the healthcheck below (publish that port
+# only on a private interface).
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY consentproxy ./consentproxy
+RUN python -m venv /opt/consentproxy \
+ && /opt/consentproxy/bin/pip install --upgrade pip \
+ && /opt/consentproxy/bin/pip install .
+
+FROM python:3.11-slim-bookworm
+ENV PATH=/opt/consentproxy/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 consentproxy \
+ && useradd --system --uid 10001 --gid consentproxy --home-dir /var/lib/consentproxy --shell /usr/sbin/nologin consentproxy \
+ && mkdir -p /var/lib/consentproxy /etc/consentproxy \
+ && chown consentproxy:consentproxy /var/lib/consentproxy
+COPY --from=build /opt/consentproxy /opt/consentproxy
+COPY config/consentproxy.example.toml /etc/consentproxy/consentproxy.example.toml
+USER consentproxy:consentproxy
+WORKDIR /var/lib/consentproxy
+VOLUME ["/var/lib/consentproxy"]
+EXPOSE 8080 9090
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9090/healthz', timeout=2).status == 200 else 1)"]
+ENTRYPOINT ["consentproxy"]
+CMD ["serve", "-c", "/etc/consentproxy/consentproxy.toml"]
