@@ -1,0 +1,60 @@
+"""Smoke test of load_tests/bench_proxy.py: it runs end to end and writes complete JSON.
+
+It never asserts on timings or ratios (the machine is shared and noisy), only
+that every target x file was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "load_tests" / "bench_proxy.py"
+TARGETS = ("direct", "nginx", "consentproxy")
+FILES = ("html", "json")
+
+
+def _missing_tools() -> list[str]:
+    def found(name: str) -> bool:
+        return shutil.which(name) is not None or any(
+            os.access(Path(directory) / name, os.X_OK) for directory in ("/usr/sbin", "/usr/local/sbin", "/sbin"))
+
+    return [name for name in ("nginx", "wrk") if not found(name)]
+
+
+pytestmark = pytest.mark.skipif(
+    bool(_missing_tools()),
+    reason=f"benchmark tools not installed: {', '.join(_missing_tools())} (`make system-deps` installs them)",
+)
+
+
+@pytest.mark.timeout(240)
+def test_bench_proxy_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--duration", "1", "--connections", "4", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=220, check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    report = json.loads(out.read_text())
+
+    rows = {(row["target"], row["file"]): row for row in report["results"]}
+    assert set(rows) == {(target, file) for target in TARGETS for file in FILES}
+    for key, row in rows.items():
+        assert row["status"] == 200, key
+        assert row["saturation"]["requests_per_s"] > 0, key
+        assert row["saturation"]["cpu_us_per_req"] > 0, key
+        assert row["half_rate"]["p99_ms"] is not None, key
+        assert row["half_rate"]["requests"] > 0, key
+    assert set(report["ratios"]) == set(FILES)
+    assert report["environment"]["nproc"] >= 1
+    for tool in ("nginx", "wrk", "python"):
+        assert report["environment"]["versions"][tool]
+    assert "target" in proc.stdout and "consentproxy" in proc.stdout  # the table was printed
