@@ -35,6 +35,7 @@ from harness import (
     HarnessError,
     Measurement,
     Nginx,
+    Pinning,
     Server,
     Settings,
     Target,
@@ -84,6 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--proxy-cmd", default=DEFAULT_PROXY_CMD,
                         help="command for the consentproxy target; placeholders {python} {upstream} {listen} "
                              "{host} {port} {data_dir} (default: %(default)s)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not give the measured proxy a CPU of its own (wrk and the upstream share the "
+                             "other); by default it does, so the latency tail measures the proxy, not the scheduler")
     args = parser.parse_args(argv)
     if args.duration < 1 or args.connections < 1 or args.latency_connections < 1:
         parser.error("--duration must be >= 1 and connection counts >= 1")
@@ -155,8 +159,9 @@ def notes(measurements: list[Measurement], servers: list[Server]) -> list[str]:
 
 def run(args: argparse.Namespace, tools: dict[str, str]) -> tuple[list[Measurement], list[str]]:
     """Start the upstream, then each target in turn; measure every file; stop everything."""
+    pinning = Pinning() if args.no_pin else Pinning.split()
     settings = Settings(duration=args.duration, warmup=args.warmup, connections=args.connections,
-                        latency_connections=args.latency_connections, tools=tools)
+                        latency_connections=args.latency_connections, tools=tools, pinning=pinning)
     measurements: list[Measurement] = []
     servers: list[Server] = []
     with contextlib.ExitStack() as stack:  # unwinds last-in first-out: servers stop, then the temp dir goes
@@ -166,7 +171,7 @@ def run(args: argparse.Namespace, tools: dict[str, str]) -> tuple[list[Measureme
         for name in FILES.values():
             (www / name).write_bytes((FIXTURES / name).read_bytes())
 
-        upstream, upstream_port = start_static_nginx(tools["nginx"], tmp / "upstream", www)
+        upstream, upstream_port = start_static_nginx(tools["nginx"], tmp / "upstream", www, cpus=pinning.load)
         stack.callback(upstream.stop)
         servers.append(upstream)
         upstream_url = f"http://127.0.0.1:{upstream_port}"
@@ -178,12 +183,13 @@ def run(args: argparse.Namespace, tools: dict[str, str]) -> tuple[list[Measureme
                     target = Target("direct", upstream_url, upstream)
                 elif target_name == "nginx":
                     proxy, port = start_proxy_nginx(tools["nginx"], tmp / "proxy-nginx", upstream_port,
-                                                    location_extra=args.nginx_location_extra)
+                                                    location_extra=args.nginx_location_extra, cpus=pinning.target)
                     target_stack.callback(proxy.stop)
                     servers.append(proxy)
                     target = Target("nginx", f"http://127.0.0.1:{port}", proxy, upstream, upstream_url)
                 else:
-                    server, port = start_consentproxy(tmp / "consentproxy", upstream_url, args.proxy_cmd)
+                    server, port = start_consentproxy(tmp / "consentproxy", upstream_url, args.proxy_cmd,
+                                                      cpus=pinning.target)
                     target_stack.callback(server.stop)
                     target = Target("consentproxy", f"http://127.0.0.1:{port}", server, upstream, upstream_url)
                 for file_key in args.files:
@@ -238,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             "latency_connections": args.latency_connections, "targets": args.targets, "files": args.files,
             "proxy_cmd": args.proxy_cmd, "nginx_location_extra": args.nginx_location_extra,
             "wrk_threads": 1, "nginx_workers": 1,
+            "pinning": (Pinning() if args.no_pin else Pinning.split()).describe(),
         },
         "fixtures": {key: {"path": f"load_tests/fixtures/{name}", "bytes": (FIXTURES / name).stat().st_size}
                      for key, name in FILES.items()},

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -161,6 +161,38 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+@dataclass(frozen=True)
+class Pinning:
+    """Which CPUs the measured server gets, and which the load generator and the upstream share.
+
+    On a small shared machine, a server that competes with wrk and its upstream for the same
+    cores is descheduled at random moments, and its latency tail measures the scheduler, not
+    the server. Giving the measured process a core of its own makes runs comparable.
+    """
+
+    target: frozenset[int] | None = None
+    load: frozenset[int] | None = None
+
+    @classmethod
+    def split(cls) -> Pinning:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return cls()
+        return cls(target=frozenset(cpus[1:2]), load=frozenset(cpus[:1] + cpus[2:]))
+
+    def describe(self) -> dict[str, list[int] | None]:
+        return {"target_cpus": sorted(self.target) if self.target else None,
+                "load_and_upstream_cpus": sorted(self.load) if self.load else None}
+
+
+def _preexec(cpus: frozenset[int] | None) -> Callable[[], None]:
+    def run() -> None:
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return run
+
+
 def _stat_fields(pid: int) -> list[str]:
     """/proc/PID/stat fields from field 3 (state) on; the comm field may hold spaces."""
     data = Path(f"/proc/{pid}/stat").read_text()
@@ -224,11 +256,13 @@ class Server:
 
     stop_signal = signal.SIGTERM
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, cwd: Path | None = None) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, cwd: Path | None = None,
+                 cpus: frozenset[int] | None = None) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.cwd = cwd
+        self.cpus = cpus
         self.popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -241,7 +275,7 @@ class Server:
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=_preexec(self.cpus),
             )
 
     def alive(self) -> bool:
@@ -278,13 +312,13 @@ class Server:
 class Nginx(Server):
     """Debian's nginx, one worker, config generated in `workdir` (see `nginx_conf`)."""
 
-    def __init__(self, name: str, nginx: str, workdir: Path, conf: str) -> None:
+    def __init__(self, name: str, nginx: str, workdir: Path, conf: str, cpus: frozenset[int] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.conf_path = workdir / "nginx.conf"
         self.conf_path.write_text(conf)
         argv = [nginx, "-p", f"{workdir}/", "-e", str(workdir / "error.log"), "-c", str(self.conf_path)]
-        super().__init__(name, argv, workdir / "stderr.log", cwd=workdir)
+        super().__init__(name, argv, workdir / "stderr.log", cwd=workdir, cpus=cpus)
 
     def check_config(self) -> None:
         proc = subprocess.run([*self.argv, "-t", "-q"], capture_output=True, text=True, timeout=10,
@@ -413,27 +447,29 @@ def proxy_server_body(location_extra: str = "", name: str = "backend") -> str:
             f"    proxy_set_header Connection \"\";\n{_indent(location_extra, 4)}\n}}\n")
 
 
-def start_static_nginx(nginx: str, workdir: Path, root: Path, port: int | None = None) -> tuple[Nginx, int]:
+def start_static_nginx(nginx: str, workdir: Path, root: Path, port: int | None = None,
+                       cpus: frozenset[int] | None = None) -> tuple[Nginx, int]:
     """Start nginx serving `root`; returns the server and its port (not yet known to answer)."""
     port = port or free_port()
-    server = Nginx("upstream-nginx", nginx, workdir, nginx_conf(workdir, port, static_server_body(root)))
+    server = Nginx("upstream-nginx", nginx, workdir, nginx_conf(workdir, port, static_server_body(root)), cpus)
     server.start()
     return server, port
 
 
 def start_proxy_nginx(nginx: str, workdir: Path, upstream_port: int, location_extra: str = "",
-                      http_extra: str = "", port: int | None = None) -> tuple[Nginx, int]:
+                      http_extra: str = "", port: int | None = None,
+                      cpus: frozenset[int] | None = None) -> tuple[Nginx, int]:
     """Start nginx proxying to 127.0.0.1:`upstream_port`, with optional extra config snippets."""
     port = port or free_port()
     conf = nginx_conf(workdir, port, proxy_server_body(location_extra),
                       proxy_upstream_block(upstream_port) + http_extra)
-    server = Nginx("proxy-nginx", nginx, workdir, conf)
+    server = Nginx("proxy-nginx", nginx, workdir, conf, cpus)
     server.start()
     return server, port
 
 
 def start_consentproxy(workdir: Path, upstream_url: str, template: str = DEFAULT_PROXY_CMD,
-                       port: int | None = None) -> tuple[Server, int]:
+                       port: int | None = None, cpus: frozenset[int] | None = None) -> tuple[Server, int]:
     """Start consentproxy (or the `template` command) in front of `upstream_url`.
 
     Its CPU is that of the started process and all its descendants.
@@ -447,7 +483,7 @@ def start_consentproxy(workdir: Path, upstream_url: str, template: str = DEFAULT
         argv = [part.format(**values) for part in shlex.split(template)]
     except (KeyError, IndexError, ValueError) as exc:
         raise HarnessError(f"bad --proxy-cmd {template!r}: {exc!r}; placeholders: {sorted(values)}") from exc
-    server = Server("consentproxy", argv, workdir / "consentproxy.log", cwd=REPO)
+    server = Server("consentproxy", argv, workdir / "consentproxy.log", cwd=REPO, cpus=cpus)
     server.start()
     return server, port
 
@@ -539,12 +575,16 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(wrk: str, url: str, connections: int, duration: float, threads: int = 1) -> WrkResult:
-    """`wrk -t<threads> -c<connections> -d<duration>s --latency URL`, bounded in time."""
+def run_wrk(wrk: str, url: str, connections: int, duration: float, threads: int = 1,
+            cpus: frozenset[int] | None = None, script: Path | None = None,
+            env: dict[str, str] | None = None) -> WrkResult:
+    """`wrk -t<threads> -c<connections> -d<duration>s --latency [-s script] URL`, bounded in time."""
     seconds = max(1, round(duration))
-    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    argv += ["-s", str(script), url] if script else [url]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False,
+                              env={**os.environ, **(env or {})}, preexec_fn=_preexec(cpus))
     except subprocess.TimeoutExpired as exc:
         raise HarnessError(f"wrk did not finish: {shlex.join(argv)}") from exc
     if proc.returncode != 0:
@@ -564,25 +604,20 @@ end
 """
 
 
-def run_wrk_paced(wrk: str, url: str, connections: int, duration: float, mean_think_ms: float) -> WrkResult:
+def run_wrk_paced(wrk: str, url: str, connections: int, duration: float, mean_think_ms: float,
+                  cpus: frozenset[int] | None = None) -> WrkResult:
     """wrk where each connection thinks `mean_think_ms` on average (exponentially) before each request."""
-    seconds = max(1, round(duration))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_PACED_LUA)
-    argv = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url]
-    env = {**os.environ, "BENCH_MEAN_THINK_MS": f"{max(0.01, mean_think_ms):.4f}"}
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False, env=env)
-    except subprocess.TimeoutExpired as exc:
-        raise HarnessError(f"wrk did not finish: {shlex.join(argv)}") from exc
+        return run_wrk(wrk, url, connections, duration, cpus=cpus, script=Path(script.name),
+                       env={"BENCH_MEAN_THINK_MS": f"{max(0.01, mean_think_ms):.4f}"})
     finally:
         os.unlink(script.name)
-    if proc.returncode != 0:
-        raise HarnessError(f"wrk failed ({proc.returncode}): {shlex.join(argv)}\n{proc.stdout}{proc.stderr}")
-    return parse_wrk(proc.stdout)
 
 
-def think_time_for_rate(wrk: str, url: str, connections: int, rate: float, probe_s: float = 2.0) -> float:
+def think_time_for_rate(wrk: str, url: str, connections: int, rate: float, probe_s: float = 2.0,
+                        cpus: frozenset[int] | None = None) -> float:
     """The mean think time that gives about `rate` req/s in total.
 
     Each connection sends one request per think time plus response time. A short probe run at
@@ -590,7 +625,7 @@ def think_time_for_rate(wrk: str, url: str, connections: int, rate: float, probe
     taken off the think time.
     """
     think_ms = connections / rate * 1000
-    probe = run_wrk_paced(wrk, url, connections, probe_s, think_ms)
+    probe = run_wrk_paced(wrk, url, connections, probe_s, think_ms, cpus)
     cycle_ms = connections / probe.requests_per_s * 1000 if probe.requests_per_s else think_ms
     response_ms = max(0.0, cycle_ms - think_ms)
     return max(0.01, think_ms - response_ms)
@@ -617,6 +652,7 @@ class Settings:
     connections: int = 32
     latency_connections: int = 16
     tools: dict[str, str] = field(default_factory=dict)
+    pinning: Pinning = field(default_factory=Pinning)
 
 
 @dataclass
@@ -683,7 +719,7 @@ def saturate(target: Target, url: str, settings: Settings) -> Saturation:
     accepts0 = nginx_accepted_connections(target.upstream_url) if target.upstream_url else 0
     machine0, wrk0 = system_cpu_ticks(), _children_cpu_seconds()
     cpu0, up0 = cpu_seconds(pids), cpu_seconds(upstream_pids)
-    sat = run_wrk(settings.tools["wrk"], url, settings.connections, settings.duration)
+    sat = run_wrk(settings.tools["wrk"], url, settings.connections, settings.duration, cpus=settings.pinning.load)
     cpu1, up1 = cpu_seconds(pids), cpu_seconds(upstream_pids)
     machine1, wrk1 = system_cpu_ticks(), _children_cpu_seconds()
     if sat.requests <= 0:
@@ -710,9 +746,9 @@ def latency_at_rate(target: Target, url: str, settings: Settings, rate: float) -
     """Paced wrk at about `rate` req/s in total over `settings.latency_connections` connections."""
     pids = _pids(target.server)
     wrk, connections = settings.tools["wrk"], settings.latency_connections
-    think_ms = think_time_for_rate(wrk, url, connections, rate)
+    think_ms = think_time_for_rate(wrk, url, connections, rate, cpus=settings.pinning.load)
     cpu0 = cpu_seconds(pids)
-    half = run_wrk_paced(wrk, url, connections, settings.duration, think_ms)
+    half = run_wrk_paced(wrk, url, connections, settings.duration, think_ms, settings.pinning.load)
     cpu1 = cpu_seconds(pids)
     return HalfRate(
         target_rps=rate, connections=settings.latency_connections,
@@ -733,7 +769,7 @@ def measure(target: Target, file_key: str, path: str, settings: Settings, log: b
             print(f"  {target.name:<13} {file_key:<5} {text}", file=sys.stderr, flush=True)
 
     say(f"warm-up {settings.warmup:.0f}s")
-    run_wrk(settings.tools["wrk"], url, settings.connections, settings.warmup)
+    run_wrk(settings.tools["wrk"], url, settings.connections, settings.warmup, cpus=settings.pinning.load)
 
     sat = saturate(target, url, settings)
     opened = sat.upstream_connections_opened
