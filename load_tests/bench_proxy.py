@@ -32,6 +32,7 @@ from harness import (
     FILES,
     FIXTURES,
     RESULTS,
+    HalfRate,
     HarnessError,
     Measurement,
     Nginx,
@@ -40,6 +41,7 @@ from harness import (
     Settings,
     Target,
     environment,
+    latency_at_rate,
     measure,
     measurements_table,
     require_tools,
@@ -100,8 +102,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds the try/finally blocks that stop the servers
 
 
-def ratios(measurements: list[Measurement]) -> dict[str, dict[str, float]]:
-    """consentproxy vs nginx, per file: CPU µs/req ratio and p99 difference at half rate."""
+def ratios(measurements: list[Measurement], same_rate: dict[str, HalfRate]) -> dict[str, dict[str, float]]:
+    """consentproxy vs nginx, per file: CPU µs/req ratio, p99 difference at each one's half rate, and
+    at the same offered load (half of consentproxy's saturation rate, for both)."""
     by_key = {(m.target, m.file): m for m in measurements}
     out: dict[str, dict[str, float]] = {}
     for file_key in FILES:
@@ -114,6 +117,10 @@ def ratios(measurements: list[Measurement]) -> dict[str, dict[str, float]]:
         }
         if ours.half_rate.p99_ms is not None and theirs.half_rate.p99_ms is not None:
             entry["p99_half_rate_diff_ms"] = ours.half_rate.p99_ms - theirs.half_rate.p99_ms
+        nginx_same = same_rate.get(file_key)
+        if ours.half_rate.p99_ms is not None and nginx_same is not None and nginx_same.p99_ms is not None:
+            entry["nginx_p99_at_same_rate_ms"] = nginx_same.p99_ms
+            entry["p99_same_rate_diff_ms"] = ours.half_rate.p99_ms - nginx_same.p99_ms
         out[file_key] = entry
     return out
 
@@ -124,8 +131,11 @@ def format_ratios(derived: dict[str, dict[str, float]]) -> str:
         p99 = entry.get("p99_half_rate_diff_ms")
         p99_text = f"{p99:+.2f} ms" if p99 is not None else "-"
         cpu = entry["cpu_us_per_req_ratio"]
+        same = entry.get("p99_same_rate_diff_ms")
+        same_text = f"{same:+.2f} ms" if same is not None else "-"
         lines.append(f"  {file_key:<5} CPU us/req consentproxy / nginx = {cpu:.2f}x   "
-                     f"p99 at half rate consentproxy - nginx = {p99_text}   "
+                     f"p99 at half rate consentproxy - nginx = {p99_text} (each at half its own rate), "
+                     f"{same_text} (nginx at consentproxy's half rate)   "
                      f"(req/s ratio {entry['requests_per_s_ratio']:.2f})")
     return "\n".join(lines)
 
@@ -157,12 +167,16 @@ def notes(measurements: list[Measurement], servers: list[Server]) -> list[str]:
     return found
 
 
-def run(args: argparse.Namespace, tools: dict[str, str]) -> tuple[list[Measurement], list[str]]:
-    """Start the upstream, then each target in turn; measure every file; stop everything."""
+def run(args: argparse.Namespace, tools: dict[str, str]) -> tuple[list[Measurement], dict[str, HalfRate], list[str]]:
+    """Start the upstream, then each target in turn; measure every file; stop everything.
+
+    consentproxy runs before nginx, so that nginx can also be measured at consentproxy's half rate.
+    """
     pinning = Pinning() if args.no_pin else Pinning.split()
     settings = Settings(duration=args.duration, warmup=args.warmup, connections=args.connections,
                         latency_connections=args.latency_connections, tools=tools, pinning=pinning)
     measurements: list[Measurement] = []
+    same_rate: dict[str, HalfRate] = {}
     servers: list[Server] = []
     with contextlib.ExitStack() as stack:  # unwinds last-in first-out: servers stop, then the temp dir goes
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-proxy-")))
@@ -177,7 +191,8 @@ def run(args: argparse.Namespace, tools: dict[str, str]) -> tuple[list[Measureme
         upstream_url = f"http://127.0.0.1:{upstream_port}"
         wait_ready(f"{upstream_url}/{FILES['json']}", upstream)
 
-        for target_name in args.targets:
+        order = sorted(args.targets, key=("direct", "consentproxy", "nginx").index)
+        for target_name in order:
             with contextlib.ExitStack() as target_stack:
                 if target_name == "direct":
                     target = Target("direct", upstream_url, upstream)
@@ -194,9 +209,14 @@ def run(args: argparse.Namespace, tools: dict[str, str]) -> tuple[list[Measureme
                     target = Target("consentproxy", f"http://127.0.0.1:{port}", server, upstream, upstream_url)
                 for file_key in args.files:
                     measurements.append(measure(target, file_key, FILES[file_key], settings))
+                    ours = next((m for m in measurements if m.target == "consentproxy" and m.file == file_key), None)
+                    if target_name == "nginx" and ours is not None:
+                        same_rate[file_key] = latency_at_rate(target, measurements[-1].url, settings,
+                                                              ours.saturation.requests_per_s / 2)
+        measurements.sort(key=lambda m: (TARGETS.index(m.target), list(FILES).index(m.file)))
         found = notes(measurements, servers)
 
-    return measurements, found
+    return measurements, same_rate, found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,14 +235,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.duration:.0f}s per run, wrk -c{args.connections}, paced wrk -c{args.latency_connections}; "
           f"nproc {env['nproc']}", file=sys.stderr)
     try:
-        measurements, found = run(args, tools)
+        measurements, same_rate, found = run(args, tools)
     except HarnessError as exc:
         print(f"bench_proxy: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bench_proxy: interrupted; every started process was stopped", file=sys.stderr)
         return 130
-    derived = ratios(measurements)
+    derived = ratios(measurements, same_rate)
 
     print()
     print(measurements_table(measurements))
@@ -250,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                      for key, name in FILES.items()},
         "environment": env,
         "results": [dataclasses.asdict(m) for m in measurements],
+        "nginx_at_consentproxy_half_rate": {key: dataclasses.asdict(value) for key, value in same_rate.items()},
         "ratios": derived,
         "notes": found,
     }
