@@ -6,16 +6,15 @@ operator fixes a broken file in one go instead of one restart per typo.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from consentproxy.config.consent import read_consent
 from consentproxy.config.model import (
     Config,
     IPNetwork,
@@ -26,109 +25,21 @@ from consentproxy.config.model import (
     SiteConfig,
     StoreConfig,
 )
+from consentproxy.config.reader import ConfigError as ConfigError
+from consentproxy.config.reader import Problem as Problem
+from consentproxy.config.reader import Reader, describe, list_of
 from consentproxy.config.secrets import SECRET_REF_HELP, is_secret_ref
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    file: str
-    key: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.key}: {self.reason}"
-
-
-class ConfigError(Exception):
-    """One or more problems in a configuration; `str()` lists them all."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
                "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _HOST_RE = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$|^\*$")
 _SITE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-class _Reader:
-    """Walks one table, remembering the key path and collecting problems."""
-
-    def __init__(self, file: str, problems: list[Problem], table: dict[str, Any], path: str) -> None:
-        self.file = file
-        self.problems = problems
-        self.table = table
-        self.path = path
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def problem(self, name: str, reason: str) -> None:
-        self.problems.append(Problem(self.file, self.key(name), reason))
-
-    def get(self, name: str, kind: type[T] | tuple[type, ...], default: T) -> T:
-        self.seen.add(name)
-        if name not in self.table:
-            return default
-        value = self.table[name]
-        if isinstance(value, bool) and kind is not bool and (not isinstance(kind, tuple) or bool not in kind):
-            self.problem(name, f"expected {_kind_name(kind)}, got a boolean")
-            return default
-        if not isinstance(value, kind):
-            self.problem(name, f"expected {_kind_name(kind)}, got {_describe(value)}")
-            return default
-        return value  # type: ignore[return-value]
-
-    def converted(self, name: str, default: T, convert: Callable[[Any], T]) -> T:
-        """Read a value and convert it; `convert` raises ValueError with the reason."""
-        self.seen.add(name)
-        if name not in self.table:
-            return default
-        try:
-            return convert(self.table[name])
-        except ValueError as exc:
-            self.problem(name, str(exc))
-            return default
-
-    def sub(self, name: str) -> _Reader | None:
-        table = self.get(name, dict, None)
-        if table is None:
-            return None
-        return _Reader(self.file, self.problems, table, self.key(name))
-
-    def finish(self) -> None:
-        """Report every key that no reader asked for: typos must not pass silently."""
-        known = self.seen
-        for name in self.table:
-            if name not in known:
-                hint = difflib.get_close_matches(name, sorted(known), n=1)
-                suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.problem(name, f"unknown key{suffix}")
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "a table"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"
 
 
 def parse_size(value: Any) -> int:
@@ -144,7 +55,7 @@ def parse_size(value: Any) -> int:
         if match:
             unit = (match.group(2) or "").lower()
             return int(float(match.group(1)) * _SIZE_UNITS[unit])
-    raise ValueError(f"expected a size such as 10485760 or \"10MB\", got {_describe(value)}")
+    raise ValueError(f"expected a size such as 10485760 or \"10MB\", got {describe(value)}")
 
 
 def parse_duration(value: Any) -> float:
@@ -156,7 +67,7 @@ def parse_duration(value: Any) -> float:
     elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or ""]
     else:
-        raise ValueError(f"expected a duration such as 5 or \"500ms\", got {_describe(value)}")
+        raise ValueError(f"expected a duration such as 5 or \"500ms\", got {describe(value)}")
     if seconds <= 0:
         raise ValueError(f"must be greater than zero, got {value!r}")
     return seconds
@@ -165,7 +76,7 @@ def parse_duration(value: Any) -> float:
 def parse_listen(value: Any) -> ListenAddress:
     """`"127.0.0.1:8080"`, `"[::1]:8080"`, `":8080"` (all interfaces)."""
     if not isinstance(value, str):
-        raise ValueError(f"expected \"HOST:PORT\", got {_describe(value)}")
+        raise ValueError(f"expected \"HOST:PORT\", got {describe(value)}")
     host, sep, port_text = value.rpartition(":")
     if not sep or not port_text.isdigit():
         raise ValueError(f"expected \"HOST:PORT\" such as \"127.0.0.1:8080\", got {value!r}")
@@ -185,7 +96,7 @@ def parse_listen(value: Any) -> ListenAddress:
 
 def parse_network(value: Any) -> IPNetwork:
     if not isinstance(value, str):
-        raise ValueError(f"expected an address or network such as \"10.0.0.0/8\", got {_describe(value)}")
+        raise ValueError(f"expected an address or network such as \"10.0.0.0/8\", got {describe(value)}")
     try:
         network = ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -200,7 +111,7 @@ def parse_network(value: Any) -> IPNetwork:
 
 def parse_upstream(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a URL such as \"http://127.0.0.1:8000\", got {_describe(value)}")
+        raise ValueError(f"expected a URL such as \"http://127.0.0.1:8000\", got {describe(value)}")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
@@ -215,7 +126,7 @@ def parse_upstream(value: Any) -> str:
 
 def parse_host_pattern(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a host name such as \"www.example.nl\", got {_describe(value)}")
+        raise ValueError(f"expected a host name such as \"www.example.nl\", got {describe(value)}")
     host = value.strip().lower().rstrip(".")
     if _HOST_RE.match(host):
         return host
@@ -227,32 +138,13 @@ def parse_host_pattern(value: Any) -> str:
         ) from None
 
 
-def _list_of(reader: _Reader, name: str, convert: Callable[[Any], T], default: tuple[T, ...]) -> tuple[T, ...]:
-    reader.seen.add(name)
-    if name not in reader.table:
-        return default
-    raw = reader.table[name]
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list):
-        reader.problem(name, f"expected a list, got {_describe(raw)}")
-        return default
-    out: list[T] = []
-    for index, item in enumerate(raw):
-        try:
-            out.append(convert(item))
-        except ValueError as exc:
-            reader.problem(f"{name}[{index}]", str(exc))
-    return tuple(out)
-
-
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected a whole number of at least 1, got {_describe(value)}")
+        raise ValueError(f"expected a whole number of at least 1, got {describe(value)}")
     return value
 
 
-def _read_limits(reader: _Reader | None) -> Limits:
+def _read_limits(reader: Reader | None) -> Limits:
     base = Limits()
     if reader is None:
         return base
@@ -267,7 +159,7 @@ def _read_limits(reader: _Reader | None) -> Limits:
     return limits
 
 
-def _read_server(reader: _Reader | None, base_dir: Path) -> ServerConfig:
+def _read_server(reader: Reader | None, base_dir: Path) -> ServerConfig:
     base = ServerConfig()
     if reader is None:
         return base
@@ -276,7 +168,7 @@ def _read_server(reader: _Reader | None, base_dir: Path) -> ServerConfig:
     if not data_dir.is_absolute():
         data_dir = base_dir / data_dir
     admin = reader.converted("admin_listen", None, parse_listen)
-    listen = _list_of(reader, "listen", parse_listen, base.listen)
+    listen = list_of(reader, "listen", parse_listen, base.listen)
     if not listen:
         reader.problem("listen", "needs at least one address")
     if admin is not None and any(address.port == admin.port for address in listen):
@@ -286,7 +178,7 @@ def _read_server(reader: _Reader | None, base_dir: Path) -> ServerConfig:
         listen=listen,
         admin_listen=admin,
         workers=reader.converted("workers", base.workers, _positive_int),
-        trusted_proxies=_list_of(reader, "trusted_proxies", parse_network, ()),
+        trusted_proxies=list_of(reader, "trusted_proxies", parse_network, ()),
         data_dir=data_dir,
         access_log=reader.get("access_log", bool, base.access_log),
         graceful_timeout=reader.converted("graceful_timeout", base.graceful_timeout, parse_duration),
@@ -297,7 +189,7 @@ def _read_server(reader: _Reader | None, base_dir: Path) -> ServerConfig:
     return server
 
 
-def _read_secrets(reader: _Reader | None) -> SecretsConfig:
+def _read_secrets(reader: Reader | None) -> SecretsConfig:
     if reader is None:
         return SecretsConfig()
     values: dict[str, str | None] = {}
@@ -311,7 +203,7 @@ def _read_secrets(reader: _Reader | None) -> SecretsConfig:
     return SecretsConfig(**values)
 
 
-def _read_store(reader: _Reader | None) -> StoreConfig:
+def _read_store(reader: Reader | None) -> StoreConfig:
     if reader is None:
         return StoreConfig()
     url = reader.get("url", str, "")
@@ -321,7 +213,7 @@ def _read_store(reader: _Reader | None) -> StoreConfig:
     return StoreConfig(url=url)
 
 
-def _read_upstream_host(reader: _Reader) -> tuple[str, str]:
+def _read_upstream_host(reader: Reader) -> tuple[str, str]:
     value = reader.get("upstream_host", str, "client")
     if value in ("client", "upstream"):
         return value, ""
@@ -332,11 +224,11 @@ def _read_upstream_host(reader: _Reader) -> tuple[str, str]:
         return "client", ""
 
 
-def _read_site(reader: _Reader, name: str) -> SiteConfig | None:
+def _read_site(reader: Reader, name: str) -> SiteConfig | None:
     before = len(reader.problems)
     if not _SITE_NAME_RE.match(name):
         reader.problems.append(Problem(reader.file, reader.path, "site names may use letters, digits, '.', '_', '-'"))
-    hosts = _list_of(reader, "hosts", parse_host_pattern, ())
+    hosts = list_of(reader, "hosts", parse_host_pattern, ())
     if "hosts" not in reader.table:
         reader.problem("hosts", "is required: the Host names this site answers to, e.g. [\"example.nl\"]")
     elif not hosts and len(reader.problems) == before:
@@ -355,6 +247,7 @@ def _read_site(reader: _Reader, name: str) -> SiteConfig | None:
         connect_timeout=reader.converted("connect_timeout", base.connect_timeout, parse_duration),
         read_timeout=reader.converted("read_timeout", base.read_timeout, parse_duration),
         max_body_bytes=reader.converted("max_body_bytes", base.max_body_bytes, parse_size),
+        consent=read_consent(reader),
     )
     reader.finish()
     return site if len(reader.problems) == before else None
@@ -363,7 +256,7 @@ def _read_site(reader: _Reader, name: str) -> SiteConfig | None:
 def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
     """Validate a parsed TOML document; raises ConfigError listing every problem."""
     problems: list[Problem] = []
-    root = _Reader(file, problems, data, "")
+    root = Reader(file, problems, data, "")
     server = _read_server(root.sub("server"), base_dir)
     secrets = _read_secrets(root.sub("secrets"))
     store = _read_store(root.sub("store"))
@@ -375,9 +268,9 @@ def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
         for name, table in sites_reader.table.items():
             sites_reader.seen.add(name)
             if not isinstance(table, dict):
-                sites_reader.problem(name, f"expected a table [sites.{name}], got {_describe(table)}")
+                sites_reader.problem(name, f"expected a table [sites.{name}], got {describe(table)}")
                 continue
-            site = _read_site(_Reader(file, problems, table, f"sites.{name}"), name)
+            site = _read_site(Reader(file, problems, table, f"sites.{name}"), name)
             if site is not None:
                 sites.append(site)
     _check_host_clashes(file, sites, problems)

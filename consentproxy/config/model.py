@@ -64,6 +64,60 @@ class StoreConfig:
 
 UpstreamHostMode = Literal["client", "upstream", "fixed"]
 
+#: The consent categories, in the order banners show them. `necessary` is always on.
+CATEGORY_IDS: tuple[str, ...] = ("necessary", "preferences", "statistics", "marketing")
+LANGUAGES: tuple[str, ...] = ("nl", "en", "de", "fr")
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryConfig:
+    id: str
+    #: language code → text; every bundled language is present after loading
+    label: dict[str, str]
+    description: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CookieDeclaration:
+    """A site's own statement about a cookie: exactly one of name, prefix or pattern is set."""
+
+    category: str
+    name: str = ""
+    prefix: str = ""
+    pattern: str = ""
+    purpose: str = ""
+    lifetime: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """A third party a site uses: its cookies (names, `prefix*`), scripts and iframes (URL parts)."""
+
+    name: str
+    category: str
+    provider: str = ""
+    privacy_url: str = ""
+    cookies: tuple[str, ...] = ()
+    scripts: tuple[str, ...] = ()
+    iframes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentConfig:
+    categories: tuple[CategoryConfig, ...] = ()
+    services: tuple[ServiceConfig, ...] = ()
+    cookies: tuple[CookieDeclaration, ...] = ()
+    #: raising it asks every visitor again
+    revision: int = 1
+    #: how long a decision (given or refused) is remembered
+    validity_days: int = 365
+    #: statistics runs only anonymised through the proxy, so needs no consent (analytics feature)
+    statistics_exempt: bool = False
+    unknown_cookies: Literal["block", "allow"] = "block"
+    cookie_name: str = "cp_consent"
+    default_language: str = "nl"
+
 
 @dataclass(frozen=True, slots=True)
 class SiteConfig:
@@ -75,6 +129,7 @@ class SiteConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     max_body_bytes: int = 100 * 1024 * 1024
+    consent: ConsentConfig = field(default_factory=ConsentConfig)
 
 
 @dataclass(frozen=True, slots=True)

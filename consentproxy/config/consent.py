@@ -1,0 +1,206 @@
+"""Reading a site's consent settings: `[sites.NAME.consent]`, `[[sites.NAME.cookies]]`, `[[sites.NAME.services]]`.
+
+Everything has a default, so a site without any of these tables gets the four
+standard categories with bundled texts in Dutch, English, German and French.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from consentproxy.config.model import (
+    CATEGORY_IDS,
+    LANGUAGES,
+    CategoryConfig,
+    ConsentConfig,
+    CookieDeclaration,
+    ServiceConfig,
+)
+from consentproxy.config.reader import Reader, describe, list_of
+from consentproxy.consent.texts import DEFAULT_DESCRIPTIONS, DEFAULT_LABELS
+
+_COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_MAX_TEXT = 2000
+
+
+def default_categories() -> tuple[CategoryConfig, ...]:
+    return tuple(CategoryConfig(c, dict(DEFAULT_LABELS[c]), dict(DEFAULT_DESCRIPTIONS[c])) for c in CATEGORY_IDS)
+
+
+def _category(value: Any) -> str:
+    if value not in CATEGORY_IDS:
+        raise ValueError(f"must be one of {', '.join(CATEGORY_IDS)}, got {describe(value)}")
+    return str(value)
+
+
+def _texts(reader: Reader, name: str, defaults: dict[str, str]) -> dict[str, str]:
+    """`label = "…"` (every language) or `label = { nl = "…", en = "…" }`."""
+    reader.seen.add(name)
+    raw = reader.table.get(name)
+    if raw is None:
+        return dict(defaults)
+    if isinstance(raw, str):
+        raw = {language: raw for language in LANGUAGES}
+    if not isinstance(raw, dict):
+        reader.problem(name, f"expected a string or a table of languages, got {describe(raw)}")
+        return dict(defaults)
+    texts = dict(defaults)
+    for language, text in raw.items():
+        if language not in LANGUAGES:
+            reader.problem(f"{name}.{language}", f"unknown language; use one of {', '.join(LANGUAGES)}")
+        elif not isinstance(text, str) or not text.strip() or len(text) > _MAX_TEXT:
+            reader.problem(f"{name}.{language}", f"expected a text of 1 to {_MAX_TEXT} characters")
+        else:
+            texts[language] = text.strip()
+    return texts
+
+
+def _read_categories(reader: Reader | None) -> tuple[CategoryConfig, ...]:
+    if reader is None:
+        return default_categories()
+    out = []
+    for category in default_categories():
+        sub = reader.sub(category.id)
+        if sub is None:
+            out.append(category)
+            continue
+        out.append(CategoryConfig(category.id, _texts(sub, "label", category.label),
+                                  _texts(sub, "description", category.description)))
+        sub.finish()
+    reader.finish()
+    return tuple(out)
+
+
+def _read_declaration(reader: Reader) -> CookieDeclaration | None:
+    before = len(reader.problems)
+    name = reader.get("name", str, "")
+    prefix = reader.get("prefix", str, "")
+    pattern = reader.get("pattern", str, "")
+    if sum(bool(x) for x in (name, prefix, pattern)) != 1:
+        reader.problem("name", "give exactly one of name, prefix or pattern")
+    for key, value in (("name", name), ("prefix", prefix)):
+        if value and not _COOKIE_NAME_RE.match(value):
+            reader.problem(key, f"{value!r} is not a valid cookie name")
+    if pattern:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            reader.problem("pattern", f"not a valid regular expression: {exc}")
+    if "category" not in reader.table:
+        reader.problem("category", f"is required: one of {', '.join(CATEGORY_IDS)}")
+    declaration = CookieDeclaration(
+        category=reader.converted("category", "necessary", _category),
+        name=name, prefix=prefix, pattern=pattern,
+        purpose=reader.get("purpose", str, ""), lifetime=reader.get("lifetime", str, ""),
+        provider=reader.get("provider", str, ""),
+    )
+    reader.finish()
+    return declaration if len(reader.problems) == before else None
+
+
+def _service_cookie(value: Any) -> str:
+    if not isinstance(value, str) or not _COOKIE_NAME_RE.match(value.rstrip("*")) or "*" in value.rstrip("*"):
+        raise ValueError(f"expected a cookie name, or a prefix ending in '*', got {describe(value)}")
+    return value
+
+
+def _url_part(value: Any) -> str:
+    if not isinstance(value, str) or len(value.strip()) < 4:
+        raise ValueError(f"expected a URL or URL part of at least 4 characters, got {describe(value)}")
+    return value.strip()
+
+
+def _privacy_url(value: Any) -> str:
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError(f"expected an http(s) URL, got {describe(value)}")
+    return value
+
+
+def _read_service(reader: Reader) -> ServiceConfig | None:
+    before = len(reader.problems)
+    name = reader.get("name", str, "")
+    if not name.strip():
+        reader.problem("name", "is required")
+    if "category" not in reader.table:
+        reader.problem("category", f"is required: one of {', '.join(CATEGORY_IDS)}")
+    service = ServiceConfig(
+        name=name.strip(),
+        category=reader.converted("category", "necessary", _category),
+        provider=reader.get("provider", str, ""),
+        privacy_url=reader.converted("privacy_url", "", _privacy_url),
+        cookies=list_of(reader, "cookies", _service_cookie, ()),
+        scripts=list_of(reader, "scripts", _url_part, ()),
+        iframes=list_of(reader, "iframes", _url_part, ()),
+    )
+    reader.finish()
+    return service if len(reader.problems) == before else None
+
+
+def _array_of_tables(site: Reader, key: str) -> list[Reader]:
+    site.seen.add(key)
+    raw = site.table.get(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        site.problem(key, f"expected [[{site.path}.{key}]] tables, got {describe(raw)}")
+        return []
+    return [Reader(site.file, site.problems, item, f"{site.path}.{key}[{i}]") for i, item in enumerate(raw)]
+
+
+def _unknown_policy(value: Any) -> str:
+    if value not in ("block", "allow"):
+        raise ValueError(f"must be \"block\" or \"allow\", got {describe(value)}")
+    return str(value)
+
+
+def _language(value: Any) -> str:
+    if value not in LANGUAGES:
+        raise ValueError(f"must be one of {', '.join(LANGUAGES)}, got {describe(value)}")
+    return str(value)
+
+
+def _cookie_name(value: Any) -> str:
+    if not isinstance(value, str) or not _COOKIE_NAME_RE.match(value):
+        raise ValueError(f"expected a cookie name, got {describe(value)}")
+    return value
+
+
+def _validity_days(value: Any) -> int:
+    from consentproxy.config.loader import parse_duration
+
+    days = round(parse_duration(value) / 86400) if isinstance(value, str) else value
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 400:
+        raise ValueError(f"expected 1 to 400 days (a number of days, or \"13m\"-style text such as \"180d\"), "
+                         f"got {describe(value)}")
+    return days
+
+
+def read_consent(site: Reader) -> ConsentConfig:
+    """The consent settings of one site (its reader is `sites.NAME`)."""
+    declarations = [d for r in _array_of_tables(site, "cookies") if (d := _read_declaration(r)) is not None]
+    services = [s for r in _array_of_tables(site, "services") if (s := _read_service(r)) is not None]
+    base = ConsentConfig()
+    reader = site.sub("consent")
+    if reader is None:
+        return ConsentConfig(categories=default_categories(), services=tuple(services), cookies=tuple(declarations))
+    config = ConsentConfig(
+        categories=_read_categories(reader.sub("categories")),
+        services=tuple(services),
+        cookies=tuple(declarations),
+        revision=reader.converted("revision", base.revision, _positive),
+        validity_days=reader.converted("validity", base.validity_days, _validity_days),
+        statistics_exempt=reader.get("statistics_exempt", bool, base.statistics_exempt),
+        unknown_cookies=reader.converted("unknown_cookies", base.unknown_cookies, _unknown_policy),  # type: ignore[arg-type]
+        cookie_name=reader.converted("cookie_name", base.cookie_name, _cookie_name),
+        default_language=reader.converted("default_language", base.default_language, _language),
+    )
+    reader.finish()
+    return config
+
+
+def _positive(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {describe(value)}")
+    return value

@@ -1,0 +1,1 @@
+"""Cookies at the HTTP layer: parsing, classification, enforcement, inventory."""
