@@ -11,7 +11,7 @@ from consentproxy.config.loader import ConfigError, load_config
 from consentproxy.config.model import Config
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
-from consentproxy.runtime import check_secrets
+from consentproxy.runtime import check_secrets, with_default_keys
 
 
 def _load_checked(path: str) -> Config:
@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if args.config:
         try:
-            config = _load_checked(args.config)
+            config = with_default_keys(_load_checked(args.config))
         except ConfigError as exc:
             print(f"configuration error:\n{exc}", file=sys.stderr)
             return 2
@@ -60,6 +60,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.config}: OK — {len(config.sites)} site(s): " + ", ".join(
         f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in config.sites))
+    if config.secrets.consent_keys is None:
+        print(f"note: no [secrets] consent_keys; `serve` will use keys in {config.server.data_dir / 'secrets'}")
     return 0
 
 

@@ -6,13 +6,20 @@ one they started with, so a reload never changes a request half-way.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 
-from consentproxy.config.loader import Problem
+from consentproxy.config.loader import ConfigError, Problem
 from consentproxy.config.model import Config
-from consentproxy.config.secrets import SecretError, parse_consent_keys, read_secret
+from consentproxy.config.secrets import SecretError, SigningKey, generate_keys, parse_consent_keys, read_secret
+from consentproxy.consent.state import ConsentCodec
+from consentproxy.cookies.enforcement import CookieEnforcement
+from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.proxy.forwarded import TrustedProxies
 from consentproxy.proxy.sites import Site, SiteRouter
+
+logger = logging.getLogger("consentproxy.server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +30,10 @@ class Runtime:
     admin_port: int | None
 
     @classmethod
-    def build(cls, config: Config) -> Runtime:
-        sites = [Site.build(site) for site in config.sites]
+    def build(cls, config: Config, inventory: CookieInventory) -> Runtime:
+        """Raises ConfigError when a secret cannot be read."""
+        codec = ConsentCodec(consent_keys(config))
+        sites = [Site.build(site, (CookieEnforcement(site, codec, inventory),)) for site in config.sites]
         admin = config.server.admin_listen
         return cls(
             config=config,
@@ -36,7 +45,7 @@ class Runtime:
 
 def check_secrets(config: Config) -> list[Problem]:
     """Resolve every configured secret now, so a bad reference fails at start, not at first use."""
-    file = str(config.source) if config.source else "(command line)"
+    file = _file(config)
     problems: list[Problem] = []
     refs = {"consent_keys": config.secrets.consent_keys, "admin_token": config.secrets.admin_token,
             "export_key": config.secrets.export_key}
@@ -50,3 +59,37 @@ def check_secrets(config: Config) -> list[Problem]:
         except SecretError as exc:
             problems.append(Problem(file, f"secrets.{name}", str(exc)))
     return problems
+
+
+def consent_keys(config: Config) -> tuple[SigningKey, ...]:
+    ref = config.secrets.consent_keys
+    if ref is None:
+        raise ConfigError([Problem(_file(config), "secrets.consent_keys", "is not set")])
+    try:
+        return parse_consent_keys(read_secret(ref), ref)
+    except SecretError as exc:
+        raise ConfigError([Problem(_file(config), "secrets.consent_keys", str(exc))]) from None
+
+
+def with_default_keys(config: Config) -> Config:
+    """A configuration without `[secrets] consent_keys` gets keys generated in its data directory.
+
+    Done once in the main process, before any worker starts, so all workers sign alike.
+    """
+    if config.secrets.consent_keys is not None:
+        return config
+    directory = config.server.data_dir / "secrets"
+    generated = generate_keys(directory)
+    logger.warning("no [secrets] consent_keys configured: using the keys in %s; instances behind one "
+                   "load balancer must share one key file", directory)
+    secrets = dataclasses.replace(
+        config.secrets,
+        consent_keys=f"file:{generated['consent_keys']}",
+        admin_token=config.secrets.admin_token or f"file:{generated['admin_token']}",
+        export_key=config.secrets.export_key or f"file:{generated['export_key']}",
+    )
+    return dataclasses.replace(config, secrets=secrets)
+
+
+def _file(config: Config) -> str:
+    return str(config.source) if config.source else "(command line)"

@@ -202,10 +202,14 @@ class Proxy:
         return int(self.process.returncode)
 
 
-def site_toml(name: str, upstream: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), **extra: Any) -> str:
+def site_toml(name: str, upstream: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+              necessary: tuple[str, ...] = (), **extra: Any) -> str:
+    """A [sites.NAME] table; `necessary` declares cookie names as necessary."""
     lines = [f"[sites.{name}]", f"hosts = {list(hosts)!r}".replace("'", '"'), f'upstream = "{upstream}"']
     for key, value in extra.items():
         lines.append(f"{key} = {_toml_value(value)}")
+    for cookie in necessary:
+        lines += [f"[[sites.{name}.cookies]]", f'name = "{cookie}"', 'category = "necessary"']
     return "\n".join(lines) + "\n"
 
 

@@ -26,7 +26,7 @@ def get_json(url: str, **kwargs: Any) -> dict[str, Any]:
 @pytest.fixture
 def proxy(start_proxy: Any, upstream: Upstream) -> Proxy:
     result: Proxy = start_proxy(site_toml("main", upstream.url, read_timeout=2, connect_timeout=1,
-                                          max_body_bytes="1MB"))
+                                          max_body_bytes="1MB", necessary=("a",)))
     return result
 
 

@@ -81,10 +81,13 @@ def _b64(data: bytes) -> str:
 
 
 def _write_private(path: Path, text: str, overwrite: bool) -> bool:
-    if path.exists() and not overwrite:
-        return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_EXCL: two processes starting at once never both write (and disagree on) a key.
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        return False
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.chmod(path, 0o600)

@@ -94,7 +94,7 @@ def parse_set_cookie(header: bytes) -> SetCookie | None:
         elif attribute == b"path":
             path = text if text.startswith("/") else ""
         elif attribute == b"max-age":
-            if text[:1] == "-" and text[1:].isdigit() or text.isdigit():
+            if (text[:1] == "-" and text[1:].isdigit()) or text.isdigit():
                 max_age = int(text)
         elif attribute == b"expires":
             expires = _http_date(text)

@@ -35,7 +35,29 @@ DROPPED_HEADERS = Counter(
     "consentproxy_dropped_response_headers", "Upstream response headers dropped as unsafe", ["site"]
 )
 
+COOKIES_BLOCKED = Counter(
+    "consentproxy_cookies_blocked", "Cookies removed by consent, by site, category and direction (request, response)",
+    ["site", "category", "direction"],
+)
+MALFORMED_SET_COOKIES = Counter(
+    "consentproxy_malformed_set_cookies", "Upstream Set-Cookie headers dropped as malformed", ["site"]
+)
+CONSENT_STATES = Counter(
+    "consentproxy_requests_by_consent", "Requests by the visitor's consent state (none, partial, all, gpc)",
+    ["site", "state"],
+)
+
 _request_children: dict[tuple[str, int], Counter] = {}
+_children: dict[tuple[int, tuple[str, ...]], Counter] = {}
+
+
+def inc(metric: Counter, *labels: str) -> None:
+    """`metric.labels(*labels).inc()` with the child cached: labels() takes a lock and hashes."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    child.inc()
 
 
 def count_request(site: str, status: int) -> None:

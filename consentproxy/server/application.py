@@ -20,9 +20,10 @@ from typing import Any
 from consentproxy.admin.app import build_admin_app
 from consentproxy.config.loader import ConfigError, load_config
 from consentproxy.config.model import Config
+from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.proxy.app import ProxyApp
 from consentproxy.proxy.upstream import create_session
-from consentproxy.runtime import Runtime, check_secrets
+from consentproxy.runtime import Runtime, check_secrets, with_default_keys
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -31,14 +32,18 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+INVENTORY_FLUSH_SECONDS = 10.0
+
 # Changing these needs a restart: they shape sockets and processes, not requests.
 _RESTART_ONLY = ("listen", "admin_listen", "workers", "limits", "upstream_connections")
 
 
 class Application:
     def __init__(self, config: Config) -> None:
-        self.runtime = Runtime.build(config)
+        self.inventory = CookieInventory(config.server.data_dir)
+        self.runtime = Runtime.build(config, self.inventory)
         self.proxy: ProxyApp | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.ready = False
         self.admin = build_admin_app(lambda: self.ready, self._describe)
 
@@ -77,14 +82,33 @@ class Application:
                 # their pauses (and so the latency tail) short.
                 gc.collect()
                 gc.freeze()
+                self._flusher = asyncio.ensure_future(self._flush_periodically())
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
+                if self._flusher is not None:
+                    self._flusher.cancel()
+                self._flush_inventory_now()
                 if self.proxy is not None:
                     await self.proxy.session.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(INVENTORY_FLUSH_SECONDS)
+            pending = self.inventory.take_pending()
+            try:
+                await asyncio.to_thread(self.inventory.write, pending)
+            except OSError as exc:
+                logger.error("cannot write the cookie inventory %s: %s", self.inventory.path, exc)
+
+    def _flush_inventory_now(self) -> None:
+        try:
+            self.inventory.flush()
+        except OSError as exc:
+            logger.error("cannot write the cookie inventory %s: %s", self.inventory.path, exc)
 
     def reload(self) -> bool:
         """Re-read the configuration file; True if the new one is in force."""
@@ -93,10 +117,11 @@ class Application:
             logger.warning("SIGHUP ignored: this proxy was started without a configuration file")
             return False
         try:
-            config = load_config(path)
+            config = with_default_keys(load_config(path))
             problems = check_secrets(config)
             if problems:
                 raise ConfigError(problems)
+            runtime = Runtime.build(config, self.inventory)
         except ConfigError as exc:
             logger.error("configuration reload refused, keeping the running one:\n%s", exc)
             return False
@@ -104,7 +129,6 @@ class Application:
         for name in _RESTART_ONLY:
             if getattr(old, name) != getattr(config.server, name):
                 logger.warning("reload: server.%s changed; it takes effect only after a restart", name)
-        runtime = Runtime.build(config)
         if runtime.admin_port != self.runtime.admin_port:
             runtime = dataclasses.replace(runtime, admin_port=self.runtime.admin_port)
         self.runtime = runtime
