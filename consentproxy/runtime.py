@@ -7,9 +7,11 @@ one they started with, so a reload never changes a request half-way.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass
 
+from consentproxy.admin.app import AdminContext
 from consentproxy.config.loader import ConfigError, Problem
 from consentproxy.config.model import Config
 from consentproxy.config.secrets import SecretError, SigningKey, generate_keys, parse_consent_keys, read_secret
@@ -28,6 +30,7 @@ class Runtime:
     router: SiteRouter
     trusted: TrustedProxies
     admin_port: int | None
+    admin: AdminContext
 
     @classmethod
     def build(cls, config: Config, inventory: CookieInventory) -> Runtime:
@@ -40,6 +43,7 @@ class Runtime:
             router=SiteRouter(sites),
             trusted=TrustedProxies(config.server.trusted_proxies),
             admin_port=admin.port if admin else None,
+            admin=AdminContext(config.server.data_dir, _token_digest(config)),
         )
 
 
@@ -89,6 +93,16 @@ def with_default_keys(config: Config) -> Config:
         export_key=config.secrets.export_key or f"file:{generated['export_key']}",
     )
     return dataclasses.replace(config, secrets=secrets)
+
+
+def _token_digest(config: Config) -> bytes | None:
+    ref = config.secrets.admin_token
+    if ref is None:
+        return None
+    try:
+        return hashlib.sha256(read_secret(ref).encode()).digest()
+    except SecretError as exc:
+        raise ConfigError([Problem(_file(config), "secrets.admin_token", str(exc))]) from None
 
 
 def _file(config: Config) -> str:

@@ -97,9 +97,10 @@ class ConsentCodec:
         if key is None:
             return None
         try:
-            signature = _unb64(parts[3])
             expected = hmac.new(key, value[: value.rindex(".")].encode("ascii"), hashlib.sha256).digest()
-            if not hmac.compare_digest(signature, expected):
+            # Compare the text, not the decoded bytes: base64 has several spellings of the same
+            # bytes (the unused low bits of the last character), and only ours is genuine.
+            if not hmac.compare_digest(parts[3].encode("ascii"), _b64(expected).encode("ascii")):
                 return None
             data = orjson.loads(_unb64(parts[2]))
             return ConsentState(

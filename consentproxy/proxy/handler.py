@@ -290,7 +290,10 @@ async def _iter_body(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 
 
 async def _send_reply(send: Send, reply: Reply) -> int:
-    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    headers = reply.headers
+    if not any(name == b"content-length" for name, _ in headers):
+        headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body, "more_body": False})
     return reply.status
 

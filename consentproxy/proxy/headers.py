@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import re
 
+from consentproxy.observability import metrics
+
 logger = logging.getLogger("consentproxy.proxy")
 
 HOP_BY_HOP: frozenset[bytes] = frozenset({
@@ -82,10 +84,14 @@ def filter_response_headers(
             continue
         if _BAD_NAME.search(name) or not name:
             logger.warning("site %s: dropped upstream response header with an invalid name %r", site, raw_name[:64])
+            metrics.inc(metrics.DROPPED_HEADERS, site)
             continue
         if _BAD_VALUE.search(value):
             logger.warning("site %s: dropped upstream response header %s with control characters",
                            site, name.decode("latin-1"))
+            metrics.inc(metrics.DROPPED_HEADERS, site)
+            if name == b"set-cookie":
+                metrics.inc(metrics.MALFORMED_SET_COOKIES, site)
             continue
         out.append((name, value))
     if named:

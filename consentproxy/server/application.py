@@ -45,7 +45,7 @@ class Application:
         self.proxy: ProxyApp | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.ready = False
-        self.admin = build_admin_app(lambda: self.ready, self._describe)
+        self.admin = build_admin_app(lambda: self.ready, self._describe, lambda: self.runtime.admin)
 
     def _describe(self) -> dict[str, object]:
         return {"pid": os.getpid(), "sites": [site.name for site in self.runtime.router.sites]}
