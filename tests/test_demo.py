@@ -188,7 +188,7 @@ def test_home_page_is_dutch_with_the_usual_trackers(demo: Demo) -> None:
 
 
 def test_every_page_sets_the_four_cookies(demo: Demo) -> None:
-    cookies = fetch(demo.port, "/").cookies()
+    cookies = fetch(demo.upstream_port(), "/").cookies()  # the site itself, without the proxy
     assert set(cookies) == DEMO_COOKIES
 
     session = cookies["kade_session"]["kade_session"]
@@ -210,8 +210,16 @@ def test_every_page_sets_the_four_cookies(demo: Demo) -> None:
 
 
 def test_cookies_the_browser_already_has_are_not_set_again(demo: Demo) -> None:
-    reply = fetch(demo.port, "/diensten", headers={"Cookie": "kade_session=s; _ga=GA1.1.1.2; kade_ab_variant=a"})
+    reply = fetch(demo.upstream_port(), "/diensten",
+                  headers={"Cookie": "kade_session=s; _ga=GA1.1.1.2; kade_ab_variant=a"})
     assert set(reply.cookies()) == {"_gcl_au"}
+
+
+def test_through_the_proxy_only_the_necessary_cookie_is_set(demo: Demo) -> None:
+    reply = fetch(demo.port, "/")
+    assert set(reply.cookies()) == {"kade_session"}
+    assert "Cookie" in (reply.headers.get("Vary") or "")
+    assert "private" in (reply.headers.get("Cache-Control") or "")
 
 
 def test_tracker_urls_use_the_host_name_the_visitor_used(demo: Demo) -> None:
@@ -234,7 +242,7 @@ def test_pages_in_both_languages(demo: Demo, path: str, lang: str, phrase: str) 
     assert reply.status == 200
     assert f'<html lang="{lang}">' in reply.text
     assert phrase in reply.text
-    assert set(reply.cookies()) == DEMO_COOKIES
+    assert set(reply.cookies()) == {"kade_session"}  # the proxy holds back the rest until consent
 
 
 @pytest.mark.parametrize(("path", "promises"), [
@@ -377,6 +385,27 @@ def test_written_configuration_passes_check_config(demo: Demo) -> None:
 
 
 # --- starting and stopping ------------------------------------------------------------------------
+
+
+def test_inventory_lists_every_cookie_the_demo_sets_unknown_first(tmp_path: Path) -> None:
+    demo = start_demo(tmp_path)
+    try:
+        for path in ("/", "/diensten", "/en/", "/privacy"):
+            assert fetch(demo.port, path).status == 200
+    finally:
+        assert stop_demo(demo) == 0  # the inventory is written at shutdown
+    result = subprocess.run([sys.executable, "-m", "consentproxy", "inventory", "-c",
+                             str(demo.data_dir / "consentproxy.toml"), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    entries = json.loads(result.stdout)
+    assert {e["name"] for e in entries} == DEMO_COOKIES
+    assert entries[0]["name"] == "kade_ab_variant" and entries[0]["source"] == "unknown"
+    by_name = {e["name"]: e for e in entries}
+    assert by_name["kade_session"]["source"] == "declared" and by_name["kade_session"]["blocked"] == 0
+    assert by_name["_gcl_au"]["category"] == "marketing" and by_name["_gcl_au"]["httponly"]
+    # four page views and start_demo's readiness probe, each blocked for want of consent
+    assert by_name["_ga"]["category"] == "statistics" and by_name["_ga"]["blocked"] == 5
 
 
 def test_sigterm_stops_the_demo_and_its_site(tmp_path: Path) -> None:

@@ -57,5 +57,23 @@ data_dir = {_toml_string(str(data_dir))}
 # receive is logged to tracker-hits.ndjson in the data directory.
 hosts = ["*"]
 upstream = {_toml_string(upstream)}
+
+[sites.demo.consent]
+# Raise the revision when the cookie statement changes: everyone is asked again.
+revision = 1
+# How long a choice (given or refused) is remembered.
+validity = "365d"
+# Cookies nobody declared and no list knows are blocked until declared.
+unknown_cookies = "block"
+
+# The site's own declarations come first; everything else is classified by
+# consentproxy's catalogue and the Open Cookie Database. `consentproxy
+# inventory -c {config_path}` lists what the site really sets.
+[[sites.demo.cookies]]
+name = "kade_session"
+category = "necessary"
+purpose = "Keeps the contact form's session."
+lifetime = "session"
+provider = "Kade IT-diensten"
 """
 
