@@ -448,10 +448,12 @@ def proxy_server_body(location_extra: str = "", name: str = "backend") -> str:
 
 
 def start_static_nginx(nginx: str, workdir: Path, root: Path, port: int | None = None,
-                       cpus: frozenset[int] | None = None) -> tuple[Nginx, int]:
-    """Start nginx serving `root`; returns the server and its port (not yet known to answer)."""
+                       cpus: frozenset[int] | None = None, server_extra: str = "") -> tuple[Nginx, int]:
+    """Start nginx serving `root` (plus `server_extra` directives, e.g. more locations); returns the
+    server and its port (not yet known to answer)."""
     port = port or free_port()
-    server = Nginx("upstream-nginx", nginx, workdir, nginx_conf(workdir, port, static_server_body(root)), cpus)
+    body = static_server_body(root) + server_extra
+    server = Nginx("upstream-nginx", nginx, workdir, nginx_conf(workdir, port, body), cpus)
     server.start()
     return server, port
 
@@ -577,10 +579,12 @@ def parse_wrk(output: str) -> WrkResult:
 
 def run_wrk(wrk: str, url: str, connections: int, duration: float, threads: int = 1,
             cpus: frozenset[int] | None = None, script: Path | None = None,
-            env: dict[str, str] | None = None) -> WrkResult:
-    """`wrk -t<threads> -c<connections> -d<duration>s --latency [-s script] URL`, bounded in time."""
+            env: dict[str, str] | None = None, headers: Sequence[str] = ()) -> WrkResult:
+    """`wrk -t<threads> -c<connections> -d<duration>s --latency [-H header] [-s script] URL`, bounded in time."""
     seconds = max(1, round(duration))
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        argv += ["-H", header]
     argv += ["-s", str(script), url] if script else [url]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False,
@@ -653,6 +657,7 @@ class Settings:
     latency_connections: int = 16
     tools: dict[str, str] = field(default_factory=dict)
     pinning: Pinning = field(default_factory=Pinning)
+    wrk_headers: tuple[str, ...] = ()  # request headers for the saturation runs (e.g. a Cookie header)
 
 
 @dataclass
@@ -719,7 +724,8 @@ def saturate(target: Target, url: str, settings: Settings) -> Saturation:
     accepts0 = nginx_accepted_connections(target.upstream_url) if target.upstream_url else 0
     machine0, wrk0 = system_cpu_ticks(), _children_cpu_seconds()
     cpu0, up0 = cpu_seconds(pids), cpu_seconds(upstream_pids)
-    sat = run_wrk(settings.tools["wrk"], url, settings.connections, settings.duration, cpus=settings.pinning.load)
+    sat = run_wrk(settings.tools["wrk"], url, settings.connections, settings.duration, cpus=settings.pinning.load,
+                  headers=settings.wrk_headers)
     cpu1, up1 = cpu_seconds(pids), cpu_seconds(upstream_pids)
     machine1, wrk1 = system_cpu_ticks(), _children_cpu_seconds()
     if sat.requests <= 0:
@@ -769,7 +775,8 @@ def measure(target: Target, file_key: str, path: str, settings: Settings, log: b
             print(f"  {target.name:<13} {file_key:<5} {text}", file=sys.stderr, flush=True)
 
     say(f"warm-up {settings.warmup:.0f}s")
-    run_wrk(settings.tools["wrk"], url, settings.connections, settings.warmup, cpus=settings.pinning.load)
+    run_wrk(settings.tools["wrk"], url, settings.connections, settings.warmup, cpus=settings.pinning.load,
+            headers=settings.wrk_headers)
 
     sat = saturate(target, url, settings)
     opened = sat.upstream_connections_opened

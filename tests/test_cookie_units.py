@@ -54,10 +54,11 @@ def test_set_cookie_name(header: bytes, name: bytes | None) -> None:
 
 
 def test_set_cookie_attributes() -> None:
-    cookie = parse_set_cookie(b"_ga=GA1.1.1.2; Domain=.Kade-IT.nl; Path=/shop; Max-Age=3600; Secure; "
+    parsed = parse_set_cookie(b"_ga=GA1.1.1.2; Domain=.Kade-IT.nl; Path=/shop; Max-Age=3600; Secure; "
                               b"HttpOnly; SameSite=lax")
-    assert cookie is not None
-    assert (cookie.name, cookie.domain, cookie.path, cookie.max_age) == ("_ga", "kade-it.nl", "/shop", 3600)
+    assert parsed is not None
+    name, cookie = parsed
+    assert (name, cookie.domain, cookie.path, cookie.max_age) == (b"_ga", "kade-it.nl", "/shop", 3600)
     assert cookie.secure and cookie.httponly and cookie.samesite == "Lax" and not cookie.session
     assert is_malformed(b"bad=a\x01b") and is_malformed(b"novalue") and is_malformed(b"=x")
     assert not is_malformed(b"ok=1; Path=/")
@@ -182,13 +183,13 @@ def test_classification_order_and_short_wildcards() -> None:
 
 
 def test_expiry_variants() -> None:
-    assert domain_variants("www.shop.kade-it.nl") == [None, "www.shop.kade-it.nl", "shop.kade-it.nl", "kade-it.nl"]
-    assert domain_variants("127.0.0.1") == [None]
-    headers = expiring_set_cookies(b"_ga", "www.kade-it.nl", {"/shop"}, secure=True)
+    assert domain_variants("www.shop.kade-it.nl") == (None, "www.shop.kade-it.nl", "shop.kade-it.nl", "kade-it.nl")
+    assert domain_variants("127.0.0.1") == (None,)
+    headers = expiring_set_cookies(b"_ga", "www.kade-it.nl", frozenset({"/shop"}), secure=True)
     assert b"_ga=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Domain=kade-it.nl; Secure" in headers
     assert len(headers) == 6
-    assert expiring_set_cookies(b"__Host-x", "a.b", (), False) == [
-        b"__Host-x=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Secure"]
+    assert expiring_set_cookies(b"__Host-x", "a.b", frozenset(), False) == (
+        b"__Host-x=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Secure",)
 
 
 def test_mark_private() -> None:

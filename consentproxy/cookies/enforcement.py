@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import NamedTuple
 
 import orjson
 
@@ -23,7 +24,7 @@ from consentproxy.consent.decision import Decision, decide
 from consentproxy.consent.state import ConsentCodec
 from consentproxy.cookies.classify import CookieClassifier
 from consentproxy.cookies.expiry import expiring_set_cookies
-from consentproxy.cookies.header import cookie_pieces, is_malformed, join_pieces, parse_set_cookie, piece_name
+from consentproxy.cookies.header import join_pieces, parse_set_cookie
 from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.observability import metrics
 from consentproxy.proxy.pipeline import Exchange, Reply, Step
@@ -36,6 +37,11 @@ _STALE = "cookies.stale"  # names the browser sent that are not allowed: they ge
 GPC_PATH = b"/.well-known/gpc.json"
 
 
+class _Plan(NamedTuple):
+    keep: tuple[bool, ...] | None  # None: keep every piece
+    stale: tuple[bytes, ...]  # names that are not allowed: they get expiries
+
+
 class CookieEnforcement(Step):
     def __init__(self, site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory) -> None:
         self.site = site.name
@@ -45,16 +51,26 @@ class CookieEnforcement(Step):
         self.classifier = CookieClassifier(site.consent)
         self.inventory = inventory
         self.allow_unknown = site.consent.unknown_cookies == "allow"
+        self._categories: dict[bytes, str] = {}
+        self._plans: dict[tuple[tuple[bytes, ...], frozenset[str]], _Plan] = {}
+        self._expiry_rows: dict[tuple[tuple[bytes, ...], bytes, bool, int], list[tuple[bytes, bytes]]] = {}
         self._gpc_reply = Reply(200, [
             (b"content-type", b"application/json"), (b"cache-control", b"public, max-age=86400"),
             (b"access-control-allow-origin", b"*"),
         ], orjson.dumps({"gpc": True, "lastUpdate": dt.date.today().isoformat()}))
 
-    def allowed(self, name: str, decision: Decision) -> bool:
-        category = self.classifier.classify(name).category
-        if category == "unknown":
-            return self.allow_unknown
-        return decision.allows(category)
+    def category(self, name: bytes) -> str:
+        """The category of a cookie name as raw bytes (cached: names repeat on every request)."""
+        category = self._categories.get(name)
+        if category is None:
+            category = self.classifier.classify(name.decode("latin-1")).category
+            if len(self._categories) >= 10_000:
+                self._categories.clear()
+            self._categories[name] = category
+        return category
+
+    def allowed(self, category: str, allowed: frozenset[str]) -> bool:
+        return self.allow_unknown if category == "unknown" else category in allowed
 
     # -- request ---------------------------------------------------------------
     def on_request(self, exchange: Exchange) -> Reply | None:
@@ -82,12 +98,16 @@ class CookieEnforcement(Step):
         return None
 
     def _find_consent(self, headers: list[tuple[bytes, bytes]], rows: list[int]) -> bytes | None:
+        """The consent cookie's value: a substring search, then a check that it starts a piece."""
         prefix = self.cookie_name + b"="
         for index in rows:
-            for piece in cookie_pieces(headers[index][1]):
-                stripped = piece.lstrip(b" \t")
-                if stripped.startswith(prefix):
-                    return stripped[len(prefix):].strip(b" \t")
+            value = headers[index][1]
+            start = value.find(prefix)
+            while start != -1:
+                if not value[:start].rstrip(b" \t") or value[:start].rstrip(b" \t").endswith(b";"):
+                    end = value.find(b";", start)
+                    return value[start + len(prefix):end if end != -1 else len(value)].strip(b" \t")
+                start = value.find(prefix, start + 1)
         return None
 
     def _filter_cookie_headers(self, exchange: Exchange, rows: list[int], decision: Decision) -> None:
@@ -95,28 +115,46 @@ class CookieEnforcement(Step):
         stale: list[bytes] = []
         drop_rows: list[int] = []
         for index in rows:
-            pieces = cookie_pieces(headers[index][1])
-            kept = []
-            for piece in pieces:
-                name = piece_name(piece)
-                if name == self.cookie_name:
-                    continue  # the consent cookie is ours, never the site's
-                if not name or self.allowed(name.decode("latin-1"), decision):
-                    kept.append(piece)
-                else:
-                    stale.append(name)
-                    category = self.classifier.classify(name.decode("latin-1")).category
-                    metrics.inc(metrics.COOKIES_BLOCKED, self.site, category, "request")
-            if len(kept) != len(pieces):
-                joined = join_pieces(kept)
-                if joined.strip(b" \t;"):
-                    headers[index] = (b"cookie", joined)
-                else:
-                    drop_rows.append(index)
+            pieces = headers[index][1].split(b";")
+            plan = self._plan(tuple([p.partition(b"=")[0].strip(b" \t") for p in pieces]), decision.allowed)
+            if plan.keep is None:
+                continue  # every piece stays: the header goes on byte-identical
+            stale.extend(plan.stale)
+            joined = join_pieces([piece for piece, keep in zip(pieces, plan.keep, strict=True) if keep])
+            if joined.strip(b" \t;"):
+                headers[index] = (b"cookie", joined)
+            else:
+                drop_rows.append(index)
         for index in reversed(drop_rows):
             del headers[index]
         if stale:
             exchange.extra[_STALE] = stale
+            self._count_blocked([self._categories[name] for name in stale], "request")
+
+    def _plan(self, names: tuple[bytes, ...], allowed: frozenset[str]) -> _Plan:
+        """Which pieces of a Cookie header with these names stay, for this decision.
+
+        Cached: a visitor sends the same names (with changing values) on every request.
+        """
+        key = (names, allowed)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        keep: list[bool] = []
+        stale: list[bytes] = []
+        for name in names:
+            if name == self.cookie_name:
+                keep.append(False)  # the consent cookie is ours, never the site's
+            elif not name or self.allowed(self.category(name), allowed):
+                keep.append(True)
+            else:
+                keep.append(False)
+                stale.append(name)
+        plan = _Plan(None if all(keep) else tuple(keep), tuple(stale))
+        if len(self._plans) >= 4096:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     # -- response --------------------------------------------------------------
     def on_response(self, exchange: Exchange) -> None:
@@ -125,37 +163,51 @@ class CookieEnforcement(Step):
         depends = False
         if any(name == b"set-cookie" for name, _ in headers):
             depends = True
-            headers[:] = [row for row in headers if row[0] != b"set-cookie" or self._keep(row[1], decision)]
+            blocked: list[str] = []
+            headers[:] = [row for row in headers
+                          if row[0] != b"set-cookie" or self._keep(row[1], decision, blocked)]
+            if blocked:
+                self._count_blocked(blocked, "response")
         stale: list[bytes] | None = exchange.extra.get(_STALE)
         if stale:
             depends = True
-            host = host_name(exchange.host)
-            secure = exchange.scheme == "https"
-            for name in dict.fromkeys(stale):
-                paths = self.inventory.paths(self.site, name.decode("latin-1"))
-                headers.extend((b"set-cookie", value) for value in expiring_set_cookies(name, host, paths, secure))
+            headers.extend(self._expiries(tuple(stale), exchange.host, exchange.scheme == "https"))
         if depends:
             mark_private(headers)
 
-    def _keep(self, value: bytes, decision: Decision) -> bool:
-        if is_malformed(value):
+    def _expiries(self, stale: tuple[bytes, ...], host: bytes, secure: bool) -> list[tuple[bytes, bytes]]:
+        """Expiring Set-Cookie rows for these names; cached until the inventory learns a new path."""
+        key = (stale, host, secure, self.inventory.paths_version)
+        rows = self._expiry_rows.get(key)
+        if rows is None:
+            name_of_host = host_name(host)
+            rows = [(b"set-cookie", value) for name in dict.fromkeys(stale)
+                    for value in expiring_set_cookies(name, name_of_host, self.inventory.paths(self.site, name),
+                                                      secure)]
+            if len(self._expiry_rows) >= 4096:
+                self._expiry_rows.clear()
+            self._expiry_rows[key] = rows
+        return rows
+
+    def _count_blocked(self, categories: list[str], direction: str) -> None:
+        for category in set(categories):
+            metrics.inc(metrics.COOKIES_BLOCKED, self.site, category, direction, amount=categories.count(category))
+
+    def _keep(self, value: bytes, decision: Decision, blocked: list[str]) -> bool:
+        parsed = parse_set_cookie(value)
+        if parsed is None:
             metrics.inc(metrics.MALFORMED_SET_COOKIES, self.site)
             logger.info("site %s: dropped a malformed Set-Cookie (%d bytes)", self.site, len(value))
             return False
-        cookie = parse_set_cookie(value)
-        if cookie is None:
-            metrics.inc(metrics.MALFORMED_SET_COOKIES, self.site)
+        name, attributes = parsed
+        if name == self.cookie_name:
+            logger.warning("site %s: the upstream tried to set the consent cookie; dropped", self.site)
             return False
-        if cookie.name.encode("latin-1") == self.cookie_name:
-            logger.warning("site %s: the upstream tried to set the consent cookie %s; dropped", self.site,
-                           cookie.name)
-            return False
-        classification = self.classifier.classify(cookie.name)
-        category = classification.category
-        keep = self.allow_unknown if category == "unknown" else decision.allows(category)
-        self.inventory.record(self.site, cookie, classification, blocked=not keep)
+        category = self._categories.get(name) or self.category(name)
+        keep = self.allowed(category, decision.allowed)
+        self.inventory.record(self.site, name, attributes, self.classifier, not keep)
         if not keep:
-            metrics.inc(metrics.COOKIES_BLOCKED, self.site, category, "response")
+            blocked.append(category)
         return keep
 
 

@@ -11,35 +11,35 @@ site's own Set-Cookie headers.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from functools import lru_cache
 
 _EXPIRED = b"=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 
 
-def domain_variants(host: str) -> list[str | None]:
+@lru_cache(maxsize=1024)
+def domain_variants(host: str) -> tuple[str | None, ...]:
     """None (host-only) plus the host and its parent domains with at least two labels."""
-    variants: list[str | None] = [None]
     try:
         ipaddress.ip_address(host)
-        return variants
+        return (None,)
     except ValueError:
         pass
     labels = host.split(".")
-    variants += [".".join(labels[i:]) for i in range(len(labels) - 1)]
-    return variants
+    return (None, *(".".join(labels[i:]) for i in range(len(labels) - 1)))
 
 
-def expiring_set_cookies(name: bytes, host: str, paths: Iterable[str], secure: bool) -> list[bytes]:
-    """The Set-Cookie values that delete `name` in every domain/path variant."""
+@lru_cache(maxsize=4096)
+def expiring_set_cookies(name: bytes, host: str, paths: frozenset[str], secure: bool) -> tuple[bytes, ...]:
+    """The Set-Cookie values that delete `name` in every domain/path variant (cached: they never vary)."""
     text = name.decode("latin-1")
     if text.startswith("__Host-"):  # only ever host-only, Path=/, Secure
-        return [name + _EXPIRED + b"; Path=/; Secure"]
+        return (name + _EXPIRED + b"; Path=/; Secure",)
     suffix = b"; Secure" if secure or text.startswith("__Secure-") else b""
     out = []
-    for path in dict.fromkeys(["/", *paths]):
+    for path in dict.fromkeys(["/", *sorted(paths)]):
         for domain in domain_variants(host):
             header = name + _EXPIRED + b"; Path=" + path.encode("latin-1")
             if domain is not None:
                 header += b"; Domain=" + domain.encode("latin-1")
             out.append(header + suffix)
-    return out
+    return tuple(out)

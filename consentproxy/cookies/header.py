@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 # Browsers refuse a cookie whose name and value together exceed 4096 bytes (RFC 6265bis §5.6).
 MAX_NAME_VALUE_BYTES = 4096
@@ -40,10 +41,9 @@ def join_pieces(pieces: list[bytes]) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class SetCookie:
-    """What a browser would store from one Set-Cookie header (the attributes we report on)."""
+class Attributes:
+    """The Set-Cookie attributes we report on (RFC 6265 §5.2.2-5.2.6); shared by equal attribute strings."""
 
-    name: str
     domain: str
     path: str
     max_age: int | None
@@ -73,19 +73,29 @@ def set_cookie_name(header: bytes) -> bytes | None:
 
 def is_malformed(header: bytes) -> bool:
     """True for a Set-Cookie no browser would store as sent: control bytes, no name, oversized."""
-    return _CONTROL.search(header) is not None or set_cookie_name(header) is None
+    return parse_set_cookie(header) is None
 
 
-def parse_set_cookie(header: bytes) -> SetCookie | None:
-    """Name and attributes (RFC 6265 §5.2.1-5.2.6); None when the header sets no cookie."""
-    name = set_cookie_name(header)
-    if name is None or _CONTROL.search(header):
+def parse_set_cookie(header: bytes) -> tuple[bytes, Attributes] | None:
+    """Name and attributes (RFC 6265 §5.2); None when the header sets no cookie or has control bytes."""
+    if _CONTROL.search(header):
         return None
+    pair, _, attributes = header.partition(b";")
+    name, equals, value = pair.partition(b"=")
+    name = name.strip(_WS)
+    if not equals or not name or len(name) + len(value.strip(_WS)) > MAX_NAME_VALUE_BYTES:
+        return None
+    return name, parse_attributes(attributes)
+
+
+@lru_cache(maxsize=4096)
+def parse_attributes(attributes: bytes) -> Attributes:
+    """Parsed attributes; cached, since a site sends the same attribute string to every visitor."""
     domain = path = samesite = ""
     max_age: int | None = None
     expires: float | None = None
     secure = httponly = False
-    for raw in header.split(b";")[1:]:
+    for raw in attributes.split(b";"):
         key, _, value = raw.partition(b"=")
         attribute = key.strip(_WS).lower()
         text = value.strip(_WS).decode("latin-1")
@@ -104,7 +114,7 @@ def parse_set_cookie(header: bytes) -> SetCookie | None:
             httponly = True
         elif attribute == b"samesite":
             samesite = text.capitalize() if text.lower() in ("lax", "strict", "none") else ""
-    return SetCookie(name.decode("latin-1"), domain, path or "/", max_age, expires, secure, httponly, samesite)
+    return Attributes(domain, path or "/", max_age, expires, secure, httponly, samesite)
 
 
 def _http_date(text: str) -> float | None:

@@ -13,15 +13,14 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from consentproxy.cookies.classify import Classification
-from consentproxy.cookies.header import SetCookie
+from consentproxy.cookies.classify import CookieClassifier
+from consentproxy.cookies.header import Attributes
 
 FILENAME = "cookie-inventory.json"
 _SOURCE_ORDER = {"unknown": 0, "database": 1, "catalogue": 2, "declared": 3}
@@ -49,7 +48,7 @@ class InventoryEntry:
         return self.site, self.name, self.domain, self.path
 
 
-def _lifetime(cookie: SetCookie, now: float) -> int | None:
+def _lifetime(cookie: Attributes, now: float) -> int | None:
     if cookie.max_age is not None:
         return cookie.max_age
     if cookie.expires is not None:
@@ -60,32 +59,42 @@ def _lifetime(cookie: SetCookie, now: float) -> int | None:
 class CookieInventory:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / FILENAME
-        self._pending: dict[tuple[str, str, str, str], InventoryEntry] = {}
-        self._paths: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._pending: dict[tuple[str, bytes, str, str], InventoryEntry] = {}
+        self._paths: dict[tuple[str, bytes], frozenset[str]] = {}
+        #: bumped whenever a new path is learnt, so callers may cache what they derive from paths
+        self.paths_version = 0
         for entry in load_inventory(self.path):
-            self._paths[(entry.site, entry.name)].add(entry.path)
+            self._add_path(entry.site, entry.name.encode("latin-1"), entry.path)
 
-    def record(self, site: str, cookie: SetCookie, classification: Classification, blocked: bool) -> None:
+    def _add_path(self, site: str, name: bytes, path: str) -> None:
+        known = self._paths.get((site, name), frozenset())
+        if path not in known:
+            self._paths[(site, name)] = known | {path}
+            self.paths_version += 1
+
+    def record(self, site: str, name: bytes, cookie: Attributes, classifier: CookieClassifier, blocked: bool) -> None:
+        """Count one Set-Cookie; the classification is looked up only for a new entry (it is cached anyway)."""
         now = time.time()
-        key = (site, cookie.name, cookie.domain, cookie.path)
+        key = (site, name, cookie.domain, cookie.path)
         entry = self._pending.get(key)
         if entry is None:
+            text = name.decode("latin-1")
+            classification = classifier.classify(text)
             entry = self._pending[key] = InventoryEntry(
-                site, cookie.name, cookie.domain, cookie.path, None, False, False, "", "", "", "", 0, 0, now, now)
-            self._paths[(site, cookie.name)].add(cookie.path)
+                site, text, cookie.domain, cookie.path, None, False, False, "", classification.category,
+                classification.source, classification.service, 0, 0, now, now)
+            self._add_path(site, name, cookie.path)
         entry.lifetime_seconds = _lifetime(cookie, now)
         entry.httponly, entry.secure, entry.samesite = cookie.httponly, cookie.secure, cookie.samesite
-        entry.category, entry.source, entry.service = (classification.category, classification.source,
-                                                       classification.service)
         entry.count += 1
         entry.blocked += blocked
         entry.last_seen = now
 
-    def paths(self, site: str, name: str) -> set[str]:
+    def paths(self, site: str, name: bytes) -> frozenset[str]:
         """Paths this cookie was seen set with, for expiring every variant."""
-        return self._paths.get((site, name), set())
+        return self._paths.get((site, name), frozenset())
 
-    def take_pending(self) -> dict[tuple[str, str, str, str], InventoryEntry]:
+    def take_pending(self) -> dict[tuple[str, bytes, str, str], InventoryEntry]:
         """What was counted since the last call (on the event loop's thread, like `record`)."""
         pending, self._pending = self._pending, {}
         return pending
@@ -93,7 +102,7 @@ class CookieInventory:
     def flush(self) -> int:
         return self.write(self.take_pending())
 
-    def write(self, pending: dict[tuple[str, str, str, str], InventoryEntry]) -> int:
+    def write(self, pending: dict[tuple[str, bytes, str, str], InventoryEntry]) -> int:
         """Merge counts into the file under an exclusive lock (safe in a worker thread); entries in the file."""
         if not pending:
             return 0
@@ -101,7 +110,8 @@ class CookieInventory:
         with open(self.path.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             merged = {entry.key(): entry for entry in load_inventory(self.path)}
-            for key, new in pending.items():
+            for new in pending.values():
+                key = new.key()
                 old = merged.get(key)
                 if old is not None:
                     new.count += old.count

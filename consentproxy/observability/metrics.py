@@ -51,13 +51,13 @@ _request_children: dict[tuple[str, int], Counter] = {}
 _children: dict[tuple[int, tuple[str, ...]], Counter] = {}
 
 
-def inc(metric: Counter, *labels: str) -> None:
-    """`metric.labels(*labels).inc()` with the child cached: labels() takes a lock and hashes."""
+def inc(metric: Counter, *labels: str, amount: int = 1) -> None:
+    """`metric.labels(*labels).inc(amount)` with the child cached: labels() takes a lock and hashes."""
     key = (id(metric), labels)
     child = _children.get(key)
     if child is None:
         child = _children[key] = metric.labels(*labels)
-    child.inc()
+    child.inc(amount)
 
 
 def count_request(site: str, status: int) -> None:
