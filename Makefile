@@ -54,6 +54,7 @@ postgres:
 
 bench: $(STAMP) system-deps
 	$(BIN)/python load_tests/bench_proxy.py
+	$(BIN)/python load_tests/bench_cookies.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
