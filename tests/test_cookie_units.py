@@ -199,3 +199,21 @@ def test_mark_private() -> None:
     headers = [(b"cache-control", b"no-store")]
     mark_private(headers)
     assert headers == [(b"cache-control", b"no-store"), (b"vary", b"Cookie")]
+
+
+def test_consent_set_cookie_attributes() -> None:
+    from consentproxy.consent.state import consent_set_cookie
+
+    codec = ConsentCodec((KEY,))
+    now = int(time.time())
+    state = ConsentState(new_principal(), frozenset(), 1, now, now + 86400 * 365, "reject_all")
+    header = consent_set_cookie(codec, state, "cp_consent", secure=True, now=now)
+    parsed = parse_set_cookie(header)
+    assert parsed is not None
+    name, attributes = parsed
+    assert name == b"cp_consent" and attributes.httponly and attributes.secure
+    assert attributes.samesite == "Lax" and attributes.path == "/" and attributes.domain == ""
+    assert attributes.max_age == 86400 * 365  # a refusal is remembered as long as a consent
+    value = header.split(b";")[0].split(b"=", 1)[1].decode()
+    assert codec.decode(value, 1) == state
+    assert b"Secure" not in consent_set_cookie(codec, state, "cp_consent", secure=False)

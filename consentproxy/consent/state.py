@@ -122,3 +122,16 @@ def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("expected an integer")
     return value
+
+
+def consent_set_cookie(codec: ConsentCodec, state: ConsentState, name: str, secure: bool,
+                       now: float | None = None) -> bytes:
+    """The Set-Cookie header value that stores `state` in the browser.
+
+    HttpOnly (the banner learns the state from the consent API, never from the
+    cookie), SameSite=Lax, Secure on HTTPS, first-party (no Domain), and it lives
+    exactly as long as the decision is valid, refusals as long as consents.
+    """
+    max_age = max(0, state.expires_at - int(time.time() if now is None else now))
+    value = f"{name}={codec.encode(state)}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+    return (value + "; Secure" if secure else value).encode("ascii")
