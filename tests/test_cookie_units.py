@@ -18,7 +18,7 @@ from consentproxy.consent.state import ConsentCodec, ConsentState, new_principal
 from consentproxy.cookies.classify import CookieClassifier
 from consentproxy.cookies.enforcement import CookieEnforcement, mark_private
 from consentproxy.cookies.expiry import domain_variants, expiring_set_cookies
-from consentproxy.cookies.header import is_malformed, parse_set_cookie, set_cookie_name
+from consentproxy.cookies.header import parse_set_cookie, set_cookie_name
 from consentproxy.cookies.inventory import CookieInventory
 
 HTTP_STATE = json.loads((Path(__file__).parent / "data" / "http-state-parser.json").read_text())
@@ -60,8 +60,9 @@ def test_set_cookie_attributes() -> None:
     name, cookie = parsed
     assert (name, cookie.domain, cookie.path, cookie.max_age) == (b"_ga", "kade-it.nl", "/shop", 3600)
     assert cookie.secure and cookie.httponly and cookie.samesite == "Lax" and not cookie.session
-    assert is_malformed(b"bad=a\x01b") and is_malformed(b"novalue") and is_malformed(b"=x")
-    assert not is_malformed(b"ok=1; Path=/")
+    for malformed in (b"bad=a\x01b", b"novalue", b"=x", b"big=" + b"v" * 4096):
+        assert parse_set_cookie(malformed) is None
+    assert parse_set_cookie(b"ok=1; Path=/") is not None
 
 
 def _enforcement(unknown: str = "block") -> CookieEnforcement:

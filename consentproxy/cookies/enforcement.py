@@ -104,7 +104,8 @@ class CookieEnforcement(Step):
             value = headers[index][1]
             start = value.find(prefix)
             while start != -1:
-                if not value[:start].rstrip(b" \t") or value[:start].rstrip(b" \t").endswith(b";"):
+                before = value[:start].rstrip(b" \t")
+                if not before or before.endswith(b";"):
                     end = value.find(b";", start)
                     return value[start + len(prefix):end if end != -1 else len(value)].strip(b" \t")
                 start = value.find(prefix, start + 1)
@@ -129,7 +130,7 @@ class CookieEnforcement(Step):
             del headers[index]
         if stale:
             exchange.extra[_STALE] = stale
-            self._count_blocked([self._categories[name] for name in stale], "request")
+            self._count_blocked([self.category(name) for name in stale], "request")
 
     def _plan(self, names: tuple[bytes, ...], allowed: frozenset[str]) -> _Plan:
         """Which pieces of a Cookie header with these names stay, for this decision.

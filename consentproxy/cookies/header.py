@@ -24,17 +24,6 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _WS = b" \t"
 
 
-def cookie_pieces(header: bytes) -> list[bytes]:
-    """The `;`-separated pieces of a Cookie header, each with its original bytes (leading space kept)."""
-    return header.split(b";")
-
-
-def piece_name(piece: bytes) -> bytes:
-    """The cookie name of one Cookie-header piece (`b" _ga=GA1..."` → `b"_ga"`)."""
-    name, _, _ = piece.partition(b"=")
-    return name.strip(_WS)
-
-
 def join_pieces(pieces: list[bytes]) -> bytes:
     """Re-join kept pieces: original bytes, with the first one's leading white space dropped."""
     return b";".join(pieces).lstrip(_WS)
@@ -59,31 +48,25 @@ class Attributes:
 
 def set_cookie_name(header: bytes) -> bytes | None:
     """The cookie name a browser would store for this Set-Cookie, or None if it stores nothing."""
-    pair = header.split(b";", 1)[0]
-    if b"=" not in pair:
-        return None
-    name, _, value = pair.partition(b"=")
+    return _pair_name(header.partition(b";")[0])
+
+
+def _pair_name(pair: bytes) -> bytes | None:
+    name, equals, value = pair.partition(b"=")
     name = name.strip(_WS)
-    if not name:
-        return None
-    if len(name) + len(value.strip(_WS)) > MAX_NAME_VALUE_BYTES:
+    if not equals or not name or len(name) + len(value.strip(_WS)) > MAX_NAME_VALUE_BYTES:
         return None
     return name
 
 
-def is_malformed(header: bytes) -> bool:
-    """True for a Set-Cookie no browser would store as sent: control bytes, no name, oversized."""
-    return parse_set_cookie(header) is None
-
-
 def parse_set_cookie(header: bytes) -> tuple[bytes, Attributes] | None:
-    """Name and attributes (RFC 6265 §5.2); None when the header sets no cookie or has control bytes."""
+    """Name and attributes (RFC 6265 §5.2); None when no browser would store it as sent:
+    control bytes, no "=", an empty name, or name and value over 4096 bytes."""
     if _CONTROL.search(header):
         return None
     pair, _, attributes = header.partition(b";")
-    name, equals, value = pair.partition(b"=")
-    name = name.strip(_WS)
-    if not equals or not name or len(name) + len(value.strip(_WS)) > MAX_NAME_VALUE_BYTES:
+    name = _pair_name(pair)
+    if name is None:
         return None
     return name, parse_attributes(attributes)
 
