@@ -133,6 +133,9 @@ def _read_service(reader: Reader) -> ServiceConfig | None:
         cookies=list_of(reader, "cookies", _service_cookie, ()),
         scripts=list_of(reader, "scripts", _url_part, ()),
         iframes=list_of(reader, "iframes", _url_part, ()),
+        pixels=list_of(reader, "pixels", _url_part, ()),
+        hosts=list_of(reader, "hosts", _url_part, ()),
+        inline=list_of(reader, "inline", _url_part, ()),
     )
     reader.finish()
     return service if len(reader.problems) == before else None

@@ -92,7 +92,13 @@ class CookieDeclaration:
 
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
-    """A third party a site uses: its cookies (names, `prefix*`), scripts and iframes (URL parts)."""
+    """A third party a site uses.
+
+    cookies: names or `prefix*`; scripts, iframes, pixels: parts of the URLs of its
+    `<script src>`, `<iframe src>` and `<img src>`; hosts: its host names (for
+    preconnect/dns-prefetch/preload links); inline: substrings that identify its
+    inline `<script>` code (`gtag(`, `fbq(`).
+    """
 
     name: str
     category: str
@@ -101,6 +107,9 @@ class ServiceConfig:
     cookies: tuple[str, ...] = ()
     scripts: tuple[str, ...] = ()
     iframes: tuple[str, ...] = ()
+    pixels: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    inline: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

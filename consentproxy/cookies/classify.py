@@ -93,6 +93,8 @@ def builtin_services() -> tuple[ServiceConfig, ...]:
             name=item["name"], category=item["category"], provider=item.get("provider", ""),
             privacy_url=item.get("privacy_url", ""), cookies=tuple(item.get("cookies", ())),
             scripts=tuple(item.get("scripts", ())), iframes=tuple(item.get("iframes", ())),
+            pixels=tuple(item.get("pixels", ())), hosts=tuple(item.get("hosts", ())),
+            inline=tuple(item.get("inline", ())),
         )
         for item in tomllib.loads(text)["service"]
     )
