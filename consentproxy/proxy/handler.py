@@ -196,8 +196,8 @@ class ProxyHandler:
         body: AsyncIterator[bytes] | None = None
         for step in exchange.site.steps:
             step.on_response(exchange)
-            if has_body:
-                body = step.body_filter(exchange, body or _iter_body(response)) or body
+            if has_body and step.filters_body:
+                body = step.body_filter(exchange, body if body is not None else _iter_body(response)) or body
         await send({"type": "http.response.start", "status": status, "headers": exchange.response_headers})
         if not has_body:
             response.release()

@@ -79,6 +79,9 @@ class Reply:
 class Step:
     """Base class: override only the hooks a feature needs."""
 
+    #: set by steps that override `body_filter`, so the others cost nothing per body
+    filters_body = False
+
     def on_request(self, exchange: Exchange) -> Reply | None:
         return None
 
