@@ -75,5 +75,43 @@ category = "necessary"
 purpose = "Keeps the contact form's session."
 lifetime = "session"
 provider = "Kade IT-diensten"
+
+# The demo's stand-ins for the real vendors live at {trackers} ; these
+# declarations tell consentproxy which URLs belong to which service (the real
+# vendors' URLs are in its built-in catalogue already).
+[[sites.demo.services]]
+name = "Google Analytics (demo stand-in)"
+category = "statistics"
+provider = "Google Ireland Ltd."
+privacy_url = "https://policies.google.com/privacy"
+cookies = ["_ga", "_ga_*", "_gid"]
+scripts = ["/gtag/js"]
+inline = ["gtag("]
+
+[[sites.demo.services]]
+name = "Meta Pixel (demo stand-in)"
+category = "marketing"
+provider = "Meta Platforms Ireland Ltd."
+privacy_url = "https://www.facebook.com/privacy/policy/"
+cookies = ["_fbp"]
+scripts = ["/fbevents.js"]
+pixels = ["/tr?id="]
+inline = ["fbq("]
+
+[[sites.demo.services]]
+name = "Hotjar (demo stand-in)"
+category = "statistics"
+provider = "Hotjar Ltd."
+privacy_url = "https://www.hotjar.com/legal/policies/privacy/"
+cookies = ["_hjSessionUser_*", "_hjSession_*"]
+scripts = ["/hotjar-"]
+inline = ["_hjSettings"]
+
+[[sites.demo.services]]
+name = "YouTube (demo stand-in)"
+category = "marketing"
+provider = "Google Ireland Ltd."
+privacy_url = "https://policies.google.com/privacy"
+iframes = ["/youtube/embed/"]
 """
 
