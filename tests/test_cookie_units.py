@@ -218,3 +218,37 @@ def test_consent_set_cookie_attributes() -> None:
     value = header.split(b";")[0].split(b"=", 1)[1].decode()
     assert codec.decode(value, 1) == state
     assert b"Secure" not in consent_set_cookie(codec, state, "cp_consent", secure=False)
+
+
+def test_builtin_catalogue_is_valid() -> None:
+    """The shipped catalogue passes the same validation as a site's own [[services]]."""
+    import tomllib
+
+    from consentproxy.config.consent import read_consent
+    from consentproxy.config.reader import Reader
+    from consentproxy.cookies.classify import builtin_services
+
+    path = Path(__file__).parent.parent / "consentproxy" / "data" / "services.toml"
+    services = tomllib.loads(path.read_text())["service"]
+    problems: list[Any] = []
+    read_consent(Reader(str(path), problems, {"services": services}, "catalogue"))
+    assert problems == []
+    assert len(builtin_services()) >= 30
+    names = [service.name for service in builtin_services()]
+    assert len(names) == len(set(names))
+
+
+def test_html_corpus_manifest_is_consistent() -> None:
+    """Every tracker the corpus manifest lists names a catalogue service, and its marker is unique."""
+    from consentproxy.cookies.classify import builtin_services
+
+    corpus = Path(__file__).parent / "data" / "html-corpus"
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    services = {service.name for service in builtin_services()}
+    pages = sorted(corpus.glob("*.html"))
+    assert len(pages) >= 50 and set(manifest) == {page.name for page in pages}
+    for page in pages:
+        text = page.read_text("utf-8-sig")
+        for tracker in manifest[page.name]:
+            assert tracker["service"] in services or tracker["service"] == "site-tagged", tracker
+            assert text.count(tracker["marker"]) == 1, (page.name, tracker["marker"])

@@ -112,6 +112,12 @@ def _url_part(value: Any) -> str:
     return value.strip()
 
 
+def _signature(value: Any) -> str:
+    if not isinstance(value, str) or len(value.strip()) < 3:
+        raise ValueError(f"expected a code fragment of at least 3 characters, such as \"fbq(\", got {describe(value)}")
+    return value.strip()
+
+
 def _privacy_url(value: Any) -> str:
     if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
         raise ValueError(f"expected an http(s) URL, got {describe(value)}")
@@ -135,7 +141,7 @@ def _read_service(reader: Reader) -> ServiceConfig | None:
         iframes=list_of(reader, "iframes", _url_part, ()),
         pixels=list_of(reader, "pixels", _url_part, ()),
         hosts=list_of(reader, "hosts", _url_part, ()),
-        inline=list_of(reader, "inline", _url_part, ()),
+        inline=list_of(reader, "inline", _signature, ()),
     )
     reader.finish()
     return service if len(reader.problems) == before else None
