@@ -49,19 +49,15 @@ class Runtime:
 
 def check_secrets(config: Config) -> list[Problem]:
     """Resolve every configured secret now, so a bad reference fails at start, not at first use."""
-    file = _file(config)
     problems: list[Problem] = []
-    refs = {"consent_keys": config.secrets.consent_keys, "admin_token": config.secrets.admin_token,
-            "export_key": config.secrets.export_key}
-    for name, ref in refs.items():
-        if ref is None:
-            continue
-        try:
-            text = read_secret(ref)
-            if name == "consent_keys":
-                parse_consent_keys(text, ref)
-        except SecretError as exc:
-            problems.append(Problem(file, f"secrets.{name}", str(exc)))
+    checks = [(consent_keys, config.secrets.consent_keys), (_token_digest, config.secrets.admin_token),
+              (_export_key, config.secrets.export_key)]
+    for resolve, ref in checks:
+        if ref is not None:
+            try:
+                resolve(config)
+            except ConfigError as exc:
+                problems += exc.problems
     return problems
 
 
@@ -70,7 +66,7 @@ def consent_keys(config: Config) -> tuple[SigningKey, ...]:
     if ref is None:
         raise ConfigError([Problem(_file(config), "secrets.consent_keys", "is not set")])
     try:
-        return parse_consent_keys(read_secret(ref), ref)
+        return parse_consent_keys(_resolve(config, "consent_keys", ref), ref)
     except SecretError as exc:
         raise ConfigError([Problem(_file(config), "secrets.consent_keys", str(exc))]) from None
 
@@ -99,10 +95,18 @@ def _token_digest(config: Config) -> bytes | None:
     ref = config.secrets.admin_token
     if ref is None:
         return None
+    return hashlib.sha256(_resolve(config, "admin_token", ref).encode()).digest()
+
+
+def _export_key(config: Config) -> str:
+    return _resolve(config, "export_key", config.secrets.export_key or "")
+
+
+def _resolve(config: Config, key: str, ref: str) -> str:
     try:
-        return hashlib.sha256(read_secret(ref).encode()).digest()
+        return read_secret(ref)
     except SecretError as exc:
-        raise ConfigError([Problem(_file(config), "secrets.admin_token", str(exc))]) from None
+        raise ConfigError([Problem(_file(config), f"secrets.{key}", str(exc))]) from None
 
 
 def _file(config: Config) -> str:
