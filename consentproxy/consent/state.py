@@ -37,9 +37,6 @@ class ConsentState:
     expires_at: int
     method: str  # accept_all, reject_all, save_selection, withdraw, gpc_signal
 
-    def allows(self, category: str) -> bool:
-        return category == "necessary" or category in self.granted
-
 
 def new_principal() -> str:
     """128 random bits, base64url: pseudonymous and unguessable."""

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import orjson
 
 from consentproxy.config.model import SiteConfig
-from consentproxy.consent.decision import Decision, decide
+from consentproxy.consent.decision import NO_DECISION, Decision, decide
 from consentproxy.consent.state import ConsentCodec
 from consentproxy.cookies.classify import CookieClassifier
 from consentproxy.cookies.expiry import expiring_set_cookies
@@ -159,7 +159,7 @@ class CookieEnforcement(Step):
 
     # -- response --------------------------------------------------------------
     def on_response(self, exchange: Exchange) -> None:
-        decision: Decision = exchange.extra.get(DECISION) or decide(None, False)
+        decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         headers = exchange.response_headers
         depends = False
         if any(name == b"set-cookie" for name, _ in headers):

@@ -47,7 +47,6 @@ CONSENT_STATES = Counter(
     ["site", "state"],
 )
 
-_request_children: dict[tuple[str, int], Counter] = {}
 _children: dict[tuple[int, tuple[str, ...]], Counter] = {}
 
 
@@ -61,12 +60,7 @@ def inc(metric: Counter, *labels: str, amount: int = 1) -> None:
 
 
 def count_request(site: str, status: int) -> None:
-    """Increment the request counter; label children are cached (labels() takes a lock)."""
-    key = (site, status)
-    child = _request_children.get(key)
-    if child is None:
-        child = _request_children[key] = REQUESTS.labels(site, str(status))
-    child.inc()
+    inc(REQUESTS, site, str(status))
 
 
 def render() -> tuple[bytes, str]:

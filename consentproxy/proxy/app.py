@@ -51,7 +51,7 @@ class ProxyApp:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = self._exchange(scope)
         if isinstance(exchange, int):
-            metrics.REJECTED.labels(str(exchange)).inc()
+            metrics.inc(metrics.REJECTED, str(exchange))
             await send_error(send, exchange)
             return
         await self.handler(exchange, receive, send)
@@ -59,7 +59,7 @@ class ProxyApp:
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = self._exchange(scope)
         if isinstance(exchange, int):
-            metrics.REJECTED.labels(str(exchange)).inc()
+            metrics.inc(metrics.REJECTED, str(exchange))
             await receive()
             await send({"type": "websocket.close", "code": 1008})
             return

@@ -74,7 +74,7 @@ class ProxyHandler:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            metrics.UPSTREAM_ERRORS.labels(exchange.site.name, "client_disconnect").inc()
+            metrics.inc(metrics.UPSTREAM_ERRORS, exchange.site.name, "client_disconnect")
             status, sent = 499, 0
         metrics.count_request(exchange.site.name, status)
         if self.access_log:
@@ -216,7 +216,7 @@ class ProxyHandler:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             response.close()
             kind = "timeout" if isinstance(exc, TimeoutError) else "body"
-            metrics.UPSTREAM_ERRORS.labels(exchange.site.name, kind).inc()
+            metrics.inc(metrics.UPSTREAM_ERRORS, exchange.site.name, kind)
             logger.warning("site %s: upstream failed while sending the body of %s %s: %s",
                            exchange.site.name, exchange.method, exchange.scope["path"], _describe(exc))
             raise UpstreamAborted(str(exc)) from exc
@@ -233,7 +233,7 @@ class ProxyHandler:
             return 499, 0
         if body_state.too_large:
             return await send_error(send, 413, close=True), 0
-        metrics.UPSTREAM_ERRORS.labels(exchange.site.name, kind).inc()
+        metrics.inc(metrics.UPSTREAM_ERRORS, exchange.site.name, kind)
         logger.warning("site %s: upstream %s error for %s %s: %s", exchange.site.name, kind, exchange.method,
                        exchange.scope["path"], _describe(exc))
         return await send_error(send, status), 0

@@ -61,7 +61,7 @@ async def proxy_websocket(
         return
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         status = 504 if isinstance(exc, TimeoutError) else 502
-        metrics.UPSTREAM_ERRORS.labels(site.name, "websocket").inc()
+        metrics.inc(metrics.UPSTREAM_ERRORS, site.name, "websocket")
         logger.warning("site %s: websocket upstream failed: %s", site.name, exc)
         metrics.count_request(site.name, status)
         await _deny(scope, send, status)

@@ -110,7 +110,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     def _reject(self, rejection: Rejected) -> None:
         self._disarm_deadline()
-        metrics.REJECTED.labels(str(rejection.status)).inc()
+        metrics.inc(metrics.REJECTED, str(rejection.status))
         if not self.transport.is_closing():
             self.transport.write(_response(rejection.status, rejection.reason))
             self.transport.close()
