@@ -19,7 +19,7 @@ from consentproxy.config.model import (
     ServiceConfig,
 )
 from consentproxy.config.reader import Reader, describe, list_of
-from consentproxy.consent.texts import DEFAULT_DESCRIPTIONS, DEFAULT_LABELS
+from consentproxy.consent.texts import BANNER_TEXTS, DEFAULT_DESCRIPTIONS, DEFAULT_LABELS
 
 _COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _MAX_TEXT = 2000
@@ -204,6 +204,9 @@ def read_consent(site: Reader) -> ConsentConfig:
         unknown_cookies=reader.converted("unknown_cookies", base.unknown_cookies, _unknown_policy),  # type: ignore[arg-type]
         cookie_name=reader.converted("cookie_name", base.cookie_name, _cookie_name),
         default_language=reader.converted("default_language", base.default_language, _language),
+        controller=reader.converted("controller", "", _short_text),
+        privacy_url=reader.converted("privacy_url", base.privacy_url, _page_url),
+        texts=_read_banner_texts(reader.sub("texts")),
     )
     reader.finish()
     return config
@@ -213,3 +216,28 @@ def _positive(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"expected a whole number of at least 1, got {describe(value)}")
     return value
+
+
+def _short_text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise ValueError(f"expected a text of 1 to 200 characters, got {describe(value)}")
+    return value.strip()
+
+
+def _page_url(value: Any) -> str:
+    if not isinstance(value, str) or not (value.startswith("/") or urlsplit(value).scheme in ("http", "https")):
+        raise ValueError(f"expected a path such as \"/privacy\" or an http(s) URL, got {describe(value)}")
+    return value
+
+
+def _read_banner_texts(reader: Reader | None) -> dict[str, dict[str, str]]:
+    """`[sites.NAME.consent.texts]`: `title = "…"` or `title = { nl = "…", en = "…" }`, per banner text."""
+    if reader is None:
+        return {}
+    out = {}
+    for key in BANNER_TEXTS:
+        texts = _texts(reader, key, {})
+        if texts:
+            out[key] = texts
+    reader.finish()  # unknown keys are reported with the nearest text key as a hint
+    return out

@@ -126,6 +126,11 @@ class ConsentConfig:
     unknown_cookies: Literal["block", "allow"] = "block"
     cookie_name: str = "cp_consent"
     default_language: str = "nl"
+    #: who decides on the processing (named in the banner text); defaults to the site's name
+    controller: str = ""
+    privacy_url: str = "/privacy"
+    #: banner text overrides: key (see consent.texts.BANNER_TEXTS) → language → text
+    texts: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

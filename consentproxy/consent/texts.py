@@ -40,3 +40,70 @@ DEFAULT_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "fr": "Servent à afficher et mesurer de la publicité, y compris sur d'autres sites.",
     },
 }
+
+#: The banner's own texts. `{controller}` is the site's controller name; `{service}` an embed's service.
+BANNER_TEXTS: dict[str, dict[str, str]] = {
+    "title": {"nl": "Cookies op deze website", "en": "Cookies on this website",
+              "de": "Cookies auf dieser Website", "fr": "Les cookies sur ce site"},
+    "text": {
+        "nl": "{controller} gebruikt noodzakelijke cookies om deze website te laten werken. Met uw toestemming "
+              "gebruiken wij en onze partners ook cookies voor voorkeuren, statistieken en marketing. U kunt uw "
+              "keuze altijd wijzigen of intrekken.",
+        "en": "{controller} uses necessary cookies to make this website work. With your consent, we and our "
+              "partners also use cookies for preferences, statistics and marketing. You can change or withdraw "
+              "your choice at any time.",
+        "de": "{controller} verwendet notwendige Cookies, damit diese Website funktioniert. Mit Ihrer Einwilligung "
+              "verwenden wir und unsere Partner auch Cookies für Präferenzen, Statistiken und Marketing. Sie "
+              "können Ihre Auswahl jederzeit ändern oder widerrufen.",
+        "fr": "{controller} utilise des cookies nécessaires au fonctionnement de ce site. Avec votre accord, nous "
+              "et nos partenaires utilisons aussi des cookies de préférences, de statistiques et de marketing. "
+              "Vous pouvez modifier ou retirer votre choix à tout moment.",
+    },
+    "privacy": {"nl": "Privacyverklaring", "en": "Privacy statement", "de": "Datenschutzerklärung",
+                "fr": "Politique de confidentialité"},
+    "accept_all": {"nl": "Alles accepteren", "en": "Accept all", "de": "Alle akzeptieren", "fr": "Tout accepter"},
+    "reject_all": {"nl": "Alles weigeren", "en": "Reject all", "de": "Alle ablehnen", "fr": "Tout refuser"},
+    "settings": {"nl": "Instellingen", "en": "Settings", "de": "Einstellungen", "fr": "Paramètres"},
+    "reopen": {"nl": "Cookie-instellingen", "en": "Cookie settings", "de": "Cookie-Einstellungen",
+               "fr": "Paramètres des cookies"},
+    "settings_title": {"nl": "Uw cookie-instellingen", "en": "Your cookie settings",
+                       "de": "Ihre Cookie-Einstellungen", "fr": "Vos paramètres de cookies"},
+    "settings_intro": {
+        "nl": "Kies per categorie of u toestemming geeft. Noodzakelijke cookies staan altijd aan.",
+        "en": "Choose for each category whether you consent. Necessary cookies are always on.",
+        "de": "Wählen Sie für jede Kategorie, ob Sie einwilligen. Notwendige Cookies sind immer aktiv.",
+        "fr": "Choisissez pour chaque catégorie si vous donnez votre accord. Les cookies nécessaires sont "
+              "toujours actifs.",
+    },
+    "save": {"nl": "Keuze opslaan", "en": "Save choices", "de": "Auswahl speichern", "fr": "Enregistrer mes choix"},
+    "close": {"nl": "Sluiten", "en": "Close", "de": "Schließen", "fr": "Fermer"},
+    "always_on": {"nl": "Altijd aan", "en": "Always on", "de": "Immer aktiv", "fr": "Toujours actifs"},
+    "services": {"nl": "Diensten", "en": "Services", "de": "Dienste", "fr": "Services"},
+    "cookies": {"nl": "Cookies", "en": "Cookies", "de": "Cookies", "fr": "Cookies"},
+    "cookie_name": {"nl": "Naam", "en": "Name", "de": "Name", "fr": "Nom"},
+    "provider": {"nl": "Aanbieder", "en": "Provider", "de": "Anbieter", "fr": "Fournisseur"},
+    "purpose": {"nl": "Doel", "en": "Purpose", "de": "Zweck", "fr": "Finalité"},
+    "lifetime": {"nl": "Bewaartermijn", "en": "Lifetime", "de": "Speicherdauer", "fr": "Durée"},
+    "consent_id": {"nl": "Uw toestemmings-ID", "en": "Your consent ID", "de": "Ihre Einwilligungs-ID",
+                   "fr": "Votre identifiant de consentement"},
+    "receipt": {"nl": "Download uw toestemmingsgeschiedenis", "en": "Download your consent history",
+                "de": "Ihren Einwilligungsverlauf herunterladen", "fr": "Télécharger l'historique de vos choix"},
+    "withdraw": {"nl": "Toestemming intrekken", "en": "Withdraw consent", "de": "Einwilligung widerrufen",
+                 "fr": "Retirer mon consentement"},
+    "error": {"nl": "Uw keuze kon niet worden opgeslagen. Probeer het opnieuw.",
+              "en": "Your choice could not be saved. Please try again.",
+              "de": "Ihre Auswahl konnte nicht gespeichert werden. Bitte versuchen Sie es erneut.",
+              "fr": "Votre choix n'a pas pu être enregistré. Veuillez réessayer."},
+    "embed_text": {
+        "nl": "Deze inhoud wordt geleverd door {service}. Als u die laadt, kan {service} cookies plaatsen en uw "
+              "bezoek volgen.",
+        "en": "This content is provided by {service}. Loading it lets {service} set cookies and follow your "
+              "visit.",
+        "de": "Dieser Inhalt wird von {service} bereitgestellt. Wenn Sie ihn laden, kann {service} Cookies "
+              "setzen und Ihren Besuch verfolgen.",
+        "fr": "Ce contenu est fourni par {service}. En le chargeant, vous permettez à {service} de déposer des "
+              "cookies et de suivre votre visite.",
+    },
+    "embed_load": {"nl": "{service} laden", "en": "Load {service}", "de": "{service} laden",
+                   "fr": "Charger {service}"},
+}

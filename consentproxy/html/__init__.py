@@ -1,0 +1,1 @@
+"""Streaming HTML rewriting: the banner injected, trackers blocked before consent."""

@@ -1,0 +1,454 @@
+"""The streaming page rewriter: one per HTML response, fed chunk by chunk.
+
+Built on lol-html (python-lolhtml), which tokenizes like a browser and copies
+everything it is not asked about through unchanged, so the output does not
+depend on where the chunks break. Our handlers only touch `<script>`,
+`<iframe>`, `<img>`, `<link>`, `<noscript>`, `<html>`, `<body>`, CSP `<meta>`
+and elements a site tagged with `data-consent-category`.
+
+An inline script can only be judged by its code, which lol-html hands over
+after the start tag has been written. So inline scripts are taken out whole
+(`remove_and_keep_content`), their text is held back, and the whole element is
+written again from its last text chunk: unchanged, or blocked. A script with
+no text at all gets no text callback; it is written back at the next event we
+see (an empty inline script does nothing, so only its position can move).
+When every category is granted nothing is held back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lolhtml
+
+from consentproxy.html.charset import PRESCAN_BYTES, Mode, sniff
+from consentproxy.html.csp import NoncePlan
+from consentproxy.html.trackers import Match, TrackerMatcher
+
+HTML = lolhtml.ContentType.HTML
+_HTML_NS = "http://www.w3.org/1999/xhtml"
+_JS_TYPES = frozenset({
+    "", "module", "text/javascript", "application/javascript", "application/x-javascript", "text/ecmascript",
+    "application/ecmascript", "text/jscript", "text/livescript", "text/x-javascript", "text/x-ecmascript",
+    "text/javascript1.0", "text/javascript1.1", "text/javascript1.2", "text/javascript1.3",
+    "text/javascript1.4", "text/javascript1.5",
+})
+_HINT_RELS = frozenset({"preconnect", "dns-prefetch", "preload", "prefetch", "modulepreload"})
+#: URL attributes moved aside on an element a site tagged itself
+_TAGGED_URL_ATTRIBUTES = ("src", "href", "srcset", "data", "poster")
+_OWN_HANDLERS = frozenset({"script", "iframe", "img", "link"})
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """One element the rewriter neutralised (for `preview`, metrics and tests)."""
+
+    kind: str  # script-src, inline-script, iframe, img, link, noscript, tagged
+    service: str
+    category: str
+    detail: str
+
+
+class Injection:
+    """What the page gets from us; supplied by the banner layer so the rewriter stays generic."""
+
+    def consent_mode(self, nonces: NoncePlan) -> str:
+        return ""
+
+    def bundle(self, page_lang: str | None, nonces: NoncePlan) -> str:
+        return ""
+
+    def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
+        return ""
+
+
+@dataclass(slots=True)
+class PagePlan:
+    """Everything one response's rewrite depends on."""
+
+    matcher: TrackerMatcher
+    allowed: frozenset[str]
+    injection: Injection
+    nonces: NoncePlan = field(default_factory=NoncePlan)
+    #: False when every category is granted: nothing to block
+    blocking: bool = True
+
+
+def is_javascript(type_value: str | None) -> bool:
+    return type_value is None or type_value.strip().lower() in _JS_TYPES
+
+
+def _escape(value: str) -> str:
+    """For attribute values we set: lol-html escapes the quote, we escape the ampersand."""
+    return value.replace("&", "&amp;")
+
+
+def start_tag(name: str, attributes: list[tuple[str, str]]) -> str:
+    """A start tag from lol-html's raw attribute values (character references stay as written)."""
+    parts = ["<", name]
+    for key, value in attributes:
+        if not value:
+            parts += [" ", key]
+        elif '"' not in value:
+            parts += [" ", key, '="', value, '"']
+        elif "'" not in value:
+            parts += [" ", key, "='", value, "'"]
+        else:
+            parts += [" ", key, '="', value.replace('"', "&quot;"), '"']
+    parts.append(">")
+    return "".join(parts)
+
+
+def _sink(chunks: list[bytes]) -> Callable[[Any], None]:
+    """lol-html's output callback: it hands over `bytes`, which the stub types more widely."""
+    return chunks.append
+
+
+class _State:
+    """The per-response state shared by the element handlers."""
+
+    def __init__(self, plan: PagePlan) -> None:
+        self.plan = plan
+        self.allowed = plan.allowed
+        self.blocked: list[Blocked] = []
+        self.page_lang: str | None = None
+        self.consent_mode_done = False
+        self.bundle_done = False
+        self.pending: str | None = None  # start tag of the held-back inline script
+        self.pending_attributes: list[tuple[str, str]] = []
+        self.pending_text: list[str] = []
+        self.embeds = 0
+
+    def flush_empty_script(self, before: Callable[[str, lolhtml.ContentType], None]) -> None:
+        if self.pending is not None:
+            before(self.pending + "</script>", HTML)
+            self.pending = None
+
+    def tagged(self, element: lolhtml.Element) -> Match | None:
+        category = element.get_attribute("data-consent-category")
+        if category is None:
+            return None
+        return Match("site-tagged", category.strip().lower() or "necessary")
+
+    def blocks(self, match: Match | None) -> bool:
+        return match is not None and match.category not in self.allowed
+
+    def mark(self, element: lolhtml.Element, match: Match, kind: str, detail: str) -> None:
+        element.set_attribute("data-cp-blocked", _escape(match.category))
+        element.set_attribute("data-cp-service", _escape(match.service))
+        self.blocked.append(Blocked(kind, match.service, match.category, detail))
+
+
+def _move(element: lolhtml.Element, name: str) -> str | None:
+    value = element.get_attribute(name)
+    if value is not None:
+        element.remove_attribute(name)
+        element.set_attribute("data-cp-" + name, value)
+    return value
+
+
+class _Scripts:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def element(self, e: lolhtml.Element) -> None:
+        s = self.s
+        if e.namespace_uri != _HTML_NS:
+            return
+        s.flush_empty_script(e.before)
+        if not s.consent_mode_done:
+            s.consent_mode_done = True
+            code = s.plan.injection.consent_mode(s.plan.nonces)
+            if code:
+                e.before(code, HTML)
+        if not s.plan.blocking:
+            return
+        type_value = e.get_attribute("type")
+        if not is_javascript(type_value):
+            return
+        tagged = s.tagged(e)
+        src = e.get_attribute("src")
+        if src is not None:
+            match = tagged or s.plan.matcher.url("scripts", src)
+            if s.blocks(match):
+                assert match is not None
+                self._neutralise(e, match, type_value, "script-src", src)
+            return
+        if tagged is not None:
+            if s.blocks(tagged):
+                self._neutralise(e, tagged, type_value, "inline-script", "")
+            return
+        s.pending_attributes = e.attributes
+        s.pending = start_tag("script", s.pending_attributes)
+        e.remove_and_keep_content()
+
+    def _neutralise(self, e: lolhtml.Element, match: Match, type_value: str | None, kind: str, src: str) -> None:
+        e.set_attribute("type", "text/plain")
+        if type_value is not None:
+            e.set_attribute("data-cp-type", type_value)
+        if src:
+            _move(e, "src")
+        self.s.mark(e, match, kind, src)
+
+    def text(self, t: lolhtml.TextChunk) -> None:
+        s = self.s
+        if s.pending is None:
+            return
+        s.pending_text.append(t.text)
+        if not t.last_in_text_node:
+            t.remove()
+            return
+        code = "".join(s.pending_text)
+        s.pending_text = []
+        start = s.pending
+        s.pending = None
+        match = s.plan.matcher.inline(code)
+        if s.blocks(match):
+            assert match is not None
+            attributes = [(k, v) for k, v in s.pending_attributes if k.lower() != "type"]
+            original_type = next((v for k, v in s.pending_attributes if k.lower() == "type"), None)
+            attributes.append(("type", "text/plain"))
+            if original_type is not None:
+                attributes.append(("data-cp-type", original_type))
+            attributes += [("data-cp-blocked", _escape(match.category)), ("data-cp-service", _escape(match.service))]
+            start = start_tag("script", [(k, v.replace('"', "&quot;")) for k, v in attributes])
+            s.blocked.append(Blocked("inline-script", match.service, match.category, code[:80]))
+        t.replace(start + code + "</script>", HTML)
+
+
+class _Iframes:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def element(self, e: lolhtml.Element) -> None:
+        s = self.s
+        s.flush_empty_script(e.before)
+        src = e.get_attribute("src")
+        match = s.tagged(e) or (s.plan.matcher.url("iframes", src) if src else None)
+        if not s.blocks(match):
+            return
+        assert match is not None
+        s.embeds += 1
+        embed_id = f"cp-e{s.embeds}"
+        _move(e, "src")
+        e.set_attribute("data-cp-embed-id", embed_id)
+        e.set_attribute("hidden", "")
+        s.mark(e, match, "iframe", src or "")
+        e.before(s.plan.injection.placeholder(s.page_lang, match.service, embed_id), HTML)
+
+
+class _Images:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def element(self, e: lolhtml.Element) -> None:
+        s = self.s
+        if s.pending is not None:
+            s.flush_empty_script(e.before)
+        src = e.get_attribute("src")
+        match = s.tagged(e)
+        if match is None:
+            matcher = s.plan.matcher
+            if src:
+                match = matcher.url("pixels", src)
+            if match is None and (srcset := e.get_attribute("srcset")):
+                match = matcher.url("pixels", srcset)
+        if s.blocks(match):
+            assert match is not None
+            _move(e, "src")
+            _move(e, "srcset")
+            s.mark(e, match, "img", src or "")
+
+
+class _Links:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def element(self, e: lolhtml.Element) -> None:
+        s = self.s
+        s.flush_empty_script(e.before)
+        rel = e.get_attribute("rel")
+        href = e.get_attribute("href")
+        match = s.tagged(e)
+        if match is None and rel and href and not _HINT_RELS.isdisjoint(rel.lower().split()):
+            match = s.plan.matcher.host(href)
+        if s.blocks(match):
+            assert match is not None
+            _move(e, "href")
+            s.mark(e, match, "link", href or "")
+
+
+class _Tagged:
+    """Any other element a site tagged with `data-consent-category`."""
+
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def element(self, e: lolhtml.Element) -> None:
+        s = self.s
+        if e.tag_name.lower() in _OWN_HANDLERS:
+            return
+        match = s.tagged(e)
+        if s.blocks(match):
+            assert match is not None
+            moved = [value for name in _TAGGED_URL_ATTRIBUTES if (value := _move(e, name)) is not None]
+            s.mark(e, match, "tagged", moved[0] if moved else e.tag_name)
+
+
+class _Noscript:
+    """`<noscript>` content is raw text to a scripting browser, but markup without scripts: rewrite it too."""
+
+    def __init__(self, state: _State) -> None:
+        self.s = state
+        self.parts: list[str] = []
+
+    def element(self, e: lolhtml.Element) -> None:
+        self.s.flush_empty_script(e.before)
+
+    def text(self, t: lolhtml.TextChunk) -> None:
+        self.parts.append(t.text)
+        if not t.last_in_text_node:
+            t.remove()
+            return
+        content = "".join(self.parts)
+        self.parts = []
+        inner = _State(self.s.plan)
+        inner.consent_mode_done = inner.bundle_done = True
+        output: list[bytes] = []
+        rewriter = lolhtml.HTMLRewriter(_sink(output))
+        rewriter.on("img", _Images(inner))
+        rewriter.on("iframe", _NoscriptIframes(inner))
+        rewriter.on("[data-consent-category]", _Tagged(inner))
+        rewriter.write(content.encode("utf-8"))
+        rewriter.end()
+        for blocked in inner.blocked:
+            self.s.blocked.append(Blocked("noscript-" + blocked.kind, blocked.service, blocked.category,
+                                          blocked.detail))
+        t.replace(b"".join(output).decode("utf-8") if inner.blocked else content, HTML)
+
+
+class _NoscriptIframes(_Iframes):
+    """Inside `<noscript>` a placeholder would only show with scripts off: just move the URL aside."""
+
+    def element(self, e: lolhtml.Element) -> None:
+        s = self.s
+        src = e.get_attribute("src")
+        match = s.tagged(e) or (s.plan.matcher.url("iframes", src) if src else None)
+        if s.blocks(match):
+            assert match is not None
+            _move(e, "src")
+            s.mark(e, match, "iframe", src or "")
+
+
+class _Document:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def end(self, end: lolhtml.DocumentEnd) -> None:
+        s = self.s
+        s.flush_empty_script(end.append)
+        if not s.bundle_done:
+            s.bundle_done = True  # a document without <body>: the parser puts this in the implied body
+            end.append(s.plan.injection.bundle(s.page_lang, s.plan.nonces), HTML)
+
+
+class _Root:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def element(self, e: lolhtml.Element) -> None:
+        lang = e.get_attribute("lang")
+        if lang and self.s.page_lang is None:
+            self.s.page_lang = lang
+
+
+class _Body:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def element(self, e: lolhtml.Element) -> None:
+        s = self.s
+        s.flush_empty_script(e.before)
+        if not s.bundle_done:
+            s.bundle_done = True
+            e.prepend(s.plan.injection.bundle(s.page_lang, s.plan.nonces), HTML)
+
+
+class _MetaPolicy:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def element(self, e: lolhtml.Element) -> None:
+        equiv = (e.get_attribute("http-equiv") or "").strip().lower()
+        if equiv not in ("content-security-policy", "content-security-policy-report-only"):
+            return
+        content = e.get_attribute("content")
+        if content:
+            patched = self.s.plan.nonces.apply(content)
+            if patched != content:
+                e.set_attribute("content", patched)
+
+
+class PageRewriter:
+    """Rewrites one HTML body. `feed` returns whatever output is ready; `finish` the rest."""
+
+    def __init__(self, plan: PagePlan, mode: Mode | None) -> None:
+        self.state = _State(plan)
+        self._mode = mode
+        self._head = b""  # held until the charset is known (at most 1024 bytes)
+        self._out: list[bytes] = []
+        self._rewriter = lolhtml.HTMLRewriter(_sink(self._out))
+        state = self.state
+        scripts = _Scripts(state)
+        self._rewriter.on("script", scripts)
+        self._rewriter.on("body", _Body(state))
+        self._rewriter.on("html", _Root(state))
+        self._rewriter.on("meta[http-equiv]", _MetaPolicy(state))
+        if plan.blocking:
+            self._rewriter.on("iframe", _Iframes(state))
+            self._rewriter.on("img", _Images(state))
+            self._rewriter.on("link", _Links(state))
+            self._rewriter.on("noscript", _Noscript(state))
+            self._rewriter.on("[data-consent-category]", _Tagged(state))
+        self._rewriter.on_document(_Document(state))
+
+    @property
+    def blocked(self) -> list[Blocked]:
+        return self.state.blocked
+
+    def feed(self, data: bytes) -> bytes:
+        if self._mode is None:
+            self._head += data
+            if len(self._head) < PRESCAN_BYTES:
+                return b""
+            data, self._head = self._head, b""
+            self._mode = sniff(data) or "bytes"
+        return self._write(data)
+
+    def finish(self) -> bytes:
+        if self._mode is None:
+            data, self._head = self._head, b""
+            self._mode = sniff(data) or "bytes"
+            out = self._write(data)
+        else:
+            out = b""
+        self._rewriter.end()
+        return out + self._drain()
+
+    def _write(self, data: bytes) -> bytes:
+        if self._mode == "bytes":
+            # Byte-transparent: each byte as the code point of its value (see charset.py).
+            data = data.decode("latin-1").encode("utf-8")
+        self._rewriter.write(data)
+        return self._drain()
+
+    def _drain(self) -> bytes:
+        if not self._out:
+            return b""
+        out = b"".join(self._out)
+        self._out.clear()
+        if self._mode == "bytes":
+            return out.decode("utf-8").encode("latin-1")
+        return out
