@@ -12,13 +12,18 @@ import logging
 from dataclasses import dataclass
 
 from consentproxy.admin.app import AdminContext
+from consentproxy.banner.assets import AssetsMissing, BannerAssets
+from consentproxy.banner.endpoints import ConsentEndpoints
+from consentproxy.banner.markup import SiteMarkup
 from consentproxy.config.loader import ConfigError, Problem
-from consentproxy.config.model import Config
+from consentproxy.config.model import Config, SiteConfig
 from consentproxy.config.secrets import SecretError, SigningKey, generate_keys, parse_consent_keys, read_secret
 from consentproxy.consent.state import ConsentCodec
 from consentproxy.cookies.enforcement import CookieEnforcement
 from consentproxy.cookies.inventory import CookieInventory
+from consentproxy.html.step import HtmlRewriting
 from consentproxy.proxy.forwarded import TrustedProxies
+from consentproxy.proxy.pipeline import Step
 from consentproxy.proxy.sites import Site, SiteRouter
 
 logger = logging.getLogger("consentproxy.server")
@@ -36,7 +41,8 @@ class Runtime:
     def build(cls, config: Config, inventory: CookieInventory) -> Runtime:
         """Raises ConfigError when a secret cannot be read."""
         codec = ConsentCodec(consent_keys(config))
-        sites = [Site.build(site, (CookieEnforcement(site, codec, inventory),)) for site in config.sites]
+        assets = banner_assets(config)
+        sites = [Site.build(site, site_steps(site, codec, inventory, assets)) for site in config.sites]
         admin = config.server.admin_listen
         return cls(
             config=config,
@@ -45,6 +51,22 @@ class Runtime:
             admin_port=admin.port if admin else None,
             admin=AdminContext(config.server.data_dir, _token_digest(config)),
         )
+
+
+def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory,
+               assets: BannerAssets) -> tuple[Step, ...]:
+    """A site's pipeline, in order: the decision and cookies first, our own URLs, then the page rewrite."""
+    steps: list[Step] = [CookieEnforcement(site, codec, inventory), ConsentEndpoints(assets)]
+    if site.rewrite_html:
+        steps.append(HtmlRewriting(site, SiteMarkup(site, assets)))
+    return tuple(steps)
+
+
+def banner_assets(config: Config) -> BannerAssets:
+    try:
+        return BannerAssets()
+    except AssetsMissing as exc:
+        raise ConfigError([Problem(_file(config), "banner assets", str(exc))]) from None
 
 
 def check_secrets(config: Config) -> list[Problem]:

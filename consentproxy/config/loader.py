@@ -247,6 +247,8 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
         connect_timeout=reader.converted("connect_timeout", base.connect_timeout, parse_duration),
         read_timeout=reader.converted("read_timeout", base.read_timeout, parse_duration),
         max_body_bytes=reader.converted("max_body_bytes", base.max_body_bytes, parse_size),
+        rewrite_html=reader.get("rewrite_html", bool, base.rewrite_html),
+        compress_html=reader.get("compress_html", bool, base.compress_html),
         consent=read_consent(reader),
     )
     reader.finish()

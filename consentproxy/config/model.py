@@ -143,6 +143,10 @@ class SiteConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     max_body_bytes: int = 100 * 1024 * 1024
+    #: inject the banner and block trackers in HTML pages (off: cookies are still enforced)
+    rewrite_html: bool = True
+    #: compress rewritten pages for clients that accept gzip, br or zstd
+    compress_html: bool = True
     consent: ConsentConfig = field(default_factory=ConsentConfig)
 
 

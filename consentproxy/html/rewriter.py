@@ -35,7 +35,8 @@ _JS_TYPES = frozenset({
     "text/javascript1.0", "text/javascript1.1", "text/javascript1.2", "text/javascript1.3",
     "text/javascript1.4", "text/javascript1.5",
 })
-_HINT_RELS = frozenset({"preconnect", "dns-prefetch", "preload", "prefetch", "modulepreload"})
+_HINT_RELS = frozenset({"preconnect", "dns-prefetch"})
+_FETCH_RELS = frozenset({"preload", "prefetch", "modulepreload"})
 #: URL attributes moved aside on an element a site tagged itself
 _TAGGED_URL_ATTRIBUTES = ("src", "href", "srcset", "data", "poster")
 _OWN_HANDLERS = frozenset({"script", "iframe", "img", "link"})
@@ -118,19 +119,22 @@ class _State:
         self.bundle_done = False
         self.pending: str | None = None  # start tag of the held-back inline script
         self.pending_attributes: list[tuple[str, str]] = []
+        self.pending_category: str | None = None  # its data-consent-category
         self.pending_text: list[str] = []
         self.embeds = 0
+        self.in_template = False  # set by the `template script` handler, which runs first
 
     def flush_empty_script(self, before: Callable[[str, lolhtml.ContentType], None]) -> None:
         if self.pending is not None:
             before(self.pending + "</script>", HTML)
             self.pending = None
 
-    def tagged(self, element: lolhtml.Element) -> Match | None:
+    def judge(self, element: lolhtml.Element, found: Match | None) -> Match | None:
+        """A site's own `data-consent-category` decides the category; the catalogue still names the service."""
         category = element.get_attribute("data-consent-category")
         if category is None:
-            return None
-        return Match("site-tagged", category.strip().lower() or "necessary")
+            return found
+        return Match(found.service if found else "site-tagged", category.strip().lower() or "necessary")
 
     def blocks(self, match: Match | None) -> bool:
         return match is not None and match.category not in self.allowed
@@ -142,9 +146,11 @@ class _State:
 
 
 def _move(element: lolhtml.Element, name: str) -> str | None:
+    """Move an attribute aside; a repeated one goes too, or it would take the first one's place."""
     value = element.get_attribute(name)
     if value is not None:
-        element.remove_attribute(name)
+        while element.has_attribute(name):
+            element.remove_attribute(name)
         element.set_attribute("data-cp-" + name, value)
     return value
 
@@ -158,7 +164,9 @@ class _Scripts:
         if e.namespace_uri != _HTML_NS:
             return
         s.flush_empty_script(e.before)
-        if not s.consent_mode_done:
+        if s.in_template:
+            s.in_template = False  # inert until cloned: no place for the Consent Mode default
+        elif not s.consent_mode_done:
             s.consent_mode_done = True
             code = s.plan.injection.consent_mode(s.plan.nonces)
             if code:
@@ -168,18 +176,14 @@ class _Scripts:
         type_value = e.get_attribute("type")
         if not is_javascript(type_value):
             return
-        tagged = s.tagged(e)
         src = e.get_attribute("src")
         if src is not None:
-            match = tagged or s.plan.matcher.url("scripts", src)
+            match = s.judge(e, s.plan.matcher.url("scripts", src))
             if s.blocks(match):
                 assert match is not None
                 self._neutralise(e, match, type_value, "script-src", src)
             return
-        if tagged is not None:
-            if s.blocks(tagged):
-                self._neutralise(e, tagged, type_value, "inline-script", "")
-            return
+        s.pending_category = e.get_attribute("data-consent-category")
         s.pending_attributes = e.attributes
         s.pending = start_tag("script", s.pending_attributes)
         e.remove_and_keep_content()
@@ -205,6 +209,8 @@ class _Scripts:
         start = s.pending
         s.pending = None
         match = s.plan.matcher.inline(code)
+        if s.pending_category is not None:
+            match = Match(match.service if match else "site-tagged", s.pending_category.strip().lower() or "necessary")
         if s.blocks(match):
             assert match is not None
             attributes = [(k, v) for k, v in s.pending_attributes if k.lower() != "type"]
@@ -214,8 +220,16 @@ class _Scripts:
                 attributes.append(("data-cp-type", original_type))
             attributes += [("data-cp-blocked", _escape(match.category)), ("data-cp-service", _escape(match.service))]
             start = start_tag("script", [(k, v.replace('"', "&quot;")) for k, v in attributes])
-            s.blocked.append(Blocked("inline-script", match.service, match.category, code[:80]))
+            s.blocked.append(Blocked("inline-script", match.service, match.category, code))
         t.replace(start + code + "</script>", HTML)
+
+
+class _TemplateScripts:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def element(self, e: lolhtml.Element) -> None:
+        self.s.in_template = True
 
 
 class _Iframes:
@@ -226,7 +240,7 @@ class _Iframes:
         s = self.s
         s.flush_empty_script(e.before)
         src = e.get_attribute("src")
-        match = s.tagged(e) or (s.plan.matcher.url("iframes", src) if src else None)
+        match = s.judge(e, s.plan.matcher.url("iframes", src) if src else None)
         if not s.blocks(match):
             return
         assert match is not None
@@ -248,13 +262,11 @@ class _Images:
         if s.pending is not None:
             s.flush_empty_script(e.before)
         src = e.get_attribute("src")
-        match = s.tagged(e)
-        if match is None:
-            matcher = s.plan.matcher
-            if src:
-                match = matcher.url("pixels", src)
-            if match is None and (srcset := e.get_attribute("srcset")):
-                match = matcher.url("pixels", srcset)
+        matcher = s.plan.matcher
+        match = matcher.url("pixels", src) if src else None
+        if match is None and (srcset := e.get_attribute("srcset")):
+            match = matcher.url("pixels", srcset)
+        match = s.judge(e, match)
         if s.blocks(match):
             assert match is not None
             _move(e, "src")
@@ -271,9 +283,15 @@ class _Links:
         s.flush_empty_script(e.before)
         rel = e.get_attribute("rel")
         href = e.get_attribute("href")
-        match = s.tagged(e)
-        if match is None and rel and href and not _HINT_RELS.isdisjoint(rel.lower().split()):
-            match = s.plan.matcher.host(href)
+        match = None
+        if rel and href:
+            rels = rel.lower().split()
+            if not _FETCH_RELS.isdisjoint(rels):
+                # a preload names the service of what it fetches: gtm.js is Tag Manager, not its host's first owner
+                match = s.plan.matcher.url("scripts", href) or s.plan.matcher.host(href)
+            elif not _HINT_RELS.isdisjoint(rels):
+                match = s.plan.matcher.host(href)
+        match = s.judge(e, match)
         if s.blocks(match):
             assert match is not None
             _move(e, "href")
@@ -290,7 +308,7 @@ class _Tagged:
         s = self.s
         if e.tag_name.lower() in _OWN_HANDLERS:
             return
-        match = s.tagged(e)
+        match = s.judge(e, None)
         if s.blocks(match):
             assert match is not None
             moved = [value for name in _TAGGED_URL_ATTRIBUTES if (value := _move(e, name)) is not None]
@@ -335,7 +353,7 @@ class _NoscriptIframes(_Iframes):
     def element(self, e: lolhtml.Element) -> None:
         s = self.s
         src = e.get_attribute("src")
-        match = s.tagged(e) or (s.plan.matcher.url("iframes", src) if src else None)
+        match = s.judge(e, s.plan.matcher.url("iframes", src) if src else None)
         if s.blocks(match):
             assert match is not None
             _move(e, "src")
@@ -401,8 +419,8 @@ class PageRewriter:
         self._out: list[bytes] = []
         self._rewriter = lolhtml.HTMLRewriter(_sink(self._out))
         state = self.state
-        scripts = _Scripts(state)
-        self._rewriter.on("script", scripts)
+        self._rewriter.on("template script", _TemplateScripts(state))
+        self._rewriter.on("script", _Scripts(state))
         self._rewriter.on("body", _Body(state))
         self._rewriter.on("html", _Root(state))
         self._rewriter.on("meta[http-equiv]", _MetaPolicy(state))

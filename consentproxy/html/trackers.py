@@ -75,8 +75,7 @@ class TrackerMatcher:
         for pattern, match in self._patterns["hosts"]:
             if host == pattern or host.endswith("." + pattern):
                 return match
-        # A preload of a tracker script names the script's own service.
-        return self.url("scripts", raw_url)
+        return None
 
     def inline(self, code: str) -> Match | None:
         """The best-ranked service whose signature occurs in inline script code."""

@@ -42,6 +42,14 @@ COOKIES_BLOCKED = Counter(
 MALFORMED_SET_COOKIES = Counter(
     "consentproxy_malformed_set_cookies", "Upstream Set-Cookie headers dropped as malformed", ["site"]
 )
+PAGES_REWRITTEN = Counter(
+    "consentproxy_pages_rewritten", "HTML responses rewritten, by site and outcome (rewritten, skipped_charset, "
+    "skipped_coding, failed)", ["site", "outcome"],
+)
+ELEMENTS_BLOCKED = Counter(
+    "consentproxy_elements_blocked", "Page elements neutralised before consent, by site, kind and category",
+    ["site", "kind", "category"],
+)
 CONSENT_STATES = Counter(
     "consentproxy_requests_by_consent", "Requests by the visitor's consent state (none, partial, all, gpc)",
     ["site", "state"],

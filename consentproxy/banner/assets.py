@@ -1,0 +1,82 @@
+"""The banner's JavaScript and CSS, served from content-hashed URLs under the consent prefix.
+
+The files live in `static/banner/` at the top of the project (a deployment
+may point elsewhere with `CONSENTPROXY_STATIC_DIR`). They are read once at
+start; their URLs carry a hash of their content, so browsers may cache them
+for a year and a new version is fetched the moment it ships. Compressed
+variants are made once, at start.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import brotli
+
+from consentproxy.html.codings import accepted
+
+STATIC_ENV = "CONSENTPROXY_STATIC_DIR"
+_FILES = {"banner.js": b"text/javascript; charset=utf-8", "banner.css": b"text/css; charset=utf-8"}
+_IMMUTABLE = b"public, max-age=31536000, immutable"
+
+
+class AssetsMissing(RuntimeError):
+    """The banner files are not where they should be."""
+
+
+def static_dir() -> Path:
+    configured = os.environ.get(STATIC_ENV)
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "static"
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    path: str  # under the consent prefix, e.g. "banner.3f2a9c1d7b0e.js"
+    content_type: bytes
+    identity: bytes
+    gzip: bytes
+    br: bytes
+
+    def body(self, accept_encoding: bytes | None) -> tuple[bytes, bytes | None]:
+        codings = accepted(accept_encoding)
+        if b"br" in codings:
+            return self.br, b"br"
+        if b"gzip" in codings:
+            return self.gzip, b"gzip"
+        return self.identity, None
+
+    def headers(self, coding: bytes | None, length: int) -> list[tuple[bytes, bytes]]:
+        out = [(b"content-type", self.content_type), (b"cache-control", _IMMUTABLE),
+               (b"x-content-type-options", b"nosniff"), (b"vary", b"Accept-Encoding"),
+               (b"content-length", str(length).encode("ascii"))]
+        if coding is not None:
+            out.append((b"content-encoding", coding))
+        return out
+
+
+class BannerAssets:
+    """The banner files by URL path, with their hashed names."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        base = (directory or static_dir()) / "banner"
+        self.by_path: dict[str, Asset] = {}
+        self.url_of: dict[str, str] = {}
+        for name, content_type in _FILES.items():
+            file = base / name
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                raise AssetsMissing(
+                    f"banner asset {file} cannot be read ({exc.strerror}); set {STATIC_ENV} to the folder that "
+                    f"holds banner/{name}") from exc
+            stem, _, ext = name.rpartition(".")
+            hashed = f"{stem}.{hashlib.sha256(data).hexdigest()[:12]}.{ext}"
+            self.by_path[hashed] = Asset(hashed, content_type, data, gzip.compress(data, 9, mtime=0),
+                                         brotli.compress(data, quality=11))
+            self.url_of[name] = hashed

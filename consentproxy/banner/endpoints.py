@@ -1,0 +1,59 @@
+"""The proxy's own URLs under the consent prefix (`/_consent/…`): never forwarded to the site.
+
+Banner assets by content-hashed name, and the Consent Mode default as an
+external script for pages whose CSP refuses inline script.
+"""
+
+from __future__ import annotations
+
+from consentproxy.banner.assets import BannerAssets
+from consentproxy.banner.markup import consent_mode_code, parse_consent_mode_query
+from consentproxy.proxy.errors import error_page
+from consentproxy.proxy.pipeline import Exchange, Reply, Step
+
+PREFIX = b"/_consent"
+_JS = b"text/javascript; charset=utf-8"
+
+
+class ConsentEndpoints(Step):
+    def __init__(self, assets: BannerAssets) -> None:
+        self.assets = assets
+        self._consent_mode: dict[bytes, Reply] = {}
+
+    def on_request(self, exchange: Exchange) -> Reply | None:
+        path: bytes = exchange.scope["raw_path"]
+        if not path.startswith(PREFIX) or (len(path) > len(PREFIX) and path[len(PREFIX)] != ord("/")):
+            return None
+        if exchange.method not in ("GET", "HEAD"):
+            return _error(405, [(b"allow", b"GET, HEAD")])
+        name = path[len(PREFIX) + 1:].decode("latin-1")
+        asset = self.assets.by_path.get(name)
+        if asset is not None:
+            accept_encoding = next((v for k, v in exchange.request_headers if k == b"accept-encoding"), None)
+            body, coding = asset.body(accept_encoding)
+            return _head(exchange, Reply(200, asset.headers(coding, len(body)), body))
+        if name == "consent-mode.js":
+            return _head(exchange, self._consent_mode_reply(exchange.scope["query_string"]))
+        return _error(404)
+
+    def _consent_mode_reply(self, query: bytes) -> Reply:
+        reply = self._consent_mode.get(query)
+        if reply is None:
+            value = query.decode("latin-1").removeprefix("g=")
+            body = consent_mode_code(parse_consent_mode_query(value)).encode("ascii")
+            reply = Reply(200, [(b"content-type", _JS), (b"cache-control", b"public, max-age=86400"),
+                                (b"x-content-type-options", b"nosniff"),
+                                (b"content-length", str(len(body)).encode("ascii"))], body)
+            if len(self._consent_mode) < 64:
+                self._consent_mode[query] = reply
+        return reply
+
+
+def _head(exchange: Exchange, reply: Reply) -> Reply:
+    """HEAD gets the headers of GET and no body."""
+    return Reply(reply.status, reply.headers, b"") if exchange.method == "HEAD" else reply
+
+
+def _error(status: int, extra: list[tuple[bytes, bytes]] | None = None) -> Reply:
+    headers, body = error_page(status)
+    return Reply(status, [*headers, *(extra or [])], body)

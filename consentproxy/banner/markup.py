@@ -1,0 +1,259 @@
+"""The markup the proxy writes into pages: banner, re-open control, Consent Mode default, embed placeholders.
+
+Rendered on the server, so the banner is there with the first paint: no
+flicker, and as a fixed overlay no layout shift. Every configured text is
+escaped; everything we write is ASCII (non-ASCII as character references,
+`\\u` escapes in JSON) so it is correct in any ASCII-compatible page charset.
+Static parts are rendered once per site and language; per request only the
+visitor's state and the CSP nonce are filled in.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from consentproxy.banner.assets import BannerAssets
+from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, SiteConfig
+from consentproxy.consent.decision import Decision
+from consentproxy.consent.texts import BANNER_TEXTS
+from consentproxy.html.csp import NoncePlan
+from consentproxy.html.rewriter import Injection
+
+#: Google Consent Mode v2 signals per consent category
+CONSENT_MODE_SIGNALS: dict[str, tuple[str, ...]] = {
+    "statistics": ("analytics_storage",),
+    "marketing": ("ad_storage", "ad_user_data", "ad_personalization"),
+    "preferences": ("functionality_storage", "personalization_storage"),
+}
+_DEFAULTS = ("ad_storage", "ad_user_data", "ad_personalization", "analytics_storage", "functionality_storage",
+             "personalization_storage")
+_NONCE = "\x00nonce\x00"
+_STYLE_NONCE = "\x00style-nonce\x00"
+_STATE = "\x00state\x00"
+_PRINCIPAL = "__cp_principal__"
+_ACCEPT_CACHE_LIMIT = 1024
+
+
+def ascii_html(text: str) -> str:
+    """Escaped for HTML text and attribute values, non-ASCII as character references."""
+    return html.escape(text, quote=True).encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a `<script>` element: ASCII only, and no `<`, `>` or `&` to end it early."""
+    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def consent_mode_code(granted: frozenset[str] | None) -> str:
+    """The Consent Mode v2 default (all denied but security_storage) and, after a decision, the update."""
+    defaults = ",".join(f"{name}:'denied'" for name in _DEFAULTS)
+    code = ("window.dataLayer=window.dataLayer||[];(function(){function g(){dataLayer.push(arguments);}"
+            f"g('consent','default',{{{defaults},security_storage:'granted',wait_for_update:500}});")
+    if granted is None or "marketing" not in granted:
+        code += "g('set','ads_data_redaction',true);"
+    if granted is not None:
+        update = ",".join(
+            f"{signal}:'{'granted' if category in granted else 'denied'}'"
+            for category, signals in CONSENT_MODE_SIGNALS.items() for signal in signals
+        )
+        code += f"g('consent','update',{{{update}}});"
+    return code + "})();"
+
+
+def consent_mode_query(granted: frozenset[str] | None) -> str:
+    """The query naming a state for the external form of the Consent Mode script."""
+    if granted is None:
+        return "none"
+    return ",".join(c for c in CATEGORY_IDS if c in granted and c != "necessary") or "necessary"
+
+
+def parse_consent_mode_query(query: str) -> frozenset[str] | None:
+    if query == "none":
+        return None
+    return frozenset(c for c in query.split(",") if c in CATEGORY_IDS) | {"necessary"}
+
+
+class SiteMarkup:
+    """A site's banner markup, rendered once per language."""
+
+    def __init__(self, site: SiteConfig, assets: BannerAssets, prefix: str = "/_consent") -> None:
+        self.site = site
+        self.prefix = prefix
+        consent = site.consent
+        self.default_language = consent.default_language
+        self.css_url = f"{prefix}/{assets.url_of['banner.css']}"
+        self.js_url = f"{prefix}/{assets.url_of['banner.js']}"
+        self._templates = {(lang, banner): self._template(lang, banner) for lang in LANGUAGES
+                           for banner in (True, False)}
+        self._accept_cache: dict[bytes, str] = {}
+        self._consent_mode: dict[tuple[frozenset[str] | None, str, bool], str] = {}
+
+    def text(self, lang: str, key: str, **values: str) -> str:
+        texts = self.site.consent.texts.get(key, {})
+        template = texts.get(lang) or BANNER_TEXTS[key][lang]
+        return template.format(**values) if values else template
+
+    # -- language ------------------------------------------------------------------
+    def language(self, page_lang: str | None, accept_language: bytes | None) -> str:
+        """The page's `lang`, then Accept-Language, then the site's default."""
+        if page_lang:
+            primary = page_lang.strip().lower().split("-", 1)[0]
+            if primary in LANGUAGES:
+                return primary
+        if accept_language:
+            cached = self._accept_cache.get(accept_language)
+            if cached is None:
+                cached = self._from_accept_language(accept_language.decode("latin-1"))
+                if len(self._accept_cache) >= _ACCEPT_CACHE_LIMIT:
+                    self._accept_cache.clear()
+                self._accept_cache[accept_language] = cached
+            return cached
+        return self.default_language
+
+    def _from_accept_language(self, header: str) -> str:
+        ranked = []
+        for position, item in enumerate(header.split(",")):
+            tag, _, params = item.strip().partition(";")
+            q = 1.0
+            if params.strip().startswith("q="):
+                try:
+                    q = float(params.strip()[2:])
+                except ValueError:
+                    q = 0.0
+            primary = tag.strip().lower().split("-", 1)[0]
+            if primary in LANGUAGES and q > 0:
+                ranked.append((-q, position, primary))
+        return min(ranked)[2] if ranked else self.default_language
+
+    # -- rendering -------------------------------------------------------------------
+    def _config_json(self, lang: str) -> str:
+        consent = self.site.consent
+        services = consent.services
+        by_category: dict[str, list[dict[str, Any]]] = {c: [] for c in CATEGORY_IDS}
+        for service in services:
+            by_category[service.category].append({
+                "name": service.name, "provider": service.provider, "privacy_url": service.privacy_url,
+                "cookies": [{"name": name, "purpose": "", "lifetime": ""} for name in service.cookies],
+            })
+        own = [{"name": d.name or (d.prefix + "*") or d.pattern, "purpose": d.purpose, "lifetime": d.lifetime,
+                "category": d.category, "provider": d.provider} for d in consent.cookies]
+        for category in CATEGORY_IDS:
+            cookies = [{k: v for k, v in c.items() if k != "category"} for c in own if c["category"] == category]
+            if cookies:
+                by_category[category].insert(0, {"name": self.controller(), "provider": self.controller(),
+                                                 "privacy_url": consent.privacy_url, "cookies": cookies})
+        config = {
+            "lang": lang, "principal": _PRINCIPAL, "revision": consent.revision,
+            "texts": {key: self.text(lang, key) for key in BANNER_TEXTS
+                      if key not in ("text", "embed_text", "embed_load")},
+            "categories": [
+                {"id": c.id, "label": c.label[lang], "description": c.description[lang],
+                 "required": c.id == "necessary", "services": by_category[c.id]}
+                for c in consent.categories
+            ],
+        }
+        return script_json(config)
+
+    def controller(self) -> str:
+        return self.site.consent.controller or self.site.name
+
+    def _template(self, lang: str, banner: bool) -> list[str]:
+        e = ascii_html
+        parts = [
+            f'<link rel="stylesheet" href="{e(self.css_url)}"{_STYLE_NONCE}>',
+            f'<div id="cp-root" class="cp-root" data-cp-api="{e(self.prefix)}"{_STATE} lang="{lang}">',
+        ]
+        if banner:
+            parts.append(
+                '<section id="cp-banner" class="cp-banner" role="dialog" aria-modal="false" '
+                'aria-labelledby="cp-title" aria-describedby="cp-desc"><div class="cp-panel">'
+                f'<h2 id="cp-title" class="cp-title">{e(self.text(lang, "title"))}</h2>'
+                f'<p id="cp-desc" class="cp-desc">{e(self.text(lang, "text", controller=self.controller()))} '
+                f'<a class="cp-link" href="{e(self.site.consent.privacy_url)}">{e(self.text(lang, "privacy"))}</a>'
+                '</p><div class="cp-actions">'
+                + "".join(f'<button type="button" class="cp-btn" data-cp-action="{action}">'
+                          f'{e(self.text(lang, action))}</button>'
+                          for action in ("accept_all", "reject_all", "settings"))
+                + '</div><p class="cp-status" role="status" aria-live="polite"></p></div></section>'
+            )
+        reopen = e(self.text(lang, "reopen"))
+        parts += [
+            f'<button type="button" id="cp-reopen" class="cp-reopen" data-consent-open aria-label="{reopen}" '
+            f'title="{reopen}"><span class="cp-reopen-icon" aria-hidden="true"></span></button>',
+            f'<script type="application/json" id="cp-config">{self._config_json(lang)}</script></div>',
+            f'<script src="{e(self.js_url)}" defer{_NONCE}></script>',
+        ]
+        return _split("".join(parts))
+
+    def bundle(self, lang: str, decision: Decision, nonces: NoncePlan) -> str:
+        decided = decision.state is not None
+        template = self._templates[(lang, not decided)]
+        granted = " ".join(c for c in CATEGORY_IDS if c in decision.allowed)
+        principal = decision.state.principal if decision.state is not None else None
+        values = {
+            _NONCE: f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else "",
+            _STYLE_NONCE: f' nonce="{ascii_html(nonces.style_nonce)}"' if nonces.style_nonce else "",
+            _STATE: f' data-cp-decided="{1 if decided else 0}" data-cp-granted="{granted}"',
+        }
+        out = "".join(values.get(part, part) for part in template)
+        return out.replace(f'"{_PRINCIPAL}"', f'"{principal}"' if principal else "null", 1)
+
+    def consent_mode(self, decision: Decision, nonces: NoncePlan) -> str:
+        granted = decision.allowed if decision.kind != "none" else None
+        key = (granted, nonces.script_nonce or "", nonces.inline_script_ok)
+        cached = self._consent_mode.get(key)
+        if cached is None:
+            if nonces.script_nonce or nonces.inline_script_ok:
+                nonce = f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else ""
+                cached = f"<script{nonce}>{consent_mode_code(granted)}</script>"
+            else:
+                # The page's policy refuses inline script and we may not add a nonce: load it instead.
+                cached = f'<script src="{self.prefix}/consent-mode.js?g={consent_mode_query(granted)}"></script>'
+            if len(self._consent_mode) < 256:
+                self._consent_mode[key] = cached
+        return cached
+
+    def placeholder(self, lang: str, service: str, embed_id: str) -> str:
+        e = ascii_html
+        # Phrasing content only (span, button): an iframe may sit inside a <p>, which a <div> would close.
+        return (f'<span class="cp-embed" data-cp-embed="{embed_id}" lang="{lang}">'
+                f'<span class="cp-embed-text">{e(self.text(lang, "embed_text", service=service))}</span>'
+                f'<button type="button" class="cp-btn cp-embed-load" data-cp-load="{embed_id}">'
+                f'{e(self.text(lang, "embed_load", service=service))}</button></span>')
+
+
+def _split(text: str) -> list[str]:
+    """The template as literal parts and markers, ready to be joined per request."""
+    parts: list[str] = []
+    for marker in (_NONCE, _STYLE_NONCE, _STATE):
+        text = text.replace(marker, "\x01" + marker + "\x01")
+    for piece in text.split("\x01"):
+        if piece:
+            parts.append(piece)
+    return parts
+
+
+class PageInjection(Injection):
+    """The injection for one response: the site's markup with this visitor's state."""
+
+    __slots__ = ("accept_language", "decision", "markup")
+
+    def __init__(self, markup: SiteMarkup, decision: Decision, accept_language: bytes | None) -> None:
+        self.markup = markup
+        self.decision = decision
+        self.accept_language = accept_language
+
+    def consent_mode(self, nonces: NoncePlan) -> str:
+        return self.markup.consent_mode(self.decision, nonces)
+
+    def bundle(self, page_lang: str | None, nonces: NoncePlan) -> str:
+        return self.markup.bundle(self.markup.language(page_lang, self.accept_language), self.decision, nonces)
+
+    def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
+        return self.markup.placeholder(self.markup.language(page_lang, self.accept_language), service, embed_id)
+
+
+

@@ -1,0 +1,166 @@
+"""The pipeline step that rewrites HTML responses: banner in, trackers blocked, as a stream.
+
+Request: a GET that may come back as HTML asks the upstream for identity
+encoding (a compressed body would have to be decoded first) and drops
+conditional headers, because the browser's cached copy shows an older
+consent state. Response: only `text/html` is rewritten; Content-Length goes,
+ETag goes, the response becomes private and varies by Cookie; the body is
+decoded if the upstream compressed it anyway, rewritten, and compressed
+again for the client at a fast level.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from consentproxy.banner.markup import PageInjection, SiteMarkup
+from consentproxy.config.model import CATEGORY_IDS, SiteConfig
+from consentproxy.consent.decision import NO_DECISION, Decision
+from consentproxy.cookies.enforcement import DECISION, mark_private
+from consentproxy.html import codings
+from consentproxy.html.charset import Mode, charset_of_content_type, mode_of_label
+from consentproxy.html.csp import NoncePlan, plan_for_headers
+from consentproxy.html.rewriter import PagePlan, PageRewriter
+from consentproxy.html.trackers import TrackerMatcher
+from consentproxy.observability import metrics
+from consentproxy.proxy.handler import UpstreamAborted
+from consentproxy.proxy.pipeline import Exchange, Step
+
+logger = logging.getLogger("consentproxy.html")
+
+_CANDIDATE = "html.accept_encoding"  # set on requests whose response may be rewritten
+_JOB = "html.job"
+_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since"})
+_DROPPED_ON_REWRITE = frozenset({b"content-length", b"etag", b"content-encoding", b"content-md5", b"digest",
+                                 b"accept-ranges"})
+_ALL = frozenset(CATEGORY_IDS)
+
+
+class _Job:
+    __slots__ = ("decoder", "encoder", "rewriter")
+
+    def __init__(self, rewriter: PageRewriter, decoder: codings.Coder | None, encoder: codings.Coder | None) -> None:
+        self.rewriter = rewriter
+        self.decoder = decoder
+        self.encoder = encoder
+
+
+class HtmlRewriting(Step):
+    filters_body = True
+
+    def __init__(self, site: SiteConfig, markup: SiteMarkup) -> None:
+        self.site = site.name
+        self.markup = markup
+        self.matcher = TrackerMatcher(site.consent.services)
+        self.compress = site.compress_html
+
+    # -- request ---------------------------------------------------------------
+    def on_request(self, exchange: Exchange) -> None:
+        if exchange.method != "GET":
+            return None
+        headers = exchange.request_headers
+        accept: bytes | None = None
+        accept_encoding: bytes = b""
+        for name, value in headers:
+            if name == b"accept":
+                accept = value
+            elif name == b"accept-encoding":
+                accept_encoding = value
+            elif name == b"range":
+                return None  # a part of a page cannot be rewritten: pass it through
+        if accept is not None and b"text/html" not in accept and b"*/*" not in accept:
+            return None
+        headers[:] = [row for row in headers if row[0] != b"accept-encoding" and row[0] not in _CONDITIONAL]
+        headers.append((b"accept-encoding", b"identity"))
+        exchange.extra[_CANDIDATE] = accept_encoding
+        return None
+
+    # -- response --------------------------------------------------------------
+    def on_response(self, exchange: Exchange) -> None:
+        client_codings = exchange.extra.get(_CANDIDATE)
+        if client_codings is None or exchange.status in (204, 304) or exchange.status < 200:
+            return
+        headers = exchange.response_headers
+        content_type = content_coding = None
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-encoding":
+                content_coding = value.strip().lower()
+        if content_type is None or not content_type.lstrip().lower().startswith(b"text/html"):
+            return
+        mode: Mode | None = None
+        label = charset_of_content_type(content_type)
+        if label is not None:
+            mode = mode_of_label(label)
+            if mode == "skip":
+                metrics.inc(metrics.PAGES_REWRITTEN, self.site, "skipped_charset")
+                return
+        decoder = None
+        if content_coding not in (None, b"", b"identity"):
+            if content_coding not in codings.DECODABLE:
+                metrics.inc(metrics.PAGES_REWRITTEN, self.site, "skipped_coding")
+                return
+            assert content_coding is not None
+            decoder = codings.decoder(content_coding)
+        out_coding = codings.choose(codings.accepted(client_codings), content_coding) if self.compress else None
+        nonces = NoncePlan()
+        planned = plan_for_headers(headers)
+        if planned is not None:
+            nonces, headers[:] = planned
+        decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
+        plan = PagePlan(self.matcher, decision.allowed, PageInjection(self.markup, decision, _accept_language(
+            exchange)), nonces, blocking=not decision.allowed >= _ALL)
+        headers[:] = [row for row in headers if row[0] not in _DROPPED_ON_REWRITE]
+        if out_coding is not None:
+            headers.append((b"content-encoding", out_coding))
+        mark_private(headers)
+        _add_vary(headers, b"Accept-Encoding")
+        exchange.extra[_JOB] = _Job(PageRewriter(plan, mode), decoder,
+                                    codings.encoder(out_coding) if out_coding else None)
+
+    def body_filter(self, exchange: Exchange, body: AsyncIterator[bytes]) -> AsyncIterator[bytes] | None:
+        job: _Job | None = exchange.extra.get(_JOB)
+        if job is None:
+            return None
+        return self._rewrite(exchange, job, body)
+
+    async def _rewrite(self, exchange: Exchange, job: _Job, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        rewriter, decoder, encoder = job.rewriter, job.decoder, job.encoder
+        try:
+            async for chunk in body:
+                data = decoder.feed(chunk) if decoder is not None else chunk
+                out = rewriter.feed(data) if data else b""
+                if out:
+                    yield encoder.feed(out) if encoder is not None else out
+            tail = decoder.finish() if decoder is not None else b""
+            out = (rewriter.feed(tail) if tail else b"") + rewriter.finish()
+            if encoder is not None:
+                out = encoder.feed(out) + encoder.finish()
+            if out:
+                yield out
+        except codings.CodingError as exc:
+            metrics.inc(metrics.PAGES_REWRITTEN, self.site, "failed")
+            logger.warning("site %s: the upstream body of %s does not decode as declared: %s", self.site,
+                           exchange.scope["path"], exc)
+            raise UpstreamAborted(str(exc)) from exc
+        metrics.inc(metrics.PAGES_REWRITTEN, self.site, "rewritten")
+        for blocked in rewriter.blocked:
+            metrics.inc(metrics.ELEMENTS_BLOCKED, self.site, blocked.kind, blocked.category)
+
+
+def _accept_language(exchange: Exchange) -> bytes | None:
+    for name, value in exchange.request_headers:
+        if name == b"accept-language":
+            return value
+    return None
+
+
+def _add_vary(headers: list[tuple[bytes, bytes]], token: bytes) -> None:
+    for index, (name, value) in enumerate(headers):
+        if name == b"vary":
+            if token.lower() not in [t.strip().lower() for t in value.split(b",")]:
+                headers[index] = (name, value + b", " + token)
+            return
+    headers.append((b"vary", token))
