@@ -12,9 +12,8 @@ import html5lib
 
 from consentproxy.banner.assets import BannerAssets
 from consentproxy.banner.markup import PageInjection, SiteMarkup
-from consentproxy.config.model import CATEGORY_IDS, SiteConfig
 from consentproxy.config.consent import default_categories
-from consentproxy.config.model import ConsentConfig
+from consentproxy.config.model import CATEGORY_IDS, ConsentConfig, SiteConfig
 from consentproxy.consent.decision import Decision
 from consentproxy.consent.state import ConsentState
 from consentproxy.html.csp import NoncePlan
@@ -89,10 +88,8 @@ def _is_injected(element: ET.Element) -> bool:
         return True
     if tag == "link" and attrs.get("href", "").startswith("/_consent/"):
         return True
-    if tag == "script" and (attrs.get("src", "").startswith("/_consent/")
-                            or (element.text or "").startswith(CONSENT_MODE_START)):
-        return True
-    return False
+    return tag == "script" and (attrs.get("src", "").startswith("/_consent/")
+                                or (element.text or "").startswith(CONSENT_MODE_START))
 
 
 def _remove_injected(parent: ET.Element) -> None:

@@ -13,7 +13,6 @@ import json
 import re
 
 import pytest
-
 from html_support import (
     ALL,
     CORPUS,
