@@ -8,6 +8,7 @@ as an operator starts it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -24,6 +25,9 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
+
+from consentproxy.config.secrets import parse_consent_keys
+from consentproxy.consent.state import ConsentCodec, ConsentState, new_principal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,19 +138,20 @@ def _upstream_app(state: Upstream) -> web.Application:
     return app
 
 
-@pytest.fixture(scope="session")
-def upstream() -> Iterator[Upstream]:
-    state = Upstream(port=free_port())
+@contextlib.contextmanager
+def serve_app(app: web.Application, port: int) -> Iterator[asyncio.AbstractEventLoop]:
+    """Run an aiohttp application on 127.0.0.1:port in a thread of its own, with its own event loop."""
     ready = threading.Event()
+    loop: asyncio.AbstractEventLoop | None = None
     stop: asyncio.Future[None] | None = None
 
     async def main() -> None:
-        nonlocal stop
-        runner = web.AppRunner(_upstream_app(state), handler_cancellation=True, access_log=None)
+        nonlocal stop, loop
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", state.port).start()
-        state.loop = asyncio.get_running_loop()
-        stop = state.loop.create_future()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        loop = asyncio.get_running_loop()
+        stop = loop.create_future()
         ready.set()
         await stop
         await runner.cleanup()
@@ -154,10 +159,18 @@ def upstream() -> Iterator[Upstream]:
     thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
     thread.start()
     assert ready.wait(10)
-    yield state
-    assert state.loop is not None and stop is not None
-    state.loop.call_soon_threadsafe(stop.set_result, None)
+    assert loop is not None and stop is not None
+    yield loop
+    loop.call_soon_threadsafe(stop.set_result, None)
     thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[Upstream]:
+    state = Upstream(port=free_port())
+    with serve_app(_upstream_app(state), state.port) as loop:
+        state.loop = loop
+        yield state
 
 
 @pytest.fixture(autouse=True)
@@ -332,3 +345,13 @@ def recv_response(sock: socket.socket) -> bytes:
                 break
             body += chunk
     return head + b"\r\n\r\n" + body
+
+
+def mint(proxy: Proxy, granted: set[str], method: str = "save_selection", revision: int = 1,
+         expires_in: int = 3600) -> str:
+    """A consent cookie signed with the proxy's own key, as the consent API will issue it."""
+    data_dir = proxy.config_path.parent / f"data{proxy.config_path.stem.removeprefix('proxy')}"
+    keys = parse_consent_keys((data_dir / "secrets" / "consent-keys").read_text(), "test")
+    now = int(time.time())
+    return ConsentCodec(keys).encode(ConsentState(new_principal(), frozenset(granted), revision, now,
+                                                  now + expires_in, method))

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Proxy, raw_request, recv_response, site_toml, status_of
+from conftest import ROOT, Proxy, mint, raw_request, recv_response, site_toml, status_of
 
 from consentproxy.config.secrets import parse_consent_keys
-from consentproxy.consent.state import ConsentCodec, ConsentState, new_principal
+from consentproxy.consent.state import ConsentCodec, ConsentState
 
 SET_COOKIES = [
     b"sid=s3ss10n; Path=/; HttpOnly; SameSite=Lax",  # declared necessary
@@ -89,16 +89,6 @@ def proxy(start_proxy: Any, cookie_upstream: CookieUpstream) -> Proxy:
     result: Proxy = start_proxy(site_toml("kade", f"http://127.0.0.1:{cookie_upstream.port}",
                                           hosts=("localhost", "www.kade-it.nl"), necessary=("sid",)))
     return result
-
-
-def mint(proxy: Proxy, granted: set[str], method: str = "save_selection", revision: int = 1,
-         expires_in: int = 3600) -> str:
-    """A consent cookie signed with the proxy's own key, as the consent API will issue it."""
-    data_dir = proxy.config_path.parent / f"data{proxy.config_path.stem.removeprefix('proxy')}"
-    keys = parse_consent_keys((data_dir / "secrets" / "consent-keys").read_text(), "test")
-    now = int(time.time())
-    return ConsentCodec(keys).encode(ConsentState(new_principal(), frozenset(granted), revision, now,
-                                                  now + expires_in, method))
 
 
 def fetch(proxy: Proxy, cookie: str = "", path: str = "/", extra: str = "", host: str = "localhost") -> bytes:

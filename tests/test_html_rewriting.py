@@ -1,0 +1,244 @@
+"""HTML rewriting through a real proxy process, against a real upstream that misbehaves in every way it may.
+
+Compressed bodies although identity was asked for, charsets other than
+UTF-8 (declared late or not at all), Content-Security-Policy in headers and
+`<meta>`, caching headers, and non-HTML responses that must pass untouched.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import re
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import brotli
+import pytest
+import zstandard
+from aiohttp import web
+from conftest import Proxy, free_port, mint, serve_app, site_toml
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Shop – café</title>
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-TEST1"></script>
+<script>window.dataLayer = window.dataLayer || []; function gtag(){dataLayer.push(arguments);}
+gtag('js', new Date()); gtag('config', 'G-TEST1');</script>
+<script src="/app.js"></script>
+</head><body><h1>Crème brûlée</h1>
+<iframe src="https://www.youtube.com/embed/abc123" width="560" height="315"></iframe>
+<noscript><img height="1" width="1" src="https://www.facebook.com/tr?id=42&amp;ev=PageView&amp;noscript=1"></noscript>
+</body></html>
+"""
+CODERS = {"gzip": gzip.compress, "br": brotli.compress, "zstd": zstandard.compress, "deflate": zlib.compress}
+DECODERS = {"gzip": gzip.decompress, "br": brotli.decompress, "zstd": lambda d: zstandard.ZstdDecompressor()
+            .decompressobj().decompress(d), "deflate": zlib.decompress}
+
+
+class Pages:
+    """The upstream: records the request headers it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/page", self.page)
+        app.router.add_get("/data.json", self.json)
+        app.router.add_get("/latin1", self.latin1)
+        app.router.add_get("/late-charset", self.late_charset)
+        return app
+
+    async def page(self, request: web.Request) -> web.Response:
+        self.seen.append(dict(request.headers))
+        body = PAGE.encode()
+        headers = {"Content-Type": "text/html; charset=utf-8", "ETag": '"v1"',
+                   "Cache-Control": "public, max-age=600"}
+        coding = request.query.get("coding")
+        if coding:
+            body = CODERS[coding](body)
+            headers["Content-Encoding"] = coding
+        for name in ("csp", "csp-ro"):
+            if name in request.query:
+                key = "Content-Security-Policy" + ("-Report-Only" if name == "csp-ro" else "")
+                headers[key] = request.query[name]
+        if "meta-csp" in request.query:
+            meta = f'<meta http-equiv="Content-Security-Policy" content="{request.query["meta-csp"]}">'
+            body = body.replace(b"<title>", meta.encode() + b"<title>")
+        return web.Response(body=body, headers=headers)
+
+    async def json(self, request: web.Request) -> web.Response:
+        self.seen.append(dict(request.headers))
+        body = b'{"html": "<script src=\\"https://www.googletagmanager.com/gtag/js\\"></script>"}'
+        return web.Response(body=body, content_type="application/json", headers={"ETag": '"j1"'})
+
+    async def latin1(self, request: web.Request) -> web.Response:
+        body = ("<!doctype html><html lang=nl><head><title>Caf\xe9</title>"
+                "<script>gtag('config', 'G-CAFE'); var naam = 'Jos\xe9';</script></head>"
+                "<body><p>Cr\xe8me br\xfbl\xe9e \u20ac 5</p></body></html>").encode("windows-1252")
+        return web.Response(body=body, headers={"Content-Type": "text/html; charset=windows-1252"})
+
+    async def late_charset(self, request: web.Request) -> web.Response:
+        filler = "<!-- " + "x" * 1200 + " -->"
+        body = (f"<!doctype html><html><head>{filler}<meta charset=windows-1252><title>Caf\xe9</title></head>"
+                "<body><script>fbq('init', '1'); var s = 'na\xefve';</script><p>\xe0 la carte</p></body></html>"
+                ).encode("windows-1252")
+        return web.Response(body=body, headers={"Content-Type": "text/html"})
+
+
+@pytest.fixture(scope="module")
+def pages() -> Iterator[tuple[Pages, int]]:
+    state = Pages()
+    port = free_port()
+    with serve_app(state.app(), port):
+        yield state, port
+
+
+@pytest.fixture
+def proxy(start_proxy: Any, pages: tuple[Pages, int]) -> Proxy:
+    result: Proxy = start_proxy(site_toml("shop", f"http://127.0.0.1:{pages[1]}"))
+    return result
+
+
+def get(proxy: Proxy, path: str, headers: dict[str, str] | None = None,
+        method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    connection.request(method, path, headers={"Host": "localhost", "Accept": "text/html", **(headers or {})})
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+def test_a_page_gets_the_banner_and_its_trackers_blocked(proxy: Proxy, pages: tuple[Pages, int]) -> None:
+    status, headers, body = get(proxy, "/page", {"Accept-Encoding": "gzip", "If-None-Match": '"v1"'})
+    assert status == 200
+    seen = pages[0].seen[-1]
+    assert seen["Accept-Encoding"] == "identity"  # we asked for a body we can rewrite
+    assert "If-None-Match" not in seen  # the browser's copy shows an older consent state
+    html = DECODERS["gzip"](body).decode()
+    assert headers["content-encoding"] == "gzip"
+    assert "content-length" not in headers and "etag" not in headers
+    assert headers["cache-control"].startswith("private") and "public" not in headers["cache-control"]
+    assert "Cookie" in headers["vary"] and "Accept-Encoding" in headers["vary"]
+    assert '<section id="cp-banner"' in html and html.index('id="cp-root"') > html.index("<body>")
+    assert 'data-cp-src="https://www.googletagmanager.com/gtag/js?id=G-TEST1"' in html
+    assert ' src="https://www.googletagmanager.com' not in html
+    assert "gtag('config', 'G-TEST1')" in html and 'type="text/plain" data-cp-blocked="statistics"' in html
+    assert '<script src="/app.js"></script>' in html  # the site's own script is untouched
+    assert 'data-cp-src="https://www.youtube.com/embed/abc123"' in html and 'class="cp-embed"' in html
+    assert 'data-cp-src="https://www.facebook.com/tr?id=42' in html
+    # the Consent Mode default comes before the page's first script
+    assert html.index("g('consent','default'") < html.index("googletagmanager.com/gtag/js")
+    assert "Crème brûlée" in html
+    metrics = proxy.metrics()
+    assert 'consentproxy_elements_blocked_total{category="statistics",kind="script-src",site="shop"}' in metrics
+
+
+def test_with_consent_to_everything_the_page_is_the_upstreams_plus_the_reopen_control(proxy: Proxy) -> None:
+    cookie = mint(proxy, {"preferences", "statistics", "marketing"})
+    _, _, body = get(proxy, "/page", {"Cookie": f"cp_consent={cookie}"})
+    html = body.decode()
+    assert 'id="cp-banner"' not in html and 'id="cp-reopen"' in html
+    assert '<script async src="https://www.googletagmanager.com/gtag/js?id=G-TEST1"></script>' in html
+    assert "data-cp-blocked" not in html
+    assert "g('consent','update',{analytics_storage:'granted'" in html
+
+
+@pytest.mark.parametrize("coding", sorted(CODERS))
+def test_compressed_upstream_bodies_are_decoded_rewritten_and_encoded_again(proxy: Proxy, coding: str) -> None:
+    _, headers, plain = get(proxy, f"/page?coding={coding}")
+    assert "content-encoding" not in headers  # the client accepts no coding
+    assert b'data-cp-blocked="statistics"' in plain and b"Cr\xc3\xa8me" in plain
+    accept = "gzip" if coding == "deflate" else coding
+    _, headers, encoded = get(proxy, f"/page?coding={coding}", {"Accept-Encoding": accept})
+    assert headers["content-encoding"] == accept
+    assert DECODERS[accept](encoded) == plain
+
+
+def test_other_content_types_pass_untouched(proxy: Proxy, pages: tuple[Pages, int]) -> None:
+    _, headers, body = get(proxy, "/data.json", {"Accept": "application/json", "Accept-Encoding": "br"})
+    assert pages[0].seen[-1]["Accept-Encoding"] == "br"  # not a page: the client's own header goes on
+    assert body.startswith(b'{"html": "<script src=\\"https://www.googletagmanager.com')
+    assert headers["etag"] == '"j1"' and headers["content-length"] == str(len(body))
+    _, headers, body = get(proxy, "/data.json", {"Accept": "*/*"})
+    assert b"cp-root" not in body and headers["etag"] == '"j1"'
+
+
+def test_a_windows_1252_page_keeps_every_byte(proxy: Proxy) -> None:
+    _, _, body = get(proxy, "/latin1")
+    assert b"Cr\xe8me br\xfbl\xe9e \x80 5" in body and b"Caf\xe9" in body
+    assert b"var naam = 'Jos\xe9';" in body and b'data-cp-blocked="statistics"' in body
+    assert b"\xef\xbf\xbd" not in body and b"\xc3" not in body  # nothing decoded as UTF-8
+    assert b"Alles accepteren" in body  # the page says lang=nl; injected text is ASCII
+
+
+def test_a_late_meta_charset_keeps_every_byte(proxy: Proxy) -> None:
+    _, _, body = get(proxy, "/late-charset")
+    assert b"var s = 'na\xefve';" in body and b"\xe0 la carte" in body and b"\xef\xbf\xbd" not in body
+    assert b'data-cp-blocked="marketing"' in body
+
+
+def _nonces(html: str) -> set[str]:
+    """The nonces on what we injected: the Consent Mode script and the banner's script and stylesheet."""
+    found = set()
+    for pattern in (r'<script nonce="([^"]+)">window\.dataLayer', r'<script src="/_consent/[^"]+" defer nonce="([^"]+)"'):
+        found |= set(re.findall(pattern, html))
+    return found
+
+
+def test_csp_nonce_is_reused(proxy: Proxy) -> None:
+    policy = "script-src 'nonce-r4nd0m' 'strict-dynamic'; object-src 'none'"
+    _, headers, body = get(proxy, "/page?" + _query(csp=policy))
+    assert headers["content-security-policy"] == policy
+    assert _nonces(body.decode()) == {"r4nd0m"}
+
+
+@pytest.mark.parametrize("header", ["csp", "csp-ro"])
+def test_csp_with_hashes_gets_a_nonce_of_ours(proxy: Proxy, header: str) -> None:
+    policy = "script-src 'sha256-abc=' 'strict-dynamic'; style-src 'self'"
+    _, headers, body = get(proxy, "/page?" + _query(**{header: policy}))
+    name = "content-security-policy" + ("-report-only" if header == "csp-ro" else "")
+    nonces = _nonces(body.decode())
+    assert len(nonces) == 1
+    nonce = nonces.pop()
+    assert headers[name] == f"script-src 'sha256-abc=' 'strict-dynamic' 'nonce-{nonce}'; style-src 'self'"
+    _, _, again = get(proxy, "/page?" + _query(**{header: policy}))
+    assert _nonces(again.decode()) != {nonce}  # fresh per response
+
+
+def test_csp_without_nonce_or_inline_is_left_alone_and_consent_mode_loads_externally(proxy: Proxy) -> None:
+    policy = "default-src 'self'"
+    _, headers, body = get(proxy, "/page?" + _query(csp=policy))
+    html = body.decode()
+    assert headers["content-security-policy"] == policy
+    assert "unsafe-inline" not in html and "nonce" not in html
+    match = re.search(r'<script src="(/_consent/consent-mode\.js\?g=none)"></script>', html)
+    assert match is not None
+    status, headers, script = get(proxy, match.group(1), {"Accept": "*/*"})
+    assert status == 200 and headers["content-type"].startswith("text/javascript")
+    assert b"g('consent','default'" in script
+
+
+def test_meta_csp_nonce_is_reused(proxy: Proxy) -> None:
+    _, _, body = get(proxy, "/page?" + _query(**{"meta-csp": "script-src 'nonce-m3ta'"}))
+    assert _nonces(body.decode()) == {"m3ta"}
+
+
+def test_banner_assets_are_served_immutable(proxy: Proxy) -> None:
+    _, _, body = get(proxy, "/page")
+    html = body.decode()
+    for url in re.findall(r'(?:href|src)="(/_consent/banner\.[0-9a-f]{12}\.(?:js|css))"', html):
+        status, headers, asset = get(proxy, url, {"Accept": "*/*", "Accept-Encoding": "br"})
+        assert status == 200 and headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert headers["content-encoding"] == "br" and brotli.decompress(asset)
+        status, headers, empty = get(proxy, url, method="HEAD")
+        assert status == 200 and empty == b"" and int(headers["content-length"]) > 0
+    assert get(proxy, "/_consent/banner.000000000000.js")[0] == 404
+    assert get(proxy, "/_consent/nothing")[0] == 404
+
+
+def _query(**values: str) -> str:
+    from urllib.parse import urlencode
+    return urlencode(values)
