@@ -21,7 +21,7 @@ from aiohttp import web
 from conftest import Proxy, free_port, mint, serve_app, site_toml
 
 PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Shop – café</title>
+<html lang="en"><head><meta charset="utf-8"><title>Shop · café</title>
 <script async src="https://www.googletagmanager.com/gtag/js?id=G-TEST1"></script>
 <script>window.dataLayer = window.dataLayer || []; function gtag(){dataLayer.push(arguments);}
 gtag('js', new Date()); gtag('config', 'G-TEST1');</script>
@@ -183,7 +183,8 @@ def test_a_late_meta_charset_keeps_every_byte(proxy: Proxy) -> None:
 def _nonces(html: str) -> set[str]:
     """The nonces on what we injected: the Consent Mode script and the banner's script and stylesheet."""
     found = set()
-    for pattern in (r'<script nonce="([^"]+)">window\.dataLayer', r'<script src="/_consent/[^"]+" defer nonce="([^"]+)"'):
+    patterns = (r'<script nonce="([^"]+)">window\.dataLayer', r'<script src="/_consent/[^"]+" defer nonce="([^"]+)"')
+    for pattern in patterns:
         found |= set(re.findall(pattern, html))
     return found
 
