@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the test suite and the benchmarks use.
-APT_PACKAGES := nginx-light wrk
+APT_PACKAGES := nginx-light wrk chromium
 DEMO_ARGS ?=
 
 .PHONY: demo test lint typecheck unit system-deps postgres bench clean

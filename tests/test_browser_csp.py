@@ -1,0 +1,77 @@
+"""The injected banner in a real browser (Debian's chromium via Playwright) under a strict, nonce-based CSP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from conftest import Proxy, free_port, serve_app, site_toml
+from playwright.sync_api import Browser, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+NONCE = "s1teN0nce"
+POLICY = (f"script-src 'nonce-{NONCE}' 'strict-dynamic'; style-src 'self'; object-src 'none'; base-uri 'none'; "
+          "require-trusted-types-for 'script'")
+PAGE = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Strict</title>
+<script nonce="{NONCE}" async src="https://www.googletagmanager.com/gtag/js?id=G-STRICT"></script>
+<script nonce="{NONCE}">window.siteRan = true;</script>
+<script nonce="{NONCE}">window.dataLayer = window.dataLayer || []; function gtag(){{dataLayer.push(arguments);}}
+gtag('js', new Date()); gtag('config', 'G-STRICT'); window.trackerRan = true;</script>
+</head><body><main><h1>Strict page</h1><p>Text behind the banner.</p></main></body></html>"""
+COLLECT_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener('securitypolicyviolation', e => window.__violations.push(
+  e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || '')));
+"""
+
+
+@pytest.fixture(scope="module")
+def strict_site() -> Iterator[int]:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html", headers={"Content-Security-Policy": POLICY})
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    port = free_port()
+    with serve_app(app, port):
+        yield port
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def test_banner_shows_under_a_strict_nonce_csp_without_violations(start_proxy: Any, strict_site: int,
+                                                                    browser: Browser, tmp_path: Any) -> None:
+    proxy: Proxy = start_proxy(site_toml("strict", f"http://127.0.0.1:{strict_site}"))
+    context = browser.new_context()
+    # Requests to the real tracker hosts must never leave this machine: answer them here, and count them.
+    tracker_requests: list[str] = []
+
+    def refuse(route: Any) -> None:
+        tracker_requests.append(route.request.url)
+        route.fulfill(status=204, body="")
+
+    context.route("https://**/*", refuse)
+    context.add_init_script(COLLECT_VIOLATIONS)
+    page = context.new_page()
+    page.goto(proxy.url + "/", wait_until="load")
+    page.wait_for_function("document.querySelector('#cp-banner') !== null")
+    banner = page.locator("#cp-banner")
+    assert banner.is_visible()
+    assert page.locator("[data-cp-action=accept_all]").is_visible()
+    page.screenshot(path=str(tmp_path / "strict-csp-banner.png"))
+    assert page.evaluate("window.siteRan") is True  # the site's own script still runs
+    assert page.evaluate("window.trackerRan") is None  # the tracker snippet was held back
+    assert tracker_requests == []  # and nothing was fetched from the tracker's host
+    # the stylesheet applied (a fixed overlay), so the CSS was not refused either
+    assert page.evaluate("getComputedStyle(document.querySelector('#cp-banner')).position") == "fixed"
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__violations") == []
+    context.close()
