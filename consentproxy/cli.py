@@ -9,7 +9,7 @@ from typing import Any
 
 from consentproxy import __version__
 from consentproxy.config.loader import ConfigError, load_config
-from consentproxy.config.model import Config
+from consentproxy.config.model import Config, SiteConfig
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
 from consentproxy.runtime import check_secrets, with_default_keys
@@ -21,6 +21,17 @@ def _load_checked(path: str) -> Config:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _find_site(config: Config, name_or_host: str) -> SiteConfig | None:
+    """A site by its name, else the site that answers to this host name."""
+    from consentproxy.proxy.sites import Site, SiteRouter
+
+    named = next((s for s in config.sites if s.name == name_or_host), None)
+    if named is not None:
+        return named
+    routed = SiteRouter(Site.build(s) for s in config.sites).route(name_or_host.encode())
+    return routed.config if routed is not None else None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -76,11 +87,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         return 2
     site = None
     if args.site:
-        from consentproxy.proxy.sites import Site, SiteRouter
-
-        names = {s.name for s in config.sites}
-        routed = SiteRouter(Site.build(s) for s in config.sites).route(args.site.encode())
-        site = args.site if args.site in names else routed.name if routed is not None else args.site
+        found = _find_site(config, args.site)
+        site = found.name if found is not None else args.site
     path = config.server.data_dir / FILENAME
     entries = report(load_inventory(path), site)
     if args.json:
@@ -134,6 +142,34 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    from consentproxy.html.preview import decision_for, load_page, preview, summary
+
+    try:
+        config = load_config(args.config)
+        decision = decision_for(args.consent)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    site = _find_site(config, args.site)
+    if site is None:
+        print(f"error: no site named or answering to {args.site!r} in {args.config}", file=sys.stderr)
+        return 2
+    try:
+        page, mode = load_page(args.page)
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read {args.page}: {exc}", file=sys.stderr)
+        return 2
+    result = preview(site, page, mode, decision, args.language.encode() if args.language else None)
+    if args.output:
+        Path(args.output).write_bytes(result.html)
+    elif not args.summary_only:
+        sys.stdout.buffer.write(result.html)
+        sys.stdout.flush()
+    print(summary(result, site), file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from consentproxy.demo.run import run_demo
 
@@ -175,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--dir", default="secrets", help="where to write them (default ./secrets)")
     generate.add_argument("--force", action="store_true", help="replace existing files")
     generate.set_defaults(func=cmd_keys_generate)
+
+    show = commands.add_parser("preview", help="print a page as the proxy would rewrite it, and what it blocks")
+    show.add_argument("-c", "--config", required=True)
+    show.add_argument("--site", required=True, help="a site name or one of its host names")
+    show.add_argument("page", help="the page: an http(s) URL or a file")
+    show.add_argument("--consent", default="none",
+                      help="the visitor's state: none (default), all, or granted categories, e.g. statistics")
+    show.add_argument("--language", help="the visitor's Accept-Language, e.g. en")
+    show.add_argument("-o", "--output", help="write the rewritten HTML here instead of standard output")
+    show.add_argument("--summary-only", action="store_true", help="print only the summary")
+    show.set_defaults(func=cmd_preview)
 
     demo = commands.add_parser("demo", help="run a bundled demo site behind the proxy")
     demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
