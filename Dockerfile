@@ -12,12 +12,14 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY consentproxy ./consentproxy
+COPY static ./static
 RUN python -m venv /opt/consentproxy \
  && /opt/consentproxy/bin/pip install --upgrade pip \
  && /opt/consentproxy/bin/pip install .
 
 FROM python:3.11-slim-bookworm
 ENV PATH=/opt/consentproxy/bin:$PATH \
+    CONSENTPROXY_STATIC_DIR=/opt/consentproxy/static \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 consentproxy \
@@ -25,6 +27,8 @@ RUN groupadd --system --gid 10001 consentproxy \
  && mkdir -p /var/lib/consentproxy /etc/consentproxy \
  && chown consentproxy:consentproxy /var/lib/consentproxy
 COPY --from=build /opt/consentproxy /opt/consentproxy
+# The banner's JavaScript and CSS (served under /_consent/ with content-hashed names).
+COPY --from=build /src/static /opt/consentproxy/static
 COPY config/consentproxy.example.toml /etc/consentproxy/consentproxy.example.toml
 USER consentproxy:consentproxy
 WORKDIR /var/lib/consentproxy
