@@ -48,7 +48,7 @@ def decision_for(allowed: frozenset[str]) -> Decision:
 def rewriter(allowed: frozenset[str], nonces: NoncePlan | None = None, mode: Any = None) -> PageRewriter:
     decision = decision_for(allowed)
     plan = PagePlan(_MATCHER, decision.allowed, PageInjection(markup(), decision, None), nonces or NoncePlan(),
-                    blocking=not decision.allowed >= ALL)
+                    blocking=not decision.allowed >= ALL, stamp="corpus-stamp")
     return PageRewriter(plan, mode)
 
 
@@ -127,6 +127,7 @@ def _restore_blocked(root: ET.Element) -> None:
             attrs.pop("hidden", None)
         attrs.pop("data-cp-blocked")
         attrs.pop("data-cp-service")
+        assert attrs.pop("data-cp-stamp") == "corpus-stamp"
 
 
 def tree_tokens(root: ET.Element) -> list[tuple[Any, ...]]:

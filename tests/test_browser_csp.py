@@ -13,13 +13,16 @@ from playwright.sync_api import Browser, sync_playwright
 CHROMIUM = "/usr/bin/chromium"
 NONCE = "s1teN0nce"
 POLICY = (f"script-src 'nonce-{NONCE}' 'strict-dynamic'; style-src 'self'; object-src 'none'; base-uri 'none'; "
-          "require-trusted-types-for 'script'")
+          "require-trusted-types-for 'script'; trusted-types site-policy")
 PAGE = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Strict</title>
 <script nonce="{NONCE}" async src="https://www.googletagmanager.com/gtag/js?id=G-STRICT"></script>
 <script nonce="{NONCE}">window.siteRan = true;</script>
 <script nonce="{NONCE}">window.dataLayer = window.dataLayer || []; function gtag(){{dataLayer.push(arguments);}}
 gtag('js', new Date()); gtag('config', 'G-STRICT'); window.trackerRan = true;</script>
-</head><body><main><h1>Strict page</h1><p>Text behind the banner.</p></main></body></html>"""
+</head><body><main><h1>Strict page</h1><p>Text behind the banner.</p>
+<p><iframe src="https://www.youtube.com/embed/strict01" width="560" height="315"></iframe></p>
+<iframe data-cp-blocked="marketing" data-cp-service="YouTube" data-cp-src="https://evil.example/frame"
+ data-cp-embed-id="cp-e9" hidden></iframe></main></body></html>"""
 COLLECT_VIOLATIONS = """
 window.__violations = [];
 document.addEventListener('securitypolicyviolation', e => window.__violations.push(
@@ -72,6 +75,13 @@ def test_banner_shows_under_a_strict_nonce_csp_without_violations(start_proxy: A
     assert tracker_requests == []  # and nothing was fetched from the tracker's host
     # the stylesheet applied (a fixed overlay), so the CSS was not refused either
     assert page.evaluate("getComputedStyle(document.querySelector('#cp-banner')).position") == "fixed"
+    # Click-to-load: the embed loads (and every other embed of its service that the proxy blocked), but
+    # markup dressed up as a blocked element by someone else (no stamp of this response) stays inert.
+    page.locator("[data-cp-load]").first.click()
+    page.wait_for_function("document.querySelector('iframe[src*=\\'youtube\\']') !== null")
     page.wait_for_timeout(300)
+    assert [url for url in tracker_requests if "youtube.com/embed/strict01" in url]
+    assert not [url for url in tracker_requests if "evil.example" in url]
+    assert page.evaluate("window.trackerRan") is None
     assert page.evaluate("window.__violations") == []
     context.close()

@@ -32,6 +32,7 @@ _DEFAULTS = ("ad_storage", "ad_user_data", "ad_personalization", "analytics_stor
 _NONCE = "\x00nonce\x00"
 _STYLE_NONCE = "\x00style-nonce\x00"
 _STATE = "\x00state\x00"
+_STAMP = "\x00stamp\x00"
 _PRINCIPAL = "__cp_principal__"
 _ACCEPT_CACHE_LIMIT = 1024
 
@@ -184,11 +185,11 @@ class SiteMarkup:
             f'<button type="button" id="cp-reopen" class="cp-reopen" data-consent-open aria-label="{reopen}" '
             f'title="{reopen}"><span class="cp-reopen-icon" aria-hidden="true"></span></button>',
             f'<script type="application/json" id="cp-config">{self._config_json(lang)}</script></div>',
-            f'<script src="{e(self.js_url)}" defer{_NONCE}></script>',
+            f'<script src="{e(self.js_url)}" defer{_NONCE}{_STAMP}></script>',
         ]
         return _split("".join(parts))
 
-    def bundle(self, lang: str, decision: Decision, nonces: NoncePlan) -> str:
+    def bundle(self, lang: str, decision: Decision, nonces: NoncePlan, stamp: str) -> str:
         decided = decision.state is not None
         template = self._templates[(lang, not decided)]
         granted = " ".join(c for c in CATEGORY_IDS if c in decision.allowed)
@@ -197,6 +198,7 @@ class SiteMarkup:
             _NONCE: f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else "",
             _STYLE_NONCE: f' nonce="{ascii_html(nonces.style_nonce)}"' if nonces.style_nonce else "",
             _STATE: f' data-cp-decided="{1 if decided else 0}" data-cp-granted="{granted}"',
+            _STAMP: f' data-cp-stamp="{ascii_html(stamp)}"',
         }
         out = "".join(values.get(part, part) for part in template)
         return out.replace(f'"{_PRINCIPAL}"', f'"{principal}"' if principal else "null", 1)
@@ -228,7 +230,7 @@ class SiteMarkup:
 def _split(text: str) -> list[str]:
     """The template as literal parts and markers, ready to be joined per request."""
     parts: list[str] = []
-    for marker in (_NONCE, _STYLE_NONCE, _STATE):
+    for marker in (_NONCE, _STYLE_NONCE, _STATE, _STAMP):
         text = text.replace(marker, "\x01" + marker + "\x01")
     for piece in text.split("\x01"):
         if piece:
@@ -249,8 +251,9 @@ class PageInjection(Injection):
     def consent_mode(self, nonces: NoncePlan) -> str:
         return self.markup.consent_mode(self.decision, nonces)
 
-    def bundle(self, page_lang: str | None, nonces: NoncePlan) -> str:
-        return self.markup.bundle(self.markup.language(page_lang, self.accept_language), self.decision, nonces)
+    def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str) -> str:
+        return self.markup.bundle(self.markup.language(page_lang, self.accept_language), self.decision, nonces,
+                                  stamp)
 
     def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
         return self.markup.placeholder(self.markup.language(page_lang, self.accept_language), service, embed_id)

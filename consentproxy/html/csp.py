@@ -4,7 +4,8 @@ Rules (issue 4, GUIDE §4): a page whose policy already has a nonce for
 scripts (or styles) gets that nonce reused; a policy that relies on hashes
 or 'strict-dynamic' gets a fresh nonce of ours added; any other policy is
 left untouched, and our inline script is avoided where it would be refused.
-'unsafe-inline' is never added. Header policies (enforced and Report-Only)
+'unsafe-inline' is never added. A `trusted-types` allow-list gets our
+policy's name, which the banner needs to re-activate scripts. Header policies (enforced and Report-Only)
 and `<meta http-equiv>` policies are treated alike.
 """
 
@@ -14,6 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
+TRUSTED_TYPES_POLICY = "consentproxy"
 _NONCE_RE = re.compile(r"'nonce-([A-Za-z0-9+/_=-]+)'")
 _SCRIPT_ORDER = ("script-src-elem", "script-src", "default-src")
 _STYLE_ORDER = ("style-src-elem", "style-src", "default-src")
@@ -75,6 +77,14 @@ class NoncePlan:
             elif "'sha" in style.lower():
                 self.style_nonce = self.style_nonce or self.fresh()
                 directives = _add_source(directives, _STYLE_ORDER, f"'nonce-{self.style_nonce}'")
+                patched = True
+        trusted_types = next((value for name, value in directives if name == "trusted-types"), None)
+        if trusted_types is not None:
+            names = trusted_types.split()
+            if TRUSTED_TYPES_POLICY not in names and "*" not in names and "'none'" not in names:
+                # the banner re-activates scripts through a Trusted Types policy of this name
+                directives = [(n, f"{v} {TRUSTED_TYPES_POLICY}".strip() if n == "trusted-types" else v)
+                              for n, v in directives]
                 patched = True
         if not patched:
             return policy

@@ -17,6 +17,7 @@ When every category is granted nothing is held back.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,7 @@ class Injection:
     def consent_mode(self, nonces: NoncePlan) -> str:
         return ""
 
-    def bundle(self, page_lang: str | None, nonces: NoncePlan) -> str:
+    def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str) -> str:
         return ""
 
     def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
@@ -75,6 +76,9 @@ class PagePlan:
     nonces: NoncePlan = field(default_factory=NoncePlan)
     #: False when every category is granted: nothing to block
     blocking: bool = True
+    #: a random token per response on every blocked element and on the banner script, which activates only
+    #: elements that carry it (markup injected by anyone else is never activated)
+    stamp: str = field(default_factory=lambda: secrets.token_urlsafe(12))
 
 
 def is_javascript(type_value: str | None) -> bool:
@@ -142,6 +146,7 @@ class _State:
     def mark(self, element: lolhtml.Element, match: Match, kind: str, detail: str) -> None:
         element.set_attribute("data-cp-blocked", _escape(match.category))
         element.set_attribute("data-cp-service", _escape(match.service))
+        element.set_attribute("data-cp-stamp", self.plan.stamp)
         self.blocked.append(Blocked(kind, match.service, match.category, detail))
 
 
@@ -218,7 +223,8 @@ class _Scripts:
             attributes.append(("type", "text/plain"))
             if original_type is not None:
                 attributes.append(("data-cp-type", original_type))
-            attributes += [("data-cp-blocked", _escape(match.category)), ("data-cp-service", _escape(match.service))]
+            attributes += [("data-cp-blocked", _escape(match.category)), ("data-cp-service", _escape(match.service)),
+                           ("data-cp-stamp", s.plan.stamp)]
             start = start_tag("script", [(k, v.replace('"', "&quot;")) for k, v in attributes])
             s.blocked.append(Blocked("inline-script", match.service, match.category, code))
         t.replace(start + code + "</script>", HTML)
@@ -369,7 +375,7 @@ class _Document:
         s.flush_empty_script(end.append)
         if not s.bundle_done:
             s.bundle_done = True  # a document without <body>: the parser puts this in the implied body
-            end.append(s.plan.injection.bundle(s.page_lang, s.plan.nonces), HTML)
+            end.append(s.plan.injection.bundle(s.page_lang, s.plan.nonces, s.plan.stamp), HTML)
 
 
 class _Root:
@@ -391,7 +397,7 @@ class _Body:
         s.flush_empty_script(e.before)
         if not s.bundle_done:
             s.bundle_done = True
-            e.prepend(s.plan.injection.bundle(s.page_lang, s.plan.nonces), HTML)
+            e.prepend(s.plan.injection.bundle(s.page_lang, s.plan.nonces, s.plan.stamp), HTML)
 
 
 class _MetaPolicy:

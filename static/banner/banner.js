@@ -1,0 +1,484 @@
+/* consentproxy banner: wires the server-rendered first layer, builds the
+ * settings dialog from #cp-config and re-activates blocked elements once their
+ * category is granted. Written for a strict CSP with Trusted Types: the DOM is
+ * built with createElement/textContent only and no inline style is ever set. */
+(function () {
+  'use strict';
+
+  const doc = document;
+  const root = doc.getElementById('cp-root');
+  // The proxy stamps every element it blocks with a random token per response and
+  // gives it to this script only: markup injected into the page by anyone else
+  // (an XSS dressed as a blocked tracker) is never activated.
+  const stamp = (doc.currentScript && doc.currentScript.getAttribute('data-cp-stamp')) || '';
+  // Loaded twice (a page that includes it again), the listeners would submit every click twice.
+  if (!root || window.consentproxy) return;
+
+  const EVENT = 'consentproxy:change';
+  // Attributes the rewriter moves to data-cp-*; srcset goes before src so an
+  // <img> selects its candidate once.
+  const MOVED = ['srcset', 'src', 'href', 'data', 'poster'];
+  const FOCUSABLE = 'a[href],button:not([disabled]),input:not([disabled]),summary';
+  // The script types a browser executes; for any other type it fetches nothing
+  // and fires no load event, so waiting for one would stall the queue.
+  const JS_TYPE = /^(?:(?:text|application)\/(?:x-)?(?:java|ecma)script|text\/(?:jscript|livescript|javascript1\.[0-5]))$/;
+  const TT_KIND = {TrustedScript: 'createScript', TrustedScriptURL: 'createScriptURL'};
+
+  const api = root.getAttribute('data-cp-api') || '/_consent';
+  const config = readConfig();
+  const texts = config.texts || {};
+  let granted = new Set(normalise((root.getAttribute('data-cp-granted') || '').split(/\s+/)));
+  let decided = root.getAttribute('data-cp-decided') === '1';
+  let principal = config.principal || null;
+  let busy = false;
+  let modal = null;
+  let opener = null;
+  let policy; // Trusted Types policy, created on first need (null when the CSP refuses it)
+  let queue = Promise.resolve(); // re-activated scripts run one after another
+
+  window.consentproxy = Object.freeze({
+    open: function () { open(doc.activeElement); },
+    granted: function (category) { return granted.has(category); },
+    on: function (handler) {
+      const listener = function (e) { handler(e.detail); };
+      doc.addEventListener(EVENT, listener);
+      return function () { doc.removeEventListener(EVENT, listener); };
+    }
+  });
+
+  if (doc.readyState === 'loading') doc.addEventListener('DOMContentLoaded', init);
+  else init();
+
+  function init() {
+    // The first layer is non-modal and takes no focus; its live region exists
+    // from the start so that screen readers announce a later error.
+    const banner = doc.getElementById('cp-banner');
+    if (banner) (banner.querySelector('.cp-panel') || banner).appendChild(liveRegion());
+    doc.addEventListener('click', onClick);
+    doc.addEventListener('keydown', onKey);
+    doc.addEventListener('focusin', onFocusIn);
+    // A page restored by Back/Forward shows the decision it was rendered with;
+    // the visitor may have decided since, on another page.
+    window.addEventListener('pageshow', function (e) { if (e.persisted) refresh(); });
+    const nav = performance.getEntriesByType ? performance.getEntriesByType('navigation')[0] : null;
+    if (nav && nav.type === 'back_forward') refresh();
+  }
+
+  function readConfig() {
+    const el = doc.getElementById('cp-config');
+    try {
+      return (el && JSON.parse(el.textContent)) || {};
+    } catch (err) {
+      report(err);
+      return {};
+    }
+  }
+
+  function normalise(list) {
+    return Array.from(new Set(['necessary'].concat(list.filter(Boolean))));
+  }
+
+  function report(err) {
+    if (window.console) console.error('consentproxy:', err);
+  }
+
+  // ---- events -------------------------------------------------------------
+
+  function onClick(e) {
+    const t = e.target;
+    if (!(t instanceof Element)) return;
+    let el = t.closest('[data-cp-action]');
+    if (el && root.contains(el)) {
+      const action = el.getAttribute('data-cp-action');
+      if (action === 'settings') open(el);
+      else if (action === 'close') close();
+      else submit(action, action === 'save_selection' ? choices() : null);
+      return;
+    }
+    el = t.closest('[data-consent-open]');
+    if (el) {
+      e.preventDefault(); // site links such as <a href="#" data-consent-open>
+      open(el);
+      return;
+    }
+    el = t.closest('[data-cp-load]');
+    if (el) loadEmbed(el.getAttribute('data-cp-load'));
+  }
+
+  function onKey(e) {
+    if (modal) {
+      if (e.key === 'Escape') {
+        e.preventDefault();
+        close();
+      } else if (e.key === 'Tab') {
+        trap(e);
+      }
+      return;
+    }
+    // Buttons and links turn Enter/Space into a click; a site's
+    // <span role="button" tabindex="0" data-consent-open> does not.
+    const t = e.target;
+    if ((e.key === 'Enter' || e.key === ' ') && t instanceof Element && t.matches('[data-consent-open][role="button"]')) {
+      e.preventDefault();
+      open(t);
+    }
+  }
+
+  function onFocusIn(e) {
+    if (modal && !modal.contains(e.target)) modal.firstChild.focus();
+  }
+
+  // ---- settings dialog (second layer) --------------------------------------
+
+  function open(from) {
+    if (modal) return;
+    opener = from;
+    modal = buildModal();
+    root.appendChild(modal);
+    modal.firstChild.focus();
+  }
+
+  function close() {
+    if (!modal) return;
+    modal.remove();
+    modal = null;
+    // After a decision the first-layer button that opened the dialog is gone.
+    const back = opener && opener.isConnected ? opener : doc.getElementById('cp-reopen');
+    opener = null;
+    if (back) back.focus();
+  }
+
+  function trap(e) {
+    const dialog = modal.firstChild;
+    // Controls inside a closed <details> have no boxes and take no focus.
+    const items = Array.from(dialog.querySelectorAll(FOCUSABLE)).filter(function (el) {
+      return el.getClientRects().length > 0;
+    });
+    if (!items.length) return;
+    const first = items[0];
+    const last = items[items.length - 1];
+    const active = doc.activeElement;
+    if (e.shiftKey && (active === first || active === dialog)) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && active === last) {
+      e.preventDefault();
+      first.focus();
+    }
+  }
+
+  function choices() {
+    const out = {};
+    modal.querySelectorAll('[data-cp-category]').forEach(function (input) {
+      if (!input.disabled) out[input.getAttribute('data-cp-category')] = input.checked;
+    });
+    return out;
+  }
+
+  function h(tag, attrs, kids) {
+    const el = doc.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) {
+      const value = attrs[name];
+      if (value != null && value !== false) el.setAttribute(name, value === true ? '' : value);
+    });
+    (kids || []).forEach(function (kid) {
+      if (kid != null && kid !== false) el.append(kid);
+    });
+    return el;
+  }
+
+  function liveRegion() {
+    return h('p', {class: 'cp-error', role: 'status', 'aria-live': 'polite'});
+  }
+
+  function actionButton(action, label, cls) {
+    return h('button', {type: 'button', class: cls || 'cp-btn', 'data-cp-action': action}, [label]);
+  }
+
+  function buildModal() {
+    const lang = config.lang || root.getAttribute('lang') || 'en';
+    const dialog = h('div', {
+      class: 'cp-dialog', role: 'dialog', 'aria-modal': 'true', tabindex: '-1',
+      'aria-labelledby': 'cp-s-title', 'aria-describedby': 'cp-s-intro'
+    }, [
+      h('div', {class: 'cp-dialog-head'}, [
+        h('h2', {id: 'cp-s-title', class: 'cp-title'}, [texts.settings_title]),
+        h('button', {type: 'button', class: 'cp-close', 'data-cp-action': 'close', 'aria-label': texts.close, title: texts.close}, ['\u00d7'])
+      ]),
+      h('div', {class: 'cp-dialog-body'}, [
+        h('p', {id: 'cp-s-intro', class: 'cp-desc'}, [texts.settings_intro])
+      ].concat((config.categories || []).map(buildCategory))),
+      h('div', {class: 'cp-dialog-foot'}, [
+        liveRegion(),
+        h('div', {class: 'cp-actions'}, [
+          actionButton('save_selection', texts.save),
+          actionButton('accept_all', texts.accept_all),
+          actionButton('reject_all', texts.reject_all)
+        ]),
+        principal ? h('p', {class: 'cp-meta'}, [texts.consent_id + ': ', h('code', {class: 'cp-id'}, [principal])]) : null,
+        principal || decided ? h('p', {class: 'cp-meta cp-meta-links'}, [
+          principal ? h('a', {class: 'cp-link', href: api + '/receipt'}, [texts.receipt]) : null,
+          decided ? actionButton('withdraw', texts.withdraw, 'cp-linkbtn') : null
+        ]) : null
+      ])
+    ]);
+    return h('div', {class: 'cp-modal'}, [dialog]);
+  }
+
+  function buildCategory(cat) {
+    const id = 'cp-sw-' + cat.id;
+    const descId = 'cp-cd-' + cat.id;
+    const required = !!cat.required;
+    const services = cat.services || [];
+    const input = h('input', {
+      type: 'checkbox', role: 'switch', id: id, class: 'cp-switch-input',
+      'data-cp-category': cat.id, 'aria-describedby': descId, disabled: required
+    });
+    // Never pre-ticked: only a previous decision of the visitor turns a switch on.
+    input.checked = required || (decided && granted.has(cat.id));
+    return h('div', {class: 'cp-cat'}, [
+      h('label', {class: required ? 'cp-switch cp-locked' : 'cp-switch', for: id}, [
+        h('span', {class: 'cp-cat-label'}, [cat.label]),
+        required ? h('span', {class: 'cp-always'}, [texts.always_on]) : null,
+        input,
+        h('span', {class: 'cp-track', 'aria-hidden': 'true'}, [h('span', {class: 'cp-knob'})])
+      ]),
+      h('p', {id: descId, class: 'cp-cat-desc'}, [cat.description]),
+      services.length ? h('details', {class: 'cp-details'}, [
+        h('summary', {class: 'cp-summary'}, [texts.services + ' (' + services.length + ')'])
+      ].concat(services.map(buildService))) : null
+    ]);
+  }
+
+  function buildService(service) {
+    const url = httpUrl(service.privacy_url);
+    const cookies = service.cookies || [];
+    return h('div', {class: 'cp-service'}, [
+      h('h3', {class: 'cp-service-name'}, [
+        url ? h('a', {class: 'cp-link', href: url, target: '_blank', rel: 'noopener'}, [service.name]) : service.name
+      ]),
+      service.provider ? h('p', {class: 'cp-service-provider'}, [texts.provider + ': ' + service.provider]) : null,
+      cookies.length ? h('table', {class: 'cp-table'}, [
+        h('caption', {class: 'cp-caption'}, [texts.cookies]),
+        h('thead', null, [h('tr', null, [texts.cookie_name, texts.purpose, texts.lifetime].map(function (label) {
+          return h('th', {scope: 'col'}, [label]);
+        }))]),
+        h('tbody', null, cookies.map(function (cookie) {
+          return h('tr', null, [cookie.name, cookie.purpose, cookie.lifetime].map(function (value) {
+            return h('td', null, [value || '']);
+          }));
+        }))
+      ]) : null
+    ]);
+  }
+
+  function httpUrl(value) {
+    try {
+      return value && /^https?:$/.test(new URL(value, location.href).protocol) ? value : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  // ---- consent API ---------------------------------------------------------
+
+  async function submit(action, choiceMap) {
+    if (busy) return;
+    const box = modal || doc.getElementById('cp-banner');
+    const live = box && box.querySelector('.cp-error');
+    busy = true;
+    root.classList.add('cp-busy');
+    if (live) live.textContent = '';
+    // A hung request would leave every button dead; give up and let the visitor retry.
+    const abort = window.AbortController ? new AbortController() : null;
+    const timer = setTimeout(function () { if (abort) abort.abort(); }, 15000);
+    let data = null;
+    try {
+      const res = await fetch(api, {
+        method: 'POST',
+        credentials: 'same-origin',
+        cache: 'no-store',
+        signal: abort ? abort.signal : undefined,
+        // One key per click: should the same request reach the server twice (a
+        // browser may resend it when a kept-alive connection drops), it is recorded once.
+        headers: {'Content-Type': 'application/json', 'Idempotency-Key': uuid()},
+        body: JSON.stringify(choiceMap ? {action: action, choices: choiceMap} : {action: action})
+      });
+      const body = await res.json();
+      if (res.ok && body && Array.isArray(body.granted)) data = body;
+    } catch (err) {
+      report(err);
+    }
+    clearTimeout(timer);
+    busy = false;
+    root.classList.remove('cp-busy');
+    if (!data) {
+      if (live) live.textContent = texts.error || '';
+      return;
+    }
+    apply(data);
+    close();
+  }
+
+  function refresh() {
+    fetch(api, {credentials: 'same-origin', cache: 'no-store'})
+      .then(function (res) { return res.ok ? res.json() : null; })
+      .then(function (data) {
+        if (!data || !data.principal || !Array.isArray(data.granted)) return;
+        const changed = normalise(data.granted).sort().join() !== Array.from(granted).sort().join();
+        if (changed || doc.getElementById('cp-banner')) apply(data);
+      })
+      .catch(report);
+  }
+
+  function uuid() {
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    const hex = Array.from(b, function (x) { return (x + 0x100).toString(16).slice(1); }).join('');
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join('-');
+  }
+
+  function apply(data) {
+    const list = normalise(data.granted);
+    granted = new Set(list);
+    principal = data.principal || principal;
+    decided = true;
+    root.setAttribute('data-cp-granted', list.join(' '));
+    root.setAttribute('data-cp-decided', '1');
+    const banner = doc.getElementById('cp-banner');
+    if (banner) {
+      const hadFocus = banner.contains(doc.activeElement);
+      banner.remove();
+      const reopen = doc.getElementById('cp-reopen');
+      if (hadFocus && reopen) reopen.focus();
+    }
+    const state = function (category) { return granted.has(category) ? 'granted' : 'denied'; };
+    gtag('consent', 'update', {
+      analytics_storage: state('statistics'),
+      ad_storage: state('marketing'),
+      ad_user_data: state('marketing'),
+      ad_personalization: state('marketing'),
+      functionality_storage: state('preferences'),
+      personalization_storage: state('preferences')
+    });
+    // Scripts that already run cannot be unloaded after a withdrawal: consent
+    // mode tells Google tags, and the proxy drops the cookies on the next request.
+    activate();
+    doc.dispatchEvent(new CustomEvent(EVENT, {detail: {granted: list}}));
+  }
+
+  // Google's own snippet: the consent command must be pushed as an arguments object.
+  function gtag() {
+    (window.dataLayer = window.dataLayer || []).push(arguments);
+  }
+
+  // ---- re-activation of blocked elements -----------------------------------
+
+  function activate() {
+    doc.querySelectorAll('[data-cp-blocked]').forEach(function (el) {
+      if (granted.has(el.getAttribute('data-cp-blocked'))) release(el);
+    });
+  }
+
+  function loadEmbed(id) {
+    const frame = byAttr('data-cp-embed-id', id)[0];
+    if (!frame) return;
+    // One click loads every embed of that service on the page, as its text says.
+    const service = frame.getAttribute('data-cp-service');
+    const frames = service ? byAttr('data-cp-service', service).filter(function (el) {
+      return el.hasAttribute('data-cp-embed-id');
+    }) : [frame];
+    frames.forEach(function (el) {
+      if (el.hasAttribute('data-cp-blocked')) release(el);
+    });
+    frame.focus(); // the button that had focus went away with its placeholder
+  }
+
+  function byAttr(name, value) {
+    return Array.from(doc.querySelectorAll('[' + name + ']')).filter(function (el) {
+      return el.getAttribute(name) === value;
+    });
+  }
+
+  function release(el) {
+    if (!stamp || el.getAttribute('data-cp-stamp') !== stamp) return;
+    el.removeAttribute('data-cp-blocked'); // at once, so that nothing is activated twice
+    if (el.localName === 'script') {
+      queue = queue.then(function () { return runScript(el); }).catch(report);
+      return;
+    }
+    try {
+      MOVED.forEach(function (name) {
+        const value = el.getAttribute('data-cp-' + name);
+        if (value === null) return;
+        el.removeAttribute('data-cp-' + name);
+        setAttr(el, name, value);
+      });
+    } catch (err) {
+      report(err);
+    }
+    const embed = el.getAttribute('data-cp-embed-id');
+    if (embed !== null) {
+      el.hidden = false;
+      byAttr('data-cp-embed', embed).forEach(function (placeholder) { placeholder.remove(); });
+    }
+  }
+
+  // Resolves when the next script may be inserted: at once, or for an external
+  // script that was not async, after it has loaded (or failed), as the parser would.
+  function runScript(old) {
+    return new Promise(function (done) {
+      if (!old.parentNode) return done();
+      const s = doc.createElement('script');
+      Array.from(old.attributes).forEach(function (a) {
+        if (a.name !== 'type' && a.name !== 'nonce' && a.name.indexOf('data-cp-') !== 0) setAttr(s, a.name, a.value);
+      });
+      // The nonce content attribute reads as empty once the page is parsed; the property keeps it.
+      if (old.nonce) s.nonce = old.nonce;
+      const type = old.getAttribute('data-cp-type');
+      if (type) s.type = type;
+      if (!old.hasAttribute('async')) s.async = false;
+      const src = old.getAttribute('data-cp-src');
+      if (src === null) s.text = typed('createScript', old.text);
+      else s.src = typed('createScriptURL', src);
+      const wait = src !== null && !s.async && executes(s);
+      if (wait) {
+        s.addEventListener('load', function () { done(); });
+        s.addEventListener('error', function () { done(); });
+      }
+      old.replaceWith(s);
+      if (!wait) done();
+    });
+  }
+
+  function executes(s) {
+    const type = s.type.trim().toLowerCase();
+    const modules = 'noModule' in s;
+    if (modules && s.noModule) return false;
+    return !type || (type === 'module' && modules) || JS_TYPE.test(type);
+  }
+
+  // Under `require-trusted-types-for 'script'` script URLs, script text and
+  // event-handler attributes only take typed values. The values are the page's
+  // own markup that the proxy set aside, so the policy passes them unchanged.
+  function setAttr(el, name, value) {
+    const tt = window.trustedTypes;
+    const kind = tt && tt.getAttributeType ? TT_KIND[tt.getAttributeType(el.localName, name)] : null;
+    el.setAttribute(name, typed(kind, value));
+  }
+
+  function typed(kind, value) {
+    const tt = window.trustedTypes;
+    if (!tt || !kind) return value;
+    if (policy === undefined) {
+      try {
+        const pass = function (v) { return v; };
+        policy = tt.createPolicy('consentproxy', {createScript: pass, createScriptURL: pass});
+      } catch (err) {
+        policy = null; // the CSP's trusted-types list lacks our name; a default policy may still accept
+      }
+    }
+    return policy ? policy[kind](value) : value;
+  }
+})();
