@@ -28,7 +28,7 @@ def test_preview_of_a_file_prints_the_page_and_why_each_element_is_blocked(tmp_p
     page = tmp_path / "page.html"
     page.write_text('<html lang="en"><head><script async src="https://www.googletagmanager.com/gtag/js?id=G-1">'
                     '</script><script src="/chat/widget.js"></script></head><body>'
-                    '<div data-consent-category="marketing" data-src="x"></div>'
+                    '<video data-consent-category="marketing" src="/promo.mp4"></video>'
                     '<img src="/px.gif" data-consent-category="statistics"></body></html>')
     result = run("-c", config(tmp_path), "--site", "www.kade-it.nl", str(page))
     assert result.returncode == 0, result.stderr
