@@ -48,7 +48,7 @@ def decision_for(allowed: frozenset[str]) -> Decision:
 def rewriter(allowed: frozenset[str], nonces: NoncePlan | None = None, mode: Any = None) -> PageRewriter:
     decision = decision_for(allowed)
     plan = PagePlan(_MATCHER, decision.allowed, PageInjection(markup(), decision, None), nonces or NoncePlan(),
-                    blocking=not decision.allowed >= ALL, stamp="corpus-stamp")
+                    stamp="corpus-stamp")
     return PageRewriter(plan, mode)
 
 

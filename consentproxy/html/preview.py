@@ -67,8 +67,7 @@ def preview(site: SiteConfig, page: bytes, mode: Mode | None, decision: Decision
     if mode == "skip":
         return Preview(page, [], decision.allowed, "its charset is not ASCII-compatible (UTF-16/32, ISO-2022)")
     plan = PagePlan(TrackerMatcher(site.consent.services), decision.allowed,
-                    PageInjection(SiteMarkup(site, BannerAssets()), decision, accept_language), NoncePlan(),
-                    blocking=not decision.allowed >= frozenset(CATEGORY_IDS))
+                    PageInjection(SiteMarkup(site, BannerAssets()), decision, accept_language), NoncePlan())
     rewriter = PageRewriter(plan, mode)
     html = rewriter.feed(page) + rewriter.finish()
     return Preview(html, rewriter.blocked, decision.allowed)

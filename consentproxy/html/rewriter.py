@@ -24,6 +24,7 @@ from typing import Any
 
 import lolhtml
 
+from consentproxy.config.model import CATEGORY_IDS
 from consentproxy.html.charset import PRESCAN_BYTES, Mode, sniff
 from consentproxy.html.csp import NoncePlan
 from consentproxy.html.trackers import Match, TrackerMatcher
@@ -36,6 +37,7 @@ _JS_TYPES = frozenset({
     "text/javascript1.0", "text/javascript1.1", "text/javascript1.2", "text/javascript1.3",
     "text/javascript1.4", "text/javascript1.5",
 })
+_ALL_CATEGORIES = frozenset(CATEGORY_IDS)
 _HINT_RELS = frozenset({"preconnect", "dns-prefetch"})
 _FETCH_RELS = frozenset({"preload", "prefetch", "modulepreload"})
 #: URL attributes moved aside on an element a site tagged itself
@@ -77,15 +79,25 @@ class PagePlan:
     allowed: frozenset[str]
     injection: Injection
     nonces: NoncePlan = field(default_factory=NoncePlan)
-    #: False when every category is granted: nothing to block
-    blocking: bool = True
     #: a random token per response on every blocked element and on the banner script, which activates only
     #: elements that carry it (markup injected by anyone else is never activated)
     stamp: str = field(default_factory=lambda: secrets.token_urlsafe(12))
 
+    @property
+    def blocking(self) -> bool:
+        """False when every category is granted: nothing to block."""
+        return not self.allowed >= _ALL_CATEGORIES
+
 
 def is_javascript(type_value: str | None) -> bool:
     return type_value is None or type_value.strip().lower() in _JS_TYPES
+
+
+def site_tagged(category: str | None, found: Match | None) -> Match | None:
+    """A site's own `data-consent-category` decides the category; the catalogue still names the service."""
+    if category is None:
+        return found
+    return Match(found.service if found else "site-tagged", category.strip().lower() or "necessary")
 
 
 def _escape(value: str) -> str:
@@ -138,10 +150,7 @@ class _State:
 
     def judge(self, element: lolhtml.Element, found: Match | None) -> Match | None:
         """A site's own `data-consent-category` decides the category; the catalogue still names the service."""
-        category = element.get_attribute("data-consent-category")
-        if category is None:
-            return found
-        return Match(found.service if found else "site-tagged", category.strip().lower() or "necessary")
+        return site_tagged(element.get_attribute("data-consent-category"), found)
 
     def blocks(self, match: Match | None) -> bool:
         return match is not None and match.category not in self.allowed
@@ -216,9 +225,7 @@ class _Scripts:
         s.pending_text = []
         start = s.pending
         s.pending = None
-        match = s.plan.matcher.inline(code)
-        if s.pending_category is not None:
-            match = Match(match.service if match else "site-tagged", s.pending_category.strip().lower() or "necessary")
+        match = site_tagged(s.pending_category, s.plan.matcher.inline(code))
         if s.blocks(match):
             assert match is not None
             attributes = [(k, v) for k, v in s.pending_attributes if k.lower() != "type"]
@@ -242,8 +249,10 @@ class _TemplateScripts:
 
 
 class _Iframes:
-    def __init__(self, state: _State) -> None:
+    def __init__(self, state: _State, placeholder: bool = True) -> None:
         self.s = state
+        #: inside `<noscript>` a placeholder would only show with scripts off: there the URL just moves aside
+        self.placeholder = placeholder
 
     def element(self, e: lolhtml.Element) -> None:
         s = self.s
@@ -253,6 +262,10 @@ class _Iframes:
         if not s.blocks(match):
             return
         assert match is not None
+        if not self.placeholder:
+            _move(e, "src")
+            s.mark(e, match, "iframe", src or "")
+            return
         s.embeds += 1
         embed_id = f"cp-e{s.embeds}"
         _move(e, "src")
@@ -346,7 +359,7 @@ class _Noscript:
         output: list[bytes] = []
         rewriter = lolhtml.HTMLRewriter(_sink(output))
         rewriter.on("img", _Images(inner))
-        rewriter.on("iframe", _NoscriptIframes(inner))
+        rewriter.on("iframe", _Iframes(inner, placeholder=False))
         rewriter.on(_TAGGABLE, _Tagged(inner))
         rewriter.write(content.encode("utf-8"))
         rewriter.end()
@@ -354,19 +367,6 @@ class _Noscript:
             self.s.blocked.append(Blocked("noscript-" + blocked.kind, blocked.service, blocked.category,
                                           blocked.detail))
         t.replace(b"".join(output).decode("utf-8") if inner.blocked else content, HTML)
-
-
-class _NoscriptIframes(_Iframes):
-    """Inside `<noscript>` a placeholder would only show with scripts off: just move the URL aside."""
-
-    def element(self, e: lolhtml.Element) -> None:
-        s = self.s
-        src = e.get_attribute("src")
-        match = s.judge(e, s.plan.matcher.url("iframes", src) if src else None)
-        if s.blocks(match):
-            assert match is not None
-            _move(e, "src")
-            s.mark(e, match, "iframe", src or "")
 
 
 class _Document:

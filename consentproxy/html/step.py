@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from consentproxy.banner.markup import PageInjection, SiteMarkup
-from consentproxy.config.model import CATEGORY_IDS, SiteConfig
+from consentproxy.config.model import SiteConfig
 from consentproxy.consent.decision import NO_DECISION, Decision
 from consentproxy.cookies.enforcement import DECISION, mark_private
 from consentproxy.html import codings
@@ -31,10 +31,10 @@ logger = logging.getLogger("consentproxy.html")
 
 _CANDIDATE = "html.accept_encoding"  # set on requests whose response may be rewritten
 _JOB = "html.job"
+_LANGUAGE = "html.accept_language"  # read while the request headers are walked anyway
 _CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since"})
 _DROPPED_ON_REWRITE = frozenset({b"content-length", b"etag", b"content-encoding", b"content-md5", b"digest",
                                  b"accept-ranges"})
-_ALL = frozenset(CATEGORY_IDS)
 
 
 class _Job:
@@ -67,6 +67,8 @@ class HtmlRewriting(Step):
                 accept = value
             elif name == b"accept-encoding":
                 accept_encoding = value
+            elif name == b"accept-language":
+                exchange.extra[_LANGUAGE] = value
             elif name == b"range":
                 return None  # a part of a page cannot be rewritten: pass it through
         if accept is not None and b"text/html" not in accept and b"*/*" not in accept:
@@ -110,8 +112,8 @@ class HtmlRewriting(Step):
         if planned is not None:
             nonces, headers[:] = planned
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
-        plan = PagePlan(self.matcher, decision.allowed, PageInjection(self.markup, decision, _accept_language(
-            exchange)), nonces, blocking=not decision.allowed >= _ALL)
+        injection = PageInjection(self.markup, decision, exchange.extra.get(_LANGUAGE))
+        plan = PagePlan(self.matcher, decision.allowed, injection, nonces)
         headers[:] = [row for row in headers if row[0] not in _DROPPED_ON_REWRITE]
         if out_coding is not None:
             headers.append((b"content-encoding", out_coding))
@@ -148,13 +150,6 @@ class HtmlRewriting(Step):
         metrics.inc(metrics.PAGES_REWRITTEN, self.site, "rewritten")
         for blocked in rewriter.blocked:
             metrics.inc(metrics.ELEMENTS_BLOCKED, self.site, blocked.kind, blocked.category)
-
-
-def _accept_language(exchange: Exchange) -> bytes | None:
-    for name, value in exchange.request_headers:
-        if name == b"accept-language":
-            return value
-    return None
 
 
 def _add_vary(headers: list[tuple[bytes, bytes]], token: bytes) -> None:
