@@ -18,6 +18,7 @@ from consentproxy.banner.markup import SiteMarkup
 from consentproxy.config.loader import ConfigError, Problem
 from consentproxy.config.model import Config, SiteConfig
 from consentproxy.config.secrets import SecretError, SigningKey, generate_keys, parse_consent_keys, read_secret
+from consentproxy.consent.api import ConsentApi
 from consentproxy.consent.state import ConsentCodec
 from consentproxy.cookies.enforcement import CookieEnforcement
 from consentproxy.cookies.inventory import CookieInventory
@@ -56,7 +57,8 @@ class Runtime:
 def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory,
                assets: BannerAssets) -> tuple[Step, ...]:
     """A site's pipeline, in order: the decision and cookies first, our own URLs, then the page rewrite."""
-    steps: list[Step] = [CookieEnforcement(site, codec, inventory), ConsentEndpoints(assets)]
+    cookies = CookieEnforcement(site, codec, inventory)
+    steps: list[Step] = [cookies, ConsentEndpoints(assets, ConsentApi(site, codec, cookies))]
     if site.rewrite_html:
         steps.append(HtmlRewriting(site, SiteMarkup(site, assets)))
     return tuple(steps)

@@ -250,6 +250,37 @@ def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, timeout
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
+def launch_proxy(base: Path, index: int, sites: str, server: dict[str, Any] | None = None,
+                 limits: dict[str, Any] | None = None, wait: bool = True) -> Proxy:
+    """Start a proxy process with its configuration, data and log under `base`."""
+    port, admin_port = free_port(), free_port()
+    config_path = base / f"proxy{index}.toml"
+    server_lines = [
+        "[server]", f'listen = ["127.0.0.1:{port}"]', f'admin_listen = "127.0.0.1:{admin_port}"',
+        f'data_dir = "{base / f"data{index}"}"',
+    ]
+    for key, value in (server or {}).items():
+        server_lines.append(f"{key} = {_toml_value(value)}")
+    if limits:
+        server_lines.append("[server.limits]")
+        server_lines += [f"{key} = {_toml_value(value)}" for key, value in limits.items()]
+    config_path.write_text("\n".join(server_lines) + "\n\n" + sites)
+    log_path = base / f"proxy{index}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consentproxy", "serve", "-c", str(config_path)],
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+    )
+    proxy = Proxy(process, port, admin_port, config_path, log_path)
+    if wait:
+        try:
+            wait_ready(proxy.admin_url + "/readyz", process)
+        except (RuntimeError, TimeoutError) as exc:
+            proxy.stop(signal.SIGKILL)
+            raise RuntimeError(f"proxy did not start: {exc}\n{proxy.log()}") from exc
+    return proxy
+
+
 @pytest.fixture
 def start_proxy(tmp_path: Path) -> Iterator[Callable[..., Proxy]]:
     """Start a proxy process: `start_proxy(sites_toml, server={...}, limits={...})`."""
@@ -257,32 +288,8 @@ def start_proxy(tmp_path: Path) -> Iterator[Callable[..., Proxy]]:
 
     def start(sites: str, server: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
               wait: bool = True) -> Proxy:
-        port, admin_port = free_port(), free_port()
-        index = len(started)
-        config_path = tmp_path / f"proxy{index}.toml"
-        server_lines = [
-            "[server]", f'listen = ["127.0.0.1:{port}"]', f'admin_listen = "127.0.0.1:{admin_port}"',
-            f'data_dir = "{tmp_path / f"data{index}"}"',
-        ]
-        for key, value in (server or {}).items():
-            server_lines.append(f"{key} = {_toml_value(value)}")
-        if limits:
-            server_lines.append("[server.limits]")
-            server_lines += [f"{key} = {_toml_value(value)}" for key, value in limits.items()]
-        config_path.write_text("\n".join(server_lines) + "\n\n" + sites)
-        log_path = tmp_path / f"proxy{index}.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "consentproxy", "serve", "-c", str(config_path)],
-            stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        )
-        proxy = Proxy(process, port, admin_port, config_path, log_path)
+        proxy = launch_proxy(tmp_path, len(started), sites, server, limits, wait)
         started.append(proxy)
-        if wait:
-            try:
-                wait_ready(proxy.admin_url + "/readyz", process)
-            except (RuntimeError, TimeoutError) as exc:
-                raise RuntimeError(f"proxy did not start: {exc}\n{proxy.log()}") from exc
         return proxy
 
     yield start

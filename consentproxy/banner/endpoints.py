@@ -1,29 +1,38 @@
 """The proxy's own URLs under the consent prefix (`/_consent/…`): never forwarded to the site.
 
-Banner assets by content-hashed name, and the Consent Mode default as an
-external script for pages whose CSP refuses inline script.
+The consent API itself (`/_consent`, `/_consent/receipt`), banner assets by
+content-hashed name, and the Consent Mode default as an external script for
+pages whose CSP refuses inline script.
 """
 
 from __future__ import annotations
 
 from consentproxy.banner.assets import BannerAssets
 from consentproxy.banner.markup import consent_mode_code, parse_consent_mode_query
+from consentproxy.consent.api import ConsentApi
 from consentproxy.proxy.errors import error_page
-from consentproxy.proxy.pipeline import Exchange, Reply, Step
+from consentproxy.proxy.pipeline import Endpoint, Exchange, Reply, Step
 
 PREFIX = b"/_consent"
 _JS = b"text/javascript; charset=utf-8"
 
 
 class ConsentEndpoints(Step):
-    def __init__(self, assets: BannerAssets) -> None:
+    def __init__(self, assets: BannerAssets, api: ConsentApi) -> None:
         self.assets = assets
+        self.api = api
         self._consent_mode: dict[bytes, Reply] = {}
 
-    def on_request(self, exchange: Exchange) -> Reply | None:
+    def on_request(self, exchange: Exchange) -> Reply | Endpoint | None:
         path: bytes = exchange.scope["raw_path"]
         if not path.startswith(PREFIX) or (len(path) > len(PREFIX) and path[len(PREFIX)] != ord("/")):
             return None
+        if path == PREFIX:
+            if exchange.method == "POST":
+                return self.api
+            if exchange.method not in ("GET", "HEAD"):
+                return _error(405, [(b"allow", b"GET, HEAD, POST")])
+            return _head(exchange, self.api.read(exchange))
         if exchange.method not in ("GET", "HEAD"):
             return _error(405, [(b"allow", b"GET, HEAD")])
         name = path[len(PREFIX) + 1:].decode("latin-1")
@@ -32,6 +41,8 @@ class ConsentEndpoints(Step):
             accept_encoding = next((v for k, v in exchange.request_headers if k == b"accept-encoding"), None)
             body, coding = asset.body(accept_encoding)
             return _head(exchange, Reply(200, asset.headers(coding, len(body)), body))
+        if name == "receipt":
+            return _head(exchange, self.api.receipt(exchange))
         if name == "consent-mode.js":
             return _head(exchange, self._consent_mode_reply(exchange.scope["query_string"]))
         return _error(404)

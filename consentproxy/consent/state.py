@@ -74,6 +74,17 @@ class ConsentCodec:
 
     def decode(self, value: str, revision: int, now: float | None = None) -> ConsentState | None:
         """The state in a cookie value, or None if forged, malformed, expired or of an older revision."""
+        state = self.verified(value)
+        if state is None or state.revision != revision or state.expires_at <= (time.time() if now is None else now):
+            return None
+        return state
+
+    def verified(self, value: str) -> ConsentState | None:
+        """The state if the signature holds, even when expired or of an older revision.
+
+        A new decision keeps the principal of an expired one, so a visitor's
+        history stays one history.
+        """
         state = self._verified.get(value)
         if state is None:
             state = self._verify(value)
@@ -82,8 +93,6 @@ class ConsentCodec:
             if len(self._verified) >= _CACHE_LIMIT:
                 self._verified.clear()
             self._verified[value] = state
-        if state.revision != revision or state.expires_at <= (time.time() if now is None else now):
-            return None
         return state
 
     def _verify(self, value: str) -> ConsentState | None:

@@ -33,6 +33,7 @@ from consentproxy.proxy.sites import host_name
 logger = logging.getLogger("consentproxy.cookies")
 
 DECISION = "consent.decision"
+CONSENT_COOKIE = "consent.cookie"  # the raw value of the visitor's consent cookie, when sent
 _STALE = "cookies.stale"  # names the browser sent that are not allowed: they get expiries
 GPC_PATH = b"/.well-known/gpc.json"
 
@@ -89,6 +90,7 @@ class CookieEnforcement(Step):
             consent_value = self._find_consent(headers, cookie_rows)
         state = None
         if consent_value is not None:
+            exchange.extra[CONSENT_COOKIE] = consent_value
             state = self.codec.decode(consent_value.decode("latin-1"), self.consent.revision)
         decision = decide(state, gpc)
         exchange.extra[DECISION] = decision
@@ -175,6 +177,20 @@ class CookieEnforcement(Step):
             headers.extend(self._expiries(tuple(stale), exchange.host, exchange.scheme == "https"))
         if depends:
             mark_private(headers)
+
+    def expiries_for(self, exchange: Exchange, allowed: frozenset[str]) -> list[tuple[bytes, bytes]]:
+        """Expiring Set-Cookie rows for every cookie this request carried that `allowed` no longer permits.
+
+        For the consent API's answer to a withdrawal: the cookies go in the same
+        response, not only on the next page.
+        """
+        names: list[bytes] = list(exchange.extra.get(_STALE) or ())
+        for name, value in exchange.request_headers:
+            if name == b"cookie":
+                names += [piece.partition(b"=")[0].strip(b" \t") for piece in value.split(b";")]
+        stale = tuple(dict.fromkeys(n for n in names if n and n != self.cookie_name
+                                    and not self.allowed(self.category(n), allowed)))
+        return self._expiries(stale, exchange.host, exchange.scheme == "https") if stale else []
 
     def _expiries(self, stale: tuple[bytes, ...], host: bytes, secure: bool) -> list[tuple[bytes, bytes]]:
         """Expiring Set-Cookie rows for these names; cached until the inventory learns a new path."""

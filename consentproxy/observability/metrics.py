@@ -54,6 +54,13 @@ CONSENT_STATES = Counter(
     "consentproxy_requests_by_consent", "Requests by the visitor's consent state (none, partial, all, gpc)",
     ["site", "state"],
 )
+CONSENT_DECISIONS = Counter(
+    "consentproxy_consent_decisions", "Decisions recorded through the consent API, by site and method",
+    ["site", "method"],
+)
+CONSENT_API_ERRORS = Counter(
+    "consentproxy_consent_api_errors", "Consent API requests refused, by site and error code", ["site", "error"],
+)
 
 _children: dict[tuple[int, tuple[str, ...]], Counter] = {}
 

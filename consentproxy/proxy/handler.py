@@ -22,7 +22,7 @@ from consentproxy.observability import metrics
 from consentproxy.observability.accesslog import log_request
 from consentproxy.proxy.errors import error_page
 from consentproxy.proxy.headers import filter_response_headers
-from consentproxy.proxy.pipeline import Exchange, Reply
+from consentproxy.proxy.pipeline import Endpoint, Exchange, Reply
 from consentproxy.proxy.sites import Site
 from consentproxy.server.protocol import CLIENT_GONE
 
@@ -89,6 +89,8 @@ class ProxyHandler:
         for step in site.steps:
             reply = step.on_request(exchange)
             if reply is not None:
+                if isinstance(reply, Endpoint):
+                    reply = await reply.respond(exchange, receive)
                 return await _send_reply(send, reply), len(reply.body)
 
         # Message framing: the protocol refused CL+TE together; re-derive it here.

@@ -9,7 +9,7 @@ configuration loads, never per request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -76,13 +76,27 @@ class Reply:
         self.body = body
 
 
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+
+class Endpoint:
+    """One of the proxy's own URLs that must read the request body or wait (the consent API).
+
+    A step returns it from `on_request` instead of a Reply; the core then
+    awaits it with the ASGI `receive` so it can read the body.
+    """
+
+    async def respond(self, exchange: Exchange, receive: Receive) -> Reply:
+        raise NotImplementedError
+
+
 class Step:
     """Base class: override only the hooks a feature needs."""
 
     #: set by steps that override `body_filter`, so the others cost nothing per body
     filters_body = False
 
-    def on_request(self, exchange: Exchange) -> Reply | None:
+    def on_request(self, exchange: Exchange) -> Reply | Endpoint | None:
         return None
 
     def on_response(self, exchange: Exchange) -> None:
