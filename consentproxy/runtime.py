@@ -58,9 +58,9 @@ def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory
                assets: BannerAssets) -> tuple[Step, ...]:
     """A site's pipeline, in order: the decision and cookies first, our own URLs, then the page rewrite."""
     cookies = CookieEnforcement(site, codec, inventory)
-    steps: list[Step] = [cookies, ConsentEndpoints(assets, ConsentApi(site, codec, cookies))]
+    steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies))]
     if site.rewrite_html:
-        steps.append(HtmlRewriting(site, SiteMarkup(site, assets)))
+        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory)))
     return tuple(steps)
 
 

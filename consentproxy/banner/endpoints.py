@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from consentproxy.banner.assets import BannerAssets
 from consentproxy.banner.markup import consent_mode_code, parse_consent_mode_query
+from consentproxy.banner.theme import theme_css, theme_name
+from consentproxy.config.model import SiteConfig
 from consentproxy.consent.api import ConsentApi
 from consentproxy.proxy.errors import error_page
 from consentproxy.proxy.pipeline import Endpoint, Exchange, Reply, Step
@@ -18,9 +20,11 @@ _JS = b"text/javascript; charset=utf-8"
 
 
 class ConsentEndpoints(Step):
-    def __init__(self, assets: BannerAssets, api: ConsentApi) -> None:
+    def __init__(self, site: SiteConfig, assets: BannerAssets, api: ConsentApi) -> None:
         self.assets = assets
         self.api = api
+        css = theme_css(site.consent.theme)
+        self.theme = (theme_name(css), _stylesheet(css.encode("ascii"))) if css else None
         self._consent_mode: dict[bytes, Reply] = {}
 
     def on_request(self, exchange: Exchange) -> Reply | Endpoint | None:
@@ -41,6 +45,8 @@ class ConsentEndpoints(Step):
             accept_encoding = next((v for k, v in exchange.request_headers if k == b"accept-encoding"), None)
             body, coding = asset.body(accept_encoding)
             return _head(exchange, Reply(200, asset.headers(coding, len(body)), body))
+        if self.theme is not None and name == self.theme[0]:
+            return _head(exchange, self.theme[1])
         if name == "receipt":
             return _head(exchange, self.api.receipt(exchange))
         if name == "consent-mode.js":
@@ -58,6 +64,14 @@ class ConsentEndpoints(Step):
             if len(self._consent_mode) < 64:
                 self._consent_mode[query] = reply
         return reply
+
+
+def _stylesheet(body: bytes) -> Reply:
+    """Named by its content's hash, so it never changes under its URL."""
+    return Reply(200, [(b"content-type", b"text/css; charset=utf-8"),
+                       (b"cache-control", b"public, max-age=31536000, immutable"),
+                       (b"x-content-type-options", b"nosniff"),
+                       (b"content-length", str(len(body)).encode("ascii"))], body)
 
 
 def _head(exchange: Exchange, reply: Reply) -> Reply:

@@ -15,9 +15,12 @@ import json
 from typing import Any
 
 from consentproxy.banner.assets import BannerAssets
+from consentproxy.banner.cookielist import CookieList
+from consentproxy.banner.theme import theme_css, theme_name
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, SiteConfig
 from consentproxy.consent.decision import Decision
 from consentproxy.consent.texts import BANNER_TEXTS
+from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.html.csp import NoncePlan
 from consentproxy.html.rewriter import Injection
 
@@ -80,15 +83,19 @@ def parse_consent_mode_query(query: str) -> frozenset[str] | None:
 class SiteMarkup:
     """A site's banner markup, rendered once per language."""
 
-    def __init__(self, site: SiteConfig, assets: BannerAssets, prefix: str = "/_consent") -> None:
+    def __init__(self, site: SiteConfig, assets: BannerAssets, inventory: CookieInventory | None = None,
+                 prefix: str = "/_consent") -> None:
         self.site = site
         self.prefix = prefix
         consent = site.consent
+        self.cookie_list = CookieList(site.name, consent, self.controller(), inventory)
         self.default_language = consent.default_language
         self.css_url = f"{prefix}/{assets.url_of['banner.css']}"
         self.js_url = f"{prefix}/{assets.url_of['banner.js']}"
-        self._templates = {(lang, banner): self._template(lang, banner) for lang in LANGUAGES
-                           for banner in (True, False)}
+        css = theme_css(consent.theme)
+        self.theme_url = f"{prefix}/{theme_name(css)}" if css else None
+        self._templates_version = -1
+        self._templates: dict[tuple[str, bool], list[str]] = {}
         self._accept_cache: dict[bytes, str] = {}
         self._consent_mode: dict[tuple[frozenset[str] | None, str, bool], str] = {}
 
@@ -132,20 +139,7 @@ class SiteMarkup:
     # -- rendering -------------------------------------------------------------------
     def _config_json(self, lang: str) -> str:
         consent = self.site.consent
-        services = consent.services
-        by_category: dict[str, list[dict[str, Any]]] = {c: [] for c in CATEGORY_IDS}
-        for service in services:
-            by_category[service.category].append({
-                "name": service.name, "provider": service.provider, "privacy_url": service.privacy_url,
-                "cookies": [{"name": name, "purpose": "", "lifetime": ""} for name in service.cookies],
-            })
-        own = [{"name": d.name or (d.prefix + "*") or d.pattern, "purpose": d.purpose, "lifetime": d.lifetime,
-                "category": d.category, "provider": d.provider} for d in consent.cookies]
-        for category in CATEGORY_IDS:
-            cookies = [{k: v for k, v in c.items() if k != "category"} for c in own if c["category"] == category]
-            if cookies:
-                by_category[category].insert(0, {"name": self.controller(), "provider": self.controller(),
-                                                 "privacy_url": consent.privacy_url, "cookies": cookies})
+        by_category = self.cookie_list.groups(lang)
         config = {
             "lang": lang, "principal": _PRINCIPAL, "revision": consent.revision,
             "texts": {key: self.text(lang, key) for key in BANNER_TEXTS
@@ -163,9 +157,12 @@ class SiteMarkup:
 
     def _template(self, lang: str, banner: bool) -> list[str]:
         e = ascii_html
+        position = self.site.consent.theme.position
         parts = [
             f'<link rel="stylesheet" href="{e(self.css_url)}"{_STYLE_NONCE}>',
-            f'<div id="cp-root" class="cp-root" data-cp-api="{e(self.prefix)}"{_STATE} lang="{lang}">',
+            f'<link rel="stylesheet" href="{e(self.theme_url)}"{_STYLE_NONCE}>' if self.theme_url else "",
+            f'<div id="cp-root" class="cp-root{"" if position == "bottom" else " cp-pos-" + position}" '
+            f'data-cp-api="{e(self.prefix)}"{_STATE} lang="{lang}">',
         ]
         if banner:
             parts.append(
@@ -191,6 +188,11 @@ class SiteMarkup:
 
     def bundle(self, lang: str, decision: Decision, nonces: NoncePlan, stamp: str) -> str:
         decided = decision.state is not None
+        if self._templates_version != self.cookie_list.version:
+            # The settings layer lists the cookies the site was seen setting: a new one, a new rendering.
+            self._templates_version = self.cookie_list.version
+            self._templates = {(code, banner): self._template(code, banner) for code in LANGUAGES
+                               for banner in (True, False)}
         template = self._templates[(lang, not decided)]
         granted = " ".join(c for c in CATEGORY_IDS if c in decision.allowed)
         principal = decision.state.principal if decision.state is not None else None

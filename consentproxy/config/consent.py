@@ -7,6 +7,7 @@ standard categories with bundled texts in Dutch, English, German and French.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from consentproxy.config.model import (
     ConsentConfig,
     CookieDeclaration,
     ServiceConfig,
+    ThemeConfig,
 )
 from consentproxy.config.reader import Reader, describe, list_of
 from consentproxy.consent.texts import BANNER_TEXTS, DEFAULT_DESCRIPTIONS, DEFAULT_LABELS
@@ -207,6 +209,7 @@ def read_consent(site: Reader) -> ConsentConfig:
         controller=reader.converted("controller", "", _short_text),
         privacy_url=reader.converted("privacy_url", base.privacy_url, _page_url),
         texts=_read_banner_texts(reader.sub("texts")),
+        theme=_read_theme(reader.sub("theme")),
     )
     reader.finish()
     return config
@@ -241,3 +244,43 @@ def _read_banner_texts(reader: Reader | None) -> dict[str, dict[str, str]]:
             out[key] = texts
     reader.finish()  # unknown keys are reported with the nearest text key as a hint
     return out
+
+
+def _position(value: Any) -> str:
+    from consentproxy.banner.theme import POSITIONS
+
+    if value not in POSITIONS:
+        raise ValueError(f"must be one of {', '.join(POSITIONS)}, got {describe(value)}")
+    return str(value)
+
+
+def _read_theme(reader: Reader | None) -> ThemeConfig:
+    """`[sites.NAME.consent.theme]`: colours, font, corner radius, position; contrast checked."""
+    from consentproxy.banner import theme as checks
+
+    if reader is None:
+        return ThemeConfig()
+
+    colour = _string(checks.check_colour)
+    theme = ThemeConfig(
+        background=reader.converted("background", "", colour),
+        text=reader.converted("text", "", colour),
+        accent=reader.converted("accent", "", colour),
+        accent_text=reader.converted("accent_text", "", colour),
+        font=reader.converted("font", "", _string(checks.check_font)),
+        radius=reader.converted("radius", "", _string(checks.check_length)),
+        position=reader.converted("position", "bottom", _position),
+    )
+    for key, reason in checks.contrast_problems(theme):
+        reader.problem(key, reason)
+    reader.finish()
+    return theme
+
+
+def _string(check: Callable[[str], str]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a text, got {describe(value)}")
+        return check(value)
+
+    return convert

@@ -113,6 +113,19 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ThemeConfig:
+    """The banner's look; empty values keep banner.css's defaults."""
+
+    background: str = ""
+    text: str = ""
+    accent: str = ""
+    accent_text: str = ""
+    font: str = ""
+    radius: str = ""
+    position: str = "bottom"  # bottom, top or center
+
+
+@dataclass(frozen=True, slots=True)
 class ConsentConfig:
     categories: tuple[CategoryConfig, ...] = ()
     services: tuple[ServiceConfig, ...] = ()
@@ -131,6 +144,7 @@ class ConsentConfig:
     privacy_url: str = "/privacy"
     #: banner text overrides: key (see consent.texts.BANNER_TEXTS) → language → text
     texts: dict[str, dict[str, str]] = field(default_factory=dict)
+    theme: ThemeConfig = field(default_factory=ThemeConfig)
 
 
 @dataclass(frozen=True, slots=True)

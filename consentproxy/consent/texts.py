@@ -107,3 +107,22 @@ BANNER_TEXTS: dict[str, dict[str, str]] = {
     "embed_load": {"nl": "{service} laden", "en": "Load {service}", "de": "{service} laden",
                    "fr": "Charger {service}"},
 }
+
+#: How long a cookie lives, in words: unit → language → (one, many)
+LIFETIME_UNITS: dict[str, dict[str, tuple[str, str]]] = {
+    "minute": {"nl": ("minuut", "minuten"), "en": ("minute", "minutes"), "de": ("Minute", "Minuten"),
+               "fr": ("minute", "minutes")},
+    "hour": {"nl": ("uur", "uur"), "en": ("hour", "hours"), "de": ("Stunde", "Stunden"), "fr": ("heure", "heures")},
+    "day": {"nl": ("dag", "dagen"), "en": ("day", "days"), "de": ("Tag", "Tage"), "fr": ("jour", "jours")},
+    "month": {"nl": ("maand", "maanden"), "en": ("month", "months"), "de": ("Monat", "Monate"),
+              "fr": ("mois", "mois")},
+    "year": {"nl": ("jaar", "jaar"), "en": ("year", "years"), "de": ("Jahr", "Jahre"), "fr": ("an", "ans")},
+}
+SESSION: dict[str, str] = {"nl": "sessie", "en": "session", "de": "Sitzung", "fr": "session"}
+#: The purpose of the consent cookie itself, listed among the necessary cookies.
+CONSENT_COOKIE_PURPOSE: dict[str, str] = {
+    "nl": "Onthoudt uw keuze over cookies.",
+    "en": "Remembers your cookie choice.",
+    "de": "Speichert Ihre Cookie-Auswahl.",
+    "fr": "Mémorise votre choix concernant les cookies.",
+}

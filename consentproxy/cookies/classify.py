@@ -37,6 +37,7 @@ class Classification:
     source: Source
     service: str = ""  # the declaring service or database platform, when known
     purpose: str = ""
+    retention: str = ""  # as the Open Cookie Database words it ("2 years"), in English
 
 
 UNKNOWN = Classification("unknown", "unknown")
@@ -115,7 +116,8 @@ def _database_table() -> _Table:
             name = row["Cookie / Data Key name"].strip()
             if category is None or not name:
                 continue
-            classification = Classification(category, "database", row["Platform"], row["Description"][:300])
+            classification = Classification(category, "database", row["Platform"], row["Description"][:300],
+                                            row["Retention period"][:60])
             wildcard = row["Wildcard match"] == "1" and len(name) >= MIN_WILDCARD_PREFIX
             table.add(name + "*" if wildcard else name, classification, prefer_strict=True)
     table.finish()
@@ -155,3 +157,8 @@ class CookieClassifier:
             self._cache.clear()
         self._cache[name] = found
         return found
+
+
+def reference(name: str) -> Classification | None:
+    """What the Open Cookie Database says about a name (purpose, retention), whoever classifies it."""
+    return _database_table().lookup(name)

@@ -63,8 +63,13 @@ class CookieInventory:
         self._paths: dict[tuple[str, bytes], frozenset[str]] = {}
         #: bumped whenever a new path is learnt, so callers may cache what they derive from paths
         self.paths_version = 0
+        # One entry per site and cookie name, from the file and from what this process saw since.
+        self._known: dict[tuple[str, str], InventoryEntry] = {}
+        #: bumped whenever a cookie name is seen for the first time (the banner lists them)
+        self.known_version = 0
         for entry in load_inventory(self.path):
             self._add_path(entry.site, entry.name.encode("latin-1"), entry.path)
+            self._known[(entry.site, entry.name)] = entry
 
     def _add_path(self, site: str, name: bytes, path: str) -> None:
         known = self._paths.get((site, name), frozenset())
@@ -84,11 +89,18 @@ class CookieInventory:
                 site, text, cookie.domain, cookie.path, None, False, False, "", classification.category,
                 classification.source, classification.service, 0, 0, now, now)
             self._add_path(site, name, cookie.path)
+            if (site, text) not in self._known:
+                self._known[(site, text)] = entry
+                self.known_version += 1
         entry.lifetime_seconds = _lifetime(cookie, now)
         entry.httponly, entry.secure, entry.samesite = cookie.httponly, cookie.secure, cookie.samesite
         entry.count += 1
         entry.blocked += blocked
         entry.last_seen = now
+
+    def known(self, site: str) -> list[InventoryEntry]:
+        """Every cookie name the site was seen setting, one entry each."""
+        return [entry for (entry_site, _), entry in self._known.items() if entry_site == site]
 
     def paths(self, site: str, name: bytes) -> frozenset[str]:
         """Paths this cookie was seen set with, for expiring every variant."""

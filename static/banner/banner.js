@@ -341,6 +341,9 @@
 
   function apply(data) {
     const list = normalise(data.granted);
+    // A script that already runs cannot be unloaded: after a withdrawal only a
+    // fresh page (blocked again by the proxy, cookies expired) stops it.
+    const revoked = Array.from(granted).some(function (c) { return list.indexOf(c) < 0; });
     granted = new Set(list);
     principal = data.principal || principal;
     decided = true;
@@ -362,10 +365,9 @@
       functionality_storage: state('preferences'),
       personalization_storage: state('preferences')
     });
-    // Scripts that already run cannot be unloaded after a withdrawal: consent
-    // mode tells Google tags, and the proxy drops the cookies on the next request.
-    activate();
     doc.dispatchEvent(new CustomEvent(EVENT, {detail: {granted: list}}));
+    if (revoked) location.reload();
+    else activate();
   }
 
   // Google's own snippet: the consent command must be pushed as an arguments object.

@@ -1,0 +1,92 @@
+"""The services and cookies the settings layer lists per category.
+
+From the site's configuration (its services and cookie declarations) and
+from the cookie inventory (what the site was really seen setting), so the
+visitor is informed of cookies nobody declared. Purposes and retention
+periods the site leaves out come from the Open Cookie Database (in English);
+a lifetime seen in a real Set-Cookie wins over any text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consentproxy.config.model import CATEGORY_IDS, ConsentConfig
+from consentproxy.consent.texts import CONSENT_COOKIE_PURPOSE, LIFETIME_UNITS, SESSION
+from consentproxy.cookies.classify import CookieClassifier, reference
+from consentproxy.cookies.inventory import CookieInventory, InventoryEntry
+
+Service = dict[str, Any]
+
+
+def lifetime_words(seconds: int | None, lang: str) -> str:
+    """`None` (a session cookie) or seconds as a rounded duration in the visitor's language."""
+    if seconds is None:
+        return SESSION[lang]
+    for unit, size, limit in (("minute", 60, 3600), ("hour", 3600, 86400), ("day", 86400, 60 * 86400),
+                              ("month", 2_629_800, 2 * 31_557_600), ("year", 31_557_600, None)):
+        if limit is None or seconds < limit:
+            count = max(1, round(seconds / size))
+            one, many = LIFETIME_UNITS[unit][lang]
+            return f"{count} {one if count == 1 else many}"
+    raise AssertionError("unreachable")
+
+
+class CookieList:
+    """Per site; `groups(lang)` is recomputed only when the inventory learns a new cookie name."""
+
+    def __init__(self, site: str, consent: ConsentConfig, controller: str,
+                 inventory: CookieInventory | None = None) -> None:
+        self.site = site
+        self.consent = consent
+        self.controller = controller
+        self.classifier = CookieClassifier(consent)
+        self.inventory = inventory
+
+    @property
+    def version(self) -> int:
+        return self.inventory.known_version if self.inventory is not None else 0
+
+    def groups(self, lang: str) -> dict[str, list[Service]]:
+        seen = {e.name: e for e in self.inventory.known(self.site)} if self.inventory is not None else {}
+        groups: dict[str, list[Service]] = {c: [] for c in CATEGORY_IDS}
+        for service in self.consent.services:
+            cookies = [self._cookie(spec, "", "", seen, lang) for spec in service.cookies]
+            groups[service.category].append(_service(service.name, service.provider, service.privacy_url, cookies))
+        own: dict[str, list[dict[str, str]]] = {c: [] for c in CATEGORY_IDS}
+        for declaration in self.consent.cookies:
+            spec = declaration.name or (declaration.prefix + "*" if declaration.prefix else declaration.pattern)
+            own[declaration.category].append(self._cookie(spec, declaration.purpose, declaration.lifetime, seen,
+                                                          lang))
+        undeclared: dict[tuple[str, str], list[dict[str, str]]] = {}
+        for name in sorted(seen):
+            found = self.classifier.classify(name)
+            if name == self.consent.cookie_name or found.source == "declared" or found.category not in groups:
+                continue  # listed above already; unknown cookies are blocked, nothing to consent to
+            provider = found.service if found.source in ("database", "catalogue") else self.controller
+            undeclared.setdefault((found.category, provider), []).append(self._cookie(name, "", "", seen, lang))
+        # Our own cookie is necessary too, and the visitor should see it like any other.
+        own["necessary"].insert(0, {"name": self.consent.cookie_name, "purpose": CONSENT_COOKIE_PURPOSE[lang],
+                                    "lifetime": lifetime_words(self.consent.validity_days * 86400, lang)})
+        for category in CATEGORY_IDS:
+            if own[category]:
+                groups[category].insert(0, _service(self.controller, self.controller, self.consent.privacy_url,
+                                                    own[category]))
+        for (category, provider), cookies in sorted(undeclared.items()):
+            groups[category].append(_service(provider, provider, "", cookies))
+        return groups
+
+    def _cookie(self, spec: str, purpose: str, lifetime: str, seen: dict[str, InventoryEntry],
+                lang: str) -> dict[str, str]:
+        entry = seen.get(spec)
+        if entry is not None:
+            lifetime = lifetime_words(entry.lifetime_seconds, lang)
+        known = reference(spec.rstrip("*")) if not (purpose and lifetime) else None
+        if known is not None:
+            purpose, lifetime = purpose or known.purpose, lifetime or known.retention
+        return {"name": spec, "purpose": purpose, "lifetime": lifetime}
+
+
+def _service(name: str, provider: str, privacy_url: str, cookies: list[dict[str, str]]) -> Service:
+    return {"name": name, "provider": provider, "privacy_url": privacy_url, "cookies": cookies}
+
