@@ -24,7 +24,7 @@ def lifetime_words(seconds: int | None, lang: str) -> str:
     if seconds is None:
         return SESSION[lang]
     for unit, size, limit in (("minute", 60, 3600), ("hour", 3600, 86400), ("day", 86400, 60 * 86400),
-                              ("month", 2_629_800, 2 * 31_557_600), ("year", 31_557_600, None)):
+                              ("month", 2_629_800, 61_800_000), ("year", 31_557_600, None)):
         if limit is None or seconds < limit:
             count = max(1, round(seconds / size))
             one, many = LIFETIME_UNITS[unit][lang]
