@@ -6,11 +6,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the test suite and the benchmarks use.
-APT_PACKAGES := nginx-light wrk chromium
+# Debian packages the test suite and the benchmarks use (nodejs brings npm, for axe-core).
+APT_PACKAGES := nginx-light wrk chromium nodejs
 DEMO_ARGS ?=
+# axe-core, the accessibility checker the browser tests inject into pages; from
+# the npm registry, pinned, into a git-ignored folder (tests/test_browser_banner.py
+# names the same version).
+AXE_VERSION := 4.14.1
+AXE_DIR := .cache/axe
 
-.PHONY: demo test lint typecheck unit system-deps postgres bench clean
+.PHONY: demo test lint typecheck unit system-deps postgres axe screenshots bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,16 +26,34 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/consentproxy demo $(DEMO_ARGS)
 
-test: $(STAMP) system-deps postgres lint typecheck unit
+test: $(STAMP) system-deps postgres axe lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check consentproxy tests load_tests
+	$(BIN)/ruff check consentproxy tests load_tests docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) axe
 	$(BIN)/pytest
+
+# Installed only when missing or of another version. The image's nodejs package
+# bundles npm; Debian's own nodejs does not, so npm comes from Debian then.
+axe: system-deps
+	@if ! command -v npm >/dev/null; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends npm; \
+	fi
+	@installed=$$(node -p "require('./$(AXE_DIR)/node_modules/axe-core/package.json').version" 2>/dev/null); \
+	if [ "$$installed" != "$(AXE_VERSION)" ]; then \
+	  echo "installing axe-core $(AXE_VERSION) into $(AXE_DIR)"; \
+	  npm install --no-save --no-audit --no-fund --loglevel=error --prefix $(AXE_DIR) axe-core@$(AXE_VERSION); \
+	fi
+
+# The banner screenshots in docs/screenshots/ (not part of `make test`).
+screenshots: $(STAMP) system-deps
+	$(BIN)/python docs/take_screenshots.py
 
 system-deps:
 	@missing=""; for pkg in $(APT_PACKAGES); do \
@@ -57,4 +80,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/python load_tests/bench_cookies.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache

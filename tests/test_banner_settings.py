@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import signal
@@ -154,3 +155,22 @@ def test_theme_and_cookie_list_reach_the_page(tmp_path: Path) -> None:
             assert names["cp_consent"]["purpose"] == "Remembers your cookie choice."
         finally:
             proxy.stop(signal.SIGTERM)
+
+
+def test_the_banner_stays_within_its_budget_and_talks_to_nobody_else() -> None:
+    static = Path(__file__).parent.parent / "static" / "banner"
+    js, css = (static / "banner.js").read_bytes(), (static / "banner.css").read_bytes()
+    assert len(gzip.compress(js + css, 9)) <= 15 * 1024
+    # No URL of another host in either file: fetch() only calls the consent API on the page's own origin.
+    assert not re.search(rb"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", js + css, re.I)
+
+
+def test_the_privacy_statement_may_differ_per_language(tmp_path: Path) -> None:
+    urls = load(tmp_path, '[sites.shop.consent]\nprivacy_url = { nl = "/privacy", en = "/en/privacy" }\n').privacy_url
+    assert urls == {"nl": "/privacy", "en": "/en/privacy", "de": "/privacy", "fr": "/privacy"}
+    single = load(tmp_path, '[sites.shop.consent]\nprivacy_url = "https://shop.example.nl/p"\n').privacy_url
+    assert set(single.values()) == {"https://shop.example.nl/p"}
+    assert "sites.shop.consent.privacy_url.es: unknown language" in problems(
+        tmp_path, '[sites.shop.consent]\nprivacy_url = { es = "/es/privacidad" }\n')
+    assert "sites.shop.consent.privacy_url.en: expected a path" in problems(
+        tmp_path, '[sites.shop.consent]\nprivacy_url = { en = "javascript:alert(1)" }\n')

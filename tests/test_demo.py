@@ -7,137 +7,23 @@ their own, since they end it or keep it from starting.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import re
-import signal
 import socket
 import subprocess
 import sys
-import time
-import tomllib
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import psutil
 import pytest
+from demo_support import Demo, fetch, free_port_pair, records, start_demo, stop_demo
 
-STARTUP_TIMEOUT = 60.0
-STOP_TIMEOUT = 20.0
 DEMO_COOKIES = {"kade_session", "_ga", "_gcl_au", "kade_ab_variant"}
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8")
-
-    def cookies(self) -> dict[str, SimpleCookie]:
-        jar: dict[str, SimpleCookie] = {}
-        for header in self.headers.get_all("Set-Cookie") or []:
-            cookie = SimpleCookie()
-            cookie.load(header)
-            (name,) = cookie.keys()
-            jar[name] = cookie
-        return jar
-
-
-def fetch(port: int, path: str, method: str = "GET", body: bytes | None = None,
-          headers: dict[str, str] | None = None) -> Reply:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return Reply(response.status, response.headers, response.read())
-    finally:
-        connection.close()
-
-
-def free_port_pair() -> int:
-    """A port P on 127.0.0.1 with P + 1 free too (the demo's admin port)."""
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            if port >= 65535:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no two adjacent free ports")
-
-
-@dataclass
-class Demo:
-    process: subprocess.Popen[bytes]
-    port: int
-    data_dir: Path
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text("utf-8", "replace")
-
-    def config(self) -> dict[str, Any]:
-        return tomllib.loads((self.data_dir / "consentproxy.toml").read_text("utf-8"))
-
-    def upstream_port(self) -> int:
-        return int(self.config()["sites"]["demo"]["upstream"].rsplit(":", 1)[1])
-
-    def tracker_port(self) -> int:
-        # Asked of the site directly, so it does not depend on what the proxy does to the page.
-        page = fetch(self.upstream_port(), "/").text
-        match = re.search(r'src="http://127\.0\.0\.1:(\d+)/gtag/js\?id=G-DEMO12345"', page)
-        assert match, page
-        return int(match.group(1))
-
-
-def start_demo(base: Path) -> Demo:
-    port = free_port_pair()
-    data_dir = base / "data"  # does not exist yet: the demo creates it
-    log = base / "demo-output.txt"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "consentproxy", "demo", "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    demo = Demo(process, port, data_dir, log)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the demo exited with {process.returncode}:\n{demo.output()}")
-        try:
-            fetch(port, "/")
-            return demo
-        except OSError:
-            if time.monotonic() > deadline:
-                stop_demo(demo)
-                pytest.fail(f"the demo did not answer on port {port}:\n{demo.output()}")
-            time.sleep(0.1)
-
-
-def stop_demo(demo: Demo) -> int:
-    if demo.process.poll() is None:
-        demo.process.send_signal(signal.SIGTERM)
-    try:
-        return demo.process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        demo.process.kill()
-        demo.process.wait()
-        raise
 
 
 @pytest.fixture(scope="module")
@@ -147,12 +33,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield running
     finally:
         stop_demo(running)
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text("utf-8")
-    assert text.endswith("\n"), "every record is a whole line"
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def records_with(path: Path, marker: str) -> list[dict[str, Any]]:
@@ -440,3 +320,12 @@ def test_a_taken_port_is_reported(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert str(port) in result.stderr
     assert "--port" in result.stderr
+
+
+@pytest.mark.parametrize(("path", "privacy"), [("/", "/privacy"), ("/en/", "/en/privacy")])
+def test_banner_names_the_controller_and_links_the_statement_in_the_pages_language(demo: Demo, path: str,
+                                                                                  privacy: str) -> None:
+    page = fetch(demo.port, path).text
+    banner = page[page.index('<section id="cp-banner"'):page.index("</section>")]
+    assert "Kade IT-diensten B.V." in banner
+    assert f'<a class="cp-link" href="{privacy}">' in banner

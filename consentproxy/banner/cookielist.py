@@ -70,7 +70,7 @@ class CookieList:
                                     "lifetime": lifetime_words(self.consent.validity_days * 86400, lang)})
         for category in CATEGORY_IDS:
             if own[category]:
-                groups[category].insert(0, _service(self.controller, self.controller, self.consent.privacy_url,
+                groups[category].insert(0, _service(self.controller, self.controller, self.consent.privacy_url[lang],
                                                     own[category]))
         for (category, provider), cookies in sorted(undeclared.items()):
             groups[category].append(_service(provider, provider, "", cookies))

@@ -207,7 +207,7 @@ def read_consent(site: Reader) -> ConsentConfig:
         cookie_name=reader.converted("cookie_name", base.cookie_name, _cookie_name),
         default_language=reader.converted("default_language", base.default_language, _language),
         controller=reader.converted("controller", "", _short_text),
-        privacy_url=reader.converted("privacy_url", base.privacy_url, _page_url),
+        privacy_url=_privacy_urls(reader, base.privacy_url),
         texts=_read_banner_texts(reader.sub("texts")),
         theme=_read_theme(reader.sub("theme")),
     )
@@ -231,6 +231,29 @@ def _page_url(value: Any) -> str:
     if not isinstance(value, str) or not (value.startswith("/") or urlsplit(value).scheme in ("http", "https")):
         raise ValueError(f"expected a path such as \"/privacy\" or an http(s) URL, got {describe(value)}")
     return value
+
+
+def _privacy_urls(reader: Reader, default: dict[str, str]) -> dict[str, str]:
+    """`privacy_url = "/privacy"` for every language, or `{ nl = "/privacy", en = "/en/privacy" }`."""
+    raw = reader.table.get("privacy_url")
+    if not isinstance(raw, dict):
+        url = reader.converted("privacy_url", "", _page_url)
+        return dict.fromkeys(LANGUAGES, url) if url else dict(default)
+    reader.seen.add("privacy_url")
+    urls = dict(default)
+    for language, value in raw.items():
+        if language not in LANGUAGES:
+            reader.problem(f"privacy_url.{language}", f"unknown language; use one of {', '.join(LANGUAGES)}")
+            continue
+        try:
+            urls[language] = _page_url(value)
+        except ValueError as exc:
+            reader.problem(f"privacy_url.{language}", str(exc))
+    # A language left out links to the statement of the site's default language.
+    fallback = raw.get(reader.table.get("default_language", "nl")) or next(iter(raw.values()), None)
+    if isinstance(fallback, str):
+        urls.update({lang: fallback for lang in LANGUAGES if lang not in raw})
+    return urls
 
 
 def _read_banner_texts(reader: Reader | None) -> dict[str, dict[str, str]]:

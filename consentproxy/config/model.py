@@ -141,7 +141,8 @@ class ConsentConfig:
     default_language: str = "nl"
     #: who decides on the processing (named in the banner text); defaults to the site's name
     controller: str = ""
-    privacy_url: str = "/privacy"
+    #: language → the privacy statement's URL (every bundled language present after loading)
+    privacy_url: dict[str, str] = field(default_factory=lambda: dict.fromkeys(LANGUAGES, "/privacy"))
     #: banner text overrides: key (see consent.texts.BANNER_TEXTS) → language → text
     texts: dict[str, dict[str, str]] = field(default_factory=dict)
     theme: ThemeConfig = field(default_factory=ThemeConfig)

@@ -99,7 +99,7 @@ class ConsentApi(Endpoint):
         body = {
             "site": self.site,
             "controller": self.consent.controller or self.site,
-            "privacy_url": self.consent.privacy_url,
+            "privacy_url": self.consent.privacy_url,  # per language
             "principal": state.principal,
             "generated_at": int(time.time()),
             "current": current,

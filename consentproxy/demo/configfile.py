@@ -59,6 +59,10 @@ hosts = ["*"]
 upstream = {_toml_string(upstream)}
 
 [sites.demo.consent]
+# Named in the banner: who decides what happens with visitors' data.
+controller = "Kade IT-diensten B.V."
+# The banner links to the privacy statement in the page's language.
+privacy_url = {{ nl = "/privacy", en = "/en/privacy" }}
 # Raise the revision when the cookie statement changes: everyone is asked again.
 revision = 1
 # How long a choice (given or refused) is remembered.

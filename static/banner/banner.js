@@ -203,7 +203,10 @@
     }, [
       h('div', {class: 'cp-dialog-head'}, [
         h('h2', {id: 'cp-s-title', class: 'cp-title'}, [texts.settings_title]),
-        h('button', {type: 'button', class: 'cp-close', 'data-cp-action': 'close', 'aria-label': texts.close, title: texts.close}, ['\u00d7'])
+        // The symbol is hidden from assistive technology, so the accessible name is the word alone.
+        h('button', {type: 'button', class: 'cp-close', 'data-cp-action': 'close', 'aria-label': texts.close, title: texts.close}, [
+          h('span', {'aria-hidden': 'true'}, ['\u00d7'])
+        ])
       ]),
       h('div', {class: 'cp-dialog-body'}, [
         h('p', {id: 'cp-s-intro', class: 'cp-desc'}, [texts.settings_intro])
