@@ -12,6 +12,9 @@ text/html, uncompressed. Four targets fetch it, one after the other:
 - "consentproxy": 1 worker, quick-start site in front of the upstream, no
   consent cookie sent, so no decision: the banner is injected and the
   trackers are blocked (the page is streamed through lol-html);
+- "consentproxy-plain": the same consentproxy with `rewrite_html = false`
+  (cookies still enforced, the page passes through untouched): the floor
+  that the rewrite adds to;
 - "nginx-subfilter": the same nginx proxy_pass plus `sub_filter` doing the
   nearest equivalent fixed-string work: `sub_filter_once off`, four rules — a
   script tag before `</head>`, a banner element (~1.5 KB) after `<body ...>`,
@@ -72,6 +75,7 @@ from harness import (
     Settings,
     Target,
     environment,
+    free_port,
     latency_at_rate,
     measure,
     measurements_table,
@@ -84,8 +88,9 @@ from harness import (
 
 PAGE = "page-60k-trackers.html"
 FILE_KEY = "html+trk"
-TARGETS = ("direct", "nginx", "consentproxy", "nginx-subfilter")
-RUN_ORDER = ("direct", "consentproxy", "nginx", "nginx-subfilter")  # consentproxy first: its half rate is reused
+TARGETS = ("direct", "nginx", "consentproxy", "consentproxy-plain", "nginx-subfilter")
+# consentproxy first: its half rate is reused
+RUN_ORDER = ("direct", "consentproxy", "consentproxy-plain", "nginx", "nginx-subfilter")
 TARGET_RATIO = 0.45  # consentproxy req per CPU-second / nginx+sub_filter req per CPU-second, at least
 
 GTAG = '<script async src="https://www.googletagmanager.com/gtag/js'
@@ -298,6 +303,13 @@ def run(args: argparse.Namespace, tools: dict[str, str], rules: list[tuple[str, 
                     if target_name == "nginx-subfilter":
                         def check(fetched: Fetched) -> dict[str, bool]:
                             return check_subfilter(fetched, rules)
+                elif target_name == "consentproxy-plain":
+                    command, port = plain_config(tmp / target_name, upstream_url)
+                    server, port = start_consentproxy(tmp / target_name, upstream_url, command, port=port,
+                                                      cpus=pinning.target)
+                    server.name = target_name
+                    target_stack.callback(server.stop)
+                    target = Target(target_name, f"http://127.0.0.1:{port}", server, upstream, upstream_url)
                 else:
                     server, port = start_consentproxy(tmp / "consentproxy", upstream_url, args.proxy_cmd,
                                                       cpus=pinning.target)
@@ -321,6 +333,23 @@ def run(args: argparse.Namespace, tools: dict[str, str], rules: list[tuple[str, 
     return outcome
 
 
+def plain_config(workdir: Path, upstream_url: str) -> tuple[str, int]:
+    """A configuration like the quick start's, with HTML rewriting off; the command that serves it."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "consentproxy.toml"
+    config.write_text(f"""[server]
+listen = ["127.0.0.1:{port}"]
+data_dir = "{workdir / 'data'}"
+
+[sites.bench]
+hosts = ["*"]
+upstream = "{upstream_url}"
+rewrite_html = false
+""")
+    return f"{{python}} -m consentproxy serve -c {config} --log-level warning", port
+
+
 def ratios(measurements: list[Measurement], same_rate: HalfRate | None) -> dict[str, Any]:
     """The key figure (requests per CPU-second, consentproxy / nginx+sub_filter) and context ratios."""
     by = {m.target: m for m in measurements}
@@ -340,6 +369,9 @@ def ratios(measurements: list[Measurement], same_rate: HalfRate | None) -> dict[
             out["p99_same_rate_diff_ms"] = ours.half_rate.p99_ms - same_rate.p99_ms
     if ours is not None and plain is not None:
         out["consentproxy_cpu_vs_nginx_proxy_pass"] = cpu["consentproxy"] / cpu["nginx"]
+    if sub is not None and "consentproxy-plain" in cpu:
+        # The ratio consentproxy could reach if rewriting cost nothing at all.
+        out["plain_consentproxy_vs_subfilter_req_per_cpu_s"] = cpu["nginx-subfilter"] / cpu["consentproxy-plain"]
     if sub is not None and plain is not None:
         out["subfilter_cpu_vs_nginx_proxy_pass"] = cpu["nginx-subfilter"] / cpu["nginx"]
     return out
@@ -362,6 +394,9 @@ def format_ratios(derived: dict[str, Any]) -> str:
     if "consentproxy_cpu_vs_nginx_proxy_pass" in derived:
         lines.append(f"  CPU us/req consentproxy (rewriting) / nginx proxy_pass = "
                      f"{derived['consentproxy_cpu_vs_nginx_proxy_pass']:.2f}x")
+    if "plain_consentproxy_vs_subfilter_req_per_cpu_s" in derived:
+        lines.append(f"  req per CPU-second, consentproxy without rewriting / nginx+sub_filter = "
+                     f"{derived['plain_consentproxy_vs_subfilter_req_per_cpu_s']:.2f}x (the ceiling for the rewrite)")
     if "subfilter_cpu_vs_nginx_proxy_pass" in derived:
         lines.append(f"  CPU us/req nginx+sub_filter / nginx proxy_pass = "
                      f"{derived['subfilter_cpu_vs_nginx_proxy_pass']:.2f}x")
