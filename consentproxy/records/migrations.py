@@ -1,0 +1,89 @@
+"""Numbered schema migrations, shared by SQLite and PostgreSQL.
+
+Each store applies, on open and inside one exclusive transaction, every
+migration whose number `schema_migrations` does not hold yet. The SQL is
+written in the subset both databases accept (TEXT, INTEGER, BIGINT, partial
+indexes); a migration that needs a dialect of its own gets per-dialect
+statements. Never edit a released migration: add the next number.
+
+Times are integer milliseconds since the epoch (exact, indexable on both);
+choices and notice content are canonical JSON text, so both backends return
+the very bytes that were hashed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+    sqlite: tuple[str, ...] = field(default=())  # extra statements, per dialect
+    postgres: tuple[str, ...] = field(default=())
+
+    def for_dialect(self, dialect: str) -> tuple[str, ...]:
+        return self.statements + (self.sqlite if dialect == "sqlite" else self.postgres)
+
+
+CREATE_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "consent log: notices, events, chain heads, checkpoints", (
+        """CREATE TABLE notices (
+            id TEXT PRIMARY KEY,
+            site TEXT NOT NULL,
+            revision INTEGER NOT NULL,
+            created_ms BIGINT NOT NULL,
+            content TEXT NOT NULL)""",
+        # One row per site: the lock that orders appends, and the head they continue.
+        """CREATE TABLE chain_heads (
+            site TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            hash TEXT NOT NULL)""",
+        """CREATE TABLE events (
+            site TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            record_id TEXT NOT NULL UNIQUE,
+            schema_version INTEGER NOT NULL,
+            time_ms BIGINT NOT NULL,
+            notice_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            method TEXT NOT NULL,
+            choices TEXT NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            regime TEXT,
+            idempotency_key TEXT,
+            principal TEXT,
+            ip TEXT,
+            ua TEXT,
+            country TEXT,
+            salt TEXT,
+            principal_c TEXT NOT NULL,
+            ip_c TEXT,
+            ua_c TEXT,
+            country_c TEXT,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (site, seq))""",
+        "CREATE UNIQUE INDEX events_idempotency ON events (site, idempotency_key) WHERE idempotency_key IS NOT NULL",
+        "CREATE INDEX events_principal ON events (site, principal) WHERE principal IS NOT NULL",
+        "CREATE INDEX events_time ON events (site, time_ms)",
+        """CREATE TABLE checkpoints (
+            site TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            head TEXT NOT NULL,
+            time_ms BIGINT NOT NULL,
+            key_id TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            PRIMARY KEY (site, seq, kind))""",
+    )),
+)
+
+LATEST = MIGRATIONS[-1].version

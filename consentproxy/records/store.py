@@ -1,0 +1,402 @@
+"""The consent log's storage interface, with the logic both backends share.
+
+`open(url)` gives a `RecordStore` for `sqlite:///abs/path.db`,
+`sqlite:relative.db` or `postgresql://…`. Everything about the log — chaining,
+idempotency, erasure, purge — is written once here against a tiny
+transaction interface (`Tx`); a backend only says how to connect, how to
+take the exclusive write transaction and how its errors map:
+
+- `StoreUnavailable`: the database cannot be reached or written (down, disk
+  full, locked too long, read-only). Nothing of the call was stored; retry later.
+- `StoreError`: anything else the store refuses (e.g. a record id stored twice).
+
+A store object is used by one thread at a time (the `RecordWriter` owns one);
+processes and proxy instances share the log through the database.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from consentproxy.records.chain import GENESIS, link
+from consentproxy.records.checkpoint import Checkpoint, sign_checkpoint
+from consentproxy.records.migrations import CREATE_MIGRATIONS_TABLE, LATEST, MIGRATIONS
+from consentproxy.records.model import ConsentEvent, NoticeVersion, canonical, from_ms, to_ms
+
+PAGE_SIZE = 1000
+
+
+class StoreError(Exception):
+    """The store refused an operation; retrying the same call will not help."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or written right now; nothing of the call was stored."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Tx(Protocol):
+    """One open transaction. SQL uses `?` placeholders; backends translate."""
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+EVENT_COLUMNS = (
+    "site", "seq", "record_id", "schema_version", "time_ms", "notice_id", "event_type", "method", "choices",
+    "expires_ms", "regime", "idempotency_key", "principal", "ip", "ua", "country", "salt",
+    "principal_c", "ip_c", "ua_c", "country_c", "prev_hash", "hash",
+)
+_SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"  # noqa: S608 - constant column names
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608 - constant column names
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+)
+_CHECKPOINT_COLUMNS = "site, seq, kind, head, time_ms, key_id, signature"
+_SELECT_CHECKPOINTS = f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints"  # noqa: S608 - constant column names
+_INSERT_CHECKPOINT = (
+    f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 - constant
+    "ON CONFLICT (site, seq, kind) DO NOTHING"
+)
+
+
+def _event_row(event: ConsentEvent) -> tuple[Any, ...]:
+    c = event.commitments
+    return (
+        event.site, event.seq, event.record_id, event.schema_version, to_ms(event.time), event.notice_id,
+        event.event_type, event.method, canonical(dict(event.choices)).decode("utf-8"), to_ms(event.expires_at),
+        event.regime, event.idempotency_key, event.principal, event.ip, event.ua, event.country, event.salt,
+        c.get("principal"), c.get("ip"), c.get("ua"), c.get("country"), event.prev_hash, event.hash,
+    )
+
+
+def _row_event(row: Sequence[Any]) -> ConsentEvent:
+    (site, seq, record_id, schema_version, time_ms, notice_id, event_type, method, choices, expires_ms,
+     regime, idempotency_key, principal, ip, ua, country, salt, principal_c, ip_c, ua_c, country_c,
+     prev_hash, hash_) = row
+    return ConsentEvent(
+        record_id=record_id, site=site, time=from_ms(time_ms), principal=principal, notice_id=notice_id,
+        event_type=event_type, method=method, choices=orjson.loads(choices), expires_at=from_ms(expires_ms),
+        ip=ip, ua=ua, country=country, regime=regime, idempotency_key=idempotency_key, salt=salt,
+        commitments={"principal": principal_c, "ip": ip_c, "ua": ua_c, "country": country_c},
+        schema_version=schema_version, seq=seq, prev_hash=prev_hash, hash=hash_,
+    )
+
+
+def _row_checkpoint(row: Sequence[Any]) -> Checkpoint:
+    site, seq, kind, head, time_ms, key_id, signature = row
+    return Checkpoint(site, seq, kind, head, from_ms(time_ms), key_id, signature)
+
+
+class RecordStore(ABC):
+    """The consent log: notices, per-site chained events, signed checkpoints."""
+
+    dialect: str
+    # How a backend reads (and locks, where rows can be locked) a chain head inside the write transaction.
+    select_head: str = "SELECT seq, hash FROM chain_heads WHERE site = ?"
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Tx]:
+        """The exclusive write transaction: committed on normal exit, rolled back on error."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Tx]:
+        """A short read."""
+
+    @abstractmethod
+    def _migration_lock(self, tx: Tx) -> None:
+        """Keep two processes opening a fresh database from migrating it at once."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> RecordStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Apply missing migrations; returns the versions applied (none on a second open)."""
+        applied: list[int] = []
+        with self._write() as tx:
+            self._migration_lock(tx)
+            tx.run(CREATE_MIGRATIONS_TABLE)
+            done = {row[0] for row in tx.all("SELECT version FROM schema_migrations")}
+            newer = [version for version in done if version > LATEST]
+            if newer:
+                raise StoreError(f"the database schema is at version {max(newer)}, newer than this "
+                                 f"consentproxy knows ({LATEST}); upgrade consentproxy")
+            for migration in MIGRATIONS:
+                if migration.version in done:
+                    continue
+                for statement in migration.for_dialect(self.dialect):
+                    tx.run(statement)
+                tx.run("INSERT INTO schema_migrations (version, description, applied_ms) VALUES (?, ?, ?)",
+                       (migration.version, migration.description, int(time.time() * 1000)))
+                applied.append(migration.version)
+        return applied
+
+    def schema_version(self) -> int:
+        with self._read() as tx:
+            row = tx.one("SELECT MAX(version) FROM schema_migrations")
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # -- notices --------------------------------------------------------------
+
+    def put_notice(self, notice: NoticeVersion) -> None:
+        """Store a notice version once; storing it again (same id) does nothing."""
+        with self._write() as tx:
+            tx.run("INSERT INTO notices (id, site, revision, created_ms, content) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (id) DO NOTHING",
+                   (notice.id, notice.site, notice.revision, to_ms(notice.created),
+                    canonical(dict(notice.content)).decode("utf-8")))
+
+    def notice(self, notice_id: str) -> NoticeVersion | None:
+        with self._read() as tx:
+            row = tx.one("SELECT id, site, revision, created_ms, content FROM notices WHERE id = ?", (notice_id,))
+        if row is None:
+            return None
+        return NoticeVersion(row[0], row[1], row[2], from_ms(row[3]), orjson.loads(row[4]))
+
+    # -- events ---------------------------------------------------------------
+
+    def _lock_heads(self, tx: Tx, sites: Sequence[str], create: bool = True) -> dict[str, tuple[int, str]]:
+        """Lock each site's chain head (in a fixed order, so two writers cannot deadlock) and read it.
+
+        A site without events gets a head row (seq 0) if `create`, else (0, GENESIS) and no lock.
+        """
+        heads: dict[str, tuple[int, str]] = {}
+        for site in sorted(sites):
+            row = tx.one(self.select_head, (site,))
+            if row is None and not create:
+                heads[site] = (0, GENESIS)
+                continue
+            if row is None:  # the site's first event: a racing first writer waits on the key, then finds its row
+                tx.run("INSERT INTO chain_heads (site, seq, hash) VALUES (?, 0, ?) ON CONFLICT (site) DO NOTHING",
+                       (site, GENESIS))
+                row = tx.one(self.select_head, (site,))
+            assert row is not None
+            heads[site] = (int(row[0]), str(row[1]))
+        return heads
+
+    def append(self, events: Sequence[ConsentEvent]) -> list[ConsentEvent]:
+        """Store events in one transaction; returns them as stored, in the order given.
+
+        Each gets the next seq of its site and is chained to the head, which is
+        locked for the transaction, so concurrent writers (processes, instances)
+        produce one gap-free order. An event whose (site, idempotency key) is
+        already stored — or appears earlier in the same call — is not stored
+        again: the stored event is returned in its place.
+        """
+        if not events:
+            return []
+        results: list[ConsentEvent | None] = [None] * len(events)
+        with self._write() as tx:
+            heads = self._lock_heads(tx, sorted({event.site for event in events}))
+            stored = self._stored_by_key(tx, events)
+            first_index: dict[tuple[str, str], int] = {}
+            duplicates: list[tuple[int, int]] = []
+            fresh: dict[str, list[tuple[int, ConsentEvent]]] = {}
+            for index, event in enumerate(events):
+                if event.idempotency_key is not None:
+                    key = (event.site, event.idempotency_key)
+                    if key in stored:
+                        results[index] = stored[key]
+                        continue
+                    if key in first_index:
+                        duplicates.append((index, first_index[key]))
+                        continue
+                    first_index[key] = index
+                fresh.setdefault(event.site, []).append((index, event))
+            rows = []
+            for site, items in fresh.items():
+                seq, head = heads[site]
+                linked = link((event for _, event in items), seq, head)
+                for (index, _), event in zip(items, linked, strict=True):
+                    results[index] = event
+                    rows.append(_event_row(event))
+                tx.run("UPDATE chain_heads SET seq = ?, hash = ? WHERE site = ?",
+                       (linked[-1].seq, linked[-1].hash, site))
+            if rows:
+                tx.many(_INSERT_EVENT, rows)
+        for index, original in duplicates:
+            results[index] = results[original]
+        return [event for event in results if event is not None]
+
+    def _stored_by_key(self, tx: Tx, events: Sequence[ConsentEvent]) -> dict[tuple[str, str], ConsentEvent]:
+        keys: dict[str, set[str]] = {}
+        for event in events:
+            if event.idempotency_key is not None:
+                keys.setdefault(event.site, set()).add(event.idempotency_key)
+        found: dict[tuple[str, str], ConsentEvent] = {}
+        for site, site_keys in keys.items():
+            marks = ", ".join("?" for _ in site_keys)
+            for row in tx.all(f"{_SELECT_EVENTS} WHERE site = ? AND idempotency_key IN ({marks})",
+                              (site, *site_keys)):
+                event = _row_event(row)
+                assert event.idempotency_key is not None
+                found[(site, event.idempotency_key)] = event
+        return found
+
+    def head(self, site: str) -> tuple[int, str]:
+        """The site's last seq and hash; (0, GENESIS) before its first event."""
+        with self._read() as tx:
+            row = tx.one("SELECT seq, hash FROM chain_heads WHERE site = ?", (site,))
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def sites(self) -> list[str]:
+        with self._read() as tx:
+            return [str(row[0]) for row in tx.all("SELECT site FROM chain_heads ORDER BY site")]
+
+    def events_of(self, site: str, principal: str) -> list[ConsentEvent]:
+        """A principal's events in seq order (for access and portability); none once erased."""
+        with self._read() as tx:
+            rows = tx.all(f"{_SELECT_EVENTS} WHERE site = ? AND principal = ? ORDER BY seq", (site, principal))
+        return [_row_event(row) for row in rows]
+
+    def events(self, site: str, since: datetime | None = None, until: datetime | None = None,
+               after_seq: int = 0) -> Iterator[ConsentEvent]:
+        """A site's events in seq order, streamed a page at a time (each page a short read).
+
+        `since` (inclusive) and `until` (exclusive) filter on event time; the
+        order stays seq order, which is the chain's.
+        """
+        where = "site = ? AND seq > ?"
+        extra: list[Any] = []
+        if since is not None:
+            where += " AND time_ms >= ?"
+            extra.append(to_ms(since))
+        if until is not None:
+            where += " AND time_ms < ?"
+            extra.append(to_ms(until))
+        last = after_seq
+        while True:
+            with self._read() as tx:
+                rows = tx.all(f"{_SELECT_EVENTS} WHERE {where} ORDER BY seq LIMIT {PAGE_SIZE}",
+                              (site, last, *extra))
+            for row in rows:
+                yield _row_event(row)
+            if len(rows) < PAGE_SIZE:
+                return
+            last = int(rows[-1][1])
+
+    def count(self, site: str) -> int:
+        with self._read() as tx:
+            row = tx.one("SELECT COUNT(*) FROM events WHERE site = ?", (site,))
+        return int(row[0]) if row else 0
+
+    def erase(self, site: str, principal: str) -> int:
+        """Delete a principal's personal fields and their salts; commitments stay, so the chain verifies.
+
+        The idempotency key goes too: it is a per-request token that could link
+        a retry to the person. Returns the number of events erased.
+        """
+        with self._write() as tx:
+            return tx.run("UPDATE events SET principal = NULL, ip = NULL, ua = NULL, country = NULL, salt = NULL, "
+                          "idempotency_key = NULL WHERE site = ? AND principal = ?", (site, principal))
+
+    # -- checkpoints and retention ---------------------------------------------
+
+    def add_checkpoint(self, site: str, key: Ed25519PrivateKey) -> Checkpoint | None:
+        """Sign and store the site's current head; None before the first event.
+
+        Signed under the head lock, so the checkpoint names a head that is in
+        the log; an unchanged head returns the checkpoint already taken.
+        """
+        with self._write() as tx:
+            seq, head = self._lock_heads(tx, [site], create=False)[site]
+            if seq == 0:
+                return None
+            row = tx.one(f"{_SELECT_CHECKPOINTS} WHERE site = ? AND seq = ? AND kind = ?", (site, seq, "head"))
+            if row is not None:
+                return _row_checkpoint(row)
+            checkpoint = sign_checkpoint(key, site, seq, head, "head")
+            self._insert_checkpoint(tx, checkpoint)
+            return checkpoint
+
+    @staticmethod
+    def _insert_checkpoint(tx: Tx, cp: Checkpoint) -> None:
+        tx.run(_INSERT_CHECKPOINT, (cp.site, cp.seq, cp.kind, cp.head, to_ms(cp.time), cp.key_id, cp.signature))
+
+    def checkpoints(self, site: str) -> list[Checkpoint]:
+        with self._read() as tx:
+            rows = tx.all(f"{_SELECT_CHECKPOINTS} WHERE site = ? ORDER BY seq, kind", (site,))
+        return [_row_checkpoint(row) for row in rows]
+
+    def purge(self, site: str, before: datetime, key: Ed25519PrivateKey) -> int:
+        """Delete the site's oldest events, those before `before`, leaving a signed cut checkpoint.
+
+        Only a prefix of the chain can go (what remains must continue from a
+        signed head): the cut is just before the first event at or after
+        `before`. An older event behind it (clocks of several instances differ
+        a little) waits for the next purge. Returns the number deleted.
+        """
+        with self._write() as tx:
+            head_seq, _ = self._lock_heads(tx, [site], create=False)[site]
+            row = tx.one("SELECT MIN(seq) FROM events WHERE site = ? AND time_ms >= ?", (site, to_ms(before)))
+            cut = head_seq if row is None or row[0] is None else int(row[0]) - 1
+            first = tx.one("SELECT MIN(seq) FROM events WHERE site = ?", (site,))
+            if first is None or first[0] is None or cut < int(first[0]):
+                return 0
+            at_cut = tx.one("SELECT hash FROM events WHERE site = ? AND seq = ?", (site, cut))
+            if at_cut is None:
+                raise StoreError(f"event {site} seq {cut} is missing; verify the log before purging")
+            self._insert_checkpoint(tx, sign_checkpoint(key, site, cut, str(at_cut[0]), "cut"))
+            return tx.run("DELETE FROM events WHERE site = ? AND seq <= ?", (site, cut))
+
+
+def _sqlite_path(url: str) -> str:
+    rest = url[len("sqlite:"):]
+    if rest.startswith("//"):
+        if not rest.startswith("///"):
+            raise ValueError(f"{url!r}: use sqlite:///absolute/path.db or sqlite:relative/path.db")
+        rest = rest[2:]
+    if not rest.split("?", 1)[0]:
+        raise ValueError(f"{url!r}: no database path")
+    return rest
+
+
+def open(url: str, **options: Any) -> RecordStore:
+    """Open (and migrate) the store a URL names: sqlite:///abs.db, sqlite:rel.db, postgresql://…
+
+    SQLite URLs take `?busy_timeout=MS` and `?mode=ro` (read-only: no
+    migrations, writes fail as StoreUnavailable); PostgreSQL URLs are libpq
+    connection URIs (e.g. `?options=-csearch_path%3Dconsent` for a schema).
+    """
+    if url.startswith("sqlite:"):
+        from consentproxy.records.sqlite import SqliteStore
+
+        return SqliteStore(_sqlite_path(url), **options)
+    if url.startswith(("postgresql://", "postgres://")):
+        from consentproxy.records.postgres import PostgresStore
+
+        return PostgresStore(url, **options)
+    raise ValueError(f"unknown store URL {url!r}: use sqlite:///path/to/file.db or postgresql://…")
+
+
+open_store = open
+
+
+def options_of(query: str) -> Mapping[str, str]:
+    """`a=1&b=2` → {"a": "1", "b": "2"} (for the few SQLite URL options)."""
+    pairs = (part.partition("=") for part in query.split("&") if part)
+    return {name: value for name, _, value in pairs}
