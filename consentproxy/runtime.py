@@ -26,6 +26,7 @@ from consentproxy.html.step import HtmlRewriting
 from consentproxy.proxy.forwarded import TrustedProxies
 from consentproxy.proxy.pipeline import Step
 from consentproxy.proxy.sites import Site, SiteRouter
+from consentproxy.records import RecordWriter, StoreError, open_store
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -39,11 +40,11 @@ class Runtime:
     admin: AdminContext
 
     @classmethod
-    def build(cls, config: Config, inventory: CookieInventory) -> Runtime:
+    def build(cls, config: Config, inventory: CookieInventory, records: RecordWriter) -> Runtime:
         """Raises ConfigError when a secret cannot be read."""
         codec = ConsentCodec(consent_keys(config))
         assets = banner_assets(config)
-        sites = [Site.build(site, site_steps(site, codec, inventory, assets)) for site in config.sites]
+        sites = [Site.build(site, site_steps(site, codec, inventory, assets, records)) for site in config.sites]
         admin = config.server.admin_listen
         return cls(
             config=config,
@@ -54,14 +55,28 @@ class Runtime:
         )
 
 
-def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory,
-               assets: BannerAssets) -> tuple[Step, ...]:
+def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory, assets: BannerAssets,
+               records: RecordWriter) -> tuple[Step, ...]:
     """A site's pipeline, in order: the decision and cookies first, our own URLs, then the page rewrite."""
     cookies = CookieEnforcement(site, codec, inventory)
-    steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies))]
+    steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records))]
     if site.rewrite_html:
         steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory)))
     return tuple(steps)
+
+
+def store_url(config: Config) -> str:
+    """The consent log: `[store] url`, by default an SQLite file in the data directory."""
+    return config.store.url or f"sqlite:///{(config.server.data_dir / 'consent-records.db').absolute()}"
+
+
+def check_store(config: Config) -> list[Problem]:
+    """Open the store once (creating or migrating its schema), so a bad one fails at start, not at a click."""
+    try:
+        open_store(store_url(config)).close()
+    except (StoreError, ValueError, OSError) as exc:
+        return [Problem(_file(config), "store.url", f"cannot open the consent record store: {exc}")]
+    return []
 
 
 def banner_assets(config: Config) -> BannerAssets:

@@ -8,8 +8,6 @@ Tampering is done the way an attacker with database access would: plain SQL.
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 import secrets
 import sqlite3
 import subprocess
@@ -26,6 +24,7 @@ import psycopg
 import pytest
 from conftest import free_port
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pg_support import pg_base, pg_schema
 
 from consentproxy.config.secrets import generate_keys
 from consentproxy.records import (
@@ -50,45 +49,13 @@ from consentproxy.records.model import canonical, to_ms
 ROOT = Path(__file__).resolve().parent.parent
 SITE = "shop.example"
 NOTICE_ID = "a" * 64
-PG_CANDIDATES = [
-    os.environ.get("CONSENTPROXY_TEST_POSTGRES", ""),
-    "postgresql://postgres@127.0.0.1:5432/test",
-    f"postgresql://{getpass.getuser()}@127.0.0.1:5432/test",
-]
-_pg_base: list[str] = []
-
-
-def pg_base() -> str:
-    """The first PostgreSQL URL that connects; the suite needs PostgreSQL (`make test` starts it)."""
-    if not _pg_base:
-        errors = []
-        for candidate in filter(None, PG_CANDIDATES):
-            try:
-                psycopg.connect(candidate, connect_timeout=5).close()
-            except psycopg.Error as exc:
-                errors.append(f"{candidate}: {exc}")
-                continue
-            _pg_base.append(candidate)
-            break
-        else:
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 (database test) is needed: " + "; ".join(errors))
-    return _pg_base[0]
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite://{tmp_path}/consent.db"
         return
-    base = pg_base()
-    schema = f"test_records_{secrets.token_hex(6)}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with pg_schema("test_records") as schema_url:
+        yield schema_url
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ class ConsentEndpoints(Step):
         if self.theme is not None and name == self.theme[0]:
             return _head(exchange, self.theme[1])
         if name == "receipt":
-            return _head(exchange, self.api.receipt(exchange))
+            return self.api
         if name == "consent-mode.js":
             return _head(exchange, self._consent_mode_reply(exchange.scope["query_string"]))
         return _error(404)

@@ -210,6 +210,9 @@ def read_consent(site: Reader) -> ConsentConfig:
         privacy_url=_privacy_urls(reader, base.privacy_url),
         texts=_read_banner_texts(reader.sub("texts")),
         theme=_read_theme(reader.sub("theme")),
+        record_ip=reader.converted("record_ip", base.record_ip, _record_ip),  # type: ignore[arg-type]
+        storage_location=reader.converted("storage_location", base.storage_location, _short_text),
+        jurisdiction=reader.converted("jurisdiction", base.jurisdiction, _short_text),
     )
     reader.finish()
     return config
@@ -267,6 +270,12 @@ def _read_banner_texts(reader: Reader | None) -> dict[str, dict[str, str]]:
             out[key] = texts
     reader.finish()  # unknown keys are reported with the nearest text key as a hint
     return out
+
+
+def _record_ip(value: Any) -> str:
+    if value not in ("none", "truncated", "keyed_hash"):
+        raise ValueError(f"must be \"none\", \"truncated\" or \"keyed_hash\", got {describe(value)}")
+    return str(value)
 
 
 def _position(value: Any) -> str:

@@ -146,6 +146,11 @@ class ConsentConfig:
     #: banner text overrides: key (see consent.texts.BANNER_TEXTS) → language → text
     texts: dict[str, dict[str, str]] = field(default_factory=dict)
     theme: ThemeConfig = field(default_factory=ThemeConfig)
+    #: what a consent record keeps of the visitor's IP address: none, truncated (/24, /48) or keyed_hash
+    record_ip: Literal["none", "truncated", "keyed_hash"] = "none"
+    #: named in every notice version: where the data is kept, and whose law applies
+    storage_location: str = "EEA"
+    jurisdiction: str = "NL"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """The visitor consent API at the consent prefix: `GET` the state, `POST` a decision.
 
 The banner calls it with `fetch`; the answer is the new state as JSON and
-the signed consent cookie. A decision can only be made by the site's own
+the signed consent cookie, sent only once the decision is committed to the
+consent log (503 with Retry-After otherwise: nothing is acknowledged that is
+not stored, and the visitor stays undecided). A decision can only be made by the site's own
 pages: a cross-site Origin or Sec-Fetch-Site is refused, and a JSON content
 type is required (an HTML form cannot send one without a CORS preflight,
 which is never granted). Errors are JSON with a stable code and a sentence.
@@ -9,6 +11,9 @@ which is never granted). Errors are JSON with a stable code and a sentence.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +22,14 @@ import orjson
 
 from consentproxy.config.model import CATEGORY_IDS, SiteConfig
 from consentproxy.consent.decision import NO_DECISION, Decision
-from consentproxy.consent.idempotency import IdempotencyCache, KeyReused, Replay
+from consentproxy.consent.notice import site_notice
 from consentproxy.consent.state import ConsentCodec, ConsentState, consent_set_cookie, new_principal
 from consentproxy.cookies.enforcement import CONSENT_COOKIE, DECISION, CookieEnforcement
 from consentproxy.observability import metrics
 from consentproxy.proxy.pipeline import Endpoint, Exchange, Receive, Reply
 from consentproxy.proxy.requestbody import BodyTooLarge, ClientGone, read_body
+from consentproxy.records import ConsentEvent, RecordWriter, StoreError, StoreUnavailable, event_type_for
+from consentproxy.records.minimise import reduce_ip, ua_family
 
 ACTIONS = ("accept_all", "reject_all", "save_selection", "withdraw")
 MAX_BODY = 4096
@@ -78,41 +85,54 @@ class Request:
 class ConsentApi(Endpoint):
     """`/_consent` for one site. Steps before it have put the visitor's decision in `exchange.extra`."""
 
-    def __init__(self, site: SiteConfig, codec: ConsentCodec, cookies: CookieEnforcement) -> None:
+    def __init__(self, site: SiteConfig, codec: ConsentCodec, cookies: CookieEnforcement,
+                 records: RecordWriter) -> None:
         self.site = site.name
         self.consent = site.consent
         self.codec = codec
         self.cookies = cookies
-        self.idempotency = IdempotencyCache()
+        self.records = records
+        self.notice = site_notice(site)
+        self._notice_stored = False
 
     def read(self, exchange: Exchange) -> Reply:
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         return json_reply(200, state_json(decision, self.consent.revision))
 
-    def receipt(self, exchange: Exchange) -> Reply:
-        """The visitor's own record, as a download (access and portability)."""
+    async def _receipt(self, exchange: Exchange) -> Reply:
+        """The visitor's own record, every event of their principal, as a download (access and portability)."""
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         state = decision.state
         if state is None:
-            return error_reply(ApiError(404, "no_decision", "there is no decision of yours on this site"))
-        current = state_json(decision, self.consent.revision)
+            raise ApiError(404, "no_decision", "there is no decision of yours on this site")
+        principal = state.principal
+        events = await self._store_call(lambda store: store.events_of(self.site, principal))
+        notice_ids = sorted({event.notice_id for event in events})
+        notices = await self._store_call(lambda store: [store.notice(n) for n in notice_ids])
         body = {
             "site": self.site,
             "controller": self.consent.controller or self.site,
-            "privacy_url": self.consent.privacy_url,  # per language
-            "principal": state.principal,
+            "privacy_url": self.consent.privacy_url,
+            "principal": principal,
             "generated_at": int(time.time()),
-            "current": current,
-            # Without a consent log (see [store]) only the decision in the cookie is known.
-            "events": [{"time": state.decided_at, "method": state.method, "choices": current["choices"],
-                        "revision": state.revision, "expires_at": state.expires_at}],
-            "complete": False,
+            "current": state_json(decision, self.consent.revision),
+            "events": [_receipt_event(event) for event in events],
+            "notices": {n.id: n.to_dict() for n in notices if n is not None},
         }
         return json_reply(200, body, [(b"content-disposition", b'attachment; filename="consent-receipt.json"')])
 
+    async def _store_call(self, function: Any) -> Any:
+        try:
+            return await self.records.call(function)
+        except StoreError as exc:
+            raise _unavailable(exc) from None
+
     async def respond(self, exchange: Exchange, receive: Receive) -> Reply:
         try:
-            return await self._decide(exchange, receive)
+            if exchange.method == "POST":
+                return await self._decide(exchange, receive)
+            reply = await self._receipt(exchange)
+            return Reply(reply.status, reply.headers, b"") if exchange.method == "HEAD" else reply
         except ApiError as error:
             metrics.inc(metrics.CONSENT_API_ERRORS, self.site, error.code)
             return error_reply(error)
@@ -133,38 +153,70 @@ class ConsentApi(Endpoint):
             raise ApiError(413, "body_too_large", f"a decision is at most {MAX_BODY} bytes") from None
         except ClientGone:
             raise ApiError(400, "client_gone", "the request body did not arrive") from None
-        cookie: bytes = exchange.extra.get(CONSENT_COOKIE) or b""
-        if key is not None:
-            try:
-                replay = self.idempotency.get(key, cookie, body)
-            except KeyReused:
-                raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for another "
-                                                              "decision") from None
-            if replay is not None:
-                return replay.reply
         request = parse_decision(body)
-        reply = self._record(exchange, request, cookie)
-        if key is not None:
-            self.idempotency.put(key, cookie, body, Replay(reply))
-        return reply
-
-    def _record(self, exchange: Exchange, request: Request, cookie: bytes) -> Reply:
-        now = int(time.time())
+        cookie: bytes = exchange.extra.get(CONSENT_COOKIE) or b""
         previous = self.codec.verified(cookie.decode("latin-1")) if cookie else None
+        event = self._event(exchange, request, previous, key, headers.get(b"user-agent"))
+        if not self._notice_stored:
+            await self._store_call(lambda store: store.put_notice(self.notice))
+            self._notice_stored = True
+        try:
+            stored = await self.records.record(event)
+        except StoreError as exc:
+            raise _unavailable(exc) from None
+        if stored.record_id != event.record_id:
+            # A retry: the key was recorded before (by this or another instance); answer as then.
+            if stored.method != event.method or dict(stored.choices) != dict(event.choices):
+                raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for another decision")
+            if stored.principal is None:
+                raise ApiError(409, "erased", "this decision was erased on request")
+        else:
+            metrics.inc(metrics.CONSENT_DECISIONS, self.site, request.action)
         state = ConsentState(
-            principal=previous.principal if previous else new_principal(),
-            granted=request.granted,
-            revision=self.consent.revision,
-            decided_at=now,
-            expires_at=now + self.consent.validity_days * 86400,
-            method=request.action,
+            principal=stored.principal or event.principal or "", granted=request.granted,
+            revision=self.consent.revision, decided_at=int(stored.time.timestamp()),
+            expires_at=int(stored.expires_at.timestamp()), method=request.action,
         )
-        decision = Decision("explicit", request.granted, state)
-        metrics.inc(metrics.CONSENT_DECISIONS, self.site, request.action)
-        set_cookie = consent_set_cookie(self.codec, state, self.consent.cookie_name, exchange.scheme == "https",
-                                        now)
+        set_cookie = consent_set_cookie(self.codec, state, self.consent.cookie_name, exchange.scheme == "https")
         rows = [(b"set-cookie", set_cookie), *self.cookies.expiries_for(exchange, request.granted)]
-        return json_reply(200, state_json(decision, self.consent.revision), rows)
+        return json_reply(200, state_json(Decision("explicit", request.granted, state), self.consent.revision), rows)
+
+    def _event(self, exchange: Exchange, request: Request, previous: ConsentState | None, key: bytes | None,
+               user_agent: bytes | None) -> ConsentEvent:
+        """The record of this decision, with as little personal data as the site asks for."""
+        now = dt.datetime.now(dt.UTC)
+        choices = {c: c in request.granted for c in CATEGORY_IDS}
+        event_type = event_type_for(request.action, choices)  # type: ignore[arg-type]
+        if (event_type == "given" and previous is not None and previous.granted == request.granted
+                and previous.method != "withdraw"):
+            event_type = "renewed"  # the same grant again, after an expiry or a new notice revision
+        mode = self.consent.record_ip
+        return ConsentEvent.new(
+            site=self.site, principal=previous.principal if previous else new_principal(),
+            notice_id=self.notice.id, event_type=event_type, method=request.action,  # type: ignore[arg-type]
+            choices=choices, expires_at=now + dt.timedelta(days=self.consent.validity_days),
+            ip=reduce_ip(exchange.client, mode, self._ip_key(now) if mode == "keyed_hash" else None),
+            ua=ua_family(user_agent.decode("latin-1")) if user_agent else None,
+            idempotency_key=key.decode("ascii") if key is not None else None, time=now,
+        )
+
+    def _ip_key(self, now: dt.datetime) -> bytes:
+        """A key that changes every day, so a keyed IP hash links a visitor's records for one day at most."""
+        day = now.strftime("%Y-%m-%d").encode("ascii")
+        return hmac.new(self.codec.keys[0].key, b"record-ip:" + day, hashlib.sha256).digest()
+
+
+def _unavailable(error: StoreError) -> ApiError:
+    retry = error.retry_after if isinstance(error, StoreUnavailable) else 5
+    return ApiError(503, "store_unavailable", "your choice could not be recorded just now; please try again",
+                    [(b"retry-after", str(retry).encode("ascii"))])
+
+
+def _receipt_event(event: ConsentEvent) -> dict[str, Any]:
+    """An event as its principal may see it: no salt or commitments, but the hash that proves it is in the log."""
+    data = event.to_dict()
+    return {k: data[k] for k in ("record_id", "seq", "time", "event_type", "method", "choices", "expires_at",
+                                 "notice_id", "ua", "ip", "country", "hash")}
 
 
 def check_same_origin(headers: dict[bytes, bytes], host: bytes) -> None:

@@ -23,7 +23,8 @@ from consentproxy.config.model import Config
 from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.proxy.app import ProxyApp
 from consentproxy.proxy.upstream import create_session
-from consentproxy.runtime import Runtime, check_secrets, with_default_keys
+from consentproxy.records import RecordWriter
+from consentproxy.runtime import Runtime, check_secrets, store_url, with_default_keys
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -41,7 +42,9 @@ _RESTART_ONLY = ("listen", "admin_listen", "workers", "limits", "upstream_connec
 class Application:
     def __init__(self, config: Config) -> None:
         self.inventory = CookieInventory(config.server.data_dir)
-        self.runtime = Runtime.build(config, self.inventory)
+        self.store_url = store_url(config)
+        self.records = RecordWriter.for_url(self.store_url)
+        self.runtime = Runtime.build(config, self.inventory, self.records)
         self.proxy: ProxyApp | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.ready = False
@@ -90,6 +93,7 @@ class Application:
                 if self._flusher is not None:
                     self._flusher.cancel()
                 self._flush_inventory_now()
+                await self.records.close()  # commits what is queued
                 if self.proxy is not None:
                     await self.proxy.session.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -121,10 +125,12 @@ class Application:
             problems = check_secrets(config)
             if problems:
                 raise ConfigError(problems)
-            runtime = Runtime.build(config, self.inventory)
+            runtime = Runtime.build(config, self.inventory, self.records)
         except ConfigError as exc:
             logger.error("configuration reload refused, keeping the running one:\n%s", exc)
             return False
+        if store_url(config) != self.store_url:
+            logger.warning("reload: [store] url changed; it takes effect only after a restart")
         old = self.runtime.config.server
         for name in _RESTART_ONLY:
             if getattr(old, name) != getattr(config.server, name):

@@ -114,6 +114,13 @@ def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str 
 
 def serve(config: Config, log_level: str = "info") -> int:
     setup_logging(log_level)
+    # The consent log is opened (and its schema migrated) once, here, before any worker:
+    # a store that cannot be opened stops the start instead of failing visitors' clicks.
+    from consentproxy.runtime import check_store
+
+    for problem in check_store(config):
+        logger.error("%s", problem)
+        return 2
     try:
         sockets = bind_all(config)
     except OSError as exc:

@@ -1,0 +1,63 @@
+"""The notice version of a site: what visitors were shown, stored once per revision.
+
+Every consent event points at one, so a record proves which texts, purposes,
+recipients and cookies the visitor decided on. It holds no personal data and
+is addressed by the SHA-256 of its content: the same configuration gives the
+same id in every worker and instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consentproxy.banner.cookielist import CookieList
+from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, SiteConfig
+from consentproxy.consent.texts import BANNER_TEXTS
+from consentproxy.records.model import NoticeVersion
+
+#: GDPR art. 6(1)(a) for everything optional; the necessary category rests on the
+#: ePrivacy exemption for what is strictly necessary (art. 5(3), Telecommunicatiewet 11.7a)
+LEGAL_BASIS = {"necessary": "strictly-necessary-exemption"} | {c: "consent" for c in CATEGORY_IDS[1:]}
+DATA_CATEGORIES = ["pseudonymous consent id", "consent choices", "browser family and major version",
+                   "cookies and similar identifiers of the services consented to"]
+
+
+def site_notice(site: SiteConfig) -> NoticeVersion:
+    consent = site.consent
+    controller = consent.controller or site.name
+    listing = CookieList(site.name, consent, controller)  # configuration only: the same in every process
+
+    def text(lang: str, key: str, **values: str) -> str:
+        template = consent.texts.get(key, {}).get(lang) or BANNER_TEXTS[key][lang]
+        return template.format(**values) if values else template
+
+    texts = {}
+    for lang in LANGUAGES:
+        lines = [text(lang, "title"), text(lang, "text", controller=controller)]
+        lines += [f"{c.label[lang]}: {c.description[lang]}" for c in consent.categories]
+        texts[lang] = "\n".join(lines)
+    purposes: list[dict[str, Any]] = [
+        {"id": c.id, "label": c.label, "description": c.description, "legal_basis": LEGAL_BASIS[c.id],
+         "services": [s.name for s in consent.services if s.category == c.id]}
+        for c in consent.categories
+    ]
+    cookies = [{"category": category, "service": service["name"], **cookie}
+               for category, services in listing.groups("en").items()
+               for service in services for cookie in service["cookies"]]
+    content = {
+        "texts": texts,
+        "purposes": purposes,
+        "data_categories": DATA_CATEGORIES,
+        "recipients": sorted({s.provider or s.name for s in consent.services}),
+        "storage_location": consent.storage_location,
+        "retention": f"P{consent.validity_days}D",
+        "controller": {"name": controller, "privacy_url": consent.privacy_url},
+        "jurisdiction": consent.jurisdiction,
+        "cookies": cookies,
+        "withdrawal": "the re-open control on every page, or any element marked data-consent-open",
+        "validity": f"P{consent.validity_days}D",
+        "languages": list(LANGUAGES),
+        "site": site.name,
+        "hosts": list(site.hosts),
+    }
+    return NoticeVersion.create(site.name, consent.revision, content)
