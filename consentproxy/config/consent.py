@@ -213,6 +213,7 @@ def read_consent(site: Reader) -> ConsentConfig:
         record_ip=reader.converted("record_ip", base.record_ip, _record_ip),  # type: ignore[arg-type]
         storage_location=reader.converted("storage_location", base.storage_location, _short_text),
         jurisdiction=reader.converted("jurisdiction", base.jurisdiction, _short_text),
+        record_retention_days=reader.converted("record_retention", 0, _retention_days),
     )
     reader.finish()
     return config
@@ -270,6 +271,15 @@ def _read_banner_texts(reader: Reader | None) -> dict[str, dict[str, str]]:
             out[key] = texts
     reader.finish()  # unknown keys are reported with the nearest text key as a hint
     return out
+
+
+def _retention_days(value: Any) -> int:
+    from consentproxy.config.loader import parse_duration
+
+    days = round(parse_duration(value) / 86400) if isinstance(value, str) else value
+    if isinstance(days, bool) or not isinstance(days, int) or not 30 <= days <= 3650:
+        raise ValueError(f"expected 30 to 3650 days (a number of days, or text such as \"760d\"), got {describe(value)}")
+    return days
 
 
 def _record_ip(value: Any) -> str:

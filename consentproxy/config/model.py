@@ -151,6 +151,12 @@ class ConsentConfig:
     #: named in every notice version: where the data is kept, and whose law applies
     storage_location: str = "EEA"
     jurisdiction: str = "NL"
+    #: how long consent events are kept; 0 means the default: validity + 12 months
+    record_retention_days: int = 0
+
+    @property
+    def retention_days(self) -> int:
+        return self.record_retention_days or self.validity_days + 365
 
 
 @dataclass(frozen=True, slots=True)
