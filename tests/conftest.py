@@ -362,3 +362,31 @@ def mint(proxy: Proxy, granted: set[str], method: str = "save_selection", revisi
     now = int(time.time())
     return ConsentCodec(keys).encode(ConsentState(new_principal(), frozenset(granted), revision, now,
                                                   now + expires_in, method))
+
+
+# --- module-wide fixtures of the browser and demo tests -------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium; Playwright downloads no browser here
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless chromium per test module (Playwright's sync API); each test opens its own context."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """`consentproxy demo` running for the whole module."""
+    from demo_support import start_demo, stop_demo
+
+    running = start_demo(tmp_path_factory.mktemp("demo"))
+    try:
+        yield running
+    finally:
+        stop_demo(running)

@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, Proxy
-from demo_support import Demo, start_demo, stop_demo
-from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
+from demo_support import Demo
+from playwright.sync_api import Browser, BrowserContext, Page, Request
 
-CHROMIUM = "/usr/bin/chromium"
 AXE_VERSION = "4.14.1"  # keep in step with the Makefile's AXE_VERSION
 AXE_JS = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 NECESSARY_COOKIES = {"cp_consent", "kade_session"}
@@ -36,23 +35,6 @@ WAIT_MS = 15_000  # upper bound for anything to appear; never asserted as a dura
 
 
 # --- fixtures ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    running = start_demo(tmp_path_factory.mktemp("demo"))
-    try:
-        yield running
-    finally:
-        stop_demo(running)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 class Traffic:

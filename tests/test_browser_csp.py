@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from conftest import Proxy, free_port, serve_app, site_toml
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
-CHROMIUM = "/usr/bin/chromium"
 NONCE = "s1teN0nce"
 POLICY = (f"script-src 'nonce-{NONCE}' 'strict-dynamic'; style-src 'self'; object-src 'none'; base-uri 'none'; "
           "require-trusted-types-for 'script'; trusted-types site-policy")
@@ -40,14 +39,6 @@ def strict_site() -> Iterator[int]:
     port = free_port()
     with serve_app(app, port):
         yield port
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def test_banner_shows_under_a_strict_nonce_csp_without_violations(start_proxy: Any, strict_site: int,

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,6 @@ import pytest
 from demo_support import Demo, fetch, free_port_pair, records, start_demo, stop_demo
 
 DEMO_COOKIES = {"kade_session", "_ga", "_gcl_au", "kade_ab_variant"}
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    running = start_demo(tmp_path_factory.mktemp("demo"))
-    try:
-        yield running
-    finally:
-        stop_demo(running)
 
 
 def records_with(path: Path, marker: str) -> list[dict[str, Any]]:

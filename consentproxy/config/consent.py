@@ -160,16 +160,19 @@ def _array_of_tables(site: Reader, key: str) -> list[Reader]:
     return [Reader(site.file, site.problems, item, f"{site.path}.{key}[{i}]") for i, item in enumerate(raw)]
 
 
-def _unknown_policy(value: Any) -> str:
-    if value not in ("block", "allow"):
-        raise ValueError(f"must be \"block\" or \"allow\", got {describe(value)}")
-    return str(value)
+def _one_of(*options: str) -> Callable[[Any], str]:
+    """A converter that accepts exactly one of `options`."""
+    def convert(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {describe(value)}")
+        return str(value)
+
+    return convert
 
 
-def _language(value: Any) -> str:
-    if value not in LANGUAGES:
-        raise ValueError(f"must be one of {', '.join(LANGUAGES)}, got {describe(value)}")
-    return str(value)
+_unknown_policy = _one_of("block", "allow")
+_language = _one_of(*LANGUAGES)
+_record_ip = _one_of("none", "truncated", "keyed_hash")
 
 
 def _cookie_name(value: Any) -> str:
@@ -178,14 +181,22 @@ def _cookie_name(value: Any) -> str:
     return value
 
 
-def _validity_days(value: Any) -> int:
-    from consentproxy.config.loader import parse_duration
+def _days(low: int, high: int, example: str) -> Callable[[Any], int]:
+    """A converter for a number of days, or a duration text such as "180d", between `low` and `high`."""
+    def convert(value: Any) -> int:
+        from consentproxy.config.loader import parse_duration
 
-    days = round(parse_duration(value) / 86400) if isinstance(value, str) else value
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 400:
-        raise ValueError(f"expected 1 to 400 days (a number of days, or \"13m\"-style text such as \"180d\"), "
-                         f"got {describe(value)}")
-    return days
+        days = round(parse_duration(value) / 86400) if isinstance(value, str) else value
+        if isinstance(days, bool) or not isinstance(days, int) or not low <= days <= high:
+            raise ValueError(f"expected {low} to {high} days (a number of days, or text such as \"{example}\"), "
+                             f"got {describe(value)}")
+        return days
+
+    return convert
+
+
+_validity_days = _days(1, 400, "180d")
+_retention_days = _days(30, 3650, "760d")
 
 
 def read_consent(site: Reader) -> ConsentConfig:
@@ -273,29 +284,6 @@ def _read_banner_texts(reader: Reader | None) -> dict[str, dict[str, str]]:
     return out
 
 
-def _retention_days(value: Any) -> int:
-    from consentproxy.config.loader import parse_duration
-
-    days = round(parse_duration(value) / 86400) if isinstance(value, str) else value
-    if isinstance(days, bool) or not isinstance(days, int) or not 30 <= days <= 3650:
-        raise ValueError(f"expected 30 to 3650 days (a number of days, or text such as \"760d\"), got {describe(value)}")
-    return days
-
-
-def _record_ip(value: Any) -> str:
-    if value not in ("none", "truncated", "keyed_hash"):
-        raise ValueError(f"must be \"none\", \"truncated\" or \"keyed_hash\", got {describe(value)}")
-    return str(value)
-
-
-def _position(value: Any) -> str:
-    from consentproxy.banner.theme import POSITIONS
-
-    if value not in POSITIONS:
-        raise ValueError(f"must be one of {', '.join(POSITIONS)}, got {describe(value)}")
-    return str(value)
-
-
 def _read_theme(reader: Reader | None) -> ThemeConfig:
     """`[sites.NAME.consent.theme]`: colours, font, corner radius, position; contrast checked."""
     from consentproxy.banner import theme as checks
@@ -311,7 +299,7 @@ def _read_theme(reader: Reader | None) -> ThemeConfig:
         accent_text=reader.converted("accent_text", "", colour),
         font=reader.converted("font", "", _string(checks.check_font)),
         radius=reader.converted("radius", "", _string(checks.check_length)),
-        position=reader.converted("position", "bottom", _position),
+        position=reader.converted("position", "bottom", _one_of(*checks.POSITIONS)),
     )
     for key, reason in checks.contrast_problems(theme):
         reader.problem(key, reason)
