@@ -51,7 +51,7 @@ class Runtime:
             router=SiteRouter(sites),
             trusted=TrustedProxies(config.server.trusted_proxies),
             admin_port=admin.port if admin else None,
-            admin=AdminContext(config.server.data_dir, _token_digest(config)),
+            admin=AdminContext.build(config, _token_digest(config)),
         )
 
 

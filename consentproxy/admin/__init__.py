@@ -1,1 +1,1 @@
-"""The admin listener: health, readiness, metrics (and later the admin API)."""
+"""The admin listener: health, readiness, metrics, and the admin API (`api`, tokens and scopes in `auth`)."""

@@ -2,26 +2,46 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import hmac
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from consentproxy.cookies.inventory import FILENAME, load_inventory, report
+from consentproxy.admin.api import AdminStore, api_routes, error_response
+from consentproxy.admin.auth import AdminContext as AdminContext  # re-exported: runtime builds it from here
 from consentproxy.observability import metrics
+from consentproxy.server.protocol import CLIENT_GONE
+
+
+class AdminApp(Starlette):
+    """Starlette, but a client leaving mid-answer (an export read halfway) ends the request quietly.
+
+    The server protocol cancels a request's task when its client goes away;
+    that is no error of the app, so it is absorbed here rather than logged
+    as one.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError as exc:
+            if not (exc.args and exc.args[0] == CLIENT_GONE):
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
 
 
 def build_admin_app(
-    is_ready: Callable[[], bool], describe: Callable[[], dict[str, object]], admin: Callable[[], AdminContext]
-) -> Starlette:
-    """Health and metrics are open (keep the listener private); /api/* needs the admin token."""
+    is_ready: Callable[[], bool], describe: Callable[[], dict[str, object]], admin: Callable[[], AdminContext],
+    store: AdminStore,
+) -> AdminApp:
+    """Health and metrics are open (keep the listener private); /api/* needs an admin token (see `api`)."""
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -34,33 +54,18 @@ def build_admin_app(
         body, content_type = metrics.render()
         return PlainTextResponse(body, media_type=content_type)
 
-    async def inventory(request: Request) -> Response:
-        context = admin()
-        if not context.authorized(request.headers.get("authorization", "")):
-            return JSONResponse({"error": "a valid admin token is required (Authorization: Bearer …)"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        site = request.query_params.get("site") or None
-        entries = report(load_inventory(context.data_dir / FILENAME), site)
-        return JSONResponse({"site": site, "cookies": [dataclasses.asdict(e) for e in entries]})
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Unknown paths and methods answer in the API's JSON error shape too."""
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
-    return Starlette(routes=[
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics_endpoint),
-        Route("/api/inventory", inventory),
-    ])
-
-
-@dataclass(frozen=True, slots=True)
-class AdminContext:
-    """What the admin API needs from the running configuration."""
-
-    data_dir: Path
-    token_digest: bytes | None  # SHA-256 of the admin token; None: the API is closed
-
-    def authorized(self, header: str) -> bool:
-        scheme, _, token = header.partition(" ")
-        if self.token_digest is None or scheme.lower() != "bearer" or not token.strip():
-            return False
-        presented = hashlib.sha256(token.strip().encode()).digest()
-        return hmac.compare_digest(presented, self.token_digest)
+    return AdminApp(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+            *api_routes(admin, store),
+        ],
+        exception_handlers={HTTPException: http_error},
+    )

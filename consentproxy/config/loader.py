@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 
 from consentproxy.config.consent import read_consent
 from consentproxy.config.model import (
+    ADMIN_SCOPES,
+    SECRETS_TOKEN_NAME,
+    AdminTokenConfig,
     Config,
     IPNetwork,
     Limits,
@@ -40,6 +43,10 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _HOST_RE = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$|^\*$")
 _SITE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+DIGEST_HELP = "printf %s TOKEN | sha256sum"
 
 
 def parse_size(value: Any) -> int:
@@ -184,9 +191,54 @@ def _read_server(reader: Reader | None, base_dir: Path) -> ServerConfig:
         graceful_timeout=reader.converted("graceful_timeout", base.graceful_timeout, parse_duration),
         upstream_connections=reader.converted("upstream_connections", base.upstream_connections, _positive_int),
         limits=_read_limits(reader.sub("limits")),
+        admin_tokens=_read_admin_tokens(reader),
     )
     reader.finish()
     return server
+
+
+def _read_admin_tokens(reader: Reader) -> tuple[AdminTokenConfig, ...]:
+    """`[[server.admin_tokens]]`: name, scope, sha256. A bad value is never echoed: it may be a pasted token."""
+    raw = reader.get("admin_tokens", list, [])
+    tokens: list[AdminTokenConfig] = []
+    names: set[str] = {SECRETS_TOKEN_NAME}
+    digests: set[str] = set()
+    for index, table in enumerate(raw):
+        if not isinstance(table, dict):
+            reader.problem(f"admin_tokens[{index}]", f"expected a table [[server.admin_tokens]], got {describe(table)}")
+            continue
+        item = Reader(reader.file, reader.problems, table, f"{reader.key('admin_tokens')}[{index}]")
+        before = len(reader.problems)
+        name = item.get("name", str, "")
+        if "name" not in table:
+            item.problem("name", "is required: who holds the token (the audit log names it)")
+        elif not _TOKEN_NAME_RE.match(name):
+            item.problem("name", "use 1-64 letters, digits, '.', '_', '-' or '@'")
+        elif name in names:
+            reason = ("is the name of [secrets] admin_token" if name == SECRETS_TOKEN_NAME
+                      else "is already the name of another token")
+            item.problem("name", f"{name!r} {reason}; each token needs its own, so the audit can tell them apart")
+        scope = item.get("scope", str, "")
+        if "scope" not in table:
+            item.problem("scope", "is required: \"read\" or \"full\"")
+        elif scope not in ADMIN_SCOPES:
+            item.problem("scope", f"must be \"read\" or \"full\", got {scope!r}")
+        digest = item.get("sha256", str, "").strip().lower()
+        if "sha256" not in table:
+            item.problem("sha256", f"is required: the token's SHA-256 in hex ({DIGEST_HELP})")
+        elif not _SHA256_RE.match(digest):
+            item.problem("sha256", f"must be the token's SHA-256 as 64 hexadecimal digits ({DIGEST_HELP}), "
+                                   f"got {len(digest)} characters; never put the token itself here")
+        elif digest == _EMPTY_SHA256:
+            item.problem("sha256", "is the SHA-256 of an empty token")
+        elif digest in digests:
+            item.problem("sha256", "is the digest of another configured token")
+        item.finish()
+        names.add(name)
+        digests.add(digest)
+        if len(reader.problems) == before:
+            tokens.append(AdminTokenConfig(name, scope, digest))  # type: ignore[arg-type]
+    return tuple(tokens)
 
 
 def _read_secrets(reader: Reader | None) -> SecretsConfig:

@@ -35,6 +35,21 @@ class Limits:
     keepalive_timeout: float = 5.0
 
 
+AdminScope = Literal["read", "full"]
+ADMIN_SCOPES: tuple[str, ...] = ("read", "full")
+#: the name the audit gives `[secrets] admin_token`; no named token may take it
+SECRETS_TOKEN_NAME = "admin"  # noqa: S105 - a name, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class AdminTokenConfig:
+    """A named admin API token, configured by its SHA-256 only, so the file never holds a usable secret."""
+
+    name: str
+    scope: AdminScope
+    sha256: str  # 64 lowercase hex digits
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: tuple[ListenAddress, ...] = (ListenAddress("127.0.0.1", 8080),)
@@ -46,6 +61,8 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     upstream_connections: int = 256
     limits: Limits = field(default_factory=Limits)
+    #: besides `[secrets] admin_token` (named "admin", full scope); a reload applies changes
+    admin_tokens: tuple[AdminTokenConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

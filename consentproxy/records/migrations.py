@@ -28,6 +28,26 @@ class Migration:
         return self.statements + (self.sqlite if dialect == "sqlite" else self.postgres)
 
 
+def _admin_audit(id_column: str) -> tuple[str, ...]:
+    """The admin audit table. It never holds a token (only its configured name) nor a raw consent id
+    (only `subject_commitment` of it), so it may outlive every erasure unchanged."""
+    return (
+        f"""CREATE TABLE admin_audit (
+            {id_column},
+            time_ms BIGINT NOT NULL,
+            token TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            action TEXT NOT NULL,
+            site TEXT,
+            subject TEXT,
+            status INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL)""",
+        "CREATE INDEX admin_audit_time ON admin_audit (time_ms)",
+        "CREATE INDEX admin_audit_subject ON admin_audit (subject) WHERE subject IS NOT NULL",
+    )
+
+
 CREATE_MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
     " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
@@ -84,6 +104,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             signature TEXT NOT NULL,
             PRIMARY KEY (site, seq, kind))""",
     )),
+    # Only the id column differs: each dialect's own auto-increment, so the shared SQL creates nothing first.
+    Migration(2, "admin audit: every admin API action, rights requests included", (),
+              sqlite=_admin_audit("id INTEGER PRIMARY KEY AUTOINCREMENT"),
+              postgres=_admin_audit("id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -2,7 +2,7 @@
 
 `open(url)` gives a `RecordStore` for `sqlite:///abs/path.db`,
 `sqlite:relative.db` or `postgresql://…`. Everything about the log — chaining,
-idempotency, erasure, purge — is written once here against a tiny
+idempotency, erasure, purge, the admin audit — is written once here against a tiny
 transaction interface (`Tx`); a backend only says how to connect, how to
 take the exclusive write transaction and how its errors map:
 
@@ -16,10 +16,13 @@ processes and proxy instances share the log through the database.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -29,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from consentproxy.records.chain import GENESIS, link
 from consentproxy.records.checkpoint import Checkpoint, sign_checkpoint
 from consentproxy.records.migrations import CREATE_MIGRATIONS_TABLE, LATEST, MIGRATIONS
-from consentproxy.records.model import ConsentEvent, NoticeVersion, canonical, from_ms, to_ms
+from consentproxy.records.model import ConsentEvent, NoticeVersion, canonical, from_ms, iso_ms, to_ms, utc_ms
 
 PAGE_SIZE = 1000
 
@@ -74,6 +77,55 @@ _INSERT_CHECKPOINT = (
     f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 - constant
     "ON CONFLICT (site, seq, kind) DO NOTHING"
 )
+
+
+_AUDIT_COLUMNS = "time_ms, token, scope, action, site, subject, status, outcome, detail"
+_INSERT_AUDIT = f"INSERT INTO admin_audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+AUDIT_PAGE_MAX = 10_000
+RIGHTS_ACTIONS: frozenset[str] = frozenset({"access", "erasure"})
+
+
+def subject_commitment(site: str, consent_id: str) -> str:
+    """What the audit keeps of a consent id: SHA-256 over a domain tag, the site and the id, hex.
+
+    Not the raw id, so the audit log never has to be rewritten when that
+    person's events are erased. Unkeyed on purpose: whoever holds the id (the
+    visitor, the privacy officer answering them) can find the requests made
+    for it, while a consent id's 128 random bits make guessing it from the
+    commitment hopeless (the admin API refuses ids that are not such tokens).
+    """
+    return hashlib.sha256(b"consentproxy-audit-subject-v1\x00" + site.encode("utf-8") + b"\x00"
+                          + consent_id.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One admin action as the audit log keeps it: who (the token's configured name), what, outcome.
+
+    Rights requests (a data subject's access or erasure asked for by consent
+    id) are the entries whose action is in RIGHTS_ACTIONS.
+    """
+
+    token: str
+    scope: str
+    action: str
+    status: int
+    outcome: str
+    site: str | None = None
+    subject: str | None = None  # subject_commitment of the consent id, never the id
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    time: datetime = field(default_factory=utc_ms)
+    id: int = 0  # set by the store
+
+    @property
+    def rights_request(self) -> bool:
+        return self.action in RIGHTS_ACTIONS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "time": iso_ms(self.time), "token": self.token, "scope": self.scope,
+                "action": self.action, "rights_request": self.rights_request, "site": self.site,
+                "subject": self.subject, "status": self.status, "outcome": self.outcome,
+                "detail": dict(self.detail)}
 
 
 def _event_row(event: ConsentEvent) -> tuple[Any, ...]:
@@ -304,15 +356,56 @@ class RecordStore(ABC):
             row = tx.one("SELECT COUNT(*) FROM events WHERE site = ?", (site,))
         return int(row[0]) if row else 0
 
-    def erase(self, site: str, principal: str) -> int:
+    def erase(self, site: str, principal: str, audit: AuditEntry | None = None) -> int:
         """Delete a principal's personal fields and their salts; commitments stay, so the chain verifies.
 
         The idempotency key goes too: it is a per-request token that could link
-        a retry to the person. Returns the number of events erased.
+        a retry to the person. Returns the number of events erased. `audit`, if
+        given, is stored in the same transaction (its detail gains `erased`):
+        an erasure is never done without its record, nor recorded undone.
         """
         with self._write() as tx:
-            return tx.run("UPDATE events SET principal = NULL, ip = NULL, ua = NULL, country = NULL, salt = NULL, "
-                          "idempotency_key = NULL WHERE site = ? AND principal = ?", (site, principal))
+            erased = tx.run("UPDATE events SET principal = NULL, ip = NULL, ua = NULL, country = NULL, salt = NULL, "
+                            "idempotency_key = NULL WHERE site = ? AND principal = ?", (site, principal))
+            if audit is not None:
+                self._insert_audit(tx, dataclasses.replace(audit, detail={**audit.detail, "erased": erased}))
+            return erased
+
+    # -- admin audit -------------------------------------------------------------
+
+    def add_audit(self, entry: AuditEntry) -> None:
+        """Append one entry to the admin audit log (committed when this returns)."""
+        with self._write() as tx:
+            self._insert_audit(tx, entry)
+
+    @staticmethod
+    def _insert_audit(tx: Tx, e: AuditEntry) -> None:
+        tx.run(_INSERT_AUDIT, (to_ms(e.time), e.token, e.scope, e.action, e.site, e.subject, e.status, e.outcome,
+                               canonical(dict(e.detail)).decode("utf-8")))
+
+    def audit(self, *, since: datetime | None = None, until: datetime | None = None, site: str | None = None,
+              action: str | None = None, subject: str | None = None, after: int = 0,
+              limit: int = 1000) -> list[AuditEntry]:
+        """Audit entries in the order written (by id), filtered; page on with `after` = the last id seen."""
+        where = ["id > ?"]
+        params: list[Any] = [after]
+        for column, value in (("site", site), ("action", action), ("subject", subject)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("time_ms >= ?")
+            params.append(to_ms(since))
+        if until is not None:
+            where.append("time_ms < ?")
+            params.append(to_ms(until))
+        limit = max(1, min(int(limit), AUDIT_PAGE_MAX))
+        with self._read() as tx:
+            rows = tx.all(f"SELECT id, {_AUDIT_COLUMNS} FROM admin_audit WHERE {' AND '.join(where)} "  # noqa: S608
+                          f"ORDER BY id LIMIT {limit}", params)
+        return [AuditEntry(id=int(row[0]), time=from_ms(row[1]), token=row[2], scope=row[3], action=row[4],
+                           site=row[5], subject=row[6], status=int(row[7]), outcome=row[8],
+                           detail=orjson.loads(row[9])) for row in rows]
 
     # -- checkpoints and retention ---------------------------------------------
 

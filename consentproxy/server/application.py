@@ -17,13 +17,14 @@ import signal
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from consentproxy.admin.api import AdminStore
 from consentproxy.admin.app import build_admin_app
 from consentproxy.config.loader import ConfigError, load_config
 from consentproxy.config.model import Config
 from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.proxy.app import ProxyApp
 from consentproxy.proxy.upstream import create_session
-from consentproxy.records import RecordWriter
+from consentproxy.records import RecordWriter, open_store
 from consentproxy.runtime import Runtime, check_secrets, store_url, with_default_keys
 
 logger = logging.getLogger("consentproxy.server")
@@ -48,7 +49,9 @@ class Application:
         self.proxy: ProxyApp | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.ready = False
-        self.admin = build_admin_app(lambda: self.ready, self._describe, lambda: self.runtime.admin)
+        # Long admin reads (exports, verification) get connections of their own, never the writer's.
+        admin_store = AdminStore(self.records, lambda: open_store(self.store_url, migrate=False))
+        self.admin = build_admin_app(lambda: self.ready, self._describe, lambda: self.runtime.admin, admin_store)
 
     def _describe(self) -> dict[str, object]:
         return {"pid": os.getpid(), "sites": [site.name for site in self.runtime.router.sites]}

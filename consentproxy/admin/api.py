@@ -1,0 +1,402 @@
+"""The admin API (`/api/…` on the admin listener): the privacy officer's and operator's tools.
+
+Every operation needs a bearer token of sufficient scope (see `auth`) and
+is audited: the entry (token name, action, site, a commitment of the consent
+id, status, outcome) is committed before the answer leaves, so nothing is
+disclosed or changed without its record; if the audit cannot be written the
+answer is 503 and nothing is disclosed. Requests without a valid token are
+refused with 401 and only logged (they name no one the audit could hold to
+account). An erasure and its audit entry share one transaction.
+
+Short store calls run on the worker's `RecordWriter` thread, between consent
+commits; the long ones (an event export, a verification) open a connection of
+their own on a thread, so they never hold up visitors' decisions.
+
+`OPERATIONS` lists every route with its scope and audit action; the OpenAPI
+description (docs/admin-api.yaml) is tested against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from consentproxy.admin.auth import AdminContext, AdminToken, bearer
+from consentproxy.admin.verification import verify_site
+from consentproxy.config.model import AdminScope
+from consentproxy.config.secrets import SecretError, read_secret
+from consentproxy.cookies.inventory import FILENAME, load_inventory, report
+from consentproxy.records.checkpoint import load_private_key, public_key_text
+from consentproxy.records.model import ConsentEvent, iso_ms, utc_ms
+from consentproxy.records.store import AuditEntry, RecordStore, StoreError, StoreUnavailable, subject_commitment
+from consentproxy.records.writer import RecordWriter
+
+logger = logging.getLogger("consentproxy.admin")
+
+# Consent ids are 128 random bits in base64url (consent.state.new_principal); anything else (an e-mail
+# address pasted by mistake) is refused, so the audit's unkeyed commitment never hides a guessable value.
+_CONSENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_SITE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+STREAM_BATCH = 500  # events per chunk of an NDJSON export
+AUDIT_LIMIT_DEFAULT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class AdminStore:
+    """The consent log as the admin API reaches it."""
+
+    writer: RecordWriter  # short calls, taking turns with the consent API's commits
+    open_reader: Callable[[], RecordStore]  # long reads, on a connection of their own
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    method: str
+    path: str
+    scope: AdminScope
+    action: str  # as the audit log names it; `access` and `erasure` are rights requests
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/api/inventory", "read", "inventory"),
+    Operation("GET", "/api/sites", "read", "sites"),
+    Operation("GET", "/api/sites/{site}/consents/{consent_id}", "read", "access"),
+    Operation("DELETE", "/api/sites/{site}/consents/{consent_id}", "full", "erasure"),
+    Operation("GET", "/api/sites/{site}/events", "read", "events"),
+    Operation("GET", "/api/sites/{site}/verify", "read", "verify"),
+    Operation("GET", "/api/sites/{site}/checkpoints", "read", "checkpoints"),
+    Operation("POST", "/api/sites/{site}/checkpoints", "full", "checkpoint"),
+    Operation("GET", "/api/audit", "read", "audit"),
+)
+
+
+class ApiFailure(Exception):
+    """An answer other than success: status, stable code, a sentence for people."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.code, self.message, self.headers)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+def unavailable(error: StoreError) -> JSONResponse:
+    retry = error.retry_after if isinstance(error, StoreUnavailable) else 5
+    logger.warning("admin API: consent store unavailable: %s", error)
+    return error_response(503, "store_unavailable", "the consent store cannot be reached just now; nothing was "
+                          "done or disclosed; try again", {"Retry-After": str(retry)})
+
+
+@dataclass(slots=True)
+class Call:
+    """One authorised request on its way: what the audit entry will say about it."""
+
+    request: Request
+    context: AdminContext
+    store: AdminStore
+    token: AdminToken
+    operation: Operation
+    site: str | None = None
+    subject: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    recorded: bool = False
+
+    def entry(self, status: int, outcome: str) -> AuditEntry:
+        return AuditEntry(token=self.token.name, scope=self.token.scope, action=self.operation.action,
+                          status=status, outcome=outcome, site=self.site, subject=self.subject,
+                          detail=dict(self.detail))
+
+    async def record(self, status: int, outcome: str) -> None:
+        entry = self.entry(status, outcome)
+        await self.store.writer.call(lambda store: store.add_audit(entry))
+        self.recorded = True
+
+    def name_subject(self) -> None:
+        """Site and consent id commitment from the path, where well-formed (not yet checked to exist)."""
+        site = str(self.request.path_params.get("site", ""))
+        if _SITE_RE.match(site):
+            self.site = site
+            consent_id = str(self.request.path_params.get("consent_id", ""))
+            if _CONSENT_ID_RE.match(consent_id):
+                self.subject = subject_commitment(site, consent_id)
+
+    async def known_site(self) -> str:
+        """The `{site}` of the path, if configured or in the log (a removed site's records stay reachable)."""
+        site = str(self.request.path_params["site"])
+        if not _SITE_RE.match(site):
+            raise ApiFailure(404, "unknown_site", "no such site")
+        self.site = site
+        if site not in self.context.sites and site not in await self.store.writer.call(lambda s: s.sites()):
+            raise ApiFailure(404, "unknown_site", f"no site {site!r} is configured or in the consent log")
+        return site
+
+    def consent_id(self, site: str) -> str:
+        consent_id = str(self.request.path_params["consent_id"])
+        if not _CONSENT_ID_RE.match(consent_id):
+            raise ApiFailure(400, "bad_consent_id", "a consent id is the 22-character code the banner's settings "
+                             "show (letters, digits, '-' and '_')")
+        self.subject = subject_commitment(site, consent_id)
+        return consent_id
+
+    def time_param(self, name: str) -> datetime | None:
+        """An ISO 8601 time or date from the query; without a zone it is UTC."""
+        text = self.request.query_params.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            # A '+' of an unencoded offset arrives as a space.
+            moment = datetime.fromisoformat(text.replace(" ", "+") if "T" in text else text)
+        except ValueError:
+            raise ApiFailure(400, "bad_parameter", f"{name} must be an ISO 8601 time such as 2025-01-31 or "
+                             "2025-01-31T12:00:00Z") from None
+        return utc_ms(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+
+    def int_param(self, name: str, default: int, low: int, high: int) -> int:
+        text = self.request.query_params.get(name, "").strip()
+        if not text:
+            return default
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise ApiFailure(400, "bad_parameter", f"{name} must be a whole number from {low} to {high}")
+        return int(text)
+
+    def export_key(self) -> Ed25519PrivateKey:
+        """The Ed25519 export key, read now (a rotated key file applies without a reload)."""
+        ref = self.context.export_key_ref
+        if ref is None:
+            raise ApiFailure(409, "no_export_key", "no [secrets] export_key is configured")
+        try:
+            return load_private_key(read_secret(ref))
+        except (SecretError, ValueError) as exc:
+            raise ApiFailure(409, "no_export_key", f"[secrets] export_key cannot be used: {exc}") from None
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+
+# -- handlers -----------------------------------------------------------------------
+
+
+async def inventory(call: Call) -> Response:
+    site = call.request.query_params.get("site") or None
+    call.site = site
+    entries = report(await asyncio.to_thread(load_inventory, call.context.data_dir / FILENAME), site)
+    return JSONResponse({"site": site, "cookies": [dataclasses.asdict(e) for e in entries]})
+
+
+async def sites(call: Call) -> Response:
+    configured = call.context.sites
+
+    def read(store: RecordStore) -> list[dict[str, Any]]:
+        listed = []
+        for name in sorted(set(configured) | set(store.sites())):
+            seq, head = store.head(name)
+            checkpoints = store.checkpoints(name)
+            listed.append({"site": name, "configured": name in configured, "events": store.count(name),
+                           "head": {"seq": seq, "hash": head},
+                           "last_checkpoint": checkpoints[-1].to_dict() if checkpoints else None})
+        return listed
+
+    return JSONResponse({"sites": await call.store.writer.call(read)})
+
+
+def _portable(event: ConsentEvent) -> dict[str, Any]:
+    """An event for its data subject: everything but the salt and the retry token, which serve only the log."""
+    data = event.to_dict()
+    del data["salt"], data["idempotency_key"]
+    return data
+
+
+async def access(call: Call) -> Response:
+    site = await call.known_site()
+    consent_id = call.consent_id(site)
+
+    def read(store: RecordStore) -> tuple[list[ConsentEvent], dict[str, Any]]:
+        events = store.events_of(site, consent_id)
+        notices = [store.notice(notice_id) for notice_id in sorted({e.notice_id for e in events})]
+        call.detail["events"] = len(events)
+        store.add_audit(call.entry(200, "ok"))  # before anything is disclosed
+        return events, {n.id: n.to_dict() for n in notices if n is not None}
+
+    events, notices = await call.store.writer.call(read)
+    call.recorded = True
+    return JSONResponse({"site": site, "consent_id": consent_id, "subject": call.subject,
+                         "generated_at": iso_ms(utc_ms()), "events": [_portable(e) for e in events],
+                         "notices": notices})
+
+
+async def erasure(call: Call) -> Response:
+    site = await call.known_site()
+    consent_id = call.consent_id(site)
+    entry = call.entry(200, "ok")
+    erased = await call.store.writer.call(lambda store: store.erase(site, consent_id, audit=entry))
+    call.recorded = True
+    body: dict[str, Any] = {"site": site, "subject": call.subject, "erased": erased}
+    try:
+        body["chain"] = await _verify(call, site)
+    except ApiFailure as failure:  # the erasure is done and recorded either way
+        body["chain"], body["chain_error"] = None, failure.message
+    except StoreError as exc:
+        body["chain"], body["chain_error"] = None, f"verification could not run: {exc}"
+    return JSONResponse(body)
+
+
+async def _verify(call: Call, site: str) -> dict[str, Any]:
+    public_key = call.export_key().public_key()
+
+    def run() -> dict[str, Any]:
+        with call.store.open_reader() as reader:
+            return verify_site(reader, site, public_key)
+
+    return await asyncio.to_thread(run)
+
+
+async def verify(call: Call) -> Response:
+    site = await call.known_site()
+    verdict = await _verify(call, site)
+    call.detail.update({"ok": verdict["ok"], "code": verdict["code"], "count": verdict["count"]})
+    return JSONResponse(verdict)
+
+
+def _lines(events: Iterator[ConsentEvent], count: int) -> bytes:
+    return b"".join(orjson.dumps(event.to_dict()) + b"\n" for event in islice(events, count))
+
+
+async def events(call: Call) -> Response:
+    site = await call.known_site()
+    since, until = call.time_param("since"), call.time_param("until")
+    call.detail.update({"since": since and iso_ms(since), "until": until and iso_ms(until)})
+    filename = f"{site}-events.ndjson"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if call.request.method == "HEAD":  # the headers only: no reason to read the whole log
+        return Response(media_type="application/x-ndjson", headers=headers)
+    reader = await asyncio.to_thread(call.store.open_reader)
+    try:
+        await call.record(200, "ok")
+    except BaseException:
+        reader.close()
+        raise
+
+    async def stream() -> AsyncIterator[bytes]:
+        # Pulled a batch at a time as the client reads: memory stays flat whatever the log's size.
+        # A store failure part-way aborts the connection, so a cut-off export never looks complete.
+        try:
+            found = reader.events(site, since, until)
+            while chunk := await asyncio.to_thread(_lines, found, STREAM_BATCH):
+                yield chunk
+        finally:
+            reader.close()
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson", headers=headers)
+
+
+async def checkpoints(call: Call) -> Response:
+    site = await call.known_site()
+    found = await call.store.writer.call(lambda store: store.checkpoints(site))
+    return JSONResponse({"site": site, "checkpoints": [cp.to_dict() for cp in found]})
+
+
+async def checkpoint(call: Call) -> Response:
+    site = await call.known_site()
+    key = call.export_key()
+    signed = await call.store.writer.call(lambda store: store.add_checkpoint(site, key))
+    if signed is None:
+        raise ApiFailure(409, "no_events", f"site {site!r} has no events to sign yet")
+    call.detail.update({"seq": signed.seq, "head": signed.head})
+    return JSONResponse({**signed.to_dict(), "public_key": public_key_text(key.public_key())}, status_code=201)
+
+
+async def audit(call: Call) -> Response:
+    site = call.request.query_params.get("site") or None
+    consent_id = call.request.query_params.get("consent_id") or None
+    subject = None
+    if consent_id is not None:
+        if site is None:
+            raise ApiFailure(400, "bad_parameter", "consent_id needs site: a consent id belongs to one site")
+        if not _CONSENT_ID_RE.match(consent_id):
+            raise ApiFailure(400, "bad_consent_id", "not a consent id")
+        subject = subject_commitment(site, consent_id)
+    action = call.request.query_params.get("action") or None
+    since, until = call.time_param("since"), call.time_param("until")
+    after = call.int_param("after", 0, 0, 2**62)
+    limit = call.int_param("limit", AUDIT_LIMIT_DEFAULT, 1, 10_000)
+    call.detail.update({k: v for k, v in (("site", site), ("action", action), ("after", after)) if v})
+    found = await call.store.writer.call(lambda store: store.audit(
+        since=since, until=until, site=site, action=action, subject=subject, after=after, limit=limit))
+    return JSONResponse({"entries": [e.to_dict() for e in found],
+                         "next_after": found[-1].id if len(found) == limit else None})
+
+
+HANDLERS: dict[str, Handler] = {
+    "inventory": inventory, "sites": sites, "access": access, "erasure": erasure, "events": events,
+    "verify": verify, "checkpoints": checkpoints, "checkpoint": checkpoint, "audit": audit,
+}
+
+
+# -- authorisation and audit around every handler ---------------------------------------
+
+
+def _unauthorized(presented: bool) -> JSONResponse:
+    challenge = 'Bearer realm="consentproxy-admin"' + (', error="invalid_token"' if presented else "")
+    return error_response(401, "unauthorized", "a valid admin token is required (Authorization: Bearer …)",
+                          {"WWW-Authenticate": challenge})
+
+
+def _guarded(operation: Operation, handler: Handler, context_of: Callable[[], AdminContext],
+             store: AdminStore) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        context = context_of()
+        header = request.headers.get("authorization", "")
+        token = context.identify(header)
+        if token is None:
+            client = request.client.host if request.client else "-"
+            logger.warning("admin API: %s %s from %s refused: %s", request.method, request.url.path, client,
+                           "unknown token" if bearer(header) else "no bearer token")
+            return _unauthorized(bearer(header) is not None)
+        call = Call(request, context, store, token, operation)
+        call.name_subject()  # so that a refusal's audit entry says what was asked for, too
+        outcome = "ok"
+        try:
+            if not token.allows(operation.scope):
+                raise ApiFailure(403, "insufficient_scope",
+                                 f"{operation.action} needs a token of scope {operation.scope}; "
+                                 f"token {token.name!r} has scope {token.scope}",
+                                 {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{operation.scope}"'})
+            response = await handler(call)
+        except ApiFailure as failure:
+            response, outcome = failure.response(), failure.code
+        except StoreError as exc:
+            return unavailable(exc)
+        if not call.recorded:
+            try:
+                await call.record(response.status_code, outcome)
+            except StoreError as exc:
+                return unavailable(exc)
+        return response
+
+    return endpoint
+
+
+def api_routes(context_of: Callable[[], AdminContext], store: AdminStore) -> list[Route]:
+    return [Route(op.path, _guarded(op, HANDLERS[op.action], context_of, store), methods=[op.method],
+                  name=f"{op.action}") for op in OPERATIONS]
