@@ -16,6 +16,7 @@ from pg_support import pg_schema
 from test_consent_api import call
 
 from consentproxy.records import open_store, verify_chain
+from consentproxy.records.store import subject_commitment
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.85 Safari/537.36"
 
@@ -73,6 +74,14 @@ def test_the_receipt_holds_every_event_of_the_visitor(proxy: Proxy) -> None:
     assert "salt" not in receipt["events"][0]
     (notice,) = receipt["notices"].values()
     assert notice["content"]["controller"]["name"] == "kade"
+    # The visitor's access request is itself on record, under a commitment of their id, never the id.
+    store = open_store(store_of(proxy))
+    try:
+        (entry,) = [e for e in store.audit() if e.action == "access"]
+        assert entry.token == "visitor" and entry.site == "kade"
+        assert entry.subject == subject_commitment("kade", receipt["principal"]) != receipt["principal"]
+    finally:
+        store.close()
 
 
 def test_no_decision_is_acknowledged_that_is_not_stored(upstream: Upstream, tmp_path: Path) -> None:

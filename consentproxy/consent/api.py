@@ -28,8 +28,17 @@ from consentproxy.cookies.enforcement import CONSENT_COOKIE, DECISION, CookieEnf
 from consentproxy.observability import metrics
 from consentproxy.proxy.pipeline import Endpoint, Exchange, Receive, Reply
 from consentproxy.proxy.requestbody import BodyTooLarge, ClientGone, read_body
-from consentproxy.records import ConsentEvent, RecordWriter, StoreError, StoreUnavailable, event_type_for
+from consentproxy.records import (
+    ConsentEvent,
+    NoticeVersion,
+    RecordStore,
+    RecordWriter,
+    StoreError,
+    StoreUnavailable,
+    event_type_for,
+)
 from consentproxy.records.minimise import reduce_ip, ua_family
+from consentproxy.records.store import AuditEntry, subject_commitment
 
 ACTIONS = ("accept_all", "reject_all", "save_selection", "withdraw")
 MAX_BODY = 4096
@@ -106,9 +115,7 @@ class ConsentApi(Endpoint):
         if state is None:
             raise ApiError(404, "no_decision", "there is no decision of yours on this site")
         principal = state.principal
-        events = await self._store_call(lambda store: store.events_of(self.site, principal))
-        notice_ids = sorted({event.notice_id for event in events})
-        notices = await self._store_call(lambda store: [store.notice(n) for n in notice_ids])
+        events, notices = await self._store_call(lambda store: self._read_own_record(store, principal))
         body = {
             "site": self.site,
             "controller": self.consent.controller or self.site,
@@ -120,6 +127,17 @@ class ConsentApi(Endpoint):
             "notices": {n.id: n.to_dict() for n in notices if n is not None},
         }
         return json_reply(200, body, [(b"content-disposition", b'attachment; filename="consent-receipt.json"')])
+
+    def _read_own_record(self, store: RecordStore, principal: str) -> tuple[list[ConsentEvent],
+                                                                           list[NoticeVersion | None]]:
+        """The visitor's events and notices; the access request itself is audited before anything is shown."""
+        events = store.events_of(self.site, principal)
+        notices = [store.notice(n) for n in sorted({event.notice_id for event in events})]
+        store.add_audit(AuditEntry(
+            token="visitor",  # noqa: S106 - who asked (the visitor themselves), not a secret
+            scope="own", action="access", status=200, outcome="ok", site=self.site,
+            subject=subject_commitment(self.site, principal), detail={"via": "receipt", "events": len(events)}))
+        return events, notices
 
     async def _store_call(self, function: Any) -> Any:
         try:
