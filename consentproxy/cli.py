@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consentproxy import __version__
 from consentproxy.config.loader import ConfigError, load_config
@@ -13,6 +13,9 @@ from consentproxy.config.model import Config, SiteConfig
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
 from consentproxy.runtime import check_secrets, with_default_keys
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 def _load_checked(path: str) -> Config:
@@ -178,6 +181,166 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return result
 
 
+def _config_with_keys(path: str) -> Config:
+    """The configuration with the keys `serve` would use (generated in the data directory when not configured).
+
+    `with_default_keys` warns that instances must share generated keys; that
+    is for `serve`, and a warning would break the one-line output of these commands.
+    """
+    import logging
+
+    logger = logging.getLogger("consentproxy.server")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return with_default_keys(load_config(path))
+    finally:
+        logger.setLevel(level)
+
+
+def _export_key(config: Config) -> Ed25519PrivateKey:
+    """The export signing key (Ed25519) from `[secrets] export_key`; ValueError saying what is wrong."""
+    from consentproxy.config.secrets import SecretError, read_secret
+    from consentproxy.records import load_private_key
+
+    ref = config.secrets.export_key
+    if ref is None:
+        raise ValueError("no [secrets] export_key configured (create one with `consentproxy keys generate`)")
+    try:
+        return load_private_key(read_secret(ref))
+    except (SecretError, ValueError) as exc:
+        raise ValueError(f"[secrets] export_key: {exc}") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from consentproxy.records import StoreError, open_store
+    from consentproxy.records.export import ExportError, Progress, export_site, parse_time
+    from consentproxy.runtime import store_url
+
+    try:
+        config = _config_with_keys(args.config)
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until, end_of_day=True) if args.until else None
+        if since is not None and until is not None and since >= until:
+            raise ValueError("--since must be before --until")
+        key = _export_key(config)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        print(f"error: {out.parent} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        store = open_store(store_url(config))
+    except (StoreError, ValueError, OSError) as exc:
+        print(f"error: cannot open the consent record store: {exc}", file=sys.stderr)
+        return 1
+    try:
+        found = _find_site(config, args.site)
+        site = found.name if found is not None else args.site
+        if found is None and site not in store.sites():
+            print(f"error: no site named or answering to {args.site!r} in {args.config}, "
+                  "and no records of a site of that name", file=sys.stderr)
+            return 2
+        progress = Progress(sys.stderr, f"exporting {site}")
+        result = export_site(store, site, out, args.format, key, since=since, until=until,
+                             asked=(args.since, args.until), progress=progress)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing written", file=sys.stderr)
+        return 130
+    except (StoreError, OSError) as exc:
+        print(f"error: export failed, nothing written: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    manifest = result.manifest
+    span = (f"seq {manifest['first_seq']}\N{EN DASH}{manifest['last_seq']}" if manifest["count"]
+            else "nothing in the range")
+    print(f"exported {manifest['count']:,} events of site {site} ({span}) as {args.format} to {out} "
+          f"in {result.seconds:.1f} s; manifest {result.manifest_path.name}; signed by key {manifest['key_id']}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from consentproxy.records.checkpoint import load_public_key
+    from consentproxy.records.export import verify_export
+    from consentproxy.records.manifest import MANIFEST_SUFFIX
+
+    pinned = None
+    if args.public_key:
+        try:
+            pinned = load_public_key(args.public_key)
+        except ValueError:
+            print("error: --public-key is not a base64url Ed25519 public key", file=sys.stderr)
+            return 2
+    path = Path(args.file)
+    if path.name.endswith(MANIFEST_SUFFIX):  # the manifest named instead of the export: same thing
+        path = path.with_name(path.name[:-len(MANIFEST_SUFFIX)])
+    report = verify_export(path, pinned)
+    print(report)
+    return report.status
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from consentproxy.records import StoreError, open_store
+    from consentproxy.records.export import expired_count, purge_expired, retention_cutoff
+    from consentproxy.runtime import store_url
+
+    try:
+        config = _config_with_keys(args.config)
+        key = None if args.dry_run else _export_key(config)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sites = list(config.sites)
+    if args.site:
+        found = _find_site(config, args.site)
+        if found is None:
+            print(f"error: no site named or answering to {args.site!r} in {args.config}", file=sys.stderr)
+            return 2
+        sites = [found]
+    now = datetime.now(UTC)
+    try:
+        store = open_store(store_url(config))
+    except (StoreError, ValueError, OSError) as exc:
+        print(f"error: cannot open the consent record store: {exc}", file=sys.stderr)
+        return 1
+    try:
+        for site in sites:
+            before = retention_cutoff(site, now)
+            days = site.consent.retention_days
+            when = before.strftime("%Y-%m-%d %H:%M UTC")
+            if key is None:
+                count = expired_count(store, site.name, before)
+                print(f"{site.name}: {count:,} events recorded before {when} would be removed "
+                      f"(retention {days} days; dry run, nothing removed)")
+            else:
+                count = purge_expired(store, site, key, now)
+                print(f"{site.name}: removed {count:,} events recorded before {when} (retention {days} days)")
+        if not args.site:
+            unknown = sorted(set(store.sites()) - {site.name for site in config.sites})
+            if unknown:
+                print(f"note: records of sites not in the configuration are kept: {', '.join(unknown)}")
+    except StoreError as exc:
+        print(f"error: purge failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="consentproxy", description=__doc__)
     parser.add_argument("--version", action="version", version=f"consentproxy {__version__}")
@@ -228,6 +391,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     demo.add_argument("--data-dir", help=f"data directory (default {default_data_dir() / 'demo'})")
     demo.set_defaults(func=cmd_demo)
+
+    export = commands.add_parser("export", help="export a site's consent records with a signed manifest")
+    export.add_argument("-c", "--config", required=True)
+    export.add_argument("--site", required=True, help="a site name or one of its host names")
+    export.add_argument("--since", help="events recorded at or after this ISO 8601 date or date-time (UTC if no "
+                        "offset)")
+    export.add_argument("--until", help="events recorded before this date-time; a date alone includes that day")
+    export.add_argument("--format", default="ndjson", choices=["ndjson", "csv", "receipts"],
+                        help="ndjson (default), csv for spreadsheets, or receipts (Kantara-style JSON, one a line)")
+    export.add_argument("-o", "--output", required=True,
+                        help="the export file; OUTPUT.manifest.json is written beside it")
+    export.set_defaults(func=cmd_export)
+
+    verify = commands.add_parser("verify",
+                                 help="check an export and its manifest offline (exit 0 OK, 1 bad, 2 unreadable)")
+    verify.add_argument("file", help="the export file (its manifest is FILE.manifest.json)")
+    verify.add_argument("--public-key", help="require this signing key (base64url, as the manifest prints it)")
+    verify.set_defaults(func=cmd_verify)
+
+    purge = commands.add_parser("purge", help="delete consent records older than each site's retention")
+    purge.add_argument("-c", "--config", required=True)
+    purge.add_argument("--site", help="only this site (a name or one of its host names)")
+    purge.add_argument("--dry-run", action="store_true", help="count what would be removed, remove nothing")
+    purge.set_defaults(func=cmd_purge)
     return parser
 
 
