@@ -11,6 +11,8 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from consentproxy.admin.app import AdminContext
 from consentproxy.banner.assets import AssetsMissing, BannerAssets
 from consentproxy.banner.endpoints import ConsentEndpoints
@@ -26,7 +28,7 @@ from consentproxy.html.step import HtmlRewriting
 from consentproxy.proxy.forwarded import TrustedProxies
 from consentproxy.proxy.pipeline import Step
 from consentproxy.proxy.sites import Site, SiteRouter
-from consentproxy.records import RecordWriter, StoreError, open_store
+from consentproxy.records import RecordWriter, StoreError, load_private_key, open_store
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -135,6 +137,16 @@ def _token_digest(config: Config) -> bytes | None:
     if ref is None:
         return None
     return hashlib.sha256(_resolve(config, "admin_token", ref).encode()).digest()
+
+
+def export_signing_key(config: Config) -> Ed25519PrivateKey | None:
+    """The Ed25519 key that signs checkpoints and exports; None when none is configured."""
+    if config.secrets.export_key is None:
+        return None
+    try:
+        return load_private_key(_export_key(config))
+    except ValueError as exc:
+        raise ConfigError([Problem(_file(config), "secrets.export_key", str(exc))]) from None
 
 
 def _export_key(config: Config) -> str:

@@ -261,8 +261,9 @@ def _read_store(reader: Reader | None) -> StoreConfig:
     url = reader.get("url", str, "")
     if url and not url.startswith(("sqlite:", "postgresql:", "postgres:")):
         reader.problem("url", f"must start with sqlite: or postgresql:, got {url!r}")
+    interval = reader.converted("upkeep_interval", StoreConfig().upkeep_interval, parse_duration)
     reader.finish()
-    return StoreConfig(url=url)
+    return StoreConfig(url=url, upkeep_interval=interval)
 
 
 def _read_upstream_host(reader: Reader) -> tuple[str, str]:

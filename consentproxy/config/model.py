@@ -77,6 +77,8 @@ class SecretsConfig:
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     url: str = ""
+    #: how often each site's head is signed and its retention applied
+    upkeep_interval: float = 3600.0
 
 
 UpstreamHostMode = Literal["client", "upstream", "fixed"]

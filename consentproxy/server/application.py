@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import gc
 import logging
 import os
@@ -24,8 +25,9 @@ from consentproxy.config.model import Config
 from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.proxy.app import ProxyApp
 from consentproxy.proxy.upstream import create_session
-from consentproxy.records import RecordWriter, open_store
-from consentproxy.runtime import Runtime, check_secrets, store_url, with_default_keys
+from consentproxy.records import RecordWriter, StoreError, open_store
+from consentproxy.records.maintenance import upkeep
+from consentproxy.runtime import Runtime, check_secrets, export_signing_key, store_url, with_default_keys
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -35,6 +37,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 INVENTORY_FLUSH_SECONDS = 10.0
+#: the first upkeep of the consent log comes soon after start, then every [store] upkeep_interval
+UPKEEP_FIRST_SECONDS = 60.0
 
 # Changing these needs a restart: they shape sockets and processes, not requests.
 _RESTART_ONLY = ("listen", "admin_listen", "workers", "limits", "upstream_connections")
@@ -48,6 +52,7 @@ class Application:
         self.runtime = Runtime.build(config, self.inventory, self.records)
         self.proxy: ProxyApp | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._upkeeper: asyncio.Task[None] | None = None
         self.ready = False
         # Long admin reads (exports, verification) get connections of their own, never the writer's.
         admin_store = AdminStore(self.records, lambda: open_store(self.store_url, migrate=False))
@@ -89,18 +94,45 @@ class Application:
                 gc.collect()
                 gc.freeze()
                 self._flusher = asyncio.ensure_future(self._flush_periodically())
+                self._upkeeper = asyncio.ensure_future(self._upkeep_periodically())
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
-                if self._flusher is not None:
-                    self._flusher.cancel()
+                for task in (self._flusher, self._upkeeper):
+                    if task is not None:
+                        task.cancel()
                 self._flush_inventory_now()
                 await self.records.close()  # commits what is queued
                 if self.proxy is not None:
                     await self.proxy.session.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _upkeep_periodically(self) -> None:
+        delay = min(UPKEEP_FIRST_SECONDS, self.runtime.config.store.upkeep_interval)
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.runtime.config.store.upkeep_interval
+            await self.upkeep()
+
+    async def upkeep(self) -> None:
+        """Sign each site's head and apply retention (one worker of this host at a time)."""
+        runtime = self.runtime
+        try:
+            key = export_signing_key(runtime.config)
+        except ConfigError as exc:
+            logger.error("consent log upkeep skipped: %s", exc)
+            return
+        if key is None:
+            return
+        sites = runtime.config.sites
+        lock = runtime.config.server.data_dir / "upkeep.lock"
+        now = dt.datetime.now(dt.UTC)
+        try:
+            await self.records.call(lambda store: upkeep(store, sites, key, now, lock))
+        except StoreError as exc:
+            logger.warning("consent log upkeep failed, tried again at the next round: %s", exc)
 
     async def _flush_periodically(self) -> None:
         while True:
