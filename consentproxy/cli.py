@@ -145,6 +145,25 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_token(args: argparse.Namespace) -> int:
+    """A fresh admin token: shown once, while the configuration keeps only its SHA-256."""
+    import hashlib
+    import secrets
+
+    from consentproxy.config.loader import TOKEN_NAME_RE
+    from consentproxy.config.model import SECRETS_TOKEN_NAME
+
+    if not TOKEN_NAME_RE.match(args.name) or args.name == SECRETS_TOKEN_NAME:
+        print(f"error: --name must be 1-64 of A-Z a-z 0-9 _ . @ - and not {SECRETS_TOKEN_NAME!r}", file=sys.stderr)
+        return 2
+    token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    print(f"token for {args.name} ({args.scope} scope), shown only now; give it to its holder:\n\n  {token}\n")
+    print("add to the configuration (it holds only the digest), then reload with SIGHUP:\n")
+    print(f'[[server.admin_tokens]]\nname = "{args.name}"\nscope = "{args.scope}"\nsha256 = "{digest}"')
+    return 0
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from consentproxy.html.preview import decision_for, load_page, preview, summary
 
@@ -374,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--dir", default="secrets", help="where to write them (default ./secrets)")
     generate.add_argument("--force", action="store_true", help="replace existing files")
     generate.set_defaults(func=cmd_keys_generate)
+    token = keys_commands.add_parser("token", help="make an admin API token and the configuration lines for it")
+    token.add_argument("--name", required=True, help="what the audit log calls its holder, e.g. dpo")
+    token.add_argument("--scope", choices=["read", "full"], default="read", help="read (default) or full")
+    token.set_defaults(func=cmd_keys_token)
 
     show = commands.add_parser("preview", help="print a page as the proxy would rewrite it, and what it blocks")
     show.add_argument("-c", "--config", required=True)

@@ -43,7 +43,7 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _HOST_RE = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$|^\*$")
 _SITE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 DIGEST_HELP = "printf %s TOKEN | sha256sum"
@@ -212,7 +212,7 @@ def _read_admin_tokens(reader: Reader) -> tuple[AdminTokenConfig, ...]:
         name = item.get("name", str, "")
         if "name" not in table:
             item.problem("name", "is required: who holds the token (the audit log names it)")
-        elif not _TOKEN_NAME_RE.match(name):
+        elif not TOKEN_NAME_RE.match(name):
             item.problem("name", "use 1-64 letters, digits, '.', '_', '-' or '@'")
         elif name in names:
             reason = ("is the name of [secrets] admin_token" if name == SECRETS_TOKEN_NAME
