@@ -58,3 +58,18 @@ def test_bench_proxy_smoke(tmp_path: Path) -> None:
     for tool in ("nginx", "wrk", "python"):
         assert report["environment"]["versions"][tool]
     assert "target" in proc.stdout and "consentproxy" in proc.stdout  # the table was printed
+
+
+@pytest.mark.timeout(120)
+def test_bench_consent_smoke(tmp_path: Path) -> None:
+    """Decisions through the API are all in the log afterwards (the benchmark exits 1 otherwise)."""
+    out = tmp_path / "consent.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "load_tests" / "bench_consent.py"), "--duration", "1", "--connections", "8",
+         "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=110, check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    report = json.loads(out.read_text())
+    decide = report["results"]["decision POST"]
+    assert decide["ok"] > 0 and decide["ok"] == decide["requests"]
+    assert report["lost"] == 0 and report["events_stored"] >= decide["ok"]
