@@ -10,8 +10,11 @@ import json
 import re
 import signal
 import sqlite3
+import stat
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,13 +26,15 @@ import pytest
 from conftest import ROOT, Proxy, Upstream, launch_proxy, site_toml
 from pg_support import pg_schema
 from test_consent_api import call
+from test_records import notice_content
 
 from consentproxy.admin.api import OPERATIONS, AdminStore
 from consentproxy.admin.app import build_admin_app
-from consentproxy.admin.auth import AdminContext
+from consentproxy.admin.auth import AdminContext, AdminToken
 from consentproxy.config import ConfigError, load_config
-from consentproxy.records import ConsentEvent, RecordWriter, open_store
-from consentproxy.records.store import subject_commitment
+from consentproxy.config.secrets import generate_keys
+from consentproxy.records import ConsentEvent, NoticeVersion, RecordWriter, open_store
+from consentproxy.records.store import StoreUnavailable, subject_commitment
 
 SITE = "kade"
 DPO_TOKEN = "dpo-reads-only-3f9a1c7e52"
@@ -64,13 +69,14 @@ class Reply:
 
 
 def admin(proxy: Proxy, method: str, path: str, token: str | None = None, port: int | None = None,
-          headers: dict[str, str] | None = None) -> Reply:
+          headers: dict[str, str] | None = None, body: object = None) -> Reply:
     sent = dict(headers or {})
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
-    connection = http.client.HTTPConnection("127.0.0.1", port or proxy.admin_port, timeout=30)
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port or proxy.admin_port, timeout=60)
     try:
-        connection.request(method, path, headers=sent)
+        connection.request(method, path, body=data, headers=sent)
         response = connection.getresponse()
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
     finally:
@@ -140,7 +146,7 @@ def test_tokens_are_required_and_their_scope_enforced(on_sqlite: Running) -> Non
     assert basic.status == 401
     # every operation is closed without a token, and a read token cannot change anything
     for op in OPERATIONS:
-        path = op.path.format(site=SITE, consent_id="A" * 22)
+        path = op.path.format(site=SITE, consent_id="A" * 22, name="x.ndjson")
         assert admin(proxy, op.method, path).status == 401, op
         if op.scope == "full":
             refused = admin(proxy, op.method, path, token=DPO_TOKEN)
@@ -441,3 +447,315 @@ def test_every_admin_route_is_in_the_openapi_description(tmp_path: Path) -> None
         assert documented[(op.method, op.path)] == [op.scope], op
     assert {key for key, scopes in documented.items() if scopes is None} == {
         ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
+
+
+# -- signed export files (POST /api/sites/{site}/exports, /api/exports/…) ----------------------------
+
+
+def bulk_events(run: Running, count: int, start: datetime) -> None:
+    """`count` refusals a minute apart from `start` (after now: the log's times rise with its seqs, as in
+    production), on the notice of one decision made through the proxy."""
+    decide(run.proxy, "accept_all")
+    with open_store(run.store_url) as store:
+        (first,) = store.events(SITE)
+        store.append([ConsentEvent.new(site=SITE, principal=f"bulk-principal-{i:06d}", notice_id=first.notice_id,
+                                       event_type="refused", method="reject_all", choices={"necessary": True},
+                                       ip="81.2.69.0", expires_at=start + timedelta(days=365),
+                                       time=start + timedelta(minutes=i)) for i in range(count)])
+
+
+def exports_dir(run: Running) -> Path:
+    return run.proxy.config_path.parent / "data0" / "exports"
+
+
+def download(run: Running, path: str, into: Path) -> Path:
+    """GET an export file as curl -OJ would: saved under the name its Content-Disposition gives."""
+    got = admin(run.proxy, "GET", path, token=DPO_TOKEN)
+    assert got.status == 200, got.body
+    match = re.fullmatch(r'attachment; filename="([^"/]+)"', got.headers["content-disposition"])
+    assert match is not None, got.headers
+    assert int(got.headers["content-length"]) == len(got.body)
+    into.mkdir(exist_ok=True)
+    saved = into / match.group(1)
+    saved.write_bytes(got.body)
+    return saved
+
+
+def verify_cli(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "consentproxy", "verify", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_exports_are_made_listed_downloaded_and_verify(running: Running, tmp_path: Path) -> None:
+    proxy = running.proxy
+    start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=1)
+    bulk_events(running, 2500, start)  # some MB in receipts: several chunks each way
+    made: dict[str, dict[str, Any]] = {}
+    for fmt in ("ndjson", "csv", "receipts"):
+        created = admin(proxy, "POST", f"/api/sites/{SITE}/exports", token=OPS_TOKEN, body={"format": fmt})
+        assert created.status == 201, created.body
+        body = created.json()
+        extension = "receipts.ndjson" if fmt == "receipts" else fmt
+        assert re.fullmatch(rf"{SITE}-\d{{8}}T\d{{6}}Z-[0-9a-f]{{8}}\.{extension}", body["name"]), body["name"]
+        assert body["manifest"]["format"] == fmt and body["manifest"]["count"] == 2501
+        assert body["manifest"]["first_seq"] == 1 and body["manifest"]["last_seq"] == 2501
+        assert created.headers["location"] == body["download"] == f"/api/exports/{body['name']}"
+        assert body["manifest_download"] == body["download"] + ".manifest.json"
+        made[fmt] = body
+    window = admin(proxy, "POST", f"/api/sites/{SITE}/exports", token=OPS_TOKEN,
+                   body={"since": f"{start + timedelta(minutes=10):%Y-%m-%dT%H:%M}Z",
+                         "until": f"{start + timedelta(minutes=20):%Y-%m-%dT%H:%M:%S}"}).json()
+    assert window["manifest"]["count"] == 10 and window["manifest"]["first_seq"] == 12, window["manifest"]
+    assert window["manifest"]["range"]["until"] == f"{start + timedelta(minutes=20):%Y-%m-%dT%H:%M:%S}"
+
+    directory = exports_dir(running)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()} == {0o600}  # personal data
+    assert len(list(directory.iterdir())) == 8 and not list(directory.glob("*.partial"))
+
+    listed = admin(proxy, "GET", "/api/exports", token=DPO_TOKEN)
+    assert listed.status == 200, listed.body
+    entries = {e["name"]: e for e in listed.json()["exports"]}
+    assert set(entries) == {b["name"] for b in (*made.values(), window)}
+    for fmt, body in made.items():
+        entry = entries[body["name"]]
+        assert entry["complete"] is True
+        assert entry["bytes"] == body["bytes"] == (directory / body["name"]).stat().st_size
+        assert entry["manifest"]["format"] == fmt and entry["manifest"]["count"] == 2501
+        assert entry["manifest"]["sha256"] == body["manifest"]["sha256"] and "notices" not in entry["manifest"]
+        assert (entry["download"], entry["manifest_download"]) == (body["download"], body["manifest_download"])
+
+    for fmt, body in made.items():
+        into = tmp_path / f"downloaded-{fmt}"
+        data = download(running, body["download"], into)
+        manifest = download(running, body["manifest_download"], into)
+        assert data.name == body["name"] and manifest.name == body["name"] + ".manifest.json"
+        assert data.read_bytes() == (directory / body["name"]).read_bytes()
+        checked = verify_cli(data)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert checked.stdout.startswith(f"OK: 2,501 events of site {SITE}, seq 1\N{EN DASH}2501"), checked.stdout
+    head = admin(proxy, "HEAD", made["csv"]["download"], token=DPO_TOKEN)
+    assert head.status == 200 and head.body == b"" and head.headers["content-type"].startswith("text/csv")
+    assert int(head.headers["content-length"]) == made["csv"]["bytes"]
+    tampered = tmp_path / "downloaded-ndjson" / made["ndjson"]["name"]
+    tampered.write_bytes(tampered.read_bytes().replace(b"bulk-principal-000007", b"bulk-principal-000070", 1))
+    assert verify_cli(tampered).returncode == 1
+
+    for bad, code in (({"format": "xml"}, "bad_parameter"), ({"since": "yesterday"}, "bad_parameter"),
+                      ({"since": "2025-02-01", "until": "2025-01-01"}, "bad_parameter"),
+                      ({"fmt": "csv"}, "bad_parameter"), (b"csv please", "bad_parameter"),
+                      (["ndjson"], "bad_parameter")):
+        refused = admin(proxy, "POST", f"/api/sites/{SITE}/exports", token=OPS_TOKEN, body=bad)
+        assert (refused.status, refused.json()["error"]) == (400, code), (bad, refused.body)
+    assert admin(proxy, "POST", "/api/sites/nowhere/exports", token=OPS_TOKEN).json()["error"] == "unknown_site"
+    assert len(list(directory.iterdir())) == 8
+
+    created_audit = admin(proxy, "GET", "/api/audit?action=export", token=DPO_TOKEN).json()["entries"]
+    assert [(e["status"], e["token"], e["detail"].get("format"), e["detail"].get("count"))
+            for e in created_audit[:4]] == [(201, "ops", "ndjson", 2501), (201, "ops", "csv", 2501),
+                                            (201, "ops", "receipts", 2501), (201, "ops", "ndjson", 10)]
+    assert created_audit[3]["detail"]["since"] == f"{start + timedelta(minutes=10):%Y-%m-%dT%H:%M}Z"
+    assert created_audit[3]["site"] == SITE
+    assert created_audit[3]["detail"]["name"] == window["name"]
+    assert [e["status"] for e in created_audit[4:]] == [400] * 6 + [404]
+    downloads = admin(proxy, "GET", "/api/audit?action=export_download", token=DPO_TOKEN).json()["entries"]
+    assert [e["detail"]["name"] for e in downloads[:6]] == [
+        name for b in made.values() for name in (b["name"], b["name"] + ".manifest.json")]
+    assert {e["token"] for e in downloads} == {"dpo"}
+    assert [e["detail"] for e in admin(proxy, "GET", "/api/audit?action=exports", token=DPO_TOKEN).json()[
+        "entries"]] == [{"exports": 4}]
+
+
+def test_export_names_reach_nothing_else(on_sqlite: Running, tmp_path: Path) -> None:
+    run, proxy = on_sqlite, on_sqlite.proxy
+    decide(proxy, "accept_all")
+    name = admin(proxy, "POST", f"/api/sites/{SITE}/exports", token=OPS_TOKEN).json()["name"]
+    directory = exports_dir(run)
+    secret = (directory.parent / "secrets" / "admin-token").read_bytes()
+    (directory / "leak.ndjson").symlink_to(directory.parent / "secrets" / "admin-token")
+    (directory / "leak.ndjson.manifest.json").symlink_to(directory / f"{name}.manifest.json")
+    (directory / "stale.ndjson.partial").write_bytes(b"half an export\n")
+    (directory / "stale.ndjson.partial.manifest.json").write_bytes(b"{}")
+    attempts = [
+        "..%2Fsecrets%2Fadmin-token", "..%2F..%2Fproxy0.toml", "%2Fetc%2Fpasswd", "%2E%2E", "..", ".",
+        "%2e%2e%2fsecrets%2fadmin-token", "..%5Csecrets%5Cadmin-token", "leak.ndjson", "stale.ndjson.partial",
+        f"{name}%00", f"{name}%2F..", f"{name}.manifest.json.manifest.json", f"{name.upper()}", "nothing.ndjson",
+        "exports%2F" + name, f"..%2Fexports%2F{name}",
+    ]
+    for attempt in attempts:
+        for path in (f"/api/exports/{attempt}", f"/api/exports/{attempt}.manifest.json"):
+            got = admin(proxy, "GET", path, token=DPO_TOKEN)
+            assert got.status == 404, (path, got.status, got.body[:200])
+            assert got.json()["error"] in ("unknown_export", "not_found"), (path, got.body)
+            assert secret.strip() not in got.body
+        gone = admin(proxy, "DELETE", f"/api/exports/{attempt}", token=OPS_TOKEN)
+        assert gone.status == 404, (attempt, gone.body)
+    # nothing was removed or reached, and the listing shows only what the API wrote
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [name, f"{name}.manifest.json", "leak.ndjson", "leak.ndjson.manifest.json", "stale.ndjson.partial",
+         "stale.ndjson.partial.manifest.json"])
+    assert (directory.parent / "secrets" / "admin-token").read_bytes() == secret
+    assert [e["name"] for e in admin(proxy, "GET", "/api/exports", token=DPO_TOKEN).json()["exports"]] == [name]
+    assert admin(proxy, "GET", f"/api/exports/{name}", token=DPO_TOKEN).status == 200
+    # the names asked for are in the audit, for whoever looks for probing
+    probed = admin(proxy, "GET", "/api/audit?action=export_download", token=DPO_TOKEN).json()["entries"]
+    assert {"..", "leak.ndjson", "nothing.ndjson"} <= {e["detail"]["name"] for e in probed}
+    assert {e["status"] for e in probed} == {404, 200}
+
+
+def test_read_tokens_cannot_make_or_delete_exports_and_delete_removes_both(on_sqlite: Running) -> None:
+    run, proxy = on_sqlite, on_sqlite.proxy
+    decide(proxy, "reject_all")
+    refused = admin(proxy, "POST", f"/api/sites/{SITE}/exports", token=DPO_TOKEN, body={"format": "csv"})
+    assert refused.status == 403 and refused.json()["error"] == "insufficient_scope"
+    directory = exports_dir(run)
+    assert not directory.exists() or not list(directory.iterdir())
+    name = admin(proxy, "POST", f"/api/sites/{SITE}/exports", token=OPS_TOKEN, body={"format": "csv"}).json()["name"]
+    assert admin(proxy, "DELETE", f"/api/exports/{name}", token=DPO_TOKEN).status == 403
+    assert sorted(p.name for p in directory.iterdir()) == [name, f"{name}.manifest.json"]
+    deleted = admin(proxy, "DELETE", f"/api/exports/{name}", token=OPS_TOKEN)
+    assert deleted.status == 200, deleted.body
+    assert deleted.json() == {"name": name, "removed": [f"{name}.manifest.json", name]}
+    assert list(directory.iterdir()) == []
+    assert admin(proxy, "GET", "/api/exports", token=DPO_TOKEN).json() == {"exports": []}
+    assert admin(proxy, "GET", f"/api/exports/{name}", token=DPO_TOKEN).status == 404
+    assert admin(proxy, "DELETE", f"/api/exports/{name}", token=OPS_TOKEN).status == 404
+    # a data file whose manifest never came (a crash in between) is listed as incomplete and can be deleted
+    (directory / "kade-20250101T000000Z-00000000.ndjson").write_bytes(b"{}\n")
+    (incomplete,) = admin(proxy, "GET", "/api/exports", token=DPO_TOKEN).json()["exports"]
+    assert incomplete["complete"] is False and incomplete["manifest"] is None and incomplete["download"] is None
+    assert admin(proxy, "GET", f"/api/exports/{incomplete['name']}", token=DPO_TOKEN).status == 404
+    assert admin(proxy, "DELETE", f"/api/exports/{incomplete['name']}", token=OPS_TOKEN).status == 200
+    assert list(directory.iterdir()) == []
+    audited = admin(proxy, "GET", "/api/audit?action=export_delete", token=DPO_TOKEN).json()["entries"]
+    assert [(e["token"], e["status"], e["detail"]["name"]) for e in audited] == [
+        ("dpo", 403, name), ("ops", 200, name), ("ops", 404, name), ("ops", 200, incomplete["name"])]
+
+
+def test_an_export_the_audit_cannot_record_is_not_kept(upstream: Upstream, tmp_path: Path) -> None:
+    database = tmp_path / "records.db"
+    run = start(tmp_path, upstream, f"sqlite:///{database}?busy_timeout=300")
+    try:
+        for action in ("accept_all", "reject_all"):
+            decide(run.proxy, action)
+        directory = exports_dir(run)
+        with closing(sqlite3.connect(database, isolation_level=None)) as blocker:
+            blocker.execute("BEGIN EXCLUSIVE")  # the export can read (WAL), its audit entry cannot be written
+            refused = admin(run.proxy, "POST", f"/api/sites/{SITE}/exports", token=OPS_TOKEN)
+            assert refused.status == 503, refused.body
+            assert refused.json()["error"] == "store_unavailable" and int(refused.headers["retry-after"]) > 0
+            assert list(directory.iterdir()) == []  # no half file, no unaudited whole one
+            blocker.execute("ROLLBACK")
+        made = admin(run.proxy, "POST", f"/api/sites/{SITE}/exports", token=OPS_TOKEN)
+        assert made.status == 201 and made.json()["manifest"]["count"] == 2
+    finally:
+        run.proxy.stop(signal.SIGTERM)
+
+
+# The failures a real process cannot be made to have on cue: the app in-process, on a store that breaks.
+
+
+class BreakingReader:
+    """A reader that streams events slowly and fails part-way, as a store going down mid-export does."""
+
+    def __init__(self, url: str, fail_after: int | None, delay: float = 0.0) -> None:
+        self.store = open_store(url, migrate=False)
+        self.fail_after, self.delay = fail_after, delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def __enter__(self) -> BreakingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
+    def events(self, *args: Any, **kwargs: Any) -> Iterator[ConsentEvent]:
+        for index, event in enumerate(self.store.events(*args, **kwargs)):
+            if self.fail_after is not None and index == self.fail_after:
+                raise StoreUnavailable("the database went away", retry_after=7)
+            time.sleep(self.delay)
+            yield event
+
+
+async def asgi(app: Any, method: str, path: str, token: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """One request straight into the ASGI app."""
+    sent: list[dict[str, Any]] = []
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
+             "raw_path": path.encode(), "query_string": b"", "scheme": "http", "root_path": "",
+             "headers": [(b"host", b"admin"), (b"authorization", f"Bearer {token}".encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 9090)}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start_message = sent[0]
+    headers = {k.decode().lower(): v.decode() for k, v in start_message["headers"]}
+    return start_message["status"], headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def in_process(tmp_path: Path, reader: Callable[[], Any]) -> tuple[Any, RecordWriter, str]:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    keys = generate_keys(tmp_path / "keys")
+    with open_store(url) as store:
+        notice = NoticeVersion.create(SITE, 1, notice_content())
+        store.put_notice(notice)
+        moment = datetime(2025, 1, 1, tzinfo=UTC)
+        store.append([ConsentEvent.new(site=SITE, principal=f"p-{i:06d}", notice_id=notice.id, event_type="refused",
+                                       method="reject_all", choices={"necessary": True},
+                                       expires_at=moment + timedelta(days=365), time=moment + timedelta(seconds=i))
+                      for i in range(3000)])
+    writer = RecordWriter.for_url(url)
+    context = AdminContext(tmp_path / "data", (AdminToken("ops", "full", hashlib.sha256(OPS_TOKEN.encode()).digest()),),
+                           (SITE,), f"file:{keys['export_key']}")
+    app = build_admin_app(lambda: True, dict, lambda: context, AdminStore(writer, reader))
+    return app, writer, url
+
+
+def test_a_store_failure_mid_export_leaves_no_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    app, writer, _ = in_process(tmp_path, lambda: BreakingReader(url, fail_after=1500))
+
+    async def scenario() -> None:
+        try:
+            status, headers, body = await asgi(app, "POST", f"/api/sites/{SITE}/exports", OPS_TOKEN,
+                                               b'{"format": "receipts"}')
+            assert status == 503 and headers["retry-after"] == "7", body
+            assert json.loads(body)["error"] == "store_unavailable"
+        finally:
+            await writer.close()
+
+    asyncio.run(scenario())
+    assert list((tmp_path / "data" / "exports").iterdir()) == []
+    with open_store(url) as store:
+        assert store.audit() == []  # like every 503: the store could not be written
+
+
+def test_an_export_whose_client_left_is_stopped_and_removed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    app, writer, _ = in_process(tmp_path, lambda: BreakingReader(url, fail_after=None, delay=0.002))
+    directory = tmp_path / "data" / "exports"
+
+    async def scenario() -> None:
+        try:
+            request = asyncio.ensure_future(asgi(app, "POST", f"/api/sites/{SITE}/exports", OPS_TOKEN))
+            deadline = time.monotonic() + 10
+            while not list(directory.glob("*.partial")):  # the export is under way
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await request
+            while list(directory.iterdir()):  # the thread notices at its next record and cleans up
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+        finally:
+            await writer.close()
+
+    asyncio.run(scenario())
+    assert list(directory.iterdir()) == []

@@ -9,8 +9,14 @@ refused with 401 and only logged (they name no one the audit could hold to
 account). An erasure and its audit entry share one transaction.
 
 Short store calls run on the worker's `RecordWriter` thread, between consent
-commits; the long ones (an event export, a verification) open a connection of
-their own on a thread, so they never hold up visitors' decisions.
+commits; the long ones (an event export, a verification, a signed export
+file) open a connection of their own on a thread, so they never hold up
+visitors' decisions.
+
+Signed exports (`/api/sites/{site}/exports`, `/api/exports/…`) are the CLI's
+`consentproxy export`, written to `DATA_DIR/exports/` (see `exports`) so that
+logs of any size stream to disk and then to the client, and a downloaded pair
+verifies with `consentproxy verify`.
 
 `OPERATIONS` lists every route with its scope and audit action; the OpenAPI
 description (docs/admin-api.yaml) is tested against it.
@@ -20,12 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,12 +43,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from consentproxy.admin import exports as export_files
 from consentproxy.admin.auth import AdminContext, AdminToken, bearer
 from consentproxy.admin.verification import verify_site
 from consentproxy.config.model import AdminScope
 from consentproxy.config.secrets import SecretError, read_secret
 from consentproxy.cookies.inventory import FILENAME, load_inventory, report
 from consentproxy.records.checkpoint import load_private_key, public_key_text
+from consentproxy.records.export import FORMATS, ExportError, ExportResult, Progress, export_site, parse_time
+from consentproxy.records.manifest import MANIFEST_SUFFIX
 from consentproxy.records.model import ConsentEvent, iso_ms, utc_ms
 from consentproxy.records.store import AuditEntry, RecordStore, StoreError, StoreUnavailable, subject_commitment
 from consentproxy.records.writer import RecordWriter
@@ -52,6 +64,8 @@ _CONSENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _SITE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 STREAM_BATCH = 500  # events per chunk of an NDJSON export
 AUDIT_LIMIT_DEFAULT = 1000
+FILE_CHUNK = 256 * 1024  # bytes per chunk of an export file download
+EXPORT_BODY_LIMIT = 4096  # an export request is three short fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +93,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/sites/{site}/verify", "read", "verify"),
     Operation("GET", "/api/sites/{site}/checkpoints", "read", "checkpoints"),
     Operation("POST", "/api/sites/{site}/checkpoints", "full", "checkpoint"),
+    Operation("POST", "/api/sites/{site}/exports", "full", "export"),
+    Operation("GET", "/api/exports", "read", "exports"),
+    # Before `/api/exports/{name}`, which would match the manifest's name too.
+    Operation("GET", "/api/exports/{name}" + MANIFEST_SUFFIX, "read", "export_download"),
+    Operation("GET", "/api/exports/{name}", "read", "export_download"),
+    Operation("DELETE", "/api/exports/{name}", "full", "export_delete"),
     Operation("GET", "/api/audit", "read", "audit"),
 )
 
@@ -133,7 +153,10 @@ class Call:
         self.recorded = True
 
     def name_subject(self) -> None:
-        """Site and consent id commitment from the path, where well-formed (not yet checked to exist)."""
+        """Site and consent id commitment (or export name) from the path, where well-formed (not yet checked)."""
+        if "name" in self.request.path_params:  # the file asked for, unknown names and traversal attempts too
+            manifest = self.operation.path.endswith(MANIFEST_SUFFIX)
+            self.detail["name"] = str(self.request.path_params["name"])[:200] + (MANIFEST_SUFFIX if manifest else "")
         site = str(self.request.path_params.get("site", ""))
         if _SITE_RE.match(site):
             self.site = site
@@ -347,9 +370,184 @@ async def audit(call: Call) -> Response:
                          "next_after": found[-1].id if len(found) == limit else None})
 
 
+# -- signed export files ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    fmt: str
+    since: datetime | None
+    until: datetime | None
+    asked: tuple[str | None, str | None]  # as written, kept in the manifest
+
+
+async def _export_request(call: Call) -> ExportRequest:
+    """The JSON body `{"format", "since", "until"}`, all optional; read the way the CLI reads its options."""
+    body = b""
+    async for chunk in call.request.stream():
+        body += chunk
+        if len(body) > EXPORT_BODY_LIMIT:
+            raise ApiFailure(400, "bad_parameter", "the request body is too long for an export request")
+    try:
+        fields = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError:
+        raise ApiFailure(400, "bad_parameter", "the body must be a JSON object such as "
+                         '{"format": "csv", "since": "2025-01-01", "until": "2025-01-31"}') from None
+    if not isinstance(fields, dict):
+        raise ApiFailure(400, "bad_parameter", "the body must be a JSON object")
+    unknown = sorted(set(fields) - {"format", "since", "until"})
+    if unknown:
+        raise ApiFailure(400, "bad_parameter", f"unknown field(s) {', '.join(unknown)}; "
+                         "an export takes format, since and until")
+    fmt = fields.get("format") or "ndjson"
+    if fmt not in FORMATS:
+        raise ApiFailure(400, "bad_parameter", f"format must be one of {', '.join(FORMATS)}")
+    moments: list[datetime | None] = []
+    for name in ("since", "until"):
+        text = fields.get(name)
+        if text is not None and not isinstance(text, str):
+            raise ApiFailure(400, "bad_parameter", f"{name} must be a string (ISO 8601)")
+        try:
+            moments.append(parse_time(text, end_of_day=name == "until") if text else None)
+        except ValueError as exc:
+            raise ApiFailure(400, "bad_parameter", f"{name}: {exc}") from None
+    since, until = moments
+    if since is not None and until is not None and since >= until:
+        raise ApiFailure(400, "bad_parameter", "since must be before until")
+    return ExportRequest(str(fmt), since, until, (fields.get("since") or None, fields.get("until") or None))
+
+
+class _Abandoned(Exception):
+    """The request went away during its export: stop writing and keep nothing."""
+
+
+class _StopWhenAbandoned(Progress):
+    """`export_site` reports every record here, which lets an abandoned export stop at the next one."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__(None, "export")
+        self._stop = stop
+
+    def update(self, done: int, force: bool = False) -> None:
+        if self._stop.is_set():
+            raise _Abandoned
+
+
+def _discard(future: asyncio.Future[ExportResult]) -> None:
+    """An export that finished for a request no longer there: its files go, unanswered and unaudited."""
+    if not future.cancelled() and future.exception() is None:
+        result = future.result()
+        export_files.remove(result.path.parent, result.path.name)
+
+
+async def _write_export(call: Call, site: str, out: Path, asked: ExportRequest,
+                        key: Ed25519PrivateKey) -> ExportResult:
+    """`export_site` on its own connection and thread; a cancelled request leaves no files behind."""
+    stop = threading.Event()
+
+    def run() -> ExportResult:
+        with call.store.open_reader() as reader:
+            return export_site(reader, site, out, asked.fmt, key, since=asked.since, until=asked.until,
+                               asked=asked.asked, progress=_StopWhenAbandoned(stop))
+
+    future = asyncio.get_running_loop().run_in_executor(None, run)
+    try:
+        return await asyncio.shield(future)  # shielded: a result that comes after a cancel is still cleaned up
+    except asyncio.CancelledError:
+        stop.set()
+        future.add_done_callback(_discard)
+        raise
+    except ExportError as exc:
+        raise ApiFailure(409, "export_refused", str(exc)) from None
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise ApiFailure(507 if full else 500, "export_not_written",
+                         f"the export could not be written: {exc.strerror or exc}; nothing was kept") from None
+
+
+async def create_export(call: Call) -> Response:
+    site = await call.known_site()
+    asked = await _export_request(call)
+    call.detail.update({"format": asked.fmt, "since": asked.asked[0], "until": asked.asked[1]})
+    key = call.export_key()
+    directory = await asyncio.to_thread(export_files.exports_dir, call.context.data_dir, True)
+    name = export_files.new_name(site, asked.fmt)
+    result = await _write_export(call, site, directory / name, asked, key)
+    manifest = result.manifest
+    call.detail.update({"name": name, "count": manifest["count"], "first_seq": manifest["first_seq"],
+                        "last_seq": manifest["last_seq"], "sha256": manifest["sha256"]})
+    try:
+        await call.record(201, "ok")
+    except BaseException:  # not audited, so not kept: exports hold personal data
+        await asyncio.to_thread(export_files.remove, directory, name)
+        raise
+    download = export_files.download_path(name)
+    return JSONResponse({
+        "name": name, "bytes": manifest["bytes"], "seconds": round(result.seconds, 3),
+        "download": download, "manifest_download": download + MANIFEST_SUFFIX, "manifest": manifest,
+    }, status_code=201, headers={"Location": download})
+
+
+async def list_exports(call: Call) -> Response:
+    directory = export_files.exports_dir(call.context.data_dir)
+    listed = await asyncio.to_thread(export_files.listing, directory)
+    call.detail["exports"] = len(listed)
+    return JSONResponse({"exports": listed})
+
+
+def _unknown_export(name: str) -> ApiFailure:
+    return ApiFailure(404, "unknown_export", f"no export named {name[:200]!r}; GET /api/exports lists them")
+
+
+async def download_export(call: Call) -> Response:
+    name = str(call.request.path_params["name"])
+    manifest = call.operation.path.endswith(MANIFEST_SUFFIX)
+    directory = export_files.exports_dir(call.context.data_dir)
+    opened = await asyncio.to_thread(export_files.open_download, directory, name, manifest)
+    if opened is None:
+        raise _unknown_export(name)
+    handle = opened.handle
+    headers = {"Content-Disposition": f'attachment; filename="{opened.filename}"',
+               "Content-Length": str(opened.size)}
+    media = export_files.media_type(opened.filename)
+    if call.request.method == "HEAD":
+        handle.close()
+        return Response(media_type=media, headers=headers)
+    try:
+        await call.record(200, "ok")
+    except BaseException:
+        handle.close()
+        raise
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await asyncio.to_thread(handle.read, FILE_CHUNK):
+                yield chunk
+        finally:
+            handle.close()
+
+    return StreamingResponse(stream(), media_type=media, headers=headers)
+
+
+async def delete_export(call: Call) -> Response:
+    name = str(call.request.path_params["name"])
+    directory = export_files.exports_dir(call.context.data_dir)
+    if name not in await asyncio.to_thread(export_files.data_names, directory):
+        raise _unknown_export(name)
+    await call.record(200, "ok")  # before the files go, like every change
+    try:
+        removed = await asyncio.to_thread(export_files.remove, directory, name)
+    except OSError as exc:
+        raise ApiFailure(500, "export_not_removed", f"the export could not be removed: {exc.strerror or exc}; "
+                         "try again") from None
+    return JSONResponse({"name": name, "removed": removed})
+
+
 HANDLERS: dict[str, Handler] = {
     "inventory": inventory, "sites": sites, "access": access, "erasure": erasure, "events": events,
     "verify": verify, "checkpoints": checkpoints, "checkpoint": checkpoint, "audit": audit,
+    "export": create_export, "exports": list_exports, "export_download": download_export,
+    "export_delete": delete_export,
 }
 
 
