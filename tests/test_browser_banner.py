@@ -180,6 +180,26 @@ def test_first_visit_shows_the_banner_and_nothing_tracks(visit: Visit, tmp_path:
     assert looks["reject_all"] == looks["accept_all"] == looks["settings"], looks
 
 
+def test_global_privacy_control_is_a_recorded_refusal_without_a_banner(demo: Demo, browser: Browser) -> None:
+    context = browser.new_context(extra_http_headers={"Sec-GPC": "1"})
+    try:
+        visit = Visit(demo, context)
+        mark = visit.mark()
+        page = visit.open("/")
+        assert page.locator("#cp-banner").count() == 0  # nothing to ask: the signal is the answer
+        assert page.locator("#cp-reopen").is_visible()  # and the visitor can still change it
+        page.wait_for_selector('#cp-root[data-cp-decided="1"]', state="attached", timeout=WAIT_MS)
+        state = page.evaluate("fetch('/_consent').then(r => r.json())")
+        assert state["method"] == "gpc_signal" and state["granted"] == ["necessary"], state
+        assert "cp_consent" in visit.cookie_names()  # recorded once; the next pages carry the decision
+        visit.open("/en/")
+        assert visit.hits_since(mark) == [], describe(visit.hits_since(mark))
+        assert visit.non_necessary_cookies() == set()
+        assert page.evaluate("fetch('/_consent').then(r => r.json())")["principal"] == state["principal"]
+    finally:
+        context.close()
+
+
 # --- the three choices -------------------------------------------------------------------------------
 
 

@@ -235,3 +235,11 @@ def test_a_forged_cookie_is_no_decision(proxy: Proxy) -> None:
     answer = call(proxy, "POST", body={"action": "reject_all"}, cookie=f"cp_consent={forged}")
     assert answer.status == 200
     assert answer.json()["principal"] != given.json()["principal"]
+
+
+def test_a_gpc_signal_is_recorded_only_when_the_browser_sends_it(proxy: Proxy) -> None:
+    refused = call(proxy, "POST", body={"action": "gpc_signal"})
+    assert refused.status == 422 and refused.json()["error"] == "gpc_not_sent"
+    answer = call(proxy, "POST", body={"action": "gpc_signal"}, headers={"Sec-GPC": "1"})
+    assert answer.status == 200
+    assert answer.json()["method"] == "gpc_signal" and answer.json()["granted"] == ["necessary"]

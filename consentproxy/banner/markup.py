@@ -189,18 +189,22 @@ class SiteMarkup:
 
     def bundle(self, lang: str, decision: Decision, nonces: NoncePlan, stamp: str) -> str:
         decided = decision.state is not None
+        # Global Privacy Control already refused everything optional: no question to ask, only the
+        # re-open control (the banner script records the signal as the visitor's decision).
+        show_banner = decision.kind == "none"
         if self._templates_version != self.cookie_list.version:
             # The settings layer lists the cookies the site was seen setting: a new one, a new rendering.
             self._templates_version = self.cookie_list.version
             self._templates = {(code, banner): self._template(code, banner) for code in LANGUAGES
                                for banner in (True, False)}
-        template = self._templates[(lang, not decided)]
+        template = self._templates[(lang, show_banner)]
         granted = " ".join(c for c in CATEGORY_IDS if c in decision.allowed)
         principal = decision.state.principal if decision.state is not None else None
         values = {
             _NONCE: f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else "",
             _STYLE_NONCE: f' nonce="{ascii_html(nonces.style_nonce)}"' if nonces.style_nonce else "",
-            _STATE: f' data-cp-decided="{1 if decided else 0}" data-cp-granted="{granted}"',
+            _STATE: f' data-cp-decided="{1 if decided else 0}" data-cp-granted="{granted}"'
+                    + (' data-cp-gpc="1"' if decision.kind == "gpc" else ""),
             _STAMP: f' data-cp-stamp="{ascii_html(stamp)}"',
         }
         out = "".join(values.get(part, part) for part in template)

@@ -40,7 +40,8 @@ from consentproxy.records import (
 from consentproxy.records.minimise import reduce_ip, ua_family
 from consentproxy.records.store import AuditEntry, subject_commitment
 
-ACTIONS = ("accept_all", "reject_all", "save_selection", "withdraw")
+#: gpc_signal: the banner records the browser's Global Privacy Control signal as a refusal
+ACTIONS = ("accept_all", "reject_all", "save_selection", "withdraw", "gpc_signal")
 MAX_BODY = 4096
 _MAX_KEY = 200
 _JSON_HEADERS = [
@@ -172,6 +173,9 @@ class ConsentApi(Endpoint):
         except ClientGone:
             raise ApiError(400, "client_gone", "the request body did not arrive") from None
         request = parse_decision(body)
+        if request.action == "gpc_signal" and headers.get(b"sec-gpc", b"").strip() != b"1":
+            raise ApiError(422, "gpc_not_sent", "gpc_signal records a Sec-GPC: 1 request header, and this request "
+                                                "has none")
         cookie: bytes = exchange.extra.get(CONSENT_COOKIE) or b""
         previous = self.codec.verified(cookie.decode("latin-1")) if cookie else None
         event = self._event(exchange, request, previous, key, headers.get(b"user-agent"))

@@ -62,6 +62,9 @@
     window.addEventListener('pageshow', function (e) { if (e.persisted) refresh(); });
     const nav = performance.getEntriesByType ? performance.getEntriesByType('navigation')[0] : null;
     if (nav && nav.type === 'back_forward') refresh();
+    // The browser sends Global Privacy Control: the proxy already treats it as a refusal; record it
+    // once as this visitor's decision, so it is provable and the cookie makes it last.
+    else if (!decided && root.getAttribute('data-cp-gpc') === '1') submit('gpc_signal', null);
   }
 
   function readConfig() {
