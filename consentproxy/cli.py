@@ -17,6 +17,8 @@ from consentproxy.runtime import check_secrets, with_default_keys
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from consentproxy.records.store import RecordStore
+
 
 def _load_checked(path: str) -> Config:
     config = load_config(path)
@@ -217,47 +219,68 @@ def _config_with_keys(path: str) -> Config:
         logger.setLevel(level)
 
 
-def _export_key(config: Config) -> Ed25519PrivateKey:
-    """The export signing key (Ed25519) from `[secrets] export_key`; ValueError saying what is wrong."""
-    from consentproxy.config.secrets import SecretError, read_secret
-    from consentproxy.records import load_private_key
+class _Exit(Exception):
+    """A command's early end, already explained on stderr; carries the exit status."""
 
-    ref = config.secrets.export_key
-    if ref is None:
-        raise ValueError("no [secrets] export_key configured (create one with `consentproxy keys generate`)")
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _records_config(path: str, need_key: bool) -> tuple[Config, Ed25519PrivateKey | None]:
+    """The configuration and the export signing key, for the commands that work on the consent log."""
+    from consentproxy.runtime import export_signing_key
+
     try:
-        return load_private_key(read_secret(ref))
-    except (SecretError, ValueError) as exc:
-        raise ValueError(f"[secrets] export_key: {exc}") from None
+        config = _config_with_keys(path)
+        key = export_signing_key(config) if need_key else None
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        raise _Exit(2) from None
+    if need_key and key is None:
+        print("error: no [secrets] export_key configured (create one with `consentproxy keys generate`)",
+              file=sys.stderr)
+        raise _Exit(2)
+    return config, key
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def _open_records(config: Config) -> RecordStore:
     from consentproxy.records import StoreError, open_store
-    from consentproxy.records.export import ExportError, Progress, export_site, parse_time
     from consentproxy.runtime import store_url
 
     try:
-        config = _config_with_keys(args.config)
+        return open_store(store_url(config))
+    except (StoreError, ValueError, OSError) as exc:
+        print(f"error: cannot open the consent record store: {exc}", file=sys.stderr)
+        raise _Exit(1) from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        return _export(args)
+    except _Exit as exit_:
+        return exit_.status
+
+
+def _export(args: argparse.Namespace) -> int:
+    from consentproxy.records import StoreError
+    from consentproxy.records.export import ExportError, Progress, export_site, parse_time
+
+    try:
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until, end_of_day=True) if args.until else None
         if since is not None and until is not None and since >= until:
             raise ValueError("--since must be before --until")
-        key = _export_key(config)
-    except ConfigError as exc:
-        print(f"configuration error:\n{exc}", file=sys.stderr)
-        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    config, key = _records_config(args.config, need_key=True)
+    assert key is not None
     out = Path(args.output)
     if not out.parent.is_dir():
         print(f"error: {out.parent} is not a directory", file=sys.stderr)
         return 2
-    try:
-        store = open_store(store_url(config))
-    except (StoreError, ValueError, OSError) as exc:
-        print(f"error: cannot open the consent record store: {exc}", file=sys.stderr)
-        return 1
+    store = _open_records(config)
     try:
         found = _find_site(config, args.site)
         site = found.name if found is not None else args.site
@@ -308,21 +331,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    try:
+        return _purge(args)
+    except _Exit as exit_:
+        return exit_.status
+
+
+def _purge(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from consentproxy.records import StoreError, open_store
+    from consentproxy.records import StoreError
     from consentproxy.records.export import expired_count, purge_expired, retention_cutoff
-    from consentproxy.runtime import store_url
 
-    try:
-        config = _config_with_keys(args.config)
-        key = None if args.dry_run else _export_key(config)
-    except ConfigError as exc:
-        print(f"configuration error:\n{exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config, key = _records_config(args.config, need_key=not args.dry_run)
     sites = list(config.sites)
     if args.site:
         found = _find_site(config, args.site)
@@ -331,11 +352,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
             return 2
         sites = [found]
     now = datetime.now(UTC)
-    try:
-        store = open_store(store_url(config))
-    except (StoreError, ValueError, OSError) as exc:
-        print(f"error: cannot open the consent record store: {exc}", file=sys.stderr)
-        return 1
+    store = _open_records(config)
     try:
         for site in sites:
             before = retention_cutoff(site, now)
