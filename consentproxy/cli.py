@@ -12,7 +12,7 @@ from consentproxy.config.loader import ConfigError, load_config
 from consentproxy.config.model import Config, SiteConfig
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
-from consentproxy.runtime import check_secrets, with_default_keys
+from consentproxy.runtime import check_references, with_default_keys
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def _load_checked(path: str) -> Config:
     config = load_config(path)
-    problems = check_secrets(config)
+    problems = check_references(config)
     if problems:
         raise ConfigError(problems)
     return config

@@ -24,6 +24,8 @@ from consentproxy.consent.api import ConsentApi
 from consentproxy.consent.state import ConsentCodec
 from consentproxy.cookies.enforcement import CookieEnforcement
 from consentproxy.cookies.inventory import CookieInventory
+from consentproxy.geo.lookup import GeoError, GeoIP
+from consentproxy.geo.regimes import SiteLocator
 from consentproxy.html.step import HtmlRewriting
 from consentproxy.proxy.forwarded import TrustedProxies
 from consentproxy.proxy.pipeline import Step
@@ -46,7 +48,8 @@ class Runtime:
         """Raises ConfigError when a secret cannot be read."""
         codec = ConsentCodec(consent_keys(config))
         assets = banner_assets(config)
-        sites = [Site.build(site, site_steps(site, codec, inventory, assets, records)) for site in config.sites]
+        geoip = open_geoip(config)
+        sites = [Site.build(site, site_steps(site, codec, inventory, assets, records, geoip)) for site in config.sites]
         admin = config.server.admin_listen
         return cls(
             config=config,
@@ -58,13 +61,24 @@ class Runtime:
 
 
 def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory, assets: BannerAssets,
-               records: RecordWriter) -> tuple[Step, ...]:
+               records: RecordWriter, geoip: GeoIP | None = None) -> tuple[Step, ...]:
     """A site's pipeline, in order: the decision and cookies first, our own URLs, then the page rewrite."""
-    cookies = CookieEnforcement(site, codec, inventory)
+    locator = SiteLocator(geoip, site.opt_out, site.notice_only) if geoip is not None else None
+    cookies = CookieEnforcement(site, codec, inventory, locator)
     steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records))]
     if site.rewrite_html:
         steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory)))
     return tuple(steps)
+
+
+def open_geoip(config: Config) -> GeoIP | None:
+    """The GeoIP database when one is configured; a file that cannot be used is a configuration error."""
+    if config.geoip.database is None:
+        return None
+    try:
+        return GeoIP(config.geoip.database)
+    except GeoError as exc:
+        raise ConfigError([Problem(_file(config), "geoip.database", str(exc))]) from None
 
 
 def store_url(config: Config) -> str:
@@ -88,11 +102,11 @@ def banner_assets(config: Config) -> BannerAssets:
         raise ConfigError([Problem(_file(config), "banner assets", str(exc))]) from None
 
 
-def check_secrets(config: Config) -> list[Problem]:
-    """Resolve every configured secret now, so a bad reference fails at start, not at first use."""
+def check_references(config: Config) -> list[Problem]:
+    """Resolve every configured secret and open the GeoIP database now: a bad reference fails at start."""
     problems: list[Problem] = []
     checks = [(consent_keys, config.secrets.consent_keys), (_token_digest, config.secrets.admin_token),
-              (_export_key, config.secrets.export_key)]
+              (_export_key, config.secrets.export_key), (open_geoip, config.geoip.database)]
     for resolve, ref in checks:
         if ref is not None:
             try:

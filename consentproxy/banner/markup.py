@@ -38,6 +38,14 @@ _STATE = "\x00state\x00"
 _STAMP = "\x00stamp\x00"
 _PRINCIPAL = "__cp_principal__"
 _ACCEPT_CACHE_LIMIT = 1024
+#: texts rendered into the first layer or placeholders on the server, never needed by the script
+_FIRST_LAYER_ONLY = ("text", "embed_text", "embed_load", "optout_text", "notice_text", "do_not_sell", "ok")
+#: the first layer per regime: its text and its buttons (action, text key); no banner for a GPC refusal
+_VARIANTS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "opt-in": ("text", (("accept_all", "accept_all"), ("reject_all", "reject_all"), ("settings", "settings"))),
+    "opt-out": ("optout_text", (("reject_all", "do_not_sell"), ("settings", "settings"), ("accept_all", "ok"))),
+    "notice-only": ("notice_text", (("accept_all", "ok"), ("settings", "settings"))),
+}
 
 
 def ascii_html(text: str) -> str:
@@ -95,7 +103,7 @@ class SiteMarkup:
         css = theme_css(consent.theme)
         self.theme_url = f"{prefix}/{theme_name(css)}" if css else None
         self._templates_version = -1
-        self._templates: dict[tuple[str, bool], list[str]] = {}
+        self._templates: dict[tuple[str, str | None], list[str]] = {}
         self._accept_cache: dict[bytes, str] = {}
         self._consent_mode: dict[tuple[frozenset[str] | None, str, bool], str] = {}
 
@@ -142,8 +150,7 @@ class SiteMarkup:
         by_category = self.cookie_list.groups(lang)
         config = {
             "lang": lang, "principal": _PRINCIPAL, "revision": consent.revision,
-            "texts": {key: self.text(lang, key) for key in BANNER_TEXTS
-                      if key not in ("text", "embed_text", "embed_load")},
+            "texts": {key: self.text(lang, key) for key in BANNER_TEXTS if key not in _FIRST_LAYER_ONLY},
             "categories": [
                 {"id": c.id, "label": c.label[lang], "description": c.description[lang],
                  "required": c.id == "necessary", "services": by_category[c.id]}
@@ -155,7 +162,8 @@ class SiteMarkup:
     def controller(self) -> str:
         return self.site.consent.controller or self.site.name
 
-    def _template(self, lang: str, banner: bool) -> list[str]:
+    def _template(self, lang: str, variant: str | None) -> list[str]:
+        """The markup for one language and first-layer variant (a regime, or None: no first layer)."""
         e = ascii_html
         position = self.site.consent.theme.position
         parts = [
@@ -164,18 +172,19 @@ class SiteMarkup:
             f'<div id="cp-root" class="cp-root{"" if position == "bottom" else " cp-pos-" + position}" '
             f'data-cp-api="{e(self.prefix)}"{_STATE} lang="{lang}">',
         ]
-        if banner:
+        if variant is not None:
+            text_key, buttons = _VARIANTS[variant]
             parts.append(
                 '<section id="cp-banner" class="cp-banner" role="dialog" aria-modal="false" '
-                'aria-labelledby="cp-title" aria-describedby="cp-desc"><div class="cp-panel">'
+                f'aria-labelledby="cp-title" aria-describedby="cp-desc" data-cp-regime="{variant}">'
+                '<div class="cp-panel">'
                 f'<h2 id="cp-title" class="cp-title">{e(self.text(lang, "title"))}</h2>'
-                f'<p id="cp-desc" class="cp-desc">{e(self.text(lang, "text", controller=self.controller()))} '
+                f'<p id="cp-desc" class="cp-desc">{e(self.text(lang, text_key, controller=self.controller()))} '
                 f'<a class="cp-link" href="{e(self.site.consent.privacy_url[lang])}">'
                 f'{e(self.text(lang, "privacy"))}</a>'
-                '</p><div class="cp-actions">'
+                f'</p><div class="cp-actions cp-actions-{len(buttons)}">'
                 + "".join(f'<button type="button" class="cp-btn" data-cp-action="{action}">'
-                          f'{e(self.text(lang, action))}</button>'
-                          for action in ("accept_all", "reject_all", "settings"))
+                          f'{e(self.text(lang, label))}</button>' for action, label in buttons)
                 + '</div><p class="cp-status" role="status" aria-live="polite"></p></div></section>'
             )
         reopen = e(self.text(lang, "reopen"))
@@ -191,13 +200,13 @@ class SiteMarkup:
         decided = decision.state is not None
         # Global Privacy Control already refused everything optional: no question to ask, only the
         # re-open control (the banner script records the signal as the visitor's decision).
-        show_banner = decision.kind == "none"
+        variant = decision.regime if decision.kind == "none" else None
         if self._templates_version != self.cookie_list.version:
             # The settings layer lists the cookies the site was seen setting: a new one, a new rendering.
             self._templates_version = self.cookie_list.version
-            self._templates = {(code, banner): self._template(code, banner) for code in LANGUAGES
-                               for banner in (True, False)}
-        template = self._templates[(lang, show_banner)]
+            self._templates = {(code, variant): self._template(code, variant) for code in LANGUAGES
+                               for variant in (*_VARIANTS, None)}
+        template = self._templates[(lang, variant)]
         granted = " ".join(c for c in CATEGORY_IDS if c in decision.allowed)
         principal = decision.state.principal if decision.state is not None else None
         values = {

@@ -6,6 +6,7 @@ operator fixes a broken file in one go instead of one restart per typo.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import tomllib
@@ -20,6 +21,7 @@ from consentproxy.config.model import (
     SECRETS_TOKEN_NAME,
     AdminTokenConfig,
     Config,
+    GeoConfig,
     IPNetwork,
     Limits,
     ListenAddress,
@@ -303,9 +305,43 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
         rewrite_html=reader.get("rewrite_html", bool, base.rewrite_html),
         compress_html=reader.get("compress_html", bool, base.compress_html),
         consent=read_consent(reader),
+        **_read_regimes(reader.sub("regimes")),
     )
     reader.finish()
     return site if len(reader.problems) == before else None
+
+
+_PLACE_RE = re.compile(r"^[A-Z]{2}(?:-[A-Z0-9]{1,3})?$")
+
+
+def _place(value: Any) -> str:
+    from consentproxy.geo.regimes import ALWAYS_OPT_IN
+
+    if not isinstance(value, str) or not _PLACE_RE.match(value):
+        raise ValueError(f"expected a country such as \"US\" or a subdivision such as \"US-CA\", got {describe(value)}")
+    if value.split("-", 1)[0] in ALWAYS_OPT_IN:
+        raise ValueError(f"{value} is in the EEA, the UK or Switzerland, where consent is always opt-in")
+    return value
+
+
+def _read_regimes(reader: Reader | None) -> dict[str, tuple[str, ...]]:
+    """`[sites.NAME.regimes]`: `opt_out = ["US-CA", …]`, `notice_only = […]`; everywhere else opt-in."""
+    if reader is None:
+        return {}
+    regimes = {key: list_of(reader, key, _place, ()) for key in ("opt_out", "notice_only")}
+    both = set(regimes["opt_out"]) & set(regimes["notice_only"])
+    if both:
+        reader.problem("notice_only", f"{', '.join(sorted(both))} also listed in opt_out; a place has one regime")
+    reader.finish()
+    return regimes
+
+
+def _read_geoip(reader: Reader | None, base_dir: Path) -> GeoConfig:
+    if reader is None:
+        return GeoConfig()
+    path = reader.get("database", str, "")
+    reader.finish()
+    return GeoConfig(database=(base_dir / path) if path else None)
 
 
 def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
@@ -315,6 +351,7 @@ def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
     server = _read_server(root.sub("server"), base_dir)
     secrets = _read_secrets(root.sub("secrets"))
     store = _read_store(root.sub("store"))
+    geoip = _read_geoip(root.sub("geoip"), base_dir)
     sites_reader = root.sub("sites")
     sites: list[SiteConfig] = []
     if sites_reader is None or not sites_reader.table:
@@ -329,10 +366,13 @@ def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
             if site is not None:
                 sites.append(site)
     _check_host_clashes(file, sites, problems)
+    if geoip.database is None:
+        problems += [Problem(file, f"sites.{site.name}.regimes", "regimes by place need a GeoIP database: set "
+                             "[geoip] database") for site in sites if site.uses_location]
     root.finish()
     if problems:
         raise ConfigError(problems)
-    return Config(server=server, sites=tuple(sites), secrets=secrets, store=store)
+    return Config(server=server, sites=tuple(sites), secrets=secrets, store=store, geoip=geoip)
 
 
 def _check_host_clashes(file: str, sites: list[SiteConfig], problems: list[Problem]) -> None:
@@ -361,5 +401,4 @@ def load_config(path: Path | str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(file, "(syntax)", f"not valid TOML: {exc}")]) from None
     config = config_from_dict(data, file, path.resolve().parent)
-    return Config(server=config.server, sites=config.sites, secrets=config.secrets, store=config.store,
-                  source=path.resolve())
+    return dataclasses.replace(config, source=path.resolve())

@@ -193,6 +193,20 @@ class SiteConfig:
     #: compress rewritten pages for clients that accept gzip, br or zstd
     compress_html: bool = True
     consent: ConsentConfig = field(default_factory=ConsentConfig)
+    #: consent regimes by place (country "US" or subdivision "US-CA"); everywhere else opt-in
+    opt_out: tuple[str, ...] = ()
+    notice_only: tuple[str, ...] = ()
+
+    @property
+    def uses_location(self) -> bool:
+        return bool(self.opt_out or self.notice_only)
+
+
+@dataclass(frozen=True, slots=True)
+class GeoConfig:
+    """`[geoip]`: the MaxMind Country or City database; needed once any site uses a location."""
+
+    database: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,4 +215,5 @@ class Config:
     sites: tuple[SiteConfig, ...]
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    geoip: GeoConfig = field(default_factory=GeoConfig)
     source: Path | None = None

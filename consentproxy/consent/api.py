@@ -178,7 +178,8 @@ class ConsentApi(Endpoint):
                                                 "has none")
         cookie: bytes = exchange.extra.get(CONSENT_COOKIE) or b""
         previous = self.codec.verified(cookie.decode("latin-1")) if cookie else None
-        event = self._event(exchange, request, previous, key, headers.get(b"user-agent"))
+        decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
+        event = self._event(exchange, request, previous, key, headers.get(b"user-agent"), decision)
         if not self._notice_stored:
             await self._store_call(lambda store: store.put_notice(self.notice))
             self._notice_stored = True
@@ -204,7 +205,7 @@ class ConsentApi(Endpoint):
         return json_reply(200, state_json(Decision("explicit", request.granted, state), self.consent.revision), rows)
 
     def _event(self, exchange: Exchange, request: Request, previous: ConsentState | None, key: bytes | None,
-               user_agent: bytes | None) -> ConsentEvent:
+               user_agent: bytes | None, decision: Decision) -> ConsentEvent:
         """The record of this decision, with as little personal data as the site asks for."""
         now = dt.datetime.now(dt.UTC)
         choices = {c: c in request.granted for c in CATEGORY_IDS}
@@ -220,6 +221,7 @@ class ConsentApi(Endpoint):
             ip=reduce_ip(exchange.client, mode, self._ip_key(now) if mode == "keyed_hash" else None),
             ua=ua_family(user_agent.decode("latin-1")) if user_agent else None,
             idempotency_key=key.decode("ascii") if key is not None else None, time=now,
+            country=decision.country, regime=decision.regime,
         )
 
     def _ip_key(self, now: dt.datetime) -> bytes:

@@ -1,4 +1,10 @@
-"""A request's consent decision: from the signed cookie, else from Global Privacy Control, else none."""
+"""A request's consent decision: from the signed cookie, else Global Privacy Control, else the regime's default.
+
+Under opt-in (the EEA, and the default everywhere) nothing optional runs
+before a choice; under opt-out and notice-only (only where a site configures
+them) everything runs until the visitor objects — except when the browser
+already objects with Global Privacy Control.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ class Decision:
     kind: Kind
     allowed: frozenset[str]
     state: ConsentState | None = None
+    regime: str = "opt-in"  # opt-in, opt-out or notice-only, by the visitor's place
+    country: str | None = None  # ISO 3166-1, only when a GeoIP database is configured
 
     def allows(self, category: str) -> bool:
         return category in self.allowed
@@ -35,8 +43,12 @@ NO_DECISION = Decision("none", NECESSARY_ONLY)
 GPC_REFUSAL = Decision("gpc", NECESSARY_ONLY)
 
 
-def decide(state: ConsentState | None, gpc: bool) -> Decision:
+def decide(state: ConsentState | None, gpc: bool, regime: str = "opt-in", country: str | None = None) -> Decision:
     """An explicit, valid decision wins; `Sec-GPC: 1` without one is a refusal of everything optional."""
     if state is not None:
-        return Decision("explicit", NECESSARY_ONLY | state.granted, state)
-    return GPC_REFUSAL if gpc else NO_DECISION
+        return Decision("explicit", NECESSARY_ONLY | state.granted, state, regime, country)
+    if regime == "opt-in" and country is None:
+        return GPC_REFUSAL if gpc else NO_DECISION
+    if gpc:
+        return Decision("gpc", NECESSARY_ONLY, None, regime, country)
+    return Decision("none", NECESSARY_ONLY if regime == "opt-in" else ALL, None, regime, country)

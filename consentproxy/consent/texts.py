@@ -106,6 +106,34 @@ BANNER_TEXTS: dict[str, dict[str, str]] = {
     },
     "embed_load": {"nl": "{service} laden", "en": "Load {service}", "de": "{service} laden",
                    "fr": "Charger {service}"},
+    # Where a site configures an opt-out regime (e.g. US states): trackers run until the visitor objects.
+    "optout_text": {
+        "nl": "{controller} en partners gebruiken cookies voor statistieken en advertenties, wat onder de wet "
+              "van uw staat als verkopen of delen van persoonsgegevens kan gelden. U kunt daar bezwaar tegen maken.",
+        "en": "{controller} and partners use cookies for statistics and advertising, which the law of your state "
+              "may count as selling or sharing personal information. You can opt out.",
+        "de": "{controller} und Partner verwenden Cookies für Statistiken und Werbung, was nach dem Recht Ihres "
+              "Staates als Verkauf oder Weitergabe personenbezogener Daten gelten kann. Sie können widersprechen.",
+        "fr": "{controller} et ses partenaires utilisent des cookies de statistiques et de publicité, ce que la "
+              "loi de votre État peut considérer comme une vente ou un partage de données personnelles. Vous "
+              "pouvez vous y opposer.",
+    },
+    "do_not_sell": {"nl": "Mijn persoonsgegevens niet verkopen of delen",
+                    "en": "Do not sell or share my personal information",
+                    "de": "Meine personenbezogenen Daten nicht verkaufen oder weitergeben",
+                    "fr": "Ne pas vendre ni partager mes données personnelles"},
+    # Where a site configures a notice-only regime: the visitor is informed, nothing is asked.
+    "notice_text": {
+        "nl": "{controller} en partners gebruiken cookies voor voorkeuren, statistieken en marketing. In "
+              "Instellingen ziet u welke, en kunt u ze uitzetten.",
+        "en": "{controller} and partners use cookies for preferences, statistics and marketing. Settings shows "
+              "which, and lets you turn them off.",
+        "de": "{controller} und Partner verwenden Cookies für Präferenzen, Statistiken und Marketing. Unter "
+              "Einstellungen sehen Sie, welche, und können sie abschalten.",
+        "fr": "{controller} et ses partenaires utilisent des cookies de préférences, de statistiques et de "
+              "marketing. Les paramètres indiquent lesquels et permettent de les désactiver.",
+    },
+    "ok": {"nl": "Begrepen", "en": "Got it", "de": "Verstanden", "fr": "Compris"},
 }
 
 #: How long a cookie lives, in words: unit → language → (one, many)

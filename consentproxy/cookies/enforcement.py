@@ -26,6 +26,7 @@ from consentproxy.cookies.classify import CookieClassifier
 from consentproxy.cookies.expiry import expiring_set_cookies
 from consentproxy.cookies.header import join_pieces, parse_set_cookie
 from consentproxy.cookies.inventory import CookieInventory
+from consentproxy.geo.regimes import SiteLocator
 from consentproxy.observability import metrics
 from consentproxy.proxy.pipeline import Exchange, Reply, Step
 from consentproxy.proxy.sites import host_name
@@ -44,8 +45,10 @@ class _Plan(NamedTuple):
 
 
 class CookieEnforcement(Step):
-    def __init__(self, site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory) -> None:
+    def __init__(self, site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory,
+                 locator: SiteLocator | None = None) -> None:
         self.site = site.name
+        self.locator = locator
         self.consent = site.consent
         self.cookie_name = site.consent.cookie_name.encode("latin-1")
         self.codec = codec
@@ -92,7 +95,10 @@ class CookieEnforcement(Step):
         if consent_value is not None:
             exchange.extra[CONSENT_COOKIE] = consent_value
             state = self.codec.decode(consent_value.decode("latin-1"), self.consent.revision)
-        decision = decide(state, gpc)
+        if self.locator is None:
+            decision = decide(state, gpc)
+        else:
+            decision = decide(state, gpc, *self.locator.locate(exchange.client))
         exchange.extra[DECISION] = decision
         metrics.inc(metrics.CONSENT_STATES, self.site, decision.label)
         if cookie_rows:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from consentproxy.geo.lookup import Location
+from consentproxy.geo.lookup import GeoIP, Location
 
 Regime = Literal["opt-in", "opt-out", "notice-only"]
 REGIMES: tuple[Regime, ...] = ("opt-in", "opt-out", "notice-only")
@@ -45,3 +45,15 @@ class RegimeMap:
         if subdivision is not None and subdivision in self._places:
             return self._places[subdivision]
         return self._places.get(location.country, "opt-in")
+
+
+class SiteLocator:
+    """Per site: the visitor's country and regime from their address (one cached lookup per address)."""
+
+    def __init__(self, geoip: GeoIP, opt_out: Iterable[str] = (), notice_only: Iterable[str] = ()) -> None:
+        self.geoip = geoip
+        self.regimes = RegimeMap(opt_out, notice_only)
+
+    def locate(self, client: str) -> tuple[Regime, str | None]:
+        location = self.geoip.locate(client)
+        return self.regimes.regime(location), location.country

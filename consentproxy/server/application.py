@@ -27,7 +27,7 @@ from consentproxy.proxy.app import ProxyApp
 from consentproxy.proxy.upstream import create_session
 from consentproxy.records import RecordWriter, StoreError, open_store
 from consentproxy.records.maintenance import upkeep
-from consentproxy.runtime import Runtime, check_secrets, export_signing_key, store_url, with_default_keys
+from consentproxy.runtime import Runtime, check_references, export_signing_key, store_url, with_default_keys
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -157,7 +157,7 @@ class Application:
             return False
         try:
             config = with_default_keys(load_config(path))
-            problems = check_secrets(config)
+            problems = check_references(config)
             if problems:
                 raise ConfigError(problems)
             runtime = Runtime.build(config, self.inventory, self.records)

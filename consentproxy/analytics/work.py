@@ -1,0 +1,138 @@
+"""One hit being anonymised: the decisions every backend shares, made once and the same way.
+
+The backend modules only know their wire format; what an address becomes,
+how an id is hashed, how a URL or a user agent is cleaned, is decided here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any
+
+from consentproxy.analytics.keys import keyed, pseudonym_address
+from consentproxy.analytics.model import Context, Hit, Policy, normalise_key
+from consentproxy.analytics.scrub import Address, Scrubber, parse_address
+from consentproxy.analytics.urls import UrlCleaner, is_absolute_url
+from consentproxy.analytics.useragent import generalise, primary_language
+
+#: what GA4 is told instead of an address: it counts visitors by client id and needs none
+NEUTRAL_IPV4 = "0.0.0.0"
+_PREFIXES = {"v4/24": 24, "v4/16": 16, "v6/32": 32, "v6/48": 48}
+
+
+class Work:
+    def __init__(self, hit: Hit, policy: Policy, context: Context) -> None:
+        self.hit = hit
+        self.policy = policy
+        self.context = context
+        self.exempt = context.mode == "exempt"
+        self.client: Address | None = parse_address(hit.client_ip)
+        self.scrubber = Scrubber(self.client)
+        self.urls = UrlCleaner(self.scrubber, exempt=self.exempt, marketing=context.marketing,
+                               query_allow=policy.query_allow, referrer=policy.referrer, own_hosts=policy.own_hosts)
+
+    # --- the address -------------------------------------------------------------------------------
+
+    def reduced_address(self) -> str | None:
+        """The truncated address with consent and a truncating policy; None otherwise.
+
+        An address whose host part is already zero would come out unchanged, so
+        it is treated as dropped: the visitor's own address never leaves.
+        """
+        if self.exempt or self.client is None:
+            return None
+        mode = self.policy.ipv4 if self.client.version == 4 else self.policy.ipv6
+        if mode == "drop":
+            return None
+        network = ipaddress.ip_network(f"{self.client}/{_PREFIXES[mode]}", strict=False)
+        reduced = network.network_address
+        return None if reduced == self.client else str(reduced)
+
+    def stand_in_address(self) -> str | None:
+        """For backends that count visitors by address: the reduced address, else today's pseudonym."""
+        reduced = self.reduced_address()
+        if reduced is not None:
+            return reduced
+        if self.client is None:
+            return None
+        return pseudonym_address(self.context.day_key, self.client)
+
+    def country(self) -> str | None:
+        """The GeoIP country, where the mode allows one (exempt: coarse location computed here is fine)."""
+        location = self.context.location
+        if location is None or location.country is None:
+            return None
+        if self.exempt and not self.policy.country_when_exempt:
+            return None
+        return location.country
+
+    # --- identifiers ---------------------------------------------------------------------------------
+
+    def digest(self, kind: str, value: str) -> bytes:
+        return keyed(self.context.day_key, kind, value)
+
+    def day_start(self) -> int:
+        """Unix time of the hit's UTC midnight: what a minted GA client id may tell about its age."""
+        received = self.hit.received
+        received = received.astimezone(UTC) if received.tzinfo else received.replace(tzinfo=UTC)
+        return int(datetime(received.year, received.month, received.day, tzinfo=UTC).timestamp())
+
+    # --- text ----------------------------------------------------------------------------------------
+
+    def text(self, value: str) -> str | None:
+        """A free-text value, cleaned; a URL is cleaned as a URL. None when nothing is left."""
+        if is_absolute_url(value):
+            return self.urls.link(value)
+        cleaned = self.scrubber.text(value)
+        return None if cleaned.strip() in ("", "redacted") and value.strip() else cleaned
+
+    def json_value(self, value: Any) -> Any:
+        """A JSON value with every string cleaned, recursively; None for what must go."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if not isinstance(key, str) or self.scrubber.is_dirty(key):
+                    continue
+                cleaned = self.json_value(item)
+                if cleaned is not None or item is None:
+                    out[key] = cleaned
+            return out
+        if isinstance(value, list):
+            return [v for v in (self.json_value(item) for item in value) if v is not None]
+        return value
+
+    def without_id_keys(self, value: Any) -> Any:
+        """A JSON value with every key named like an identifier removed, at any depth."""
+        if isinstance(value, dict):
+            return {k: self.without_id_keys(v) for k, v in value.items()
+                    if not (isinstance(k, str) and normalise_key(k) in self.policy.id_keys)}
+        if isinstance(value, list):
+            return [self.without_id_keys(v) for v in value]
+        return value
+
+    # --- headers -------------------------------------------------------------------------------------
+
+    def user_agent(self) -> str | None:
+        """With consent the browser's own user agent (cleaned); without, the generalised one."""
+        original = self.hit.header("user-agent")
+        if self.exempt:
+            return generalise(original)
+        return self.text(original) if original else None
+
+    def language(self) -> str | None:
+        header = self.hit.header("accept-language")
+        if self.exempt:
+            return primary_language(header)
+        return self.scrubber.text(header) if header else None
+
+    def base_headers(self, content_type: str | None) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = []
+        agent = self.user_agent()
+        if agent:
+            headers.append(("User-Agent", agent))
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        return headers
