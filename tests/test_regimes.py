@@ -78,6 +78,13 @@ def test_records_name_the_country_and_regime(proxy: Proxy) -> None:
         store.close()
     assert (events[us.json()["principal"]].country, events[us.json()["principal"]].regime) == ("US", "opt-out")
     assert (events[se.json()["principal"]].country, events[se.json()["principal"]].regime) == ("SE", "opt-in")
+    store = open_store(f"sqlite:///{proxy.config_path.parent / 'data0' / 'consent-records.db'}")
+    try:
+        notice = store.notice(events[us.json()["principal"]].notice_id)
+    finally:
+        store.close()
+    assert notice is not None  # the opt-out wording the US visitor saw is part of the proof
+    assert "may count as selling or sharing" in notice.content["regimes"]["texts"]["opt-out"]["en"]
     # and an opt-out visitor who objected has the trackers blocked from then on
     page_request = urllib.request.Request(proxy.url + "/", headers={
         "X-Forwarded-For": US, "Cookie": f"cp_consent={us.cookie_value()}"})

@@ -36,6 +36,10 @@ def site_notice(site: SiteConfig) -> NoticeVersion:
         lines = [text(lang, "title"), text(lang, "text", controller=controller)]
         lines += [f"{c.label[lang]}: {c.description[lang]}" for c in consent.categories]
         texts[lang] = "\n".join(lines)
+    # Where a site asks differently by place, the first layer's other wordings were shown too.
+    regime_texts = {regime: {lang: text(lang, key, controller=controller) for lang in LANGUAGES}
+                    for regime, key, places in (("opt-out", "optout_text", site.opt_out),
+                                                ("notice-only", "notice_text", site.notice_only)) if places}
     purposes: list[dict[str, Any]] = [
         {"id": c.id, "label": c.label, "description": c.description, "legal_basis": LEGAL_BASIS[c.id],
          "services": [s.name for s in consent.services if s.category == c.id]}
@@ -60,4 +64,7 @@ def site_notice(site: SiteConfig) -> NoticeVersion:
         "site": site.name,
         "hosts": list(site.hosts),
     }
+    if regime_texts:
+        content["regimes"] = {"opt-out": list(site.opt_out), "notice-only": list(site.notice_only),
+                              "texts": regime_texts}
     return NoticeVersion.create(site.name, consent.revision, content)
