@@ -20,6 +20,7 @@ RUN python -m venv /opt/consentproxy \
 FROM python:3.11-slim-bookworm
 ENV PATH=/opt/consentproxy/bin:$PATH \
     CONSENTPROXY_STATIC_DIR=/opt/consentproxy/static \
+    CONSENTPROXY_GEOIP_DATABASE=/opt/consentproxy/geoip/GeoLite2-City-Test.mmdb \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 consentproxy \
@@ -30,6 +31,9 @@ COPY --from=build /opt/consentproxy /opt/consentproxy
 # The banner's JavaScript and CSS (served under /_consent/ with content-hashed names).
 COPY --from=build /src/static /opt/consentproxy/static
 COPY config/consentproxy.example.toml /etc/consentproxy/consentproxy.example.toml
+# MaxMind's test databases (MIT, see LICENSE-MIT) for `consentproxy demo`; mount a real GeoLite2/GeoIP2
+# file and name it in [geoip] database for real traffic.
+COPY config/geoip /opt/consentproxy/geoip
 USER consentproxy:consentproxy
 WORKDIR /var/lib/consentproxy
 VOLUME ["/var/lib/consentproxy"]

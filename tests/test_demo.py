@@ -319,3 +319,14 @@ def test_banner_names_the_controller_and_links_the_statement_in_the_pages_langua
     banner = page[page.index('<section id="cp-banner"'):page.index("</section>")]
     assert "Kade IT-diensten B.V." in banner
     assert f'<a class="cp-link" href="{privacy}">' in banner
+
+
+@pytest.mark.parametrize(("client", "regime", "button"), [
+    ("216.160.83.58", "opt-out", "Mijn persoonsgegevens niet verkopen of delen"),  # US, in MaxMind's test data
+    ("89.160.20.115", "opt-in", "Alles weigeren"),  # SE
+])
+def test_the_demo_asks_by_the_visitors_place(demo: Demo, client: str, regime: str, button: str) -> None:
+    page = fetch(demo.port, "/", headers={"X-Forwarded-For": client}).text
+    assert f'data-cp-regime="{regime}"' in page
+    assert button in page
+    assert ("data-cp-blocked" in page) == (regime == "opt-in")

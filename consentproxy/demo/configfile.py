@@ -20,11 +20,44 @@ def _toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: MaxMind's test database, shipped in config/geoip (MIT); `CONSENTPROXY_GEOIP_DATABASE` points elsewhere
+GEOIP_ENV = "CONSENTPROXY_GEOIP_DATABASE"
+
+
+def demo_geoip_database() -> Path | None:
+    """The demo's GeoIP database: MaxMind's test City database from the source tree, when present."""
+    import os
+
+    configured = os.environ.get(GEOIP_ENV)
+    path = Path(configured) if configured else (
+        Path(__file__).resolve().parents[2] / "config" / "geoip" / "GeoLite2-City-Test.mmdb")
+    return path if path.is_file() else None
+
+
+def _geoip_tables(geoip: Path | None) -> tuple[str, str]:
+    """The [geoip] table and the demo site's regimes, or nothing without a database."""
+    if geoip is None:
+        return "", ""
+    return (f"""
+[geoip]
+# MaxMind's test database: it knows a few addresses only, e.g. 89.160.20.115 (SE),
+# 216.160.83.58 (US), 2a02:e040::1 (NL). Real deployments use a GeoLite2/GeoIP2 file.
+database = {_toml_string(str(geoip))}
+""", """
+[sites.demo.regimes]
+# Visitors from the United States get the opt-out banner ("Do not sell or share my
+# personal information"); everywhere else, the EEA first, consent is opt-in. Try:
+#   curl -H 'X-Forwarded-For: 216.160.83.58' <the demo's address>
+opt_out = ["US"]
+""")
+
+
 def demo_config_text(*, listen: ListenAddress, admin_listen: ListenAddress, data_dir: Path,
-                     keys: dict[str, Path], upstream: str, trackers: str) -> str:
+                     keys: dict[str, Path], upstream: str, trackers: str, geoip: Path | None = None) -> str:
     config_path = data_dir / CONFIG_NAME
     example_url = f"http://{display_host(listen.host)}:{listen.port}/"
     secrets = "\n".join(f"{name} = {_toml_string(f'file:{path}')}" for name, path in keys.items())
+    geoip_table, regimes_table = _geoip_tables(geoip)
     return f"""\
 # consentproxy configuration for the bundled demo, written by `consentproxy demo`.
 # It is rewritten on every start of the demo (the site's ports change); copy it
@@ -49,7 +82,7 @@ data_dir = {_toml_string(str(data_dir))}
 # consent cookies stay valid. A configuration only refers to secrets
 # (file:PATH or env:NAME); it never contains them.
 {secrets}
-
+{geoip_table}
 [sites.demo]
 # The demo website "Kade IT-diensten", for any host name the visitor uses.
 # Its pages embed stand-ins for Google Analytics, the Meta pixel, Hotjar and
@@ -117,5 +150,5 @@ category = "marketing"
 provider = "Google Ireland Ltd."
 privacy_url = "https://policies.google.com/privacy"
 iframes = ["/youtube/embed/"]
-"""
+{regimes_table}"""
 

@@ -21,7 +21,7 @@ from consentproxy.config.loader import ConfigError, load_config, parse_listen
 from consentproxy.config.model import ListenAddress
 from consentproxy.config.secrets import generate_keys
 from consentproxy.demo.addressing import display_host
-from consentproxy.demo.configfile import CONFIG_NAME, demo_config_text
+from consentproxy.demo.configfile import CONFIG_NAME, demo_config_text, demo_geoip_database
 from consentproxy.demo.trackers import SINK_LOG, TRACKER_LOG
 
 _STARTUP_TIMEOUT = 30.0
@@ -161,6 +161,7 @@ def run_demo(port: int, data_dir: Path, host: str) -> int:
         config_path.write_text(demo_config_text(
             listen=listen, admin_listen=admin, data_dir=data_dir, keys=generate_keys(data_dir / "secrets"),
             upstream=f"http://{site_host}:{site_port}", trackers=f"http://{site_host}:{tracker_port}/",
+            geoip=demo_geoip_database(),
         ), encoding="utf-8")
         config = load_config(config_path)
         _print_banner(listen, admin, data_dir, config_path)
