@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from consentproxy.config.consent import read_consent
@@ -304,11 +304,18 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
         max_body_bytes=reader.converted("max_body_bytes", base.max_body_bytes, parse_size),
         rewrite_html=reader.get("rewrite_html", bool, base.rewrite_html),
         compress_html=reader.get("compress_html", bool, base.compress_html),
+        forward_client_ip=reader.converted("forward_client_ip", base.forward_client_ip, _forward_client_ip),
         consent=read_consent(reader),
         **_read_regimes(reader.sub("regimes")),
     )
     reader.finish()
     return site if len(reader.problems) == before else None
+
+
+def _forward_client_ip(value: Any) -> Literal["full", "truncated", "none"]:
+    if value not in ("full", "truncated", "none"):
+        raise ValueError(f"must be one of full, truncated, none, got {describe(value)}")
+    return value  # type: ignore[no-any-return]
 
 
 _PLACE_RE = re.compile(r"^[A-Z]{2}(?:-[A-Z0-9]{1,3})?$")

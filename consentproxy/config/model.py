@@ -192,6 +192,9 @@ class SiteConfig:
     rewrite_html: bool = True
     #: compress rewritten pages for clients that accept gzip, br or zstd
     compress_html: bool = True
+    #: the visitor addresses the site sees in X-Forwarded-For: full, truncated (/24, /48) or none,
+    #: so its own access logs hold no full IP address
+    forward_client_ip: Literal["full", "truncated", "none"] = "full"
     consent: ConsentConfig = field(default_factory=ConsentConfig)
     #: consent regimes by place (country "US" or subdivision "US-CA"); everywhere else opt-in
     opt_out: tuple[str, ...] = ()

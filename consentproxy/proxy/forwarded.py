@@ -67,3 +67,16 @@ def _clean(hop: bytes) -> str | None:
         return str(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+def truncated_chain(chain: str) -> str:
+    """An X-Forwarded-For chain with every address cut to its network (IPv4 /24, IPv6 /48).
+
+    For sites whose privacy statement promises anonymised visit data: their
+    access logs then hold no full visitor address. Entries that are not
+    addresses (`unknown`, obfuscated names) are left out.
+    """
+    from consentproxy.records.minimise import reduce_ip
+
+    kept = [reduced for entry in chain.split(",") if (reduced := reduce_ip(entry.strip(), "truncated"))]
+    return ", ".join(kept)

@@ -21,6 +21,7 @@ from yarl import URL
 from consentproxy.observability import metrics
 from consentproxy.observability.accesslog import log_request
 from consentproxy.proxy.errors import error_page
+from consentproxy.proxy.forwarded import truncated_chain
 from consentproxy.proxy.headers import filter_response_headers
 from consentproxy.proxy.pipeline import Endpoint, Exchange, Reply
 from consentproxy.proxy.sites import Site
@@ -155,14 +156,16 @@ class ProxyHandler:
             out.append(("Content-Length", str(content_length)))
         peer = exchange.peer
         trusted = exchange.trusted_peer
-        previous = owned.get(b"x-forwarded-for") if trusted else None
-        forwarded_for = f"{previous.decode('latin-1')}, {peer}" if previous else peer
-        out.append(("X-Forwarded-For", forwarded_for))
+        ip_policy = site.config.forward_client_ip
+        if ip_policy != "none":
+            previous = owned.get(b"x-forwarded-for") if trusted else None
+            forwarded_for = f"{previous.decode('latin-1')}, {peer}" if previous else peer
+            out.append(("X-Forwarded-For", forwarded_for if ip_policy == "full" else truncated_chain(forwarded_for)))
         proto = owned.get(b"x-forwarded-proto") if trusted else None
         out.append(("X-Forwarded-Proto", proto.decode("latin-1") if proto else exchange.scheme))
         fwd_host = owned.get(b"x-forwarded-host") if trusted else None
         out.append(("X-Forwarded-Host", (fwd_host or exchange.host).decode("latin-1")))
-        if trusted and b"forwarded" in owned:
+        if trusted and b"forwarded" in owned and ip_policy == "full":
             out.append(("Forwarded", owned[b"forwarded"].decode("latin-1")))
         via = owned.get(b"via")
         out.append(("Via", f"{via.decode('latin-1')}, 1.1 consentproxy" if via else "1.1 consentproxy"))
