@@ -6,11 +6,12 @@ anonymiser (which decides what may leave) meet at a small, testable surface.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, quote_plus
 
 from consentproxy.geo.lookup import Location
 
@@ -51,8 +52,24 @@ def parse_query(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(parse_qsl(raw, keep_blank_values=True, errors="replace"))
 
 
-def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
-    return urlencode(list(pairs), quote_via=quote)
+def first(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of a parameter."""
+    return next((value for key, value in pairs if key == name), None)
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def encode_component(text: str, *, plus: bool = False) -> str:
+    """Percent-encoding as `urlencode` does it, without its cost for the common already-safe value."""
+    if _UNRESERVED.fullmatch(text):
+        return text
+    return quote_plus(text, safe="") if plus else quote(text, safe="")
+
+
+def encode_query(pairs: Iterable[tuple[str, str]], *, plus: bool = False) -> str:
+    """Pairs as a query string, spaces as %20 (or "+" with `plus`, as forms and search engines write them)."""
+    return "&".join(f"{encode_component(k, plus=plus)}={encode_component(v, plus=plus)}" for k, v in pairs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +89,7 @@ class Hit:
     body: bytes = b""
     client_ip: str = ""
     received: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _encoded: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """The first header of that name, case-insensitively."""
@@ -82,7 +100,11 @@ class Hit:
         return None
 
     def query_string(self) -> str:
-        return encode_query(self.query)
+        """Encoded once: the anonymiser's last check and the forwarder share the work."""
+        if self._encoded is None:
+            object.__setattr__(self, "_encoded", encode_query(self.query))
+        assert self._encoded is not None
+        return self._encoded
 
 
 @dataclass(frozen=True, slots=True)

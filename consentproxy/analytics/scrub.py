@@ -8,6 +8,7 @@ searches the finished request, all encoding layers included, as a last check.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import unquote
@@ -34,6 +35,7 @@ def parse_address(ip: str) -> Address | None:
     return address
 
 
+@functools.lru_cache(maxsize=4096)
 def address_forms(address: Address | None) -> tuple[str, ...]:
     """The spellings of one address to look for, lowercase: dotted, mapped, compressed, exploded."""
     if address is None:
@@ -42,10 +44,20 @@ def address_forms(address: Address | None) -> tuple[str, ...]:
         mapped = ipaddress.IPv6Address(b"\x00" * 10 + b"\xff\xff" + address.packed)
         hextets = mapped.exploded.split(":")[-2:]
         short = [h.lstrip("0") or "0" for h in hextets]
-        return (str(address), "ffff:" + ":".join(short), "ffff:" + ":".join(hextets))
-    exploded = address.exploded
-    unpadded = ":".join(h.lstrip("0") or "0" for h in exploded.split(":"))
-    return tuple(dict.fromkeys((address.compressed, exploded, unpadded)))
+        forms = [str(address), "ffff:" + ":".join(short), "ffff:" + ":".join(hextets)]
+    else:
+        exploded = address.exploded
+        unpadded = ":".join(h.lstrip("0") or "0" for h in exploded.split(":"))
+        forms = [address.compressed, exploded, unpadded]
+    # Percent-encoded colons are searched literally too: decoding "%2a02%3A…" would read "%2a" as "*".
+    forms += [form.replace(":", colon) for colon in ("%3a", "%253a") for form in forms if ":" in form]
+    return tuple(dict.fromkeys(forms))
+
+
+@functools.lru_cache(maxsize=1024)
+def _forms_pattern(forms: tuple[str, ...]) -> re.Pattern[str]:
+    """Compiled only when something must be replaced: compiling costs more than a whole hit."""
+    return re.compile("|".join(re.escape(f) for f in forms), re.IGNORECASE)
 
 
 class Scrubber:
@@ -53,19 +65,28 @@ class Scrubber:
 
     def __init__(self, address: Address | None) -> None:
         self.forms = address_forms(address)
-        self._pattern = re.compile("|".join(re.escape(f) for f in self.forms), re.IGNORECASE) if self.forms else None
+        # Every form but the dotted IPv4 one holds ":" or "%" (encoded colon): most values need no lowercasing.
+        self._dotted = str(address) if isinstance(address, ipaddress.IPv4Address) else None
 
-    def _has_address(self, lowered: str) -> bool:
+    def _has_address(self, text: str) -> bool:
+        if not self.forms:
+            return False
+        if self._dotted is not None and self._dotted in text:
+            return True
+        if ":" not in text and "%" not in text:
+            return False
+        lowered = text.lower()
         return any(form in lowered for form in self.forms)
 
     def _dirty(self, text: str) -> bool:
-        return ("@" in text and EMAIL.search(text) is not None) or self._has_address(text.lower())
+        return ("@" in text and EMAIL.search(text) is not None) or self._has_address(text)
 
     def _clean(self, text: str) -> str:
+        # The address first: "jane@89.160.20.115.example" must not become the e-mail "jane@redacted.example".
+        if self._has_address(text):
+            text = _forms_pattern(self.forms).sub(REDACTED, text)
         if "@" in text:
             text = EMAIL.sub(REDACTED, text)
-        if self._pattern is not None and self._has_address(text.lower()):
-            text = self._pattern.sub(REDACTED, text)
         return text
 
     def text(self, value: str) -> str:
@@ -105,7 +126,7 @@ class Scrubber:
             return False
         layer = text
         for _ in range(_LAYERS + 1):
-            if self._has_address(layer.lower()):
+            if self._has_address(layer):
                 return True
             decoded = unquote(layer.replace("+", " "))
             if decoded == layer:

@@ -10,8 +10,9 @@ another site is reduced to its origin or removed.
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
+from consentproxy.analytics.model import encode_query
 from consentproxy.analytics.scrub import Scrubber
 
 Fragment = Literal["drop", "clean", "route"]
@@ -36,6 +37,16 @@ _FRAGMENT_SAFE = _PATH_SAFE + "?#"
 def is_absolute_url(value: str) -> bool:
     head = value[:8].lower()
     return head.startswith(("https://", "http://"))
+
+
+def host_of(url: object) -> str | None:
+    """The host of a URL, or None for anything that is not one."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    try:
+        return urlsplit(url.strip()).hostname
+    except ValueError:
+        return None
 
 
 def bare_host(host: str | None) -> str:
@@ -73,6 +84,7 @@ class UrlCleaner:
         try:
             parts = urlsplit(value)
             host = parts.hostname
+            port = parts.port
         except ValueError:
             return None
         own = self.own_hosts | {bare_host(page_host)} if page_host else self.own_hosts
@@ -82,7 +94,8 @@ class UrlCleaner:
             return self._rebuild(value, "clean")
         if self._referrer == "none" or not host:
             return None
-        origin = f"{parts.scheme.lower()}://{host}" + (f":{parts.port}" if _port(parts) else "") + "/"
+        shown = f"[{host}]" if ":" in host else host
+        origin = f"{parts.scheme.lower()}://{shown}" + (f":{port}" if port else "") + "/"
         return None if self._scrub.is_dirty(origin) else origin
 
     def link(self, value: str, page_host: str | None = None) -> str | None:
@@ -96,7 +109,7 @@ class UrlCleaner:
         try:
             parts = urlsplit(value)
             host = parts.hostname
-            port = _port(parts)
+            port = parts.port
         except ValueError:
             return None
         netloc = ""
@@ -127,7 +140,7 @@ class UrlCleaner:
             if self._scrub.is_dirty(name) or self._scrub.is_dirty(value):
                 continue  # a parameter holding an e-mail or the visitor's address goes whole
             kept.append((name, value))
-        return urlencode(kept, quote_via=quote)
+        return encode_query(kept, plus=True)
 
     def _fragment(self, fragment: str, mode: Fragment) -> str:
         if not fragment or mode == "drop":
@@ -139,8 +152,3 @@ class UrlCleaner:
         if "=" in fragment or self._scrub.is_dirty(fragment):
             return ""
         return quote(fragment, safe=_FRAGMENT_SAFE)
-
-
-def _port(parts: SplitResult) -> int | None:
-    """The explicit port, or None; a malformed one raises ValueError, as a malformed host does."""
-    return parts.port

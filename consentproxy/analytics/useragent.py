@@ -10,6 +10,7 @@ generic bot marker so that the backends still filter them.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from consentproxy.records.minimise import OTHER, ua_family
@@ -49,15 +50,17 @@ def os_family(user_agent: str) -> str:
 
 def generalise(user_agent: str | None) -> str:
     """The canonical user agent for this browser family, major version and OS family."""
-    text = (user_agent or "")[:512]
+    return _generalise((user_agent or "")[:512])
+
+
+@functools.lru_cache(maxsize=4096)  # a few hundred user agents make up nearly all traffic
+def _generalise(text: str) -> str:
     if not text or _BOTS.search(text):
         return BOT
     family_version = ua_family(text)
     system = os_family(text)
-    if system == "iOS":
-        platform = _PLATFORM["iPad" if "iPad" in text else "iPhone"]
-    else:
-        platform = _PLATFORM.get(system, "")
+    device = ("iPad" if "iPad" in text else "iPhone") if system == "iOS" else system
+    platform = _PLATFORM.get(device, "")
     if family_version == OTHER:
         return f"Mozilla/5.0 ({platform})" if platform else "Mozilla/5.0"
     family, _, major = family_version.rpartition(" ")

@@ -6,13 +6,14 @@ how an id is hashed, how a URL or a user agent is cleaned, is decided here.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
 from consentproxy.analytics.keys import keyed, pseudonym_address
 from consentproxy.analytics.model import Context, Hit, Policy, normalise_key
-from consentproxy.analytics.scrub import Address, Scrubber, parse_address
+from consentproxy.analytics.scrub import REDACTED, Address, Scrubber, parse_address
 from consentproxy.analytics.urls import UrlCleaner, is_absolute_url
 from consentproxy.analytics.useragent import generalise, primary_language
 
@@ -21,7 +22,18 @@ NEUTRAL_IPV4 = "0.0.0.0"
 _PREFIXES = {"v4/24": 24, "v4/16": 16, "v6/32": 32, "v6/48": 48}
 
 
+@functools.lru_cache(maxsize=8192)
+def _truncate(address: Address, prefix: int) -> str | None:
+    bits = address.max_prefixlen
+    network = int(address) >> (bits - prefix) << (bits - prefix)
+    if network == int(address):
+        return None
+    return str(ipaddress.IPv4Address(network) if bits == 32 else ipaddress.IPv6Address(network))
+
+
 class Work:
+    """The hit, the site's policy and the visitor's context, with the helpers every backend uses."""
+
     def __init__(self, hit: Hit, policy: Policy, context: Context) -> None:
         self.hit = hit
         self.policy = policy
@@ -29,6 +41,10 @@ class Work:
         self.exempt = context.mode == "exempt"
         self.client: Address | None = parse_address(hit.client_ip)
         self.scrubber = Scrubber(self.client)
+        # Most hits hold neither an "@" nor the visitor's address: one look at the whole input spares
+        # the per-value search (URLs are still cleaned as URLs, and the last check still runs).
+        raw = "\n".join([*(f"{k}={v}" for k, v in hit.query), hit.body.decode("utf-8", "replace")])
+        self.input_dirty = self.scrubber.is_dirty(raw)
         self.urls = UrlCleaner(self.scrubber, exempt=self.exempt, marketing=context.marketing,
                                query_allow=policy.query_allow, referrer=policy.referrer, own_hosts=policy.own_hosts)
 
@@ -45,9 +61,7 @@ class Work:
         mode = self.policy.ipv4 if self.client.version == 4 else self.policy.ipv6
         if mode == "drop":
             return None
-        network = ipaddress.ip_network(f"{self.client}/{_PREFIXES[mode]}", strict=False)
-        reduced = network.network_address
-        return None if reduced == self.client else str(reduced)
+        return _truncate(self.client, _PREFIXES[mode])
 
     def stand_in_address(self) -> str | None:
         """For backends that count visitors by address: the reduced address, else today's pseudonym."""
@@ -82,10 +96,14 @@ class Work:
 
     def text(self, value: str) -> str | None:
         """A free-text value, cleaned; a URL is cleaned as a URL. None when nothing is left."""
-        if is_absolute_url(value):
+        if value[:1] in ("h", "H") and is_absolute_url(value):
             return self.urls.link(value)
+        if not self.input_dirty:
+            return value
         cleaned = self.scrubber.text(value)
-        return None if cleaned.strip() in ("", "redacted") and value.strip() else cleaned
+        if cleaned is value:
+            return value
+        return None if cleaned.strip() in ("", REDACTED) and value.strip() else cleaned
 
     def json_value(self, value: Any) -> Any:
         """A JSON value with every string cleaned, recursively; None for what must go."""
@@ -97,12 +115,19 @@ class Work:
                 if not isinstance(key, str) or self.scrubber.is_dirty(key):
                     continue
                 cleaned = self.json_value(item)
-                if cleaned is not None or item is None:
-                    out[key] = cleaned
+                if cleaned is None and item is not None:
+                    continue
+                if cleaned in ({}, []) and item:  # emptied by cleaning: nothing meaningful left
+                    continue
+                out[key] = cleaned
             return out
-        if isinstance(value, list):
-            return [v for v in (self.json_value(item) for item in value) if v is not None]
+        if isinstance(value, list):  # positions matter (Matomo items are [sku, name, category, price, qty])
+            return [self._list_item(item) for item in value]
         return value
+
+    def _list_item(self, item: Any) -> Any:
+        cleaned = self.json_value(item)
+        return "" if cleaned is None and isinstance(item, str) else cleaned
 
     def without_id_keys(self, value: Any) -> Any:
         """A JSON value with every key named like an identifier removed, at any depth."""
@@ -120,7 +145,7 @@ class Work:
         original = self.hit.header("user-agent")
         if self.exempt:
             return generalise(original)
-        return self.text(original) if original else None
+        return (self.scrubber.text(original) or None) if original else None
 
     def language(self) -> str | None:
         header = self.hit.header("accept-language")
