@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consentproxy.admin.app import AdminContext
+from consentproxy.analytics.endpoint import AnalyticsEndpoint
 from consentproxy.banner.assets import AssetsMissing, BannerAssets
 from consentproxy.banner.endpoints import ConsentEndpoints
 from consentproxy.banner.markup import SiteMarkup
@@ -49,7 +50,9 @@ class Runtime:
         codec = ConsentCodec(consent_keys(config))
         assets = banner_assets(config)
         geoip = open_geoip(config)
-        sites = [Site.build(site, site_steps(site, codec, inventory, assets, records, geoip)) for site in config.sites]
+        tokens = matomo_tokens(config)
+        sites = [Site.build(site, site_steps(site, codec, inventory, assets, records, geoip, tokens.get(site.name)))
+                 for site in config.sites]
         admin = config.server.admin_listen
         return cls(
             config=config,
@@ -61,14 +64,26 @@ class Runtime:
 
 
 def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory, assets: BannerAssets,
-               records: RecordWriter, geoip: GeoIP | None = None) -> tuple[Step, ...]:
+               records: RecordWriter, geoip: GeoIP | None = None, matomo: str | None = None) -> tuple[Step, ...]:
     """A site's pipeline, in order: the decision and cookies first, our own URLs, then the page rewrite."""
     locator = SiteLocator(geoip, site.opt_out, site.notice_only) if geoip is not None else None
     cookies = CookieEnforcement(site, codec, inventory, locator)
-    steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records))]
+    analytics = AnalyticsEndpoint(site, codec.keys[0].key, matomo) if site.analytics.enabled else None
+    steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records),
+                                                   analytics)]
     if site.rewrite_html:
         steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory)))
     return tuple(steps)
+
+
+def matomo_tokens(config: Config) -> dict[str, str]:
+    """Each site's Matomo token_auth, read from its secret reference (sites without one are left out)."""
+    tokens = {}
+    for site in config.sites:
+        if site.analytics.matomo_token:
+            tokens[site.name] = _resolve(config, f"sites.{site.name}.analytics.matomo_token",
+                                         site.analytics.matomo_token).strip()
+    return tokens
 
 
 def open_geoip(config: Config) -> GeoIP | None:
@@ -106,7 +121,8 @@ def check_references(config: Config) -> list[Problem]:
     """Resolve every configured secret and open the GeoIP database now: a bad reference fails at start."""
     problems: list[Problem] = []
     checks = [(consent_keys, config.secrets.consent_keys), (_token_digest, config.secrets.admin_token),
-              (_export_key, config.secrets.export_key), (open_geoip, config.geoip.database)]
+              (_export_key, config.secrets.export_key), (open_geoip, config.geoip.database),
+              (matomo_tokens, any(site.analytics.matomo_token for site in config.sites) or None)]
     for resolve, ref in checks:
         if ref is not None:
             try:
@@ -121,7 +137,7 @@ def consent_keys(config: Config) -> tuple[SigningKey, ...]:
     if ref is None:
         raise ConfigError([Problem(_file(config), "secrets.consent_keys", "is not set")])
     try:
-        return parse_consent_keys(_resolve(config, "consent_keys", ref), ref)
+        return parse_consent_keys(_resolve(config, "secrets.consent_keys", ref), ref)
     except SecretError as exc:
         raise ConfigError([Problem(_file(config), "secrets.consent_keys", str(exc))]) from None
 
@@ -150,7 +166,7 @@ def _token_digest(config: Config) -> bytes | None:
     ref = config.secrets.admin_token
     if ref is None:
         return None
-    return hashlib.sha256(_resolve(config, "admin_token", ref).encode()).digest()
+    return hashlib.sha256(_resolve(config, "secrets.admin_token", ref).encode()).digest()
 
 
 def export_signing_key(config: Config) -> Ed25519PrivateKey | None:
@@ -164,14 +180,14 @@ def export_signing_key(config: Config) -> Ed25519PrivateKey | None:
 
 
 def _export_key(config: Config) -> str:
-    return _resolve(config, "export_key", config.secrets.export_key or "")
+    return _resolve(config, "secrets.export_key", config.secrets.export_key or "")
 
 
 def _resolve(config: Config, key: str, ref: str) -> str:
     try:
         return read_secret(ref)
     except SecretError as exc:
-        raise ConfigError([Problem(_file(config), f"secrets.{key}", str(exc))]) from None
+        raise ConfigError([Problem(_file(config), key, str(exc))]) from None
 
 
 def _file(config: Config) -> str:

@@ -7,6 +7,8 @@ pages whose CSP refuses inline script.
 
 from __future__ import annotations
 
+from consentproxy.analytics.endpoint import PREFIX as ANALYTICS_PREFIX
+from consentproxy.analytics.endpoint import AnalyticsEndpoint
 from consentproxy.banner.assets import BannerAssets
 from consentproxy.banner.markup import consent_mode_code, parse_consent_mode_query
 from consentproxy.banner.theme import theme_css, theme_name
@@ -20,9 +22,11 @@ _JS = b"text/javascript; charset=utf-8"
 
 
 class ConsentEndpoints(Step):
-    def __init__(self, site: SiteConfig, assets: BannerAssets, api: ConsentApi) -> None:
+    def __init__(self, site: SiteConfig, assets: BannerAssets, api: ConsentApi,
+                 analytics: AnalyticsEndpoint | None = None) -> None:
         self.assets = assets
         self.api = api
+        self.analytics = analytics
         css = theme_css(site.consent.theme)
         self.theme = (theme_name(css), _stylesheet(css.encode("ascii"))) if css else None
         self._consent_mode: dict[bytes, Reply] = {}
@@ -37,6 +41,12 @@ class ConsentEndpoints(Step):
             if exchange.method not in ("GET", "HEAD"):
                 return _error(405, [(b"allow", b"GET, HEAD, POST")])
             return _head(exchange, self.api.read(exchange))
+        if path.startswith(ANALYTICS_PREFIX + b"/"):
+            if self.analytics is None or self.analytics.backend_for(path) is None:
+                return _error(404)
+            if exchange.method not in ("GET", "POST"):
+                return _error(405, [(b"allow", b"GET, POST")])
+            return self.analytics
         if exchange.method not in ("GET", "HEAD"):
             return _error(405, [(b"allow", b"GET, HEAD")])
         name = path[len(PREFIX) + 1:].decode("latin-1")

@@ -20,7 +20,7 @@ from consentproxy.config.model import (
     ServiceConfig,
     ThemeConfig,
 )
-from consentproxy.config.reader import Reader, describe, list_of
+from consentproxy.config.reader import Reader, describe, list_of, one_of
 from consentproxy.consent.texts import BANNER_TEXTS, DEFAULT_DESCRIPTIONS, DEFAULT_LABELS
 
 _COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -160,19 +160,9 @@ def _array_of_tables(site: Reader, key: str) -> list[Reader]:
     return [Reader(site.file, site.problems, item, f"{site.path}.{key}[{i}]") for i, item in enumerate(raw)]
 
 
-def _one_of(*options: str) -> Callable[[Any], str]:
-    """A converter that accepts exactly one of `options`."""
-    def convert(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}, got {describe(value)}")
-        return str(value)
-
-    return convert
-
-
-_unknown_policy = _one_of("block", "allow")
-_language = _one_of(*LANGUAGES)
-_record_ip = _one_of("none", "truncated", "keyed_hash")
+_unknown_policy = one_of("block", "allow")
+_language = one_of(*LANGUAGES)
+_record_ip = one_of("none", "truncated", "keyed_hash")
 
 
 def _cookie_name(value: Any) -> str:
@@ -299,7 +289,7 @@ def _read_theme(reader: Reader | None) -> ThemeConfig:
         accent_text=reader.converted("accent_text", "", colour),
         font=reader.converted("font", "", _string(checks.check_font)),
         radius=reader.converted("radius", "", _string(checks.check_length)),
-        position=reader.converted("position", "bottom", _one_of(*checks.POSITIONS)),
+        position=reader.converted("position", "bottom", one_of(*checks.POSITIONS)),
     )
     for key, reason in checks.contrast_problems(theme):
         reader.problem(key, reason)

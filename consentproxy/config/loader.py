@@ -20,6 +20,7 @@ from consentproxy.config.model import (
     ADMIN_SCOPES,
     SECRETS_TOKEN_NAME,
     AdminTokenConfig,
+    AnalyticsConfig,
     Config,
     GeoConfig,
     IPNetwork,
@@ -32,7 +33,7 @@ from consentproxy.config.model import (
 )
 from consentproxy.config.reader import ConfigError as ConfigError
 from consentproxy.config.reader import Problem as Problem
-from consentproxy.config.reader import Reader, describe, list_of
+from consentproxy.config.reader import Reader, describe, list_of, one_of
 from consentproxy.config.secrets import SECRET_REF_HELP, is_secret_ref
 
 T = TypeVar("T")
@@ -306,6 +307,7 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
         compress_html=reader.get("compress_html", bool, base.compress_html),
         forward_client_ip=reader.converted("forward_client_ip", base.forward_client_ip, _forward_client_ip),
         consent=read_consent(reader),
+        analytics=_read_analytics(reader.sub("analytics")),
         **_read_regimes(reader.sub("regimes")),
     )
     reader.finish()
@@ -341,6 +343,42 @@ def _read_regimes(reader: Reader | None) -> dict[str, tuple[str, ...]]:
         reader.problem("notice_only", f"{', '.join(sorted(both))} also listed in opt_out; a place has one regime")
     reader.finish()
     return regimes
+
+
+def _backend_url(value: Any) -> str:
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
+        raise ValueError(f"expected an http(s) URL, got {describe(value)}")
+    return value.rstrip("/") if not value.endswith(".php") else value
+
+
+def _secret_ref(value: Any) -> str:
+    if not isinstance(value, str) or not is_secret_ref(value):
+        raise ValueError(f"secrets are never written into the configuration: {SECRET_REF_HELP}")
+    return value
+
+
+def _read_analytics(reader: Reader | None) -> AnalyticsConfig:
+    """`[sites.NAME.analytics]`: backend URLs and the anonymisation settings."""
+    if reader is None:
+        return AnalyticsConfig()
+    base = AnalyticsConfig()
+    config = AnalyticsConfig(
+        **{key: reader.converted(key, "", _backend_url) for key in ("ga4", "matomo", "plausible", "umami", "generic")},
+        matomo_token=reader.converted("matomo_token", "", _secret_ref),
+        ipv4=reader.converted("ipv4", base.ipv4, one_of("drop", "v4/24", "v4/16")),
+        ipv6=reader.converted("ipv6", base.ipv6, one_of("drop", "v6/32", "v6/48")),
+        query_allow=list_of(reader, "query_allow", _parameter_name, base.query_allow),
+        referrer=reader.converted("referrer", base.referrer, one_of("origin", "none")),
+        dry_run=reader.get("dry_run", bool, base.dry_run),
+    )
+    reader.finish()
+    return config
+
+
+def _parameter_name(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 100 or any(c in value for c in "&=#? "):
+        raise ValueError(f"expected a URL parameter name such as \"utm_source\", got {describe(value)}")
+    return value
 
 
 def _read_geoip(reader: Reader | None, base_dir: Path) -> GeoConfig:

@@ -179,6 +179,30 @@ class ConsentConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    """`[sites.NAME.analytics]`: where anonymised hits go, and how much of the visitor survives.
+
+    A backend without a URL has no first-party endpoint: its hits get 404.
+    """
+
+    ga4: str = ""  # base URL, e.g. https://region1.google-analytics.com (/g/collect, /mp/collect follow)
+    matomo: str = ""  # the tracker URL, e.g. https://matomo.example.nl/matomo.php
+    matomo_token: str = ""  # secret reference (file:/env:) to a token_auth, for cip and country overrides
+    plausible: str = ""  # base URL (/api/event follows)
+    umami: str = ""  # base URL (/api/send follows)
+    generic: str = ""  # the URL JSON hits are posted to
+    ipv4: str = "drop"  # drop, v4/24 or v4/16
+    ipv6: str = "drop"  # drop, v6/32 or v6/48
+    query_allow: tuple[str, ...] = ("utm_source", "utm_medium", "utm_campaign")
+    referrer: str = "origin"  # external referrers reduced to their origin, or none
+    dry_run: bool = False  # log what would be sent, send nothing
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.ga4, self.matomo, self.plausible, self.umami, self.generic))
+
+
+@dataclass(frozen=True, slots=True)
 class SiteConfig:
     name: str
     hosts: tuple[str, ...]
@@ -196,6 +220,7 @@ class SiteConfig:
     #: so its own access logs hold no full IP address
     forward_client_ip: Literal["full", "truncated", "none"] = "full"
     consent: ConsentConfig = field(default_factory=ConsentConfig)
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
     #: consent regimes by place (country "US" or subdivision "US-CA"); everywhere else opt-in
     opt_out: tuple[str, ...] = ()
     notice_only: tuple[str, ...] = ()

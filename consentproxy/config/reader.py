@@ -120,3 +120,13 @@ def list_of(reader: Reader, name: str, convert: Callable[[Any], T], default: tup
     return tuple(out)
 
 
+
+
+def one_of(*options: str) -> Callable[[Any], str]:
+    """A converter that accepts exactly one of `options`."""
+    def convert(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {describe(value)}")
+        return str(value)
+
+    return convert

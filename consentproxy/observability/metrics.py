@@ -61,6 +61,10 @@ CONSENT_DECISIONS = Counter(
 CONSENT_API_ERRORS = Counter(
     "consentproxy_consent_api_errors", "Consent API requests refused, by site and error code", ["site", "error"],
 )
+ANALYTICS_HITS = Counter(
+    "consentproxy_analytics_hits", "Analytics hits by site, backend and outcome (received, anonymised, forwarded, "
+    "dry_run, backend_error, dropped_<reason>)", ["site", "backend", "outcome"],
+)
 
 _children: dict[tuple[int, tuple[str, ...]], Counter] = {}
 
