@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import urllib.parse
 import urllib.request
@@ -161,3 +162,49 @@ def test_unconfigured_backends_and_methods_are_refused(tmp_path: Path, sink: Sin
         assert refused.value.code == 405
     finally:
         proxy.stop(signal.SIGTERM)
+
+
+PAGE = """<!doctype html><html lang="en"><head><title>Shop</title>
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-SINK123"></script>
+<script defer data-domain="shop.example" src="https://plausible.io/js/script.js"></script>
+</head><body><p>Shop</p></body></html>"""
+
+
+@pytest.mark.parametrize(("exempt", "consented", "runs"), [
+    (False, False, False),  # no consent, not exempt: held back
+    (False, True, True),  # consented: runs, pointed at the proxy
+    (True, False, True),  # exempt: runs for everyone, its hits anonymised by the proxy
+])
+def test_pages_point_the_trackers_at_the_proxy(tmp_path: Path, sink: Sink, exempt: bool, consented: bool,
+                                               runs: bool) -> None:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    port = free_port()
+    base = f"http://127.0.0.1:{sink.port}"
+    sites = (site_toml("shop", f"http://127.0.0.1:{port}")
+             + f"[sites.shop.consent]\nstatistics_exempt = {'true' if exempt else 'false'}\n"
+             + f'[sites.shop.analytics]\nga4 = "{base}/ga"\nplausible = "{base}/p"\n')
+    with serve_app(app, port):
+        proxy = launch_proxy(tmp_path, 0, sites)
+        try:
+            headers = {"Cookie": f"cp_consent={mint(proxy, {'statistics'})}"} if consented else {}
+            request = urllib.request.Request(proxy.url + "/", headers=headers)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                html = response.read().decode()
+        finally:
+            proxy.stop(signal.SIGTERM)
+    # gtag sends to the proxy: transport_url is set before the first tag runs
+    assert "transport_url:location.origin+'/_consent/a'" in html
+    found = re.search(r'<script[^>]*data-domain="shop\.example"[^>]*>', html)
+    assert found, html
+    plausible = found.group()
+    if runs:
+        assert 'data-api="/_consent/a/api/event"' in plausible and "data-cp-blocked" not in plausible
+        assert 'src="https://plausible.io/js/script.js"' in plausible
+    else:
+        assert 'data-cp-blocked="statistics"' in plausible
+    # Google Analytics runs where exempt (cookieless: Consent Mode keeps analytics_storage denied)
+    assert ('data-cp-src="https://www.googletagmanager.com/gtag/js' in html) is not runs

@@ -27,6 +27,7 @@ class ConsentEndpoints(Step):
         self.assets = assets
         self.api = api
         self.analytics = analytics
+        self.transport = bool(site.analytics.ga4)
         css = theme_css(site.consent.theme)
         self.theme = (theme_name(css), _stylesheet(css.encode("ascii"))) if css else None
         self._consent_mode: dict[bytes, Reply] = {}
@@ -67,7 +68,7 @@ class ConsentEndpoints(Step):
         reply = self._consent_mode.get(query)
         if reply is None:
             value = query.decode("latin-1").removeprefix("g=")
-            body = consent_mode_code(parse_consent_mode_query(value)).encode("ascii")
+            body = consent_mode_code(parse_consent_mode_query(value), self.transport).encode("ascii")
             reply = Reply(200, [(b"content-type", _JS), (b"cache-control", b"public, max-age=86400"),
                                 (b"x-content-type-options", b"nosniff"),
                                 (b"content-length", str(len(body)).encode("ascii"))], body)

@@ -59,11 +59,17 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def consent_mode_code(granted: frozenset[str] | None) -> str:
-    """The Consent Mode v2 default (all denied but security_storage) and, after a decision, the update."""
+def consent_mode_code(granted: frozenset[str] | None, transport: bool = False) -> str:
+    """The Consent Mode v2 default (all denied but security_storage) and, after a decision, the update.
+
+    With `transport`, Google tags send their hits to the proxy's own endpoint (`transport_url`), whose
+    anonymiser decides what reaches Google.
+    """
     defaults = ",".join(f"{name}:'denied'" for name in _DEFAULTS)
     code = ("window.dataLayer=window.dataLayer||[];(function(){function g(){dataLayer.push(arguments);}"
             f"g('consent','default',{{{defaults},security_storage:'granted',wait_for_update:500}});")
+    if transport:
+        code += "g('set',{transport_url:location.origin+'/_consent/a',first_party_collection:true});"
     if granted is None or "marketing" not in granted:
         code += "g('set','ads_data_redaction',true);"
     if granted is not None:
@@ -100,6 +106,7 @@ class SiteMarkup:
         self.default_language = consent.default_language
         self.css_url = f"{prefix}/{assets.url_of['banner.css']}"
         self.js_url = f"{prefix}/{assets.url_of['banner.js']}"
+        self.transport = bool(site.analytics.ga4)
         css = theme_css(consent.theme)
         self.theme_url = f"{prefix}/{theme_name(css)}" if css else None
         self._templates_version = -1
@@ -220,13 +227,14 @@ class SiteMarkup:
         return out.replace(f'"{_PRINCIPAL}"', f'"{principal}"' if principal else "null", 1)
 
     def consent_mode(self, decision: Decision, nonces: NoncePlan) -> str:
-        granted = decision.allowed if decision.kind != "none" else None
+        # Undecided: the default (denied) holds, except where an opt-out or notice regime lets trackers run.
+        granted = decision.allowed if decision.kind != "none" or decision.regime != "opt-in" else None
         key = (granted, nonces.script_nonce or "", nonces.inline_script_ok)
         cached = self._consent_mode.get(key)
         if cached is None:
             if nonces.script_nonce or nonces.inline_script_ok:
                 nonce = f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else ""
-                cached = f"<script{nonce}>{consent_mode_code(granted)}</script>"
+                cached = f"<script{nonce}>{consent_mode_code(granted, self.transport)}</script>"
             else:
                 # The page's policy refuses inline script and we may not add a nonce: load it instead.
                 cached = f'<script src="{self.prefix}/consent-mode.js?g={consent_mode_query(granted)}"></script>'

@@ -18,7 +18,7 @@ When every category is granted nothing is held back.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,11 @@ class PagePlan:
     #: a random token per response on every blocked element and on the banner script, which activates only
     #: elements that carry it (markup injected by anyone else is never activated)
     stamp: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    #: services that run whatever the visitor chose, because their hits go through the proxy's anonymiser
+    #: (a site that declares statistics exempt)
+    unblocked: frozenset[str] = frozenset()
+    #: service → (attribute, value) set on its <script src>, pointing it at the proxy's analytics endpoint
+    script_attributes: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def blocking(self) -> bool:
@@ -153,7 +158,8 @@ class _State:
         return site_tagged(element.get_attribute("data-consent-category"), found)
 
     def blocks(self, match: Match | None) -> bool:
-        return match is not None and match.category not in self.allowed
+        return (match is not None and match.category not in self.allowed
+                and match.service not in self.plan.unblocked)
 
     def mark(self, element: lolhtml.Element, match: Match, kind: str, detail: str) -> None:
         element.set_attribute("data-cp-blocked", _escape(match.category))
@@ -188,7 +194,8 @@ class _Scripts:
             code = s.plan.injection.consent_mode(s.plan.nonces)
             if code:
                 e.before(code, HTML)
-        if not s.plan.blocking:
+        rewrites = s.plan.script_attributes
+        if not s.plan.blocking and not rewrites:
             return
         type_value = e.get_attribute("type")
         if not is_javascript(type_value):
@@ -199,6 +206,10 @@ class _Scripts:
             if s.blocks(match):
                 assert match is not None
                 self._neutralise(e, match, type_value, "script-src", src)
+            elif match is not None and match.service in rewrites:
+                e.set_attribute(*rewrites[match.service])  # its hits go to our endpoint, not the vendor's host
+            return
+        if not s.plan.blocking:
             return
         s.pending_category = e.get_attribute("data-consent-category")
         s.pending_attributes = e.attributes

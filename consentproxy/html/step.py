@@ -53,6 +53,7 @@ class HtmlRewriting(Step):
         self.site = site.name
         self.markup = markup
         self.matcher = TrackerMatcher(site.consent.services)
+        self.unblocked, self.script_attributes = analytics_routing(site)
         self.compress = site.compress_html
 
     # -- request ---------------------------------------------------------------
@@ -113,7 +114,8 @@ class HtmlRewriting(Step):
             nonces, headers[:] = planned
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         injection = PageInjection(self.markup, decision, exchange.extra.get(_LANGUAGE))
-        plan = PagePlan(self.matcher, decision.allowed, injection, nonces)
+        plan = PagePlan(self.matcher, decision.allowed, injection, nonces, unblocked=self.unblocked,
+                        script_attributes=self.script_attributes)
         headers[:] = [row for row in headers if row[0] not in _DROPPED_ON_REWRITE]
         if out_coding is not None:
             headers.append((b"content-encoding", out_coding))
@@ -159,3 +161,27 @@ def _add_vary(headers: list[tuple[bytes, bytes]], token: bytes) -> None:
                 headers[index] = (name, value + b", " + token)
             return
     headers.append((b"vary", token))
+
+
+#: catalogue services whose hits the analytics endpoints take, by the backend key that routes them
+_ROUTED_SERVICES = {"ga4": "Google Analytics", "matomo": "Matomo", "plausible": "Plausible Analytics",
+                    "umami": "Umami"}
+
+
+def analytics_routing(site: SiteConfig) -> tuple[frozenset[str], dict[str, tuple[str, str]]]:
+    """Which trackers go through the proxy's anonymiser, and the script attributes that send them there.
+
+    Plausible reads its endpoint from `data-api`, Umami from `data-host-url`; gtag is pointed with
+    `transport_url` in the Consent Mode default. Where the site declares statistics exempt, those
+    services run for every visitor: without consent the anonymiser reduces their hits to anonymous
+    audience measurement (and Consent Mode keeps their cookies off).
+    """
+    analytics = site.analytics
+    routed = [service for backend, service in _ROUTED_SERVICES.items() if getattr(analytics, backend)]
+    attributes = {}
+    if analytics.plausible:
+        attributes["Plausible Analytics"] = ("data-api", "/_consent/a/api/event")
+    if analytics.umami:
+        attributes["Umami"] = ("data-host-url", "/_consent/a")
+    unblocked = frozenset(routed) if site.consent.statistics_exempt else frozenset()
+    return unblocked, attributes
