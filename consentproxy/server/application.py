@@ -20,6 +20,7 @@ from typing import Any
 
 from consentproxy.admin.api import AdminStore
 from consentproxy.admin.app import build_admin_app
+from consentproxy.banner.endpoints import ConsentEndpoints
 from consentproxy.config.loader import ConfigError, load_config
 from consentproxy.config.model import Config
 from consentproxy.cookies.inventory import CookieInventory
@@ -104,6 +105,10 @@ class Application:
                         task.cancel()
                 self._flush_inventory_now()
                 await self.records.close()  # commits what is queued
+                for site in self.runtime.router.sites:
+                    for step in site.steps:
+                        if isinstance(step, ConsentEndpoints) and step.analytics is not None:
+                            await step.analytics.close()
                 if self.proxy is not None:
                     await self.proxy.session.close()
                 await send({"type": "lifespan.shutdown.complete"})
