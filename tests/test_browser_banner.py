@@ -488,3 +488,49 @@ def test_the_banner_speaks_the_page_language(visit: Visit, path: str, texts: lis
                for action in ("accept_all", "reject_all", "settings")]
     assert buttons == texts
     assert page.get_attribute("#cp-root", "lang") == ("nl" if path == "/" else "en")
+
+
+# --- analytics through the proxy ---------------------------------------------------------------------
+
+
+def sink_records(demo: Demo, mark: int) -> list[dict[str, Any]]:
+    path = demo.data_dir / "analytics-sink.ndjson"
+    if not path.exists():
+        return []
+    with path.open("rb") as log:
+        log.seek(mark)
+        return [json.loads(line) for line in log.read().decode("utf-8").splitlines() if line.strip()]
+
+
+def test_analytics_hits_go_through_the_proxy_and_follow_the_choice(demo: Demo, browser: Browser) -> None:
+    # "localhost", so that the page's own URL is not the visitor's address (127.0.0.1 or ::1)
+    context = browser.new_context()
+    try:
+        visit = Visit(demo, context)
+        sink = demo.data_dir / "analytics-sink.ndjson"
+        mark = sink.stat().st_size if sink.exists() else 0
+        hits_mark = visit.mark()
+        page = visit.page
+        page.goto(f"http://localhost:{demo.port}/en/", wait_until="load")
+        visit.settle()
+        assert sink_records(demo, mark) == []  # nothing before a decision
+        visit.decide("accept_all")
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not sink_records(demo, mark) and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        records = sink_records(demo, mark)
+        assert records, "no analytics hit reached the sink after Accept all"
+        hit = records[0]
+        assert hit["path"] == "/sink/ga4/g/collect"
+        query = dict(pair.split("=", 1) for pair in hit["query"].split("&") if "=" in pair)
+        assert query["en"] == "page_view" and query["gcs"] == "G111"
+        assert query["_uip"] in ("127.0.0.0", "%3A%3A", "0.0.0.0")  # reduced, never the visitor's address
+        # The visitor is 127.0.0.1 here; the sink's own Host header (the backend's address) aside, it is nowhere.
+        for record in records:
+            sent = json.dumps([record["query"], record["body"],
+                               [h for h in record["headers"] if h[0].lower() != "host"]])
+            assert "127.0.0.1" not in sent and "::1" not in sent, sent
+        # the GA stand-in sent its hits to the proxy, not to its own (third-party) host
+        assert not [h for h in visit.hits_since(hits_mark) if h["tracker"] == "ga" and h["kind"] == "hit"]
+    finally:
+        context.close()

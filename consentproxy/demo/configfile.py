@@ -91,6 +91,13 @@ data_dir = {_toml_string(str(data_dir))}
 hosts = ["*"]
 upstream = {_toml_string(upstream)}
 
+[sites.demo.analytics]
+# Google Analytics hits go to the proxy's first-party endpoint (/_consent/a/g/collect),
+# are anonymised by the visitor's choice, and only then reach "Google": here the
+# demo's analytics sink, which logs what it receives to analytics-sink.ndjson.
+ga4 = {_toml_string(trackers.rstrip("/") + "/sink/ga4")}
+ipv4 = "v4/24"
+
 [sites.demo.consent]
 # Named in the banner: who decides what happens with visitors' data.
 controller = "Kade IT-diensten B.V."

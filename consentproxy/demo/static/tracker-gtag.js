@@ -13,6 +13,8 @@
   dataLayer.demoStandInLoaded = true;
 
   var consent = { analytics_storage: "granted", ad_storage: "granted" };
+  /* Like gtag.js, hits go to transport_url when one is set (a first-party collection endpoint). */
+  var transportUrl = null;
   var configured = [];
   var sessionStart = Math.floor(Date.now() / 1000);
 
@@ -69,14 +71,16 @@
       if (Object.prototype.hasOwnProperty.call(params, key)) { fields.push(["ep." + key, String(params[key])]); }
     }
     var query = fields.map(function (f) { return encodeURIComponent(f[0]) + "=" + encodeURIComponent(f[1]); });
-    var url = ORIGIN + "/g/collect?" + query.join("&");
+    var url = (transportUrl || ORIGIN) + "/g/collect?" + query.join("&");
     if (navigator.sendBeacon && navigator.sendBeacon(url)) { return; }
     fetch(url, { method: "POST", mode: "no-cors", credentials: "include", keepalive: true });
   }
 
   function handle(command) {
     if (!command || typeof command.length !== "number") { return; }
-    if (command[0] === "consent" && command[2]) {
+    if (command[0] === "set" && command[1] && typeof command[1].transport_url === "string") {
+      transportUrl = command[1].transport_url.replace(/\/+$/, "");
+    } else if (command[0] === "consent" && command[2]) {
       for (var key in consent) {
         if (command[2][key]) { consent[key] = command[2][key]; }
       }
