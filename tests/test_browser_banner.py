@@ -72,6 +72,7 @@ class Visit:
         self.traffic = Traffic(context)
         self.page = context.new_page()
         self.hits_path = demo.data_dir / "tracker-hits.ndjson"
+        self.sink_mark = 0  # where the analytics sink stood at the last mark()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.demo.port}{path}"
@@ -86,6 +87,8 @@ class Visit:
 
     # the tracker stand-ins' log
     def mark(self) -> int:
+        sink = self.demo.data_dir / "analytics-sink.ndjson"
+        self.sink_mark = sink.stat().st_size if sink.exists() else 0
         return self.hits_path.stat().st_size if self.hits_path.exists() else 0
 
     def hits_since(self, mark: int) -> list[dict[str, Any]]:
@@ -97,8 +100,15 @@ class Visit:
         return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
 
     def ran_since(self, mark: int) -> set[str]:
-        """The stand-ins whose code ran (sent what only their running code sends)."""
-        return {hit["tracker"] for hit in self.hits_since(mark) if RAN.get(hit["tracker"]) == hit["kind"]}
+        """The stand-ins whose code ran (sent what only their running code sends).
+
+        Google Analytics sends its hits through the proxy's analytics endpoint to the
+        demo's analytics sink, so a GA hit there counts as GA running.
+        """
+        ran = {hit["tracker"] for hit in self.hits_since(mark) if RAN.get(hit["tracker"]) == hit["kind"]}
+        if any(record["path"].startswith("/sink/ga4/") for record in sink_records(self.demo, self.sink_mark)):
+            ran.add("ga")
+        return ran
 
     def wait_for_trackers(self, mark: int, trackers: set[str]) -> None:
         deadline = time.monotonic() + WAIT_MS / 1000
@@ -433,7 +443,9 @@ def demo_site_config(demo: Demo, revision: int) -> str:
     sites = text[text.index("[sites.demo]"):]
     sites, count = re.subn(r"^revision = \d+$", f"revision = {revision}", sites, flags=re.MULTILINE)
     assert count == 1
-    return sites
+    # its regimes need the [geoip] table that comes before the sites
+    geoip = text[text.index("[geoip]"):text.index("[sites.demo]")] if "[geoip]" in text else ""
+    return geoip + sites
 
 
 def reload_proxy(proxy: Proxy, revision: int) -> None:
