@@ -73,3 +73,28 @@ def test_bench_consent_smoke(tmp_path: Path) -> None:
     decide = report["results"]["decision POST"]
     assert decide["ok"] > 0 and decide["ok"] == decide["requests"]
     assert report["lost"] == 0 and report["events_stored"] >= decide["ok"]
+
+
+@pytest.mark.timeout(150)
+def test_bench_analytics_smoke(tmp_path: Path) -> None:
+    """Exempt and consented GA4 hits all answered 204 and reached nginx as the proxy counted (exit 1 otherwise)."""
+    out = tmp_path / "analytics.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "load_tests" / "bench_analytics.py"), "--duration", "1", "--connections", "4",
+         "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=140, check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    report = json.loads(out.read_text())
+    assert report["complete"] and report["problems"] == []
+    assert set(report["results"]) == {"plain 2 KB GET", "GA4 exempt", "GA4 consented"}
+    for name, result in report["results"].items():
+        assert result["requests"] > 0 and result["cpu_us_per_req"] > 0, name
+    for name in ("GA4 exempt", "GA4 consented"):
+        check, counts = report["checks"][name], report["checks"][name]["proxy_counts"]
+        assert check["other_statuses"] == 0 and check["answered_204"] == check["wrk_requests"] > 0, name
+        assert check["answered_204"] <= counts["forwarded"] <= check["nginx_ga4_requests"] <= counts["received"], name
+        assert set(counts) <= {"received", "forwarded", "anonymised"}, name  # nothing dropped or failed
+    assert report["checks"]["GA4 exempt"]["proxy_counts"]["anonymised"] == (
+        report["checks"]["GA4 exempt"]["proxy_counts"]["received"])
+    assert "anonymised" not in report["checks"]["GA4 consented"]["proxy_counts"]
+    assert set(report["meets_target"]) == {"GA4 exempt", "GA4 consented"}  # reported, never asserted

@@ -10,6 +10,7 @@ gets a quick, uninformative answer; what the backend said is only counted.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -101,7 +102,9 @@ class AnalyticsEndpoint(Endpoint):
             return _NO_CONTENT
         if mode == "exempt":
             metrics.inc(metrics.ANALYTICS_HITS, self.site, backend, "anonymised")
-        await self._forward(backend, result)
+        # A page that closes (sendBeacon) must not take its hit with it: the forward finishes and is counted
+        # even when the visitor's connection goes away first.
+        await asyncio.shield(self._forward(backend, result))
         return _NO_CONTENT
 
     async def _forward(self, backend: Backend, hit: Hit) -> None:
