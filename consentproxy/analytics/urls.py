@@ -10,7 +10,7 @@ another site is reduced to its origin or removed.
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlsplit, urlunsplit
 
 from consentproxy.analytics.model import encode_query
 from consentproxy.analytics.scrub import Scrubber
@@ -78,15 +78,10 @@ class UrlCleaner:
 
     def referrer(self, value: str, page_host: str | None = None) -> str | None:
         """A referrer: cleaned like a page when internal; from elsewhere, whole (consent) or per policy."""
-        value = value.strip()
-        if not value:
+        split = _split(value)
+        if split is None:
             return None
-        try:
-            parts = urlsplit(value)
-            host = parts.hostname
-            port = parts.port
-        except ValueError:
-            return None
+        value, parts, host, port = split
         own = self.own_hosts | {bare_host(page_host)} if page_host else self.own_hosts
         if not parts.netloc or (host is not None and is_internal(host, own)):
             return self.page(value)
@@ -103,15 +98,10 @@ class UrlCleaner:
         return self.referrer(value, page_host)
 
     def _rebuild(self, value: str, fragment: Fragment) -> str | None:
-        value = value.strip()
-        if not value:
+        split = _split(value)
+        if split is None:
             return None
-        try:
-            parts = urlsplit(value)
-            host = parts.hostname
-            port = parts.port
-        except ValueError:
-            return None
+        value, parts, host, port = split
         netloc = ""
         if parts.netloc:  # credentials go: "user:password@" or an e-mail before the host
             if host is None:
@@ -152,3 +142,15 @@ class UrlCleaner:
         if "=" in fragment or self._scrub.is_dirty(fragment):
             return ""
         return quote(fragment, safe=_FRAGMENT_SAFE)
+
+
+def _split(value: str) -> tuple[str, SplitResult, str | None, int | None] | None:
+    """A URL stripped and split, with its host and port; None for nothing or what does not parse."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        return value, parts, parts.hostname, parts.port
+    except ValueError:
+        return None
