@@ -72,7 +72,7 @@ listen = [{_toml_string(str(listen))}]
 admin_listen = {_toml_string(str(admin_listen))}
 # Clients at these addresses may name the real visitor in X-Forwarded-For.
 # Here that is the local machine, so visitors from elsewhere can be simulated:
-#   curl -H 'X-Forwarded-For: 81.2.69.160' {example_url}
+#   curl -H 'X-Forwarded-For: 216.160.83.58' {example_url}  (a US visitor: opt-out)
 trusted_proxies = ["127.0.0.1/32", "::1/128"]
 # Generated keys, consent records and the demo's logs live here.
 data_dir = {_toml_string(str(data_dir))}

@@ -124,7 +124,7 @@ def _print_banner(listen: ListenAddress, admin: ListenAddress, data_dir: Path, c
         f"  configuration      {config_path}",
         f"  tracker hits       {data_dir / TRACKER_LOG}  (what the stand-in third parties received)",
         f"  analytics sink     {data_dir / SINK_LOG}  (what reached the analytics backend)",
-        f"  another country    curl -H 'X-Forwarded-For: 81.2.69.160' {url}",
+        f"  a US visitor       curl -H 'X-Forwarded-For: 216.160.83.58' {url}  (opt-out banner)",
     ]
     if listen.host in ("0.0.0.0", "::"):
         lines.append(f"  from other devices use this machine's address instead of {display_host(listen.host)}")
