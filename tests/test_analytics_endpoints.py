@@ -208,3 +208,31 @@ def test_pages_point_the_trackers_at_the_proxy(tmp_path: Path, sink: Sink, exemp
         assert 'data-cp-blocked="statistics"' in plausible
     # Google Analytics runs where exempt (cookieless: Consent Mode keeps analytics_storage denied)
     assert ('data-cp-src="https://www.googletagmanager.com/gtag/js' in html) is not runs
+
+
+def test_matomo_snippets_queue_the_proxys_tracker_url() -> None:
+    """The bootstrap runs before the page's Matomo snippet, in a JavaScript engine (node)."""
+    import json
+    import shutil
+    import subprocess
+
+    from consentproxy.banner.markup import analytics_bootstrap, consent_mode_code
+    from consentproxy.config.model import AnalyticsConfig
+
+    node = shutil.which("node")
+    assert node, "node is needed (the nodejs package, installed by `make system-deps`)"
+    code = consent_mode_code(None, analytics_bootstrap(AnalyticsConfig(matomo="https://stats.example/matomo.php")))
+    snippet = """
+      var _paq = window._paq = window._paq || [];
+      _paq.push(['trackPageView']);
+      (function() {
+        var u = "https://stats.example/";
+        _paq.push(['setTrackerUrl', u + 'matomo.php']);
+        _paq.push(['setSiteId', '1']);
+      })();
+      console.log(JSON.stringify(_paq));
+    """
+    program = "var window = globalThis; var location = {origin: 'https://shop.example'};\n" + code + snippet
+    out = subprocess.run([node, "-e", program], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert json.loads(out) == [["trackPageView"], ["setTrackerUrl", "https://shop.example/_consent/a/matomo.php"],
+                               ["setSiteId", "1"]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from consentproxy.analytics.endpoint import PREFIX as ANALYTICS_PREFIX
 from consentproxy.analytics.endpoint import AnalyticsEndpoint
 from consentproxy.banner.assets import BannerAssets
-from consentproxy.banner.markup import consent_mode_code, parse_consent_mode_query
+from consentproxy.banner.markup import analytics_bootstrap, consent_mode_code, parse_consent_mode_query
 from consentproxy.banner.theme import theme_css, theme_name
 from consentproxy.config.model import SiteConfig
 from consentproxy.consent.api import ConsentApi
@@ -27,7 +27,7 @@ class ConsentEndpoints(Step):
         self.assets = assets
         self.api = api
         self.analytics = analytics
-        self.transport = bool(site.analytics.ga4)
+        self.bootstrap = analytics_bootstrap(site.analytics)
         css = theme_css(site.consent.theme)
         self.theme = (theme_name(css), _stylesheet(css.encode("ascii"))) if css else None
         self._consent_mode: dict[bytes, Reply] = {}
@@ -68,7 +68,7 @@ class ConsentEndpoints(Step):
         reply = self._consent_mode.get(query)
         if reply is None:
             value = query.decode("latin-1").removeprefix("g=")
-            body = consent_mode_code(parse_consent_mode_query(value), self.transport).encode("ascii")
+            body = consent_mode_code(parse_consent_mode_query(value), self.bootstrap).encode("ascii")
             reply = Reply(200, [(b"content-type", _JS), (b"cache-control", b"public, max-age=86400"),
                                 (b"x-content-type-options", b"nosniff"),
                                 (b"content-length", str(len(body)).encode("ascii"))], body)

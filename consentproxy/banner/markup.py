@@ -17,7 +17,7 @@ from typing import Any
 from consentproxy.banner.assets import BannerAssets
 from consentproxy.banner.cookielist import CookieList
 from consentproxy.banner.theme import theme_css, theme_name
-from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, SiteConfig
+from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, AnalyticsConfig, SiteConfig
 from consentproxy.consent.decision import Decision
 from consentproxy.consent.texts import BANNER_TEXTS
 from consentproxy.cookies.inventory import CookieInventory
@@ -59,17 +59,30 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def consent_mode_code(granted: frozenset[str] | None, transport: bool = False) -> str:
+def analytics_bootstrap(analytics: AnalyticsConfig) -> str:
+    """Code that points a site's analytics at the proxy's own endpoints, whose anonymiser decides what goes on.
+
+    Google tags take `transport_url`. Matomo's snippet queues `setTrackerUrl` in `_paq` before its
+    script loads; the queue is ours first, so its tracker URL is rewritten as it is queued.
+    """
+    code = ""
+    if analytics.ga4:
+        code += "g('set',{transport_url:location.origin+'/_consent/a',first_party_collection:true});"
+    if analytics.matomo:
+        code += ("var q=window._paq=window._paq||[],p=q.push;q.push=function(){for(var i=0;i<arguments.length;i++)"
+                 "{var c=arguments[i];if(c&&c[0]==='setTrackerUrl')c[1]=location.origin+'/_consent/a/matomo.php';}"
+                 "return p.apply(q,arguments);};")
+    return code
+
+
+def consent_mode_code(granted: frozenset[str] | None, bootstrap: str = "") -> str:
     """The Consent Mode v2 default (all denied but security_storage) and, after a decision, the update.
 
-    With `transport`, Google tags send their hits to the proxy's own endpoint (`transport_url`), whose
-    anonymiser decides what reaches Google.
+    `bootstrap` (see analytics_bootstrap) runs in the same script, before any of the page's.
     """
     defaults = ",".join(f"{name}:'denied'" for name in _DEFAULTS)
     code = ("window.dataLayer=window.dataLayer||[];(function(){function g(){dataLayer.push(arguments);}"
-            f"g('consent','default',{{{defaults},security_storage:'granted',wait_for_update:500}});")
-    if transport:
-        code += "g('set',{transport_url:location.origin+'/_consent/a',first_party_collection:true});"
+            f"g('consent','default',{{{defaults},security_storage:'granted',wait_for_update:500}});") + bootstrap
     if granted is None or "marketing" not in granted:
         code += "g('set','ads_data_redaction',true);"
     if granted is not None:
@@ -106,7 +119,7 @@ class SiteMarkup:
         self.default_language = consent.default_language
         self.css_url = f"{prefix}/{assets.url_of['banner.css']}"
         self.js_url = f"{prefix}/{assets.url_of['banner.js']}"
-        self.transport = bool(site.analytics.ga4)
+        self.bootstrap = analytics_bootstrap(site.analytics)
         css = theme_css(consent.theme)
         self.theme_url = f"{prefix}/{theme_name(css)}" if css else None
         self._templates_version = -1
@@ -234,7 +247,7 @@ class SiteMarkup:
         if cached is None:
             if nonces.script_nonce or nonces.inline_script_ok:
                 nonce = f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else ""
-                cached = f"<script{nonce}>{consent_mode_code(granted, self.transport)}</script>"
+                cached = f"<script{nonce}>{consent_mode_code(granted, self.bootstrap)}</script>"
             else:
                 # The page's policy refuses inline script and we may not add a nonce: load it instead.
                 cached = f'<script src="{self.prefix}/consent-mode.js?g={consent_mode_query(granted)}"></script>'
