@@ -182,7 +182,7 @@ class SiteMarkup:
     def controller(self) -> str:
         return self.site.consent.controller or self.site.name
 
-    def _template(self, lang: str, variant: str | None) -> list[str]:
+    def _template(self, lang: str, variant: str | None, config_json: str) -> list[str]:
         """The markup for one language and first-layer variant (a regime, or None: no first layer)."""
         e = ascii_html
         position = self.site.consent.theme.position
@@ -211,7 +211,7 @@ class SiteMarkup:
         parts += [
             f'<button type="button" id="cp-reopen" class="cp-reopen" data-consent-open aria-label="{reopen}" '
             f'title="{reopen}"><span class="cp-reopen-icon" aria-hidden="true"></span></button>',
-            f'<script type="application/json" id="cp-config">{self._config_json(lang)}</script></div>',
+            f'<script type="application/json" id="cp-config">{config_json}</script></div>',
             f'<script src="{e(self.js_url)}" defer{_NONCE}{_STAMP}></script>',
         ]
         return _split("".join(parts))
@@ -224,8 +224,9 @@ class SiteMarkup:
         if self._templates_version != self.cookie_list.version:
             # The settings layer lists the cookies the site was seen setting: a new one, a new rendering.
             self._templates_version = self.cookie_list.version
-            self._templates = {(code, variant): self._template(code, variant) for code in LANGUAGES
-                               for variant in (*_VARIANTS, None)}
+            configs = {code: self._config_json(code) for code in LANGUAGES}  # the same for every variant
+            self._templates = {(code, kind): self._template(code, kind, configs[code]) for code in LANGUAGES
+                               for kind in (*_VARIANTS, None)}
         template = self._templates[(lang, variant)]
         granted = " ".join(c for c in CATEGORY_IDS if c in decision.allowed)
         principal = decision.state.principal if decision.state is not None else None
