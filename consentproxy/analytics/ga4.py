@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from consentproxy.analytics.model import Dropped, Hit, encode_query, first, parse_query
+from consentproxy.analytics.model import Dropped, Hit, encode_query, first, json_object, parse_query
 from consentproxy.analytics.urls import host_of
 from consentproxy.analytics.work import NEUTRAL_IPV4, Work
 
@@ -167,11 +167,10 @@ def _npa(work: Work) -> str:
 
 def _measurement_protocol(work: Work) -> Hit | Dropped:
     hit = work.hit
-    try:
-        payload = json.loads(hit.body)
-    except (ValueError, UnicodeDecodeError):
-        return Dropped("malformed", "Measurement Protocol body is not JSON")
-    if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+    payload = json_object(hit.body, "Measurement Protocol body")
+    if isinstance(payload, Dropped):
+        return payload
+    if not isinstance(payload.get("events"), list):
         return Dropped("malformed", "Measurement Protocol body has no events")
     query: Pairs = []
     for name, value in hit.query:

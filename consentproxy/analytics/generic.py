@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from consentproxy.analytics.model import Dropped, Hit, normalise_key
+from consentproxy.analytics.model import Dropped, Hit, json_object, normalise_key
 from consentproxy.analytics.work import Work
 
 COUNTRY_HEADER = "X-Country-Code"
@@ -20,12 +20,9 @@ COUNTRY_HEADER = "X-Country-Code"
 
 def anonymise(work: Work) -> Hit | Dropped:
     hit = work.hit
-    try:
-        payload = json.loads(hit.body)
-    except (ValueError, UnicodeDecodeError):
-        return Dropped("malformed", "body is not JSON")
-    if not isinstance(payload, dict):
-        return Dropped("malformed", "body is not a JSON object")
+    payload = json_object(hit.body, "body")
+    if isinstance(payload, Dropped):
+        return payload
     cleaned = work.json_value(work.without_id_keys(payload))
     body = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     headers = work.base_headers("application/json")

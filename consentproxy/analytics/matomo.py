@@ -21,7 +21,7 @@ import json
 import re
 from typing import Any
 
-from consentproxy.analytics.model import Dropped, Hit, encode_query, first, parse_query
+from consentproxy.analytics.model import Dropped, Hit, encode_query, first, json_object, parse_query
 from consentproxy.analytics.urls import host_of
 from consentproxy.analytics.useragent import generalise, primary_language
 from consentproxy.analytics.work import Work
@@ -63,11 +63,10 @@ def anonymise(work: Work) -> Hit | Dropped:
 
 
 def _bulk(work: Work, body: bytes, token: str | None) -> Hit | Dropped:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return Dropped("malformed", "Matomo bulk body is not JSON")
-    requests = payload.get("requests") if isinstance(payload, dict) else None
+    payload = json_object(body, "Matomo bulk body")
+    if isinstance(payload, Dropped):
+        return payload
+    requests = payload.get("requests")
     if not isinstance(requests, list) or not all(isinstance(r, str) for r in requests):
         return Dropped("malformed", "Matomo bulk body has no list of requests")
     rewritten = []

@@ -6,11 +6,12 @@ anonymiser (which decides what may leave) meet at a small, testable surface.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, quote_plus
 
 from consentproxy.geo.lookup import Location
@@ -172,3 +173,14 @@ class Context:
 def _bare_host(host: str) -> str:
     host = host.strip().lower().rstrip(".")
     return host[4:] if host.startswith("www.") else host
+
+
+def json_object(body: bytes, what: str) -> dict[str, Any] | Dropped:
+    """A JSON body that must be an object, or why the hit goes no further (`what` names it in the reason)."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return Dropped("malformed", f"{what} is not JSON")
+    if not isinstance(payload, dict):
+        return Dropped("malformed", f"{what} is not a JSON object")
+    return payload

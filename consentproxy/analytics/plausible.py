@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from consentproxy.analytics.model import Dropped, Hit
+from consentproxy.analytics.model import Dropped, Hit, json_object
 from consentproxy.analytics.urls import host_of
 from consentproxy.analytics.work import Work
 
@@ -28,12 +28,9 @@ _EXEMPT_KEYS = frozenset({"name", "url", "domain", "referrer", "props", "revenue
 
 def anonymise(work: Work) -> Hit | Dropped:
     hit = work.hit
-    try:
-        payload = json.loads(hit.body)
-    except (ValueError, UnicodeDecodeError):
-        return Dropped("malformed", "Plausible body is not JSON")
-    if not isinstance(payload, dict):
-        return Dropped("malformed", "Plausible body is not a JSON object")
+    payload = json_object(hit.body, "Plausible body")
+    if isinstance(payload, Dropped):
+        return payload
     fields: dict[str, Any] = {_ALIASES.get(str(key), str(key)): value for key, value in payload.items()}
     url = fields.get("url")
     if not isinstance(url, str):

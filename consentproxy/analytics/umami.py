@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from consentproxy.analytics.model import Dropped, Hit
+from consentproxy.analytics.model import Dropped, Hit, json_object
 from consentproxy.analytics.useragent import primary_language
 from consentproxy.analytics.work import Work
 
@@ -29,11 +29,10 @@ _EXEMPT_KEYS = frozenset({
 
 def anonymise(work: Work) -> Hit | Dropped:
     hit = work.hit
-    try:
-        envelope = json.loads(hit.body)
-    except (ValueError, UnicodeDecodeError):
-        return Dropped("malformed", "Umami body is not JSON")
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("payload"), dict):
+    envelope = json_object(hit.body, "Umami body")
+    if isinstance(envelope, Dropped):
+        return envelope
+    if not isinstance(envelope.get("payload"), dict):
         return Dropped("malformed", "Umami body has no payload")
     kind = envelope.get("type")
     if not isinstance(kind, str):
