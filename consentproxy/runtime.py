@@ -96,6 +96,12 @@ def open_geoip(config: Config) -> GeoIP | None:
         raise ConfigError([Problem(_file(config), "geoip.database", str(exc))]) from None
 
 
+def _check_geoip(config: Config) -> None:
+    geoip = open_geoip(config)
+    if geoip is not None:
+        geoip.close()  # only a check: the runtime opens its own
+
+
 def store_url(config: Config) -> str:
     """The consent log: `[store] url`, by default an SQLite file in the data directory."""
     return config.store.url or f"sqlite:///{(config.server.data_dir / 'consent-records.db').absolute()}"
@@ -121,7 +127,7 @@ def check_references(config: Config) -> list[Problem]:
     """Resolve every configured secret and open the GeoIP database now: a bad reference fails at start."""
     problems: list[Problem] = []
     checks = [(consent_keys, config.secrets.consent_keys), (_token_digest, config.secrets.admin_token),
-              (_export_key, config.secrets.export_key), (open_geoip, config.geoip.database),
+              (_export_key, config.secrets.export_key), (_check_geoip, config.geoip.database),
               (matomo_tokens, any(site.analytics.matomo_token for site in config.sites) or None)]
     for resolve, ref in checks:
         if ref is not None:

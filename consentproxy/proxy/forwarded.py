@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from consentproxy.config.model import IPNetwork
+from consentproxy.records.minimise import reduce_ip
 
 _CACHE_LIMIT = 4096
 
@@ -76,7 +77,5 @@ def truncated_chain(chain: str) -> str:
     access logs then hold no full visitor address. Entries that are not
     addresses (`unknown`, obfuscated names) are left out.
     """
-    from consentproxy.records.minimise import reduce_ip
-
     kept = [reduced for entry in chain.split(",") if (reduced := reduce_ip(entry.strip(), "truncated"))]
     return ", ".join(kept)
