@@ -41,9 +41,7 @@ benchmark exits 1 if any check fails, never because of a timing.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import http.client
-import json
 import re
 import sys
 import tempfile
@@ -55,15 +53,13 @@ from urllib.parse import quote, urlencode
 
 from harness import (
     FIXTURES,
-    RESULTS,
     HarnessError,
     Nginx,
     Pinning,
+    bench_main,
     cpu_seconds,
-    environment,
     free_port,
     nginx_conf,
-    require_tools,
     run_wrk,
     start_consentproxy,
     static_server_body,
@@ -309,25 +305,13 @@ def check_phase(mode: Mode, counts: dict[str, int], lines: list[str], answered: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    try:
-        tools = require_tools()
-        report = run(args, tools)
-    except HarnessError as exc:
-        print(f"bench_analytics: {exc}", file=sys.stderr)
-        return 1
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = args.json or RESULTS / f"analytics-{stamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**report, "environment": environment(tools)}, indent=2) + "\n")
-    print(f"\nJSON: {path}")
+    return bench_main("analytics", __doc__ or "", run, _complete, argv)
+
+
+def _complete(report: dict[str, Any]) -> bool:
     if report["problems"]:
         print("INCOMPLETE:\n  " + "\n  ".join(report["problems"]), file=sys.stderr)
-    return 0 if report["complete"] else 1
+    return bool(report["complete"])
 
 
 def measure(tools: dict[str, str], url: str, args: argparse.Namespace, pinning: Pinning, proxy: Any,

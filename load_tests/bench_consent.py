@@ -19,8 +19,6 @@ one record per commit and 40k/s at ten per commit.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -28,12 +26,9 @@ from typing import Any
 
 from harness import (
     FIXTURES,
-    RESULTS,
-    HarnessError,
     Pinning,
+    bench_main,
     cpu_seconds,
-    environment,
-    require_tools,
     run_wrk,
     start_consentproxy,
     start_static_nginx,
@@ -50,23 +45,7 @@ wrk.headers["Content-Type"] = "application/json"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    try:
-        tools = require_tools()
-        report = run(args, tools)
-    except HarnessError as exc:
-        print(f"bench_consent: {exc}", file=sys.stderr)
-        return 1
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = args.json or RESULTS / f"consent-{stamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**report, "environment": environment(tools)}, indent=2) + "\n")
-    print(f"\nJSON: {path}")
-    return 0 if report["lost"] == 0 else 1
+    return bench_main("consent", __doc__ or "", run, lambda report: report["lost"] == 0, argv)
 
 
 def run(args: argparse.Namespace, tools: dict[str, str]) -> dict[str, Any]:

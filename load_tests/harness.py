@@ -13,9 +13,12 @@ asked by the kernel to stop if the benchmark dies, and is stopped by pid.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
+import datetime
 import http.client
+import json
 import os
 import platform
 import re
@@ -820,3 +823,28 @@ def measurements_table(measurements: Sequence[Measurement]) -> str:
         for m in measurements
     ]
     return format_table(headers, rows)
+
+
+def bench_main(name: str, doc: str, run: Callable[[argparse.Namespace, dict[str, str]], dict[str, object]],
+               passed: Callable[[dict[str, object]], bool], argv: list[str] | None = None) -> int:
+    """The command line of a load test: --duration, --connections, --json; run, save the report, exit status.
+
+    `run` measures and returns the report; `passed` says whether its own checks held (exit 1 otherwise).
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        tools = require_tools()
+        report = run(args, tools)
+    except HarnessError as exc:
+        print(f"bench_{name}: {exc}", file=sys.stderr)
+        return 1
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = args.json or RESULTS / f"{name}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**report, "environment": environment(tools)}, indent=2) + "\n")
+    print(f"\nJSON: {path}")
+    return 0 if passed(report) else 1
