@@ -8,6 +8,7 @@ still holds it is dropped, never sent. A bug then costs a hit, not a leak.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from typing import Literal
 
 from consentproxy.analytics import ga4, generic, matomo, plausible, umami
@@ -53,9 +54,17 @@ def anonymise(backend: Backend, hit: Hit, policy: Policy, context: Context) -> H
 
 
 def _leaks(work: Work, hit: Hit) -> bool:
-    """One search over the request as it will be sent; the scrubber also reads it decoded, layer by layer."""
-    if not work.scrubber.forms:
+    """One search over the request as it will be sent; the scrubber also reads it decoded, layer by layer.
+
+    The encoded query is searched as it is (an escape's hex digits can complete
+    an address: "\x18" + "9.1.2.3" is sent as "%189.1.2.3"); its deeper layers
+    are its pairs, so those are decoded instead of the whole string once more.
+    """
+    scrubber = work.scrubber
+    if not scrubber.forms:
         return False
-    parts = [hit.path, hit.client_ip, hit.query_string(), hit.body.decode("utf-8", "replace")]
+    if scrubber.has_address(hit.query_string()):
+        return True
+    parts = [hit.path, hit.client_ip, *chain.from_iterable(hit.query), hit.body.decode("utf-8", "replace")]
     parts += [f"{name}: {value}" for name, value in hit.headers]
-    return work.scrubber.leaks("\n".join(parts))
+    return scrubber.leaks("\n".join(parts))

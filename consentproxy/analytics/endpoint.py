@@ -18,6 +18,7 @@ import logging
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from consentproxy.analytics.anonymiser import Backend, anonymise
 from consentproxy.analytics.keys import DailyKeys
@@ -33,6 +34,7 @@ from consentproxy.proxy.requestbody import BodyTooLarge, ClientGone, read_body
 logger = logging.getLogger("consentproxy.analytics")
 
 PREFIX = b"/_consent/a"
+_PREFIX_TEXT = PREFIX.decode()
 MAX_BODY = 256 * 1024
 _TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 #: path under the prefix → backend
@@ -60,6 +62,7 @@ class AnalyticsEndpoint(Endpoint):
                              matomo_token_auth=matomo_token)
         self.keys = DailyKeys(hmac.new(site_secret, b"analytics:" + site.name.encode(), hashlib.sha256).digest())
         self._session: aiohttp.ClientSession | None = None
+        self._base_urls: dict[tuple[Backend, str], str] = {}
 
     def backend_for(self, path: bytes) -> Backend | None:
         """The backend a path under the prefix belongs to, when the site configured it."""
@@ -88,8 +91,8 @@ class AnalyticsEndpoint(Endpoint):
             return _NO_CONTENT
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         now = dt.datetime.now(dt.UTC)
-        hit = Hit(exchange.method, exchange.scope["path"].removeprefix(PREFIX.decode()),
-                  tuple(parse_query(exchange.scope["query_string"].decode("latin-1"))),
+        hit = Hit(exchange.method, exchange.scope["path"].removeprefix(_PREFIX_TEXT),
+                  parse_query(exchange.scope["query_string"].decode("latin-1")),
                   tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in exchange.request_headers
                         if k in _READ_HEADERS), body, exchange.client, now)
         statistics, marketing = decision.allows("statistics"), decision.allows("marketing")
@@ -107,8 +110,16 @@ class AnalyticsEndpoint(Endpoint):
         await asyncio.shield(self._forward(backend, result))
         return _NO_CONTENT
 
+    def _base_url(self, backend: Backend, path: str) -> str:
+        """The backend's URL for a hit path, normalised by yarl once: the query is appended already encoded."""
+        key = (backend, path)
+        url = self._base_urls.get(key)
+        if url is None:
+            url = self._base_urls[key] = str(URL(self._url(backend, path)))
+        return url
+
     async def _forward(self, backend: Backend, hit: Hit) -> None:
-        url = self._url(backend, hit.path)
+        url = self._base_url(backend, hit.path)
         query = hit.query_string()
         if query:
             url += ("&" if "?" in url else "?") + query
@@ -119,10 +130,14 @@ class AnalyticsEndpoint(Endpoint):
             metrics.inc(metrics.ANALYTICS_HITS, self.site, backend, "dry_run")
             return
         if self._session is None:
+            # Like the proxy's own session: nothing of aiohttp's added to a hit (no Accept, Accept-Encoding or
+            # User-Agent of its own), no HTTP_PROXY from the environment.
             self._session = aiohttp.ClientSession(timeout=_TIMEOUT, cookie_jar=aiohttp.DummyCookieJar(),
-                                                  auto_decompress=False)
+                                                  auto_decompress=False, trust_env=False,
+                                                  skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"))
         try:
-            async with self._session.request(hit.method, url, headers=list(hit.headers),
+            # encode_query's escapes are final: yarl need not parse and re-quote the query of every hit
+            async with self._session.request(hit.method, URL(url, encoded=True), headers=hit.headers,
                                              data=hit.body or None, allow_redirects=False) as response:
                 await response.read()
                 outcome = "forwarded" if response.status < 400 else "backend_error"

@@ -103,11 +103,11 @@ def _consented_param(work: Work, name: str, value: str, page_host: str | None) -
 
 
 def _exempt_param(work: Work, name: str, value: str, cid: str | None, page_host: str | None) -> str | None:
-    if name.startswith(("ep.", "epn.")):
-        return work.text(value) if name.split(".", 1)[1] in work.policy.property_allow else None
-    if _ITEM.fullmatch(name):
-        return work.text(value)
     if name not in EXEMPT_PARAMS:
+        if name.startswith(("ep.", "epn.")):
+            return work.text(value) if name.split(".", 1)[1] in work.policy.property_allow else None
+        if _ITEM.fullmatch(name):
+            return work.text(value)
         return None  # uid, up.*/upn.*, client hints, anything new or unknown
     if name == "cid":
         return client_id(work, value)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from urllib.parse import unquote
+
+from consentproxy.analytics.model import percent_decode
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -68,7 +69,7 @@ class Scrubber:
         # Every form but the dotted IPv4 one holds ":" or "%" (encoded colon): most values need no lowercasing.
         self._dotted = str(address) if isinstance(address, ipaddress.IPv4Address) else None
 
-    def _has_address(self, text: str) -> bool:
+    def has_address(self, text: str) -> bool:
         if not self.forms:
             return False
         if self._dotted is not None and self._dotted in text:
@@ -79,11 +80,11 @@ class Scrubber:
         return any(form in lowered for form in self.forms)
 
     def _dirty(self, text: str) -> bool:
-        return ("@" in text and EMAIL.search(text) is not None) or self._has_address(text)
+        return ("@" in text and EMAIL.search(text) is not None) or self.has_address(text)
 
     def _clean(self, text: str) -> str:
         # The address first: "jane@89.160.20.115.example" must not become the e-mail "jane@redacted.example".
-        if self._has_address(text):
+        if self.has_address(text):
             text = _forms_pattern(self.forms).sub(REDACTED, text)
         if "@" in text:
             text = EMAIL.sub(REDACTED, text)
@@ -96,7 +97,7 @@ class Scrubber:
         for _ in range(_LAYERS):
             if "%" not in layer:
                 break
-            decoded = unquote(layer)
+            decoded = percent_decode(layer)
             if decoded == layer:
                 break
             if self._dirty(decoded):
@@ -113,7 +114,7 @@ class Scrubber:
                 return True
             if "%" not in layer:
                 return False
-            decoded = unquote(layer)
+            decoded = percent_decode(layer)
             if decoded == layer:
                 return False
             layer = decoded
@@ -126,9 +127,9 @@ class Scrubber:
             return False
         layer = text
         for _ in range(_LAYERS + 1):
-            if self._has_address(layer):
+            if self.has_address(layer):
                 return True
-            decoded = unquote(layer.replace("+", " "))
+            decoded = percent_decode(layer.replace("+", " "))
             if decoded == layer:
                 return False
             layer = decoded

@@ -10,9 +10,9 @@ another site is reduced to its origin or removed.
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import SplitResult, parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
-from consentproxy.analytics.model import encode_query
+from consentproxy.analytics.model import encode_query, parse_query
 from consentproxy.analytics.scrub import Scrubber
 
 Fragment = Literal["drop", "clean", "route"]
@@ -121,7 +121,7 @@ class UrlCleaner:
         if not query:
             return ""
         kept: list[tuple[str, str]] = []
-        for name, value in parse_qsl(query, keep_blank_values=True, errors="replace"):
+        for name, value in parse_query(query):
             lowered = name.lower()
             if lowered in PERSONAL_PARAMS or (lowered in CLICK_IDS and not self._marketing):
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from consentproxy.analytics.keys import keyed, pseudonym_address
@@ -43,7 +44,7 @@ class Work:
         self.scrubber = Scrubber(self.client)
         # Most hits hold neither an "@" nor the visitor's address: one look at the whole input spares
         # the per-value search (URLs are still cleaned as URLs, and the last check still runs).
-        raw = "\n".join([*(f"{k}={v}" for k, v in hit.query), hit.body.decode("utf-8", "replace")])
+        raw = "\n".join([*chain.from_iterable(hit.query), hit.body.decode("utf-8", "replace")])
         self.input_dirty = self.scrubber.is_dirty(raw)
         self.urls = UrlCleaner(self.scrubber, exempt=self.exempt, marketing=context.marketing,
                                query_allow=policy.query_allow, referrer=policy.referrer, own_hosts=policy.own_hosts)
