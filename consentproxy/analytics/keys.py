@@ -49,8 +49,7 @@ class DailyKeys:
 
 def keyed(key: bytes, kind: str, value: str) -> bytes:
     """HMAC of a value; `kind` separates uses, so a hashed client id never equals a hashed session id."""
-    return hmac.new(key, kind.encode("ascii") + b"\x00" + value.encode("utf-8", "surrogatepass"),
-                    hashlib.sha256).digest()
+    return hmac.digest(key, kind.encode("ascii") + b"\x00" + value.encode("utf-8", "surrogatepass"), "sha256")
 
 
 def pseudonym_address(key: bytes, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

@@ -24,6 +24,7 @@ _LAYERS = 3  # percent-encoding inside a URL inside a query parameter: two layer
 EMAIL = re.compile(r"[\w.!#$%'*+^`{|}~-]+@(?:[\w-]+\.)+[^\W\d_]{2,}")
 
 
+@functools.lru_cache(maxsize=4096)  # a visitor sends several hits; parsing costs more than the lookup
 def parse_address(ip: str) -> Address | None:
     """The client address as the server saw it; an IPv4-mapped IPv6 address is the IPv4 address."""
     text = ip.strip().strip("[]").split("%", 1)[0]

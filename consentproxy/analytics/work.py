@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from itertools import chain
 from typing import Any
 
@@ -32,6 +32,11 @@ def _truncate(address: Address, prefix: int) -> str | None:
     return str(ipaddress.IPv4Address(network) if bits == 32 else ipaddress.IPv6Address(network))
 
 
+@functools.lru_cache(maxsize=8)
+def _midnight(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
 class Work:
     """The hit, the site's policy and the visitor's context, with the helpers every backend uses."""
 
@@ -43,9 +48,11 @@ class Work:
         self.client: Address | None = parse_address(hit.client_ip)
         self.scrubber = Scrubber(self.client)
         # Most hits hold neither an "@" nor the visitor's address: one look at the whole input spares
-        # the per-value search (URLs are still cleaned as URLs, and the last check still runs).
-        raw = "\n".join([*chain.from_iterable(hit.query), hit.body.decode("utf-8", "replace")])
-        self.input_dirty = self.scrubber.is_dirty(raw)
+        # the per-value search (URLs are still cleaned as URLs, and the last check still runs). A JSON
+        # "\u" escape can spell either ("jane\u0040example.com"), so a body with one is read value by value.
+        body = hit.body.decode("utf-8", "replace")
+        raw = "\n".join([*chain.from_iterable(hit.query), body])
+        self.input_dirty = "\\u" in body or self.scrubber.is_dirty(raw)
         self.urls = UrlCleaner(self.scrubber, exempt=self.exempt, marketing=context.marketing,
                                query_allow=policy.query_allow, referrer=policy.referrer, own_hosts=policy.own_hosts)
 
@@ -91,7 +98,7 @@ class Work:
         """Unix time of the hit's UTC midnight: what a minted GA client id may tell about its age."""
         received = self.hit.received
         received = received.astimezone(UTC) if received.tzinfo else received.replace(tzinfo=UTC)
-        return int(datetime(received.year, received.month, received.day, tzinfo=UTC).timestamp())
+        return _midnight(received.date())
 
     # --- text ----------------------------------------------------------------------------------------
 
