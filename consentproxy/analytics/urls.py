@@ -9,6 +9,7 @@ another site is reduced to its origin or removed.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
@@ -142,6 +143,43 @@ class UrlCleaner:
         if "=" in fragment or self._scrub.is_dirty(fragment):
             return ""
         return quote(fragment, safe=_FRAGMENT_SAFE)
+
+
+class _RememberingCleaner(UrlCleaner):
+    """A cleaner for hits with neither an e-mail nor the visitor's address in them, at any layer.
+
+    Cleaning such a URL depends on the URL and the site's settings alone, and
+    a site's page and referrer URLs repeat from visitor to visitor, so results
+    are remembered (in memory, bounded; very long URLs are not kept).
+    """
+
+    def __init__(self, *, exempt: bool, marketing: bool, query_allow: frozenset[str],
+                 referrer: Literal["none", "origin"], own_hosts: frozenset[str]) -> None:
+        super().__init__(Scrubber(None), exempt=exempt, marketing=marketing, query_allow=query_allow,
+                         referrer=referrer, own_hosts=own_hosts)
+        self._pages = functools.lru_cache(maxsize=4096)(super().page)
+        self._referrers = functools.lru_cache(maxsize=4096)(super().referrer)
+
+    def page(self, value: str, *, fragment: Fragment | None = None) -> str | None:
+        if len(value) > _REMEMBERED_LENGTH:
+            return super().page(value, fragment=fragment)
+        return self._pages(value, fragment=fragment)
+
+    def referrer(self, value: str, page_host: str | None = None) -> str | None:
+        if len(value) > _REMEMBERED_LENGTH:
+            return super().referrer(value, page_host)
+        return self._referrers(value, page_host)
+
+
+_REMEMBERED_LENGTH = 1024
+
+
+@functools.lru_cache(maxsize=64)  # one per site and consent state
+def remembering_cleaner(*, exempt: bool, marketing: bool, query_allow: frozenset[str],
+                        referrer: Literal["none", "origin"], own_hosts: frozenset[str]) -> UrlCleaner:
+    """The shared cleaner for clean hits with these settings (see `_RememberingCleaner`)."""
+    return _RememberingCleaner(exempt=exempt, marketing=marketing, query_allow=query_allow, referrer=referrer,
+                               own_hosts=own_hosts)
 
 
 def _split(value: str) -> tuple[str, SplitResult, str | None, int | None] | None:

@@ -15,7 +15,7 @@ from typing import Any
 from consentproxy.analytics.keys import keyed, pseudonym_address
 from consentproxy.analytics.model import Context, Hit, Policy, normalise_key
 from consentproxy.analytics.scrub import REDACTED, Address, Scrubber, parse_address
-from consentproxy.analytics.urls import UrlCleaner, is_absolute_url
+from consentproxy.analytics.urls import UrlCleaner, is_absolute_url, remembering_cleaner
 from consentproxy.analytics.useragent import generalise, primary_language
 
 #: what GA4 is told instead of an address: it counts visitors by client id and needs none
@@ -53,8 +53,14 @@ class Work:
         body = hit.body.decode("utf-8", "replace")
         raw = "\n".join([*chain.from_iterable(hit.query), body])
         self.input_dirty = "\\u" in body or self.scrubber.is_dirty(raw)
-        self.urls = UrlCleaner(self.scrubber, exempt=self.exempt, marketing=context.marketing,
-                               query_allow=policy.query_allow, referrer=policy.referrer, own_hosts=policy.own_hosts)
+        if self.input_dirty:
+            self.urls = UrlCleaner(self.scrubber, exempt=self.exempt, marketing=context.marketing,
+                                   query_allow=policy.query_allow, referrer=policy.referrer,
+                                   own_hosts=policy.own_hosts)
+        else:  # nothing of this visitor's to find: the URLs clean as anyone's would
+            self.urls = remembering_cleaner(exempt=self.exempt, marketing=context.marketing,
+                                            query_allow=policy.query_allow, referrer=policy.referrer,
+                                            own_hosts=policy.own_hosts)
 
     # --- the address -------------------------------------------------------------------------------
 
