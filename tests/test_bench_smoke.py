@@ -86,10 +86,11 @@ def test_bench_analytics_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     report = json.loads(out.read_text())
     assert report["complete"] and report["problems"] == []
-    assert set(report["results"]) == {"bare 2 KB GET", "plain 2 KB GET", "GA4 exempt", "GA4 consented"}
+    assert set(report["results"]) == {"bare 2 KB GET", "plain 2 KB GET", "plain 2 KB GET, consented", "GA4 exempt",
+                                      "GA4 consented"}
     for name, result in report["results"].items():
         assert result["requests"] > 0 and result["cpu_us_per_req"] > 0, name
-    for name in ("bare 2 KB GET", "plain 2 KB GET"):
+    for name in ("bare 2 KB GET", "plain 2 KB GET", "plain 2 KB GET, consented"):
         assert report["results"][name]["non_2xx_3xx"] == 0, name
     for name in ("GA4 exempt", "GA4 consented"):
         check, counts = report["checks"][name], report["checks"][name]["proxy_counts"]

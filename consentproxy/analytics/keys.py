@@ -48,8 +48,14 @@ class DailyKeys:
 
 
 def keyed(key: bytes, kind: str, value: str) -> bytes:
-    """HMAC of a value; `kind` separates uses, so a hashed client id never equals a hashed session id."""
-    return hmac.digest(key, kind.encode("ascii") + b"\x00" + value.encode("utf-8", "surrogatepass"), "sha256")
+    """A MAC of a value; `kind` separates uses, so a hashed client id never equals a hashed session id.
+
+    BLAKE2b in its keyed mode (a MAC by design, no HMAC construction needed):
+    a third of HMAC-SHA256's cost for these short values, twice per GA4 hit.
+    """
+    if len(key) > hashlib.blake2b.MAX_KEY_SIZE:
+        key = hashlib.sha256(key).digest()
+    return hashlib.blake2b(kind.encode("ascii") + b"\x00" + value.encode("utf-8", "surrogatepass"), key=key).digest()
 
 
 def pseudonym_address(key: bytes, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

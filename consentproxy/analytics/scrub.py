@@ -68,7 +68,7 @@ class Scrubber:
     def __init__(self, address: Address | None) -> None:
         self.forms = address_forms(address)
         # Every form but the dotted IPv4 one holds ":" or "%" (encoded colon): most values need no lowercasing.
-        self._dotted = str(address) if isinstance(address, ipaddress.IPv4Address) else None
+        self._dotted = self.forms[0] if isinstance(address, ipaddress.IPv4Address) else None  # str(address)
 
     def has_address(self, text: str) -> bool:
         if not self.forms:
