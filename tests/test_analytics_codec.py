@@ -7,7 +7,7 @@ they must return exactly what those return (or raise where they raise).
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, quote, quote_plus, unquote
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,8 +50,10 @@ def test_encode_component_is_quote(text: str) -> None:
 
 @settings(max_examples=1000)
 @given(st.lists(st.tuples(TEXT, TEXT), max_size=8))
-def test_encoded_pairs_parse_back(pairs: list[tuple[str, str]]) -> None:
+def test_encode_query_is_urlencode_and_parses_back(pairs: list[tuple[str, str]]) -> None:
     pairs = [(k, v) for k, v in pairs if not any("\ud800" <= c <= "\udfff" for c in k + v)]
+    assert encode_query(pairs) == urlencode(pairs, quote_via=quote)
+    assert encode_query(pairs, plus=True) == urlencode(pairs)
     assert parse_query(encode_query(pairs)) == tuple(pairs)
 
 

@@ -122,9 +122,22 @@ def _escape(text: str, plus: bool) -> str:
 _escape_cached = functools.lru_cache(maxsize=4096)(_escape)
 
 
+_SAFE_PAIR = re.compile(r"[A-Za-z0-9_.~-]*=[A-Za-z0-9_.~-]*")
+
+
 def encode_query(pairs: Iterable[tuple[str, str]], *, plus: bool = False) -> str:
-    """Pairs as a query string, spaces as %20 (or "+" with `plus`, as forms and search engines write them)."""
-    return "&".join(f"{encode_component(k, plus=plus)}={encode_component(v, plus=plus)}" for k, v in pairs)
+    """Pairs as a query string, spaces as %20 (or "+" with `plus`, as forms and search engines write them).
+
+    Most pairs need no escape at all; one look at "name=value" tells (a second
+    "=" in either fails it), so only the others are encoded part by part.
+    """
+    out = []
+    for name, value in pairs:
+        pair = f"{name}={value}"
+        if _SAFE_PAIR.fullmatch(pair) is None:
+            pair = f"{encode_component(name, plus=plus)}={encode_component(value, plus=plus)}"
+        out.append(pair)
+    return "&".join(out)
 
 
 @dataclass(frozen=True, slots=True)
