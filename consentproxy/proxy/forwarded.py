@@ -8,6 +8,7 @@ so a visitor cannot pose as another address (or another country).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -57,6 +58,7 @@ class TrustedProxies:
         return client
 
 
+@functools.lru_cache(maxsize=4096)  # a visitor's page brings a dozen requests; ip_address() is the costly part
 def _clean(hop: bytes) -> str | None:
     """One X-Forwarded-For entry as a canonical IP text, or None if it is not an address."""
     text = hop.strip().decode("latin-1")
