@@ -4,8 +4,9 @@ Rendered on the server, so the banner is there with the first paint: no
 flicker, and as a fixed overlay no layout shift. Every configured text is
 escaped; everything we write is ASCII (non-ASCII as character references,
 `\\u` escapes in JSON) so it is correct in any ASCII-compatible page charset.
-Static parts are rendered once per site and language; per request only the
-visitor's state and the CSP nonce are filled in.
+Static parts are rendered once per site and language, the banner once per
+visitor state; per request only the stamp and the principal are filled in (and
+a page's CSP nonce, which changes with every response).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _STATE = "\x00state\x00"
 _STAMP = "\x00stamp\x00"
 _PRINCIPAL = "__cp_principal__"
 _ACCEPT_CACHE_LIMIT = 1024
+_BUNDLE_CACHE_LIMIT = 256
 #: texts rendered into the first layer or placeholders on the server, never needed by the script
 _FIRST_LAYER_ONLY = ("text", "embed_text", "embed_load", "optout_text", "notice_text", "do_not_sell", "ok")
 #: the first layer per regime: its text and its buttons (action, text key); no banner for a GPC refusal
@@ -124,6 +126,8 @@ class SiteMarkup:
         self.theme_url = f"{prefix}/{theme_name(css)}" if css else None
         self._templates_version = -1
         self._templates: dict[tuple[str, str | None], list[str]] = {}
+        #: the bundle per language, variant and visitor state, split where the response's stamp goes
+        self._bundles: dict[tuple[str, str | None, str], tuple[str, str]] = {}
         self._accept_cache: dict[bytes, str] = {}
         self._consent_mode: dict[tuple[frozenset[str] | None, str, bool], str] = {}
 
@@ -227,18 +231,32 @@ class SiteMarkup:
             configs = {code: self._config_json(code) for code in LANGUAGES}  # the same for every variant
             self._templates = {(code, kind): self._template(code, kind, configs[code]) for code in LANGUAGES
                                for kind in (*_VARIANTS, None)}
-        template = self._templates[(lang, variant)]
+            self._bundles.clear()
         granted = " ".join(c for c in CATEGORY_IDS if c in decision.allowed)
+        state = (f' data-cp-decided="{1 if decided else 0}" data-cp-granted="{granted}"'
+                 + (' data-cp-gpc="1"' if decision.kind == "gpc" else ""))
+        # Rendered once per visitor state, not per response: only the stamp and the principal differ. A page's
+        # CSP nonce is new on every response: that rendering is not worth keeping.
+        nonced = nonces.script_nonce is not None or nonces.style_nonce is not None
+        key = (lang, variant, state)
+        parts = None if nonced else self._bundles.get(key)
+        if parts is None:
+            values = {
+                _NONCE: f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else "",
+                _STYLE_NONCE: f' nonce="{ascii_html(nonces.style_nonce)}"' if nonces.style_nonce else "",
+                _STATE: state,
+            }
+            rendered = "".join(values.get(part, part) for part in self._templates[(lang, variant)])
+            head, _, tail = rendered.partition(_STAMP)  # the principal is in the config, before the stamp
+            parts = (head, tail)
+            if not nonced:
+                if len(self._bundles) >= _BUNDLE_CACHE_LIMIT:
+                    self._bundles.clear()
+                self._bundles[key] = parts
+        head, tail = parts
         principal = decision.state.principal if decision.state is not None else None
-        values = {
-            _NONCE: f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else "",
-            _STYLE_NONCE: f' nonce="{ascii_html(nonces.style_nonce)}"' if nonces.style_nonce else "",
-            _STATE: f' data-cp-decided="{1 if decided else 0}" data-cp-granted="{granted}"'
-                    + (' data-cp-gpc="1"' if decision.kind == "gpc" else ""),
-            _STAMP: f' data-cp-stamp="{ascii_html(stamp)}"',
-        }
-        out = "".join(values.get(part, part) for part in template)
-        return out.replace(f'"{_PRINCIPAL}"', f'"{principal}"' if principal else "null", 1)
+        head = head.replace(f'"{_PRINCIPAL}"', f'"{principal}"' if principal else "null", 1)
+        return f'{head} data-cp-stamp="{ascii_html(stamp)}"{tail}'
 
     def consent_mode(self, decision: Decision, nonces: NoncePlan) -> str:
         # Undecided: the default (denied) holds, except where an opt-out or notice regime lets trackers run.

@@ -21,7 +21,7 @@ from consentproxy.cookies.enforcement import DECISION, mark_private
 from consentproxy.html import codings
 from consentproxy.html.charset import Mode, charset_of_content_type, mode_of_label
 from consentproxy.html.csp import NoncePlan, plan_for_headers
-from consentproxy.html.rewriter import PagePlan, PageRewriter
+from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter
 from consentproxy.html.trackers import TrackerMatcher
 from consentproxy.observability import metrics
 from consentproxy.proxy.handler import UpstreamAborted
@@ -55,6 +55,7 @@ class HtmlRewriting(Step):
         self.matcher = TrackerMatcher(site.consent.services)
         self.unblocked, self.script_attributes = analytics_routing(site)
         self.compress = site.compress_html
+        self.noscript_memo: NoscriptMemo = {}
 
     # -- request ---------------------------------------------------------------
     def on_request(self, exchange: Exchange) -> None:
@@ -115,7 +116,7 @@ class HtmlRewriting(Step):
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         injection = PageInjection(self.markup, decision, exchange.extra.get(_LANGUAGE))
         plan = PagePlan(self.matcher, decision.allowed, injection, nonces, unblocked=self.unblocked,
-                        script_attributes=self.script_attributes)
+                        script_attributes=self.script_attributes, noscript_memo=self.noscript_memo)
         headers[:] = [row for row in headers if row[0] not in _DROPPED_ON_REWRITE]
         if out_coding is not None:
             headers.append((b"content-encoding", out_coding))
@@ -150,8 +151,12 @@ class HtmlRewriting(Step):
                            exchange.scope["path"], exc)
             raise UpstreamAborted(str(exc)) from exc
         metrics.inc(metrics.PAGES_REWRITTEN, self.site, "rewritten")
+        counts: dict[tuple[str, str], int] = {}
         for blocked in rewriter.blocked:
-            metrics.inc(metrics.ELEMENTS_BLOCKED, self.site, blocked.kind, blocked.category)
+            key = (blocked.kind, blocked.category)
+            counts[key] = counts.get(key, 0) + 1
+        for (kind, category), count in counts.items():  # one locked increment per label set, not per element
+            metrics.inc(metrics.ELEMENTS_BLOCKED, self.site, kind, category, amount=count)
 
 
 def _add_vary(headers: list[tuple[bytes, bytes]], token: bytes) -> None:

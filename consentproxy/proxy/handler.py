@@ -202,7 +202,8 @@ class ProxyHandler:
         for step in exchange.site.steps:
             step.on_response(exchange)
             if has_body and step.filters_body:
-                body = step.body_filter(exchange, body if body is not None else _iter_body(response)) or body
+                # the upstream chunks as aiohttp's own iterator: no generator of ours in between
+                body = step.body_filter(exchange, body if body is not None else response.content.iter_any()) or body
         await send({"type": "http.response.start", "status": status, "headers": exchange.response_headers})
         if not has_body:
             response.release()
@@ -213,11 +214,7 @@ class ProxyHandler:
             if body is None:
                 sent = await _pump(response.content, send)
             else:
-                async for chunk in body:
-                    if chunk:
-                        sent += len(chunk)
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                sent = await _send_filtered(body, response.content, send)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             response.close()
             kind = "timeout" if isinstance(exc, TimeoutError) else "body"
@@ -289,9 +286,29 @@ async def _pump(content: aiohttp.StreamReader, send: Send) -> int:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
-async def _iter_body(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    async for chunk in response.content.iter_any():
-        yield chunk
+async def _send_filtered(body: AsyncIterator[bytes], content: aiohttp.StreamReader, send: Send) -> int:
+    """Send a filtered body as it comes; once the upstream body is complete, the last chunk ends the response.
+
+    A chunk is held back only while the upstream has nothing more to send (`is_eof`): then the filter's
+    remaining output costs CPU, not waiting, and the last chunk carries the end of the body, one write
+    (a system call and a packet) fewer than an empty closing message. A still-streaming upstream never
+    delays a chunk.
+    """
+    sent = 0
+    held = b""
+    async for chunk in body:
+        if not chunk:
+            continue
+        if held:
+            await send({"type": "http.response.body", "body": held, "more_body": True})
+        sent += len(chunk)
+        if content.is_eof():
+            held = chunk
+        else:
+            held = b""
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": held, "more_body": False})
+    return sent
 
 
 async def _send_reply(send: Send, reply: Reply) -> int:

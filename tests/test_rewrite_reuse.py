@@ -1,0 +1,139 @@
+"""What the rewriting path keeps from one response to the next must not leak into the next one.
+
+The `<noscript>` memo, the rendered banner and the tracker matcher's answers are shared by a site's
+responses; each response still gets its own stamp and visitor state, and its output is the one a
+fresh rewriter would give. The body of a rewritten response ends with its last chunk once the
+upstream body is complete, and is never held back while the upstream is still sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from html_support import CORPUS, decision_for, markup
+
+from consentproxy.banner.markup import PageInjection
+from consentproxy.consent.decision import NO_DECISION
+from consentproxy.html.csp import NoncePlan
+from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter
+from consentproxy.html.trackers import TrackerMatcher
+from consentproxy.proxy.handler import _send_filtered
+
+NECESSARY = frozenset({"necessary"})
+PAGES = sorted(p for p in CORPUS.glob("*.html") if b"<noscript" in p.read_bytes())
+MATCHER = TrackerMatcher(())
+
+
+def _rewrite(data: bytes, stamp: str, memo: NoscriptMemo, allowed: frozenset[str] = NECESSARY) -> bytes:
+    decision = decision_for(allowed)
+    plan = PagePlan(MATCHER, decision.allowed, PageInjection(markup(), decision, None), NoncePlan(), stamp=stamp,
+                    noscript_memo=memo)
+    rewriter = PageRewriter(plan, None)
+    return rewriter.feed(data) + rewriter.finish()
+
+
+def test_the_corpus_has_noscript_pages() -> None:
+    assert len(PAGES) >= 5
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
+def test_a_shared_noscript_memo_gives_what_a_fresh_rewriter_gives(page) -> None:
+    data = page.read_bytes()
+    memo: NoscriptMemo = {}
+    for allowed in (NECESSARY, frozenset({"necessary", "statistics"})):
+        for stamp in ("first-stamp", "second-stamp", "third-stamp"):
+            assert _rewrite(data, stamp, memo, allowed) == _rewrite(data, stamp, {}, allowed)
+
+
+def test_the_memo_is_used_and_each_response_keeps_its_stamp() -> None:
+    data = b"<body><noscript><img src='https://www.facebook.com/tr?id=1&amp;ev=PageView'></noscript></body>"
+    memo: NoscriptMemo = {}
+    first = _rewrite(data, "one", memo).decode()
+    assert len(memo) == 1
+    second = _rewrite(data, "two", memo).decode()
+    assert len(memo) == 1
+    assert 'data-cp-stamp="one"' in first and 'data-cp-stamp="two"' in second
+    assert first.replace('"one"', '"two"') == second
+    odd = 'a"b&c'  # not one secrets.token_urlsafe would make: lol-html escapes it, the memo stays out of it
+    assert _rewrite(data, odd, memo) == _rewrite(data, odd, {})
+
+
+def test_noscript_content_that_holds_the_memo_marker_is_left_as_it_is() -> None:
+    data = (b"<body><noscript><p>cp-stamp-9d1e4b7a</p>"
+            b"<img src='https://www.facebook.com/tr?id=1&amp;ev=PageView'></noscript></body>")
+    memo: NoscriptMemo = {}
+    for stamp in ("one", "two"):
+        out = _rewrite(data, stamp, memo).decode()
+        assert "<p>cp-stamp-9d1e4b7a</p>" in out
+        assert f'data-cp-stamp="{stamp}"' in out and 'data-cp-blocked="marketing"' in out
+    assert not memo
+
+
+def test_each_response_gets_its_own_stamp_and_principal_in_the_banner() -> None:
+    site_markup = markup()
+    nonces = NoncePlan()
+    first = site_markup.bundle("nl", NO_DECISION, nonces, "stamp-one")
+    second = site_markup.bundle("nl", NO_DECISION, nonces, "stamp-two")
+    assert first.replace("stamp-one", "stamp-two") == second
+    assert 'data-cp-stamp="stamp-one"' in first and '"principal":null' in first
+    decided = site_markup.bundle("nl", decision_for(frozenset({"necessary", "statistics"})), nonces, "stamp-one")
+    assert '"principal":"corpus-principal"' in decided and 'data-cp-decided="1"' in decided
+    assert '"principal":null' in site_markup.bundle("nl", NO_DECISION, nonces, "stamp-one")
+    with_nonce = site_markup.bundle("nl", NO_DECISION, NoncePlan(script_nonce="n1", style_nonce="n2"), "stamp-one")
+    assert 'nonce="n1"' in with_nonce and 'nonce="n2"' in with_nonce
+    assert "nonce=" not in site_markup.bundle("nl", NO_DECISION, nonces, "stamp-one")
+
+
+def test_the_matchers_cached_answers_are_its_answers() -> None:
+    matcher = TrackerMatcher(())
+    code = "gtag('config', 'G-1'); fbq('init', '1');"
+    for _ in range(2):
+        assert matcher.inline(code) == TrackerMatcher(()).inline(code)
+        assert matcher.host("//www.google-analytics.com/x") == TrackerMatcher(()).host("//www.google-analytics.com/x")
+        assert matcher.url("pixels", "https://www.facebook.com/tr?id=1") is not None
+        assert matcher.answers("pixels")["https://www.facebook.com/tr?id=1"] is not None
+    for number in range(5000):  # past the cache limit: it starts again, answers stay right
+        assert matcher.url("pixels", f"https://cdn.example/{number}.png") is None
+    assert matcher.url("pixels", "https://www.facebook.com/tr?id=1") is not None
+
+
+class _Upstream:
+    """The parts of aiohttp's StreamReader that `_send_filtered` reads."""
+
+    def __init__(self) -> None:
+        self.eof = False
+
+    def is_eof(self) -> bool:
+        return self.eof
+
+
+def _run_filtered(chunks: list[tuple[bytes, bool]]) -> list[tuple[bytes, bool, bool]]:
+    """Messages sent for filter output `chunks` (bytes, upstream complete once it is produced), each with
+    whether the upstream was complete when it was sent."""
+    upstream = _Upstream()
+    sent: list[tuple[bytes, bool, bool]] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk, complete in chunks:
+            upstream.eof = complete
+            yield chunk
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append((message["body"], message["more_body"], upstream.eof))
+
+    total = asyncio.run(_send_filtered(body(), upstream, send))  # type: ignore[arg-type]
+    assert total == sum(len(chunk) for chunk, _ in chunks)
+    return sent
+
+
+def test_a_streaming_upstream_is_never_held_back_and_the_last_chunk_ends_the_body() -> None:
+    sent = _run_filtered([(b"head", False), (b"", False), (b"middle", False), (b"tail", True), (b"end", True)])
+    assert sent == [(b"head", True, False), (b"middle", True, False), (b"tail", True, True), (b"end", False, True)]
+
+
+def test_a_body_that_came_at_once_is_one_message() -> None:
+    assert _run_filtered([(b"all of it", True), (b"", True)]) == [(b"all of it", False, True)]
+    assert _run_filtered([]) == [(b"", False, False)]
