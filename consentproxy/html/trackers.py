@@ -75,10 +75,7 @@ class TrackerMatcher:
                 if pattern in url:
                     found = match
                     break
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[raw_url] = found
-        return found
+        return _remember(cache, raw_url, found)
 
     def host(self, raw_url: str) -> Match | None:
         """For resource hints: the host of the URL (scheme-relative allowed) against `hosts`."""
@@ -96,10 +93,7 @@ class TrackerMatcher:
             if host == pattern or host.endswith("." + pattern):
                 found = match
                 break
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[raw_url] = found
-        return found
+        return _remember(cache, raw_url, found)
 
     def inline(self, code: str) -> Match | None:
         """The best-ranked service whose signature occurs in inline script code."""
@@ -148,3 +142,11 @@ def trie_pattern(words: Iterable[str]) -> str:
         return f"(?:{body})?" if "" in node else body
 
     return build(trie)
+
+
+def _remember(cache: dict[str, Match | None], key: str, found: Match | None) -> Match | None:
+    """Store an answer in a bounded cache (emptied when full: the pages' URLs soon fill it again)."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = found
+    return found
