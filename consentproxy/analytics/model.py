@@ -118,7 +118,8 @@ def _escape(text: str, plus: bool) -> str:
     return "".join(map((_ESCAPES_PLUS if plus else _ESCAPES).__getitem__, text.encode("utf-8")))
 
 
-# Only what leaves is encoded, after anonymisation: the cache holds nothing the backends do not get anyway.
+# Only anonymised values are encoded, so the cache (in memory only) holds what the backends get, plus the
+# rare value of a hit the last leak check then drops.
 _escape_cached = functools.lru_cache(maxsize=4096)(_escape)
 
 
