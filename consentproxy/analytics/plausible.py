@@ -71,9 +71,4 @@ def _props(work: Work, value: Any) -> dict[str, Any] | None:
             value = json.loads(value)
         except ValueError:
             return None
-    if not isinstance(value, dict):
-        return None
-    if work.exempt:
-        value = {k: v for k, v in value.items() if k in work.policy.property_allow}
-    cleaned = work.json_value(work.without_id_keys(value))
-    return cleaned or None
+    return work.properties(value)

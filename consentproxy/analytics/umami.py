@@ -53,7 +53,7 @@ def anonymise(work: Work) -> Hit | Dropped:
         elif key == "referrer" and isinstance(value, str):
             cleaned = work.urls.referrer(value, hostname) or ""
         elif key == "data":
-            cleaned = _data(work, value)
+            cleaned = work.properties(value)
         elif key == "language" and work.exempt and isinstance(value, str):
             cleaned = primary_language(value)
         else:
@@ -84,12 +84,3 @@ def anonymise(work: Work) -> Hit | Dropped:
         rewritten.update(work.json_value(extras))
     body = json.dumps(rewritten, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return Hit(hit.method, hit.path, (), tuple(headers), body, address or "", hit.received)
-
-
-def _data(work: Work, value: Any) -> dict[str, Any] | None:
-    if not isinstance(value, dict):
-        return None
-    if work.exempt:
-        value = {k: v for k, v in value.items() if k in work.policy.property_allow}
-    cleaned = work.json_value(work.without_id_keys(value))
-    return cleaned or None

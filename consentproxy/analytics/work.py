@@ -143,6 +143,16 @@ class Work:
         cleaned = self.json_value(item)
         return "" if cleaned is None and isinstance(item, str) else cleaned
 
+    def properties(self, value: Any) -> dict[str, Any] | None:
+        """Custom event properties (Plausible props, Umami data): without consent only allow-listed names;
+        identifier keys dropped at any depth and every value cleaned. None when nothing is left."""
+        if not isinstance(value, dict):
+            return None
+        if self.exempt:
+            value = {k: v for k, v in value.items() if k in self.policy.property_allow}
+        cleaned = self.json_value(self.without_id_keys(value))
+        return cleaned or None
+
     def without_id_keys(self, value: Any) -> Any:
         """A JSON value with every key named like an identifier removed, at any depth."""
         if isinstance(value, dict):
