@@ -10,7 +10,11 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# A C compiler for the HTML scanner (consentproxy/html/_scanner.c); the image has Python's headers.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md ./
 COPY consentproxy ./consentproxy
 COPY static ./static
 RUN python -m venv /opt/consentproxy \

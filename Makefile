@@ -15,9 +15,11 @@ DEMO_ARGS ?=
 AXE_VERSION := 4.14.1
 AXE_DIR := .cache/axe
 
-.PHONY: demo test lint typecheck unit system-deps postgres axe screenshots bench clean
+.PHONY: demo test lint typecheck unit build-deps system-deps postgres axe screenshots bench clean
 
-$(STAMP): pyproject.toml
+# The HTML scanner is C (consentproxy/html/_scanner.c): pip compiles it, so a compiler and Python's
+# headers come first (Debian: gcc, and python3-dev when the Python in use is Debian's).
+$(STAMP): pyproject.toml setup.py consentproxy/html/_scanner.c | build-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -54,6 +56,18 @@ axe: system-deps
 # The banner screenshots in docs/screenshots/ (not part of `make test`).
 screenshots: $(STAMP) system-deps
 	$(BIN)/python docs/take_screenshots.py
+
+build-deps:
+	@missing=""; \
+	command -v cc >/dev/null || missing="gcc libc6-dev"; \
+	include=$$($(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])"); \
+	[ -f "$$include/Python.h" ] || missing="$$missing python3-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages to build the HTML scanner:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 system-deps:
 	@missing=""; for pkg in $(APT_PACKAGES); do \

@@ -1,15 +1,16 @@
-"""How to feed a page to the rewriter without mangling text in any charset.
+"""How to read a page's bytes without mangling text in any charset.
 
-The engine (lol-html) decodes as UTF-8: any text it hands to us and gets
-back would lose bytes that are not UTF-8. So:
+The scanner works on bytes (markup is ASCII in every charset we rewrite);
+only the attribute values and script texts we judge are decoded, and what
+we change is encoded back the same way. So:
 - UTF-8 pages (by header, BOM, or `<meta>` in the first 1024 bytes, as the
-  HTML standard's prescan) are fed as they are;
+  HTML standard's prescan) are read as UTF-8 (invalid bytes survive as
+  surrogate escapes);
 - other ASCII-compatible pages, and pages that declare nothing in time (a
-  late `<meta charset>`), take a byte-transparent path: each byte becomes
-  the code point of the same value (latin-1) on the way in, and back on the
-  way out, so every byte survives while markup, which is ASCII, parses the
-  same. All injected markup is ASCII (character references), correct in
-  every such charset.
+  late `<meta charset>`), take a byte-transparent path: each byte is read
+  as the code point of the same value (latin-1) and written back as it was.
+  All injected markup is ASCII (character references), correct in every
+  such charset.
 - UTF-16/32 and ISO-2022 pages are not ASCII-compatible: left untouched.
 """
 

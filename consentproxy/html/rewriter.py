@@ -1,23 +1,19 @@
 """The streaming page rewriter: one per HTML response, fed chunk by chunk.
 
-Built on lol-html (python-lolhtml), which tokenizes like a browser and copies
-everything it is not asked about through unchanged, so the output does not
-depend on where the chunks break. Our handlers only touch `<script>`,
-`<iframe>`, `<img>`, `<link>`, `<noscript>`, `<html>`, `<body>`, CSP `<meta>`
-and elements a site tagged with `data-consent-category`.
+The page goes through our scanner (`_scanner.c`), which tokenizes like a
+browser and copies everything it is not asked about through unchanged, so the
+output does not depend on where the chunks break. It hands over only the
+elements we act on: `<script>` (with its whole text, so an inline script is
+judged by its code before anything of it is written), `<noscript>` (its text,
+rewritten as markup), `<iframe>`, `<img>`, `<link>`, CSP `<meta>`, `<html>`,
+`<body>`, and any element a site tagged with `data-consent-category`.
 
-An inline script can only be judged by its code, which lol-html hands over
-after the start tag has been written. So inline scripts are taken out whole
-(`remove_and_keep_content`), their text is held back, and the whole element is
-written again from its last text chunk: unchanged, or blocked. A script with
-no text at all gets no text callback; it is written back at the next event we
-see (an empty inline script does nothing, so only its position can move).
-When every category is granted nothing is held back.
-
-A rewriter is built per response (the bindings cannot reuse one), so its set-up
-is kept small: the rare elements share one selector list (`_Few`). What repeats
-across a site's responses, the tracker matcher's answers and the rewritten
-`<noscript>` snippets, is kept per site; a response adds only its own stamp.
+A tag we change is written again the way lol-html writes a modified tag: its
+name and untouched attributes as they came, changed values in place, new
+attributes at the end. What repeats across a site's responses, the tracker
+matcher's answers, the rewritten `<noscript>` snippets and the raw tags that
+need no change at a consent state, is kept per site; a response adds only its
+own stamp.
 """
 
 from __future__ import annotations
@@ -26,17 +22,14 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
-
-import lolhtml
+from typing import NamedTuple
 
 from consentproxy.config.model import CATEGORY_IDS
+from consentproxy.html._scanner import NOSCRIPT, SCRIPT, Scanner
 from consentproxy.html.charset import PRESCAN_BYTES, Mode, sniff
 from consentproxy.html.csp import NoncePlan
 from consentproxy.html.trackers import Match, TrackerMatcher
 
-HTML = lolhtml.ContentType.HTML
-_HTML_NS = "http://www.w3.org/1999/xhtml"
 _JS_TYPES = frozenset({
     "", "module", "text/javascript", "application/javascript", "application/x-javascript", "text/ecmascript",
     "application/ecmascript", "text/jscript", "text/livescript", "text/x-javascript", "text/x-ecmascript",
@@ -48,14 +41,11 @@ _HINT_RELS = frozenset({"preconnect", "dns-prefetch"})
 _FETCH_RELS = frozenset({"preload", "prefetch", "modulepreload"})
 #: URL attributes moved aside on an element a site tagged itself
 _TAGGED_URL_ATTRIBUTES = ("src", "href", "srcset", "data", "poster")
-_OWN_HANDLERS = frozenset({"script", "iframe", "img", "link"})
-#: other elements that load something and a site may tag; a bare `[data-consent-category]` selector would make
-#: lol-html parse the attributes of every element in the page (measured: +200 µs on a 60 KB page)
-_TAGGABLE = "video, audio, source, track, embed, object, input[type=image]"
-_TAGGABLE_NAMES = ("video", "audio", "source", "track", "embed", "object", "input")
-#: elements that come a few times a page at most, under one selector list and one handler (see _Few)
-_FEW = "template script, body, html, meta[http-equiv]"
-_FEW_BLOCKING = f"{_FEW}, iframe, link, {_TAGGABLE}"
+_CSP_EQUIV = frozenset({"content-security-policy", "content-security-policy-report-only"})
+#: one attribute of a raw start tag, as the HTML standard reads it (a name may start with "=")
+_ATTRIBUTE = re.compile(r"""[\t\n\f\r /]*([^\t\n\f\r />][^\t\n\f\r /=>]*(?:[\t\n\f\r ]*=[\t\n\f\r ]*"""
+                        r"""(?:"[^"]*"|'[^']*'|[^\t\n\f\r >]*))?)""")
+_TAG_NAME = re.compile(r"<[^\t\n\f\r />]+")
 
 
 class Blocked(NamedTuple):
@@ -86,10 +76,13 @@ class Injection:
 #: (content, allowed, unblocked) → (content rewritten with `_STAMP_MARK` for the stamp, or None if unchanged;
 #: what was blocked)
 NoscriptMemo = dict[tuple[str, frozenset[str], frozenset[str]], tuple[str | None, tuple[Blocked, ...]]]
+#: (allowed, unblocked) → raw start tags (`<img>`, `<link>`, `<iframe>`, tagged elements) that stay as they are
+NoopMemo = dict[tuple[frozenset[str], frozenset[str]], set[bytes]]
 _STAMP_MARK = "cp-stamp-9d1e4b7a"
 _PLAIN_STAMP = re.compile(r"[A-Za-z0-9_-]+")  # as secrets.token_urlsafe makes them
 _NOSCRIPT_MEMO_ENTRIES = 256
 _NOSCRIPT_MEMO_CHARS = 4096
+_NOOP_TAGS = 4096
 
 
 @dataclass(slots=True)
@@ -109,8 +102,11 @@ class PagePlan:
     #: service → (attribute, value) set on its <script src>, pointing it at the proxy's analytics endpoint
     script_attributes: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     #: rewritten `<noscript>` contents, shared by the plans of one site (same matcher): the same pixel snippet
-    #: comes on every page and would cost a second lol-html rewriter each time
+    #: comes on every page
     noscript_memo: NoscriptMemo = field(default_factory=dict)
+    #: raw tags that need no change, shared by the plans of one site (same matcher and analytics routing): the
+    #: scanner passes them through without a Python call (a page's ~50 product images)
+    noop_memo: NoopMemo = field(default_factory=dict)
 
     @property
     def blocking(self) -> bool:
@@ -130,12 +126,12 @@ def site_tagged(category: str | None, found: Match | None) -> Match | None:
 
 
 def _escape(value: str) -> str:
-    """For attribute values we set: lol-html escapes the quote, we escape the ampersand."""
+    """For attribute values we set from names: the ampersand escaped (`_Tag` escapes the quote)."""
     return value.replace("&", "&amp;")
 
 
 def start_tag(name: str, attributes: list[tuple[str, str]]) -> str:
-    """A start tag from lol-html's raw attribute values (character references stay as written)."""
+    """A start tag from raw attribute values (character references stay as written)."""
     parts = ["<", name]
     for key, value in attributes:
         if not value:
@@ -150,28 +146,95 @@ def start_tag(name: str, attributes: list[tuple[str, str]]) -> str:
     return "".join(parts)
 
 
-def _sink(chunks: list[bytes]) -> Callable[[Any], None]:
-    """lol-html's output callback: it hands over `bytes`, which the stub types more widely."""
-    return chunks.append
+#: a token from the scanner: (kind, raw start tag, name, attributes, in <template>, text, raw end tag,
+#: self-closing)
+Token = tuple[int, bytes, str, list[tuple[str, str]], bool, bytes | None, bytes | None, bool]
 
 
-class _Handler:
-    """Base of the element handlers: the callbacks a handler lacks are None, not missing.
+def _pair(text: str) -> tuple[str, str]:
+    """An attribute as written → (lower-case name, raw value)."""
+    name, equals, value = text.partition("=") if not text.startswith("=") else ("=" + text[1:].partition("=")[0],
+                                                                                  *text[1:].partition("=")[1:])
+    value = value.strip(" \t\n\f\r") if equals else ""
+    if value[:1] in ("'", '"'):
+        value = value[1:-1]
+    return name.strip(" \t\n\f\r").lower(), value
 
-    The bindings look each one up when the rewriter is built; a missing attribute raises (and formats)
-    an AttributeError there, two or three per handler and response.
-    """
 
-    comments: Callable[[lolhtml.Comment], None] | None = None
-    text: Callable[[lolhtml.TextChunk], None] | None = None
+class _Tag:
+    """A start tag being changed: attribute reads from the scanner's list, writes the way lol-html makes them."""
+
+    __slots__ = ("_texts", "attributes", "changed", "name", "raw", "self_closing")
+
+    def __init__(self, raw: str, name: str, attributes: list[tuple[str, str]], self_closing: bool) -> None:
+        self.raw = raw
+        self.name = name
+        self.attributes = attributes
+        self.self_closing = self_closing
+        self.changed = False
+        self._texts: list[str] | None = None  # each attribute as written, once something changes
+
+    def get(self, name: str) -> str | None:
+        for key, value in self.attributes:
+            if key == name:
+                return value
+        return None
+
+    def _written(self) -> list[str]:
+        texts = self._texts
+        if texts is None:
+            start = _TAG_NAME.match(self.raw)
+            texts = [found.group(1) for found in _ATTRIBUTE.finditer(self.raw, start.end() if start else 1,
+                                                                       len(self.raw) - 1)]
+            if len(texts) != len(self.attributes):  # more attributes than the scanner lists: read them here
+                self.attributes = [_pair(text) for text in texts]
+            self._texts = texts
+        self.changed = True
+        return texts
+
+    def set(self, name: str, value: str) -> None:
+        """Replace the first attribute of that name where it stands (its name as written), or add one."""
+        texts = self._written()
+        quoted = '="' + value.replace('"', "&quot;") + '"'
+        for index, (key, _) in enumerate(self.attributes):
+            if key == name:
+                self.attributes[index] = (name, value)
+                written = texts[index][:len(name)]
+                texts[index] = (written if written.lower() == name else name) + quoted
+                return
+        self.attributes.append((name, value))
+        texts.append(name + quoted)
+
+    def remove(self, name: str) -> None:
+        texts = self._written()
+        keep = [index for index, (key, _) in enumerate(self.attributes) if key != name]
+        self.attributes = [self.attributes[i] for i in keep]
+        self._texts = [texts[i] for i in keep]
+
+    def move(self, name: str) -> str | None:
+        """Move an attribute aside (`data-cp-…`); a repeated one goes too, or it would take the first one's place."""
+        value = self.get(name)
+        if value is not None:
+            self.remove(name)
+            self.set("data-cp-" + name, value)
+        return value
+
+    def text(self) -> str:
+        if not self.changed:
+            return self.raw
+        assert self._texts is not None
+        tag = _TAG_NAME.match(self.raw)
+        head = tag.group() if tag else "<" + self.name
+        return "".join([head, *(" " + text for text in self._texts), " />" if self.self_closing else ">"])
 
 
-class _State:
-    """The per-response state shared by the element handlers."""
+class _Page:
+    """What one response's handlers share, and the handlers themselves (one method per element)."""
 
-    def __init__(self, plan: PagePlan) -> None:
+    def __init__(self, plan: PagePlan, codec: str, nested: bool = False) -> None:
         self.plan = plan
-        # the plan's fields the handlers read on every element, as attributes of their own
+        self.codec = codec
+        self.errors = "surrogateescape" if codec == "utf-8" else "strict"
         self.allowed = plan.allowed
         self.unblocked = plan.unblocked
         self.blocking = plan.blocking
@@ -180,270 +243,262 @@ class _State:
         self.stamp = plan.stamp
         self.blocked: list[Blocked] = []
         self.page_lang: str | None = None
-        self.consent_mode_done = False
-        self.bundle_done = False
-        self.pending: str | None = None  # start tag of the held-back inline script
-        self.pending_attributes: list[tuple[str, str]] = []
-        self.pending_category: str | None = None  # its data-consent-category
-        self.pending_text: list[str] = []
+        #: inside `<noscript>` only what loads without scripts is rewritten, and an iframe gets no placeholder
+        self.nested = nested
+        self.consent_mode_done = self.bundle_done = nested
         self.embeds = 0
-        self.in_template = False  # set by the `template script` handler, which runs first
+        self.pixel_answers = self.matcher.answers("pixels")
+        self.noop: set[bytes] | None = None
+        if not nested:
+            memo = plan.noop_memo
+            key = (plan.allowed, plan.unblocked)
+            noop = memo.get(key)
+            if noop is None:
+                noop = memo[key] = set()
+            elif len(noop) > _NOOP_TAGS:
+                noop.clear()
+            self.noop = noop
+        self.by_name: dict[str, Callable[[Token, list[str]], None]] = {
+            "img": self.img, "image": self.img, "iframe": self.iframe, "link": self.link, "meta": self.meta,
+            "html": self.html, "body": self.body,
+        }
+        if nested:
+            self.by_name = {"img": self.img, "image": self.img, "iframe": self.iframe}
 
-    def flush_empty_script(self, before: Callable[[str, lolhtml.ContentType], None]) -> None:
-        if self.pending is not None:
-            before(self.pending + "</script>", HTML)
-            self.pending = None
+    # -- plumbing ------------------------------------------------------------
+    def scanner(self) -> Scanner:
+        return Scanner(latin1=self.codec != "utf-8", noop=self.noop)
 
-    def judge(self, element: lolhtml.Element, found: Match | None) -> Match | None:
-        """A site's own `data-consent-category` decides the category; the catalogue still names the service."""
-        return site_tagged(element.get_attribute("data-consent-category"), found)
+    def handle(self, items: list[bytes | Token]) -> bytes:
+        """The scanner's output with our changes, as bytes again."""
+        if len(items) == 1 and isinstance(items[0], bytes):
+            return items[0]
+        out: list[bytes] = []
+        for item in items:
+            if isinstance(item, bytes):
+                out.append(item)
+                continue
+            token = item
+            kind = token[0]
+            texts: list[str] = []
+            if kind == SCRIPT:
+                self.script(token, texts)
+            elif kind == NOSCRIPT:
+                self.noscript(token, texts)
+            else:
+                handler = self.by_name.get(token[2], self.tagged)
+                handler(token, texts)
+            if texts:
+                out.append("".join(texts).encode(self.codec, self.errors))
+            else:  # unchanged
+                out.append(token[1])
+                if kind:
+                    out += (token[5] or b"", token[6] or b"")
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.bundle_done:
+            return b""
+        self.bundle_done = True  # a document without <body>: the parser puts this in the implied body
+        return self.plan.injection.bundle(self.page_lang, self.plan.nonces, self.stamp).encode(self.codec,
+                                                                                               self.errors)
+
+    def _tag(self, token: Token) -> _Tag:
+        return _Tag(token[1].decode(self.codec, self.errors), token[2], list(token[3]), token[7])
+
+    def _unchanged(self, token: Token) -> None:
+        """A tag left as it came: the scanner passes it through from now on (same consent state)."""
+        if self.noop is not None:
+            self.noop.add(token[1])
 
     def blocks(self, match: Match | None) -> bool:
         return match is not None and match.category not in self.allowed and match.service not in self.unblocked
 
-    def mark(self, element: lolhtml.Element, match: Match, kind: str, detail: str) -> None:
-        element.set_attribute("data-cp-blocked", _escape(match.category))
-        element.set_attribute("data-cp-service", _escape(match.service))
-        element.set_attribute("data-cp-stamp", self.stamp)
+    def mark(self, tag: _Tag, match: Match, kind: str, detail: str) -> None:
+        tag.set("data-cp-blocked", _escape(match.category))
+        tag.set("data-cp-service", _escape(match.service))
+        tag.set("data-cp-stamp", self.stamp)
+        if self.nested:
+            kind = "noscript-" + kind
         self.blocked.append(Blocked(kind, match.service, match.category, detail))
 
-
-def _move(element: lolhtml.Element, name: str) -> str | None:
-    """Move an attribute aside; a repeated one goes too, or it would take the first one's place."""
-    value = element.get_attribute(name)
-    if value is not None:
-        element.remove_attribute(name)  # the first one: it is there
-        while element.has_attribute(name):
-            element.remove_attribute(name)
-        element.set_attribute("data-cp-" + name, value)
-    return value
-
-
-class _Scripts(_Handler):
-    def __init__(self, state: _State) -> None:
-        self.s = state
-
-    def element(self, e: lolhtml.Element) -> None:
-        s = self.s
-        if e.namespace_uri != _HTML_NS:
+    # -- elements ------------------------------------------------------------
+    def script(self, token: Token, texts: list[str]) -> None:
+        _, _, _, attributes, in_template, content, end, _ = token
+        assert content is not None and end is not None
+        if self.nested:
             return
-        if s.pending is not None:
-            s.flush_empty_script(e.before)
-        if s.in_template:
-            s.in_template = False  # inert until cloned: no place for the Consent Mode default
-        elif not s.consent_mode_done:
-            s.consent_mode_done = True
-            code = s.plan.injection.consent_mode(s.plan.nonces)
+        if not in_template and not self.consent_mode_done:  # a template's script is inert until cloned
+            self.consent_mode_done = True
+            code = self.plan.injection.consent_mode(self.plan.nonces)
             if code:
-                e.before(code, HTML)
-        rewrites = s.rewrites
-        if not s.blocking and not rewrites:
-            return
-        type_value = e.get_attribute("type")
+                texts.append(code)
+        rewrites = self.rewrites
+        if (not self.blocking and not rewrites) or (not attributes and not content):
+            return self._keep(token, texts)
+        tag = self._tag(token)
+        type_value = tag.get("type")
         if not is_javascript(type_value):
-            return
-        src = e.get_attribute("src")
+            return self._keep(token, texts)
+        src = tag.get("src")
         if src is not None:
-            match = s.judge(e, s.matcher.url("scripts", src))
-            if s.blocks(match):
+            match = site_tagged(tag.get("data-consent-category"), self.matcher.url("scripts", src))
+            if self.blocks(match):
                 assert match is not None
-                self._neutralise(e, match, type_value, "script-src", src)
+                tag.set("type", "text/plain")
+                if type_value is not None:
+                    tag.set("data-cp-type", type_value)
+                if src:
+                    tag.move("src")
+                self.mark(tag, match, "script-src", src)
             elif match is not None and match.service in rewrites:
-                e.set_attribute(*rewrites[match.service])  # its hits go to our endpoint, not the vendor's host
-            return
-        if not s.blocking:
-            return
-        # The start tag is written again from all its attributes; the category is among them (lol-html
-        # lower-cases names, as get_attribute compares them), one attribute scan fewer.
-        attributes = e.attributes
-        s.pending_attributes = attributes
-        s.pending_category = None
-        if attributes:
-            for name, value in attributes:
-                if name == "data-consent-category":
-                    s.pending_category = value
-                    break
-            s.pending = start_tag("script", attributes)
-        else:
-            s.pending = "<script>"
-        e.remove_and_keep_content()
-
-    def _neutralise(self, e: lolhtml.Element, match: Match, type_value: str | None, kind: str, src: str) -> None:
-        e.set_attribute("type", "text/plain")
-        if type_value is not None:
-            e.set_attribute("data-cp-type", type_value)
-        if src:
-            _move(e, "src")
-        self.s.mark(e, match, kind, src)
-
-    def text(self, t: lolhtml.TextChunk) -> None:
-        s = self.s
-        if s.pending is None:
-            return
-        if not t.last_in_text_node:
-            s.pending_text.append(t.text)
-            t.remove()
-            return
-        if s.pending_text:
-            s.pending_text.append(t.text)
-            code = "".join(s.pending_text)
-            s.pending_text = []
-        else:
-            code = t.text
-        start = s.pending
-        s.pending = None
-        match = site_tagged(s.pending_category, s.matcher.inline(code))
-        if s.blocks(match):
-            assert match is not None
-            attributes = [(k, v) for k, v in s.pending_attributes if k.lower() != "type"]
-            original_type = next((v for k, v in s.pending_attributes if k.lower() == "type"), None)
-            attributes.append(("type", "text/plain"))
-            if original_type is not None:
-                attributes.append(("data-cp-type", original_type))
-            attributes += [("data-cp-blocked", _escape(match.category)), ("data-cp-service", _escape(match.service)),
-                           ("data-cp-stamp", s.stamp)]
-            start = start_tag("script", [(k, v.replace('"', "&quot;")) for k, v in attributes])
-            s.blocked.append(Blocked("inline-script", match.service, match.category, code))
-        t.replace(start + code + "</script>", HTML)
-
-
-class _TemplateScripts(_Handler):
-    def __init__(self, state: _State) -> None:
-        self.s = state
-
-    def element(self, e: lolhtml.Element) -> None:
-        self.s.in_template = True
-
-
-class _Iframes(_Handler):
-    def __init__(self, state: _State, placeholder: bool = True) -> None:
-        self.s = state
-        #: inside `<noscript>` a placeholder would only show with scripts off: there the URL just moves aside
-        self.placeholder = placeholder
-
-    def element(self, e: lolhtml.Element) -> None:
-        s = self.s
-        if s.pending is not None:
-            s.flush_empty_script(e.before)
-        src = e.get_attribute("src")
-        match = s.judge(e, s.matcher.url("iframes", src) if src else None)
-        if not s.blocks(match):
-            return
+                tag.set(*rewrites[match.service])  # its hits go to our endpoint, not the vendor's host
+            texts += [tag.text(), content.decode(self.codec, self.errors), end.decode(self.codec, self.errors)]
+            return None
+        if not self.blocking:
+            return self._keep(token, texts)
+        code = content.decode(self.codec, self.errors)
+        match = site_tagged(tag.get("data-consent-category"), self.matcher.inline(code))
+        if not self.blocks(match):
+            return self._keep(token, texts)
         assert match is not None
-        if not self.placeholder:
-            _move(e, "src")
-            s.mark(e, match, "iframe", src or "")
-            return
-        s.embeds += 1
-        embed_id = f"cp-e{s.embeds}"
-        _move(e, "src")
-        e.set_attribute("data-cp-embed-id", embed_id)
-        e.set_attribute("hidden", "")
-        s.mark(e, match, "iframe", src or "")
-        e.before(s.plan.injection.placeholder(s.page_lang, match.service, embed_id), HTML)
+        attributes = [(k, v) for k, v in tag.attributes if k != "type"]
+        attributes.append(("type", "text/plain"))
+        if type_value is not None:
+            attributes.append(("data-cp-type", type_value))
+        attributes += [("data-cp-blocked", _escape(match.category)), ("data-cp-service", _escape(match.service)),
+                       ("data-cp-stamp", self.stamp)]
+        texts += [start_tag("script", [(k, v.replace('"', "&quot;")) for k, v in attributes]), code,
+                  end.decode(self.codec, self.errors)]
+        self.blocked.append(Blocked("inline-script", match.service, match.category, code))
+        return None
 
+    def _keep(self, token: Token, texts: list[str]) -> None:
+        """An element with its text, unchanged (after whatever `texts` already holds)."""
+        if texts:
+            texts += [part.decode(self.codec, self.errors) for part in (token[1], token[5], token[6]) if part]
 
-class _Images(_Handler):
-    def __init__(self, state: _State) -> None:
-        self.s = state
-        self.answers = state.matcher.answers("pixels")
+    def iframe(self, token: Token, texts: list[str]) -> None:
+        tag = self._tag(token)
+        src = tag.get("src")
+        match = site_tagged(tag.get("data-consent-category"), self.matcher.url("iframes", src) if src else None)
+        if not self.blocks(match):
+            return self._unchanged(token)
+        assert match is not None
+        if self.nested:
+            tag.move("src")
+            self.mark(tag, match, "iframe", src or "")
+            texts.append(tag.text())
+            return None
+        self.embeds += 1
+        embed_id = f"cp-e{self.embeds}"
+        tag.move("src")
+        tag.set("data-cp-embed-id", embed_id)
+        tag.set("hidden", "")
+        self.mark(tag, match, "iframe", src or "")
+        texts += [self.plan.injection.placeholder(self.page_lang, match.service, embed_id), tag.text()]
+        return None
 
-    def element(self, e: lolhtml.Element) -> None:
-        # The most frequent callback (every <img> of the page): most images are no tracker and untagged,
-        # so that case returns after three attribute reads and two dictionary lookups.
-        s = self.s
-        if s.pending is not None:
-            s.flush_empty_script(e.before)
-        answers = self.answers
+    def img(self, token: Token, texts: list[str]) -> None:
+        # The most frequent element (a page's product images): most are no tracker and untagged; those
+        # become no-ops the scanner skips from then on.
+        attributes = token[3]
+        src = srcset = category = None
+        for key, value in attributes:
+            if key == "src":
+                if src is None:
+                    src = value
+            elif key == "srcset":
+                if srcset is None:
+                    srcset = value
+            elif key == "data-consent-category" and category is None:
+                category = value
+        answers = self.pixel_answers
         match = None
-        src = e.get_attribute("src")
         if src:
-            try:
-                match = answers[src]
-            except KeyError:
-                match = s.matcher.url("pixels", src)
-        if match is None:
-            srcset = e.get_attribute("srcset")
-            if srcset:
-                try:
-                    match = answers[srcset]
-                except KeyError:
-                    match = s.matcher.url("pixels", srcset)
-        category = e.get_attribute("data-consent-category")
+            match = answers[src] if src in answers else self.matcher.url("pixels", src)
+        if match is None and srcset:
+            match = answers[srcset] if srcset in answers else self.matcher.url("pixels", srcset)
         if category is not None:
             match = site_tagged(category, match)
-        elif match is None:
-            return
-        if s.blocks(match):
-            assert match is not None
-            _move(e, "src")
-            _move(e, "srcset")
-            s.mark(e, match, "img", src or "")
+        if not self.blocks(match):
+            return self._unchanged(token)
+        assert match is not None
+        tag = self._tag(token)
+        tag.move("src")
+        tag.move("srcset")
+        self.mark(tag, match, "img", src or "")
+        texts.append(tag.text())
+        return None
 
-
-class _Links(_Handler):
-    def __init__(self, state: _State) -> None:
-        self.s = state
-
-    def element(self, e: lolhtml.Element) -> None:
-        s = self.s
-        if s.pending is not None:
-            s.flush_empty_script(e.before)
-        rel = e.get_attribute("rel")
-        href = e.get_attribute("href")
+    def link(self, token: Token, texts: list[str]) -> None:
+        tag = self._tag(token)
+        rel = tag.get("rel")
+        href = tag.get("href")
         match = None
         if rel and href:
             rels = rel.lower().split()
             if not _FETCH_RELS.isdisjoint(rels):
                 # a preload names the service of what it fetches: gtm.js is Tag Manager, not its host's first owner
-                match = s.matcher.url("scripts", href) or s.matcher.host(href)
+                match = self.matcher.url("scripts", href) or self.matcher.host(href)
             elif not _HINT_RELS.isdisjoint(rels):
-                match = s.matcher.host(href)
-        match = s.judge(e, match)
-        if s.blocks(match):
-            assert match is not None
-            _move(e, "href")
-            s.mark(e, match, "link", href or "")
+                match = self.matcher.host(href)
+        match = site_tagged(tag.get("data-consent-category"), match)
+        if not self.blocks(match):
+            return self._unchanged(token)
+        assert match is not None
+        tag.move("href")
+        self.mark(tag, match, "link", href or "")
+        texts.append(tag.text())
+        return None
 
+    def tagged(self, token: Token, texts: list[str]) -> None:
+        """Any other element a site tagged with `data-consent-category`."""
+        tag = self._tag(token)
+        match = site_tagged(tag.get("data-consent-category"), None)
+        if not self.blocks(match):
+            return self._unchanged(token)
+        assert match is not None
+        moved = [value for name in _TAGGED_URL_ATTRIBUTES if (value := tag.move(name)) is not None]
+        self.mark(tag, match, "tagged", moved[0] if moved else tag.name)
+        texts.append(tag.text())
+        return None
 
-class _Tagged(_Handler):
-    """Any other element a site tagged with `data-consent-category`."""
+    def html(self, token: Token, texts: list[str]) -> None:
+        if self.page_lang is None:
+            for key, value in token[3]:
+                if key == "lang":
+                    self.page_lang = value or None
+                    break
 
-    def __init__(self, state: _State) -> None:
-        self.s = state
+    def body(self, token: Token, texts: list[str]) -> None:
+        if not self.bundle_done:
+            self.bundle_done = True
+            texts += [token[1].decode(self.codec, self.errors),
+                      self.plan.injection.bundle(self.page_lang, self.plan.nonces, self.stamp)]
 
-    def element(self, e: lolhtml.Element) -> None:
-        s = self.s
-        if e.tag_name.lower() in _OWN_HANDLERS:
+    def meta(self, token: Token, texts: list[str]) -> None:
+        tag = self._tag(token)
+        if (tag.get("http-equiv") or "").strip().lower() not in _CSP_EQUIV:
             return
-        match = s.judge(e, None)
-        if s.blocks(match):
-            assert match is not None
-            moved = [value for name in _TAGGED_URL_ATTRIBUTES if (value := _move(e, name)) is not None]
-            s.mark(e, match, "tagged", moved[0] if moved else e.tag_name)
+        content = tag.get("content")
+        if content:
+            patched = self.plan.nonces.apply(content)
+            if patched != content:
+                tag.set("content", patched)
+                texts.append(tag.text())
 
-
-class _Noscript(_Handler):
-    """`<noscript>` content is raw text to a scripting browser, but markup without scripts: rewrite it too."""
-
-    def __init__(self, state: _State) -> None:
-        self.s = state
-        self.parts: list[str] = []
-
-    def element(self, e: lolhtml.Element) -> None:
-        self.s.flush_empty_script(e.before)
-
-    def text(self, t: lolhtml.TextChunk) -> None:
-        self.parts.append(t.text)
-        if not t.last_in_text_node:
-            t.remove()
-            return
-        content = "".join(self.parts)
-        self.parts = []
-        plan = self.s.plan
+    def noscript(self, token: Token, texts: list[str]) -> None:
+        """`<noscript>` content is raw text to a scripting browser, but markup without scripts: rewrite it too."""
+        _, raw, _, _, _, body, end, _ = token
+        assert body is not None and end is not None
+        if not self.blocking or self.nested:
+            return None
+        content = body.decode(self.codec, self.errors)
+        plan = self.plan
         if (_STAMP_MARK in content or len(content) > _NOSCRIPT_MEMO_CHARS
-                or not _PLAIN_STAMP.fullmatch(plan.stamp)):  # lol-html would escape what replace() would not
-            output, blocked = _rewrite_noscript(content, plan, plan.stamp)
+                or not _PLAIN_STAMP.fullmatch(plan.stamp)):
+            output, blocked = self._noscript_content(content, plan.stamp)
         else:
             key = (content, plan.allowed, plan.unblocked)
             memo = plan.noscript_memo
@@ -451,167 +506,69 @@ class _Noscript(_Handler):
             if found is None:
                 if len(memo) >= _NOSCRIPT_MEMO_ENTRIES:
                     memo.clear()
-                found = memo[key] = _rewrite_noscript(content, plan, _STAMP_MARK)
+                found = memo[key] = self._noscript_content(content, _STAMP_MARK)
             output, blocked = found
             if output is not None:
                 output = output.replace(_STAMP_MARK, plan.stamp)
-        self.s.blocked.extend(blocked)
-        t.replace(content if output is None else output, HTML)
+        self.blocked.extend(blocked)
+        if output is not None:
+            texts += [raw.decode(self.codec, self.errors), output, end.decode(self.codec, self.errors)]
+        return None
 
-
-def _rewrite_noscript(content: str, plan: PagePlan, stamp: str) -> tuple[str | None, tuple[Blocked, ...]]:
-    """`<noscript>` content rewritten as markup, with `stamp` on blocked elements; None when unchanged."""
-    inner = _State(plan)
-    inner.stamp = stamp
-    inner.consent_mode_done = inner.bundle_done = True
-    output: list[bytes] = []
-    rewriter = lolhtml.HTMLRewriter(_sink(output))
-    rewriter.on("img", _Images(inner))
-    rewriter.on("iframe", _Iframes(inner, placeholder=False))
-    rewriter.on(_TAGGABLE, _Tagged(inner))
-    rewriter.write(content.encode("utf-8"))
-    rewriter.end()
-    blocked = tuple(Blocked("noscript-" + b.kind, b.service, b.category, b.detail) for b in inner.blocked)
-    return (b"".join(output).decode("utf-8") if blocked else None), blocked
-
-
-class _Document:
-    #: see _Handler
-    doctype: Callable[[lolhtml.Doctype], None] | None = None
-    comments: Callable[[lolhtml.Comment], None] | None = None
-    text: Callable[[lolhtml.TextChunk], None] | None = None
-
-    def __init__(self, state: _State) -> None:
-        self.s = state
-
-    def end(self, end: lolhtml.DocumentEnd) -> None:
-        s = self.s
-        s.flush_empty_script(end.append)
-        if not s.bundle_done:
-            s.bundle_done = True  # a document without <body>: the parser puts this in the implied body
-            end.append(s.plan.injection.bundle(s.page_lang, s.plan.nonces, s.plan.stamp), HTML)
-
-
-class _Root(_Handler):
-    def __init__(self, state: _State) -> None:
-        self.s = state
-
-    def element(self, e: lolhtml.Element) -> None:
-        lang = e.get_attribute("lang")
-        if lang and self.s.page_lang is None:
-            self.s.page_lang = lang
-
-
-class _Body(_Handler):
-    def __init__(self, state: _State) -> None:
-        self.s = state
-
-    def element(self, e: lolhtml.Element) -> None:
-        s = self.s
-        s.flush_empty_script(e.before)
-        if not s.bundle_done:
-            s.bundle_done = True
-            e.prepend(s.plan.injection.bundle(s.page_lang, s.plan.nonces, s.plan.stamp), HTML)
-
-
-class _MetaPolicy(_Handler):
-    def __init__(self, state: _State) -> None:
-        self.s = state
-
-    def element(self, e: lolhtml.Element) -> None:
-        equiv = (e.get_attribute("http-equiv") or "").strip().lower()
-        if equiv not in ("content-security-policy", "content-security-policy-report-only"):
-            return
-        content = e.get_attribute("content")
-        if content:
-            patched = self.s.plan.nonces.apply(content)
-            if patched != content:
-                e.set_attribute("content", patched)
-
-
-class _Few(_Handler):
-    """The handlers of elements that come a few times a page at most, told apart by tag name.
-
-    Each `on()` costs lol-html a selector parse and a handler set-up per response; one list for these
-    saves ~40k instructions a response (measured), far more than reading the tag name of the few
-    elements it matches. Text handlers cannot join: they would get the text of every matched element.
-    """
-
-    def __init__(self, state: _State, blocking: bool) -> None:
-        self.by_tag: dict[str, Callable[[lolhtml.Element], None]] = {
-            "script": _TemplateScripts(state).element,  # only `template script` reaches this handler
-            "body": _Body(state).element,
-            "html": _Root(state).element,
-            "meta": _MetaPolicy(state).element,
-        }
-        if blocking:
-            self.by_tag["iframe"] = _Iframes(state).element
-            self.by_tag["link"] = _Links(state).element
-            tagged = _Tagged(state).element
-            for name in _TAGGABLE_NAMES:
-                self.by_tag[name] = tagged
-
-    def element(self, e: lolhtml.Element) -> None:
-        handler = self.by_tag.get(e.tag_name)
-        if handler is not None:
-            handler(e)
+    def _noscript_content(self, content: str, stamp: str) -> tuple[str | None, tuple[Blocked, ...]]:
+        """`<noscript>` content rewritten as markup, with `stamp` on blocked elements; None when unchanged."""
+        inner = _Page(self.plan, "utf-8", nested=True)
+        inner.stamp = stamp
+        scanner = inner.scanner()
+        data = content.encode("utf-8", "surrogateescape")
+        output = inner.handle(scanner.feed(data)) + inner.handle(scanner.finish())
+        blocked = tuple(inner.blocked)
+        return (output.decode("utf-8", "surrogateescape") if blocked else None), blocked
 
 
 class PageRewriter:
     """Rewrites one HTML body. `feed` returns whatever output is ready; `finish` the rest."""
 
     def __init__(self, plan: PagePlan, mode: Mode | None) -> None:
-        self.state = _State(plan)
+        self._plan = plan
         self._mode = mode
         self._head = b""  # held until the charset is known (at most 1024 bytes)
-        self._out: list[bytes] = []
-        self._rewriter = lolhtml.HTMLRewriter(_sink(self._out))
-        state = self.state
-        blocking = state.blocking
-        # Registration order is call order for an element several selectors match: `template script`
-        # (in _Few) runs before `script`.
-        self._rewriter.on(_FEW_BLOCKING if blocking else _FEW, _Few(state, blocking))
-        self._rewriter.on("script", _Scripts(state))
-        if blocking:
-            self._rewriter.on("img", _Images(state))
-            self._rewriter.on("noscript", _Noscript(state))
-        self._rewriter.on_document(_Document(state))
+        self._page: _Page | None = None
+        self._scanner: Scanner | None = None
+        if mode is not None:
+            self._start(mode)
 
     @property
     def blocked(self) -> list[Blocked]:
-        return self.state.blocked
+        return self._page.blocked if self._page is not None else []
+
+    def _start(self, mode: Mode) -> tuple[_Page, Scanner]:
+        # "bytes": byte-transparent (see charset.py): each byte read as the code point of its value
+        page = self._page = _Page(self._plan, "utf-8" if mode == "utf-8" else "latin-1")
+        scanner = self._scanner = page.scanner()
+        return page, scanner
 
     def feed(self, data: bytes) -> bytes:
-        if self._mode is None:
+        scanner = self._scanner
+        if scanner is None:
             self._head += data
             if len(self._head) < PRESCAN_BYTES:
                 return b""
             data, self._head = self._head, b""
-            self._mode = sniff(data) or "bytes"
-        return self._write(data)
+            page, scanner = self._start(sniff(data) or "bytes")
+        else:
+            assert self._page is not None
+            page = self._page
+        return page.handle(scanner.feed(data))
 
     def finish(self) -> bytes:
-        if self._mode is None:
+        scanner = self._scanner
+        out = b""
+        if scanner is None:
             data, self._head = self._head, b""
-            self._mode = sniff(data) or "bytes"
-            out = self._write(data)
+            page, scanner = self._start(sniff(data) or "bytes")
+            out = page.handle(scanner.feed(data))
         else:
-            out = b""
-        self._rewriter.end()
-        return out + self._drain()
-
-    def _write(self, data: bytes) -> bytes:
-        if self._mode == "bytes":
-            # Byte-transparent: each byte as the code point of its value (see charset.py).
-            data = data.decode("latin-1").encode("utf-8")
-        self._rewriter.write(data)
-        return self._drain()
-
-    def _drain(self) -> bytes:
-        if not self._out:
-            return b""
-        out = b"".join(self._out)
-        self._out.clear()
-        if self._mode == "bytes":
-            return out.decode("utf-8").encode("latin-1")
-        return out
+            assert self._page is not None
+            page = self._page
+        return out + page.handle(scanner.finish()) + page.end()

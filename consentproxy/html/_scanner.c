@@ -1,0 +1,1033 @@
+/*
+ * consentproxy.html._scanner: finds, in a stream of HTML, the few elements the
+ * rewriter acts on, and passes everything else through as it came.
+ *
+ * Why C: the rewriter must cost little more than copying the page. Python's
+ * regular-expression engine needs ~150 µs just to step over the `<` of a
+ * 60 KB page on our machines; this scanner walks the page with memchr and
+ * touches only tags, then builds Python objects for the ~20 elements that
+ * matter (scripts, iframes, images, links, CSP <meta>, <html>, <body>,
+ * <noscript> and anything tagged with data-consent-category).
+ *
+ * It follows the HTML standard's tokenizer (comments, bogus comments, CDATA
+ * in foreign content, RAWTEXT/RCDATA/PLAINTEXT elements, the script-data
+ * escape states, attribute syntax) and the parts of tree construction that
+ * change how the tokenizer reads what follows: SVG/MathML foreign content,
+ * its HTML integration points and the start tags that break out of it, and
+ * <template> nesting. tests/test_html_scanner.py compares it with html5lib.
+ *
+ * feed(bytes) -> list of bytes (copy to the output as they are) and tokens:
+ *   (kind, raw start tag, name, [(attr name, value), ...], in_template,
+ *    content, raw end tag, self_closing)
+ * kind 0: an element (content and end tag None); 1: an HTML <script> with
+ * its whole text; 2: a <noscript> with its whole (raw) text. Names are
+ * lower-cased; values are raw (character references as written), decoded as
+ * UTF-8 (surrogateescape) or, for the byte-transparent mode, latin-1. Raw
+ * start tags found in the `noop` set are passed through as bytes: the
+ * rewriter remembers there which tags it leaves unchanged.
+ */
+#define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
+#include <Python.h>
+#include <string.h>
+
+enum { ST_DATA, ST_RAW, ST_SCRIPT, ST_PLAIN };
+enum { NS_HTML, NS_SVG, NS_MATH };
+enum { ESC_NONE, ESC_ESCAPED, ESC_DOUBLE };
+enum { KIND_ELEMENT, KIND_SCRIPT, KIND_NOSCRIPT };
+
+#define MAX_ATTRS 128
+#define MAX_DEPTH 256
+#define NAME_MAX_LEN 32
+
+typedef struct {
+    char name[NAME_MAX_LEN];
+    unsigned char len;
+    unsigned char ns;
+    unsigned char integration; /* an HTML integration point: its content is HTML */
+} Frame;
+
+typedef struct {
+    Py_ssize_t name, name_len, value, value_len; /* offsets in the buffer; value -1: none */
+} AttrSpan;
+
+typedef struct {
+    PyObject_HEAD
+    int latin1;
+    PyObject *noop; /* a set of raw tags to pass through, or NULL */
+    char *buf;
+    Py_ssize_t base, len, cap; /* unconsumed input: buf[base:len] */
+    int state;
+    char raw_name[NAME_MAX_LEN]; /* the element whose end tag ends RAWTEXT/RCDATA/script data */
+    Py_ssize_t raw_len;
+    PyObject *held; /* the start of a token whose text is being collected (script, noscript) */
+    int held_kind;
+    Py_ssize_t scan; /* in ST_SCRIPT/ST_RAW: where scanning resumes (the text starts at 0) */
+    int esc, dashes;
+    Frame frames[MAX_DEPTH];
+    int depth;       /* open foreign elements and their integration points */
+    int overflow;    /* foreign elements not tracked beyond MAX_DEPTH */
+    long templates;
+} Scanner;
+
+/* -- small helpers ---------------------------------------------------------------------------- */
+
+/* The unconsumed input, which all offsets below are relative to. */
+static inline const char *B(const Scanner *s) { return s->buf + s->base; }
+static inline Py_ssize_t L(const Scanner *s) { return s->len - s->base; }
+
+static inline int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'; }
+static inline int is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+static inline unsigned char lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c; }
+
+/* Whether buf[at:] starts with `word` (lower case), ASCII case-insensitively; -1 when too short to tell. */
+static int starts_ci(const char *buf, Py_ssize_t at, Py_ssize_t len, const char *word, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (at + i >= len)
+            return -1;
+        if (lower((unsigned char)buf[at + i]) != (unsigned char)word[i])
+            return 0;
+    }
+    return 1;
+}
+
+static int name_is(const char *name, Py_ssize_t len, const char *word)
+{
+    return (Py_ssize_t)strlen(word) == len && memcmp(name, word, (size_t)len) == 0;
+}
+
+static int name_in(const char *name, Py_ssize_t len, const char *const *words)
+{
+    for (; *words; words++)
+        if (name_is(name, len, *words))
+            return 1;
+    return 0;
+}
+
+/* What a start tag's name means to us, found with one switch (every start tag of the page asks). */
+enum {
+    R_REPORT = 1,      /* handed to the rewriter */
+    R_SCRIPT = 2,
+    R_NOSCRIPT = 4,
+    R_RAW = 8,         /* RAWTEXT or RCDATA: no tags until its end tag */
+    R_META = 16,       /* handed over when it has http-equiv */
+    R_SVG = 32,
+    R_MATH = 64,
+    R_TEMPLATE = 128,
+    R_PLAINTEXT = 256,
+    R_BREAKOUT = 512,  /* leaves foreign content */
+    R_FONT = 1024,     /* leaves foreign content with color, face or size */
+};
+
+#define IS(word) (memcmp(n, word, sizeof(word) - 1) == 0)
+
+static int role_of(const char *n, Py_ssize_t len)
+{
+    switch (len) {
+    case 1:
+        return (n[0] == 'b' || n[0] == 'i' || n[0] == 'p' || n[0] == 's' || n[0] == 'u') ? R_BREAKOUT : 0;
+    case 2:
+        if (n[0] == 'h' && n[1] >= '1' && n[1] <= '6')
+            return R_BREAKOUT;
+        return (IS("br") || IS("dd") || IS("dl") || IS("dt") || IS("em") || IS("hr") || IS("li") || IS("ol") ||
+                IS("tt") || IS("ul")) ? R_BREAKOUT : 0;
+    case 3:
+        if (IS("img"))
+            return R_REPORT | R_BREAKOUT;
+        if (IS("svg"))
+            return R_SVG;
+        if (IS("xmp"))
+            return R_RAW;
+        return (IS("big") || IS("div") || IS("pre") || IS("sub") || IS("sup") || IS("var")) ? R_BREAKOUT : 0;
+    case 4:
+        if (IS("body"))
+            return R_REPORT | R_BREAKOUT;
+        if (IS("html") || IS("link"))
+            return R_REPORT;
+        if (IS("meta"))
+            return R_META | R_BREAKOUT;
+        if (IS("math"))
+            return R_MATH;
+        if (IS("font"))
+            return R_FONT;
+        return (IS("code") || IS("head") || IS("menu") || IS("nobr") || IS("ruby") || IS("span")) ? R_BREAKOUT : 0;
+    case 5:
+        if (IS("image"))
+            return R_REPORT; /* the parser makes it an <img> */
+        if (IS("style") || IS("title"))
+            return R_RAW;
+        return (IS("embed") || IS("small") || IS("table")) ? R_BREAKOUT : 0;
+    case 6:
+        if (IS("script"))
+            return R_SCRIPT;
+        if (IS("iframe"))
+            return R_REPORT | R_RAW;
+        return (IS("center") || IS("strong") || IS("strike")) ? R_BREAKOUT : 0;
+    case 7:
+        if (IS("noembed"))
+            return R_RAW;
+        return IS("listing") ? R_BREAKOUT : 0;
+    case 8:
+        if (IS("noscript"))
+            return R_NOSCRIPT;
+        if (IS("noframes") || IS("textarea"))
+            return R_RAW;
+        return IS("template") ? R_TEMPLATE : 0;
+    case 9:
+        return IS("plaintext") ? R_PLAINTEXT : 0;
+    case 10:
+        return IS("blockquote") ? R_BREAKOUT : 0;
+    default:
+        return 0;
+    }
+}
+
+#undef IS
+
+/* Character classes for the tag parser's loops. */
+enum { C_WS = 1, C_SLASH = 2, C_GT = 4, C_EQ = 8 };
+static unsigned char CLS[256];
+
+static void init_classes(void)
+{
+    CLS[' '] = CLS['\t'] = CLS['\n'] = CLS['\f'] = CLS['\r'] = C_WS;
+    CLS['/'] = C_SLASH;
+    CLS['>'] = C_GT;
+    CLS['='] = C_EQ;
+}
+
+static const char *const MATHML_TEXT[] = {"mi", "mo", "mn", "ms", "mtext", NULL};
+static const char *const SVG_HTML[] = {"foreignobject", "desc", "title", NULL};
+
+/* -- the tag parser --------------------------------------------------------------------------- */
+
+typedef struct {
+    Py_ssize_t end;          /* just after '>' */
+    char name[NAME_MAX_LEN]; /* lower-cased; longer names are cut (none we look for is that long) */
+    Py_ssize_t name_len;     /* the full length */
+    int self_closing;
+    int n_attrs;
+    int tagged; /* has data-consent-category */
+    int role;   /* R_… flags of its name (start tags) */
+    AttrSpan attrs[MAX_ATTRS];
+} Tag;
+
+/* Parse the tag whose name starts at `at`; 0 when complete, -1 when the buffer ends first. */
+static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, int keep_attrs)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    Py_ssize_t i = at;
+    tag->self_closing = 0;
+    tag->n_attrs = 0;
+    tag->tagged = 0;
+    while (i < len && !(CLS[b[i]] & (C_WS | C_SLASH | C_GT))) {
+        if (i - at < NAME_MAX_LEN)
+            tag->name[i - at] = (char)lower(b[i]);
+        i++;
+    }
+    tag->name_len = i - at;
+    for (;;) {
+        /* before attribute name */
+        while (i < len && (CLS[b[i]] & (C_WS | C_SLASH))) {
+            if (b[i] == '/') {
+                if (i + 1 >= len)
+                    return -1;
+                if (b[i + 1] == '>') {
+                    tag->self_closing = 1;
+                    i++;
+                    break;
+                }
+            }
+            i++;
+        }
+        if (i >= len)
+            return -1;
+        if (b[i] == '>') {
+            tag->end = i + 1;
+            return 0;
+        }
+        /* attribute name: the first character may be '=' */
+        Py_ssize_t name = i++;
+        while (i < len && !(CLS[b[i]] & (C_WS | C_SLASH | C_GT | C_EQ)))
+            i++;
+        Py_ssize_t name_len = i - name;
+        /* after attribute name */
+        Py_ssize_t j = i;
+        while (j < len && (CLS[b[j]] & C_WS))
+            j++;
+        if (j >= len)
+            return -1;
+        Py_ssize_t value = -1, value_len = 0;
+        if (b[j] == '=') {
+            j++;
+            while (j < len && (CLS[b[j]] & C_WS))
+                j++;
+            if (j >= len)
+                return -1;
+            unsigned char q = b[j];
+            if (q == '"' || q == '\'') {
+                const char *close = memchr(buf + j + 1, q, (size_t)(len - j - 1));
+                if (close == NULL)
+                    return -1;
+                value = j + 1;
+                value_len = (close - buf) - value;
+                i = (close - buf) + 1;
+            } else {
+                value = j; /* unquoted; empty when '>' follows the '=' at once */
+                while (j < len && !(CLS[b[j]] & (C_WS | C_GT)))
+                    j++;
+                if (j >= len)
+                    return -1;
+                value_len = j - value;
+                i = j;
+            }
+        } else {
+            i = j; /* no value; what follows starts the next attribute */
+        }
+        if (name_len == 21 && (b[name] | 0x20) == 'd' && starts_ci(buf, name, len, "data-consent-category", 21) == 1)
+            tag->tagged = 1;
+        if (keep_attrs && tag->n_attrs < MAX_ATTRS) {
+            AttrSpan *a = &tag->attrs[tag->n_attrs++];
+            a->name = name;
+            a->name_len = name_len;
+            a->value = value;
+            a->value_len = value_len;
+        }
+    }
+}
+
+/* -- building tokens -------------------------------------------------------------------------- */
+
+static PyObject *decode(Scanner *self, const char *s, Py_ssize_t n)
+{
+    if (self->latin1)
+        return PyUnicode_DecodeLatin1(s, n, NULL);
+    return PyUnicode_DecodeUTF8(s, n, "surrogateescape");
+}
+
+static PyObject *lower_name(Scanner *self, const char *s, Py_ssize_t n)
+{
+    char small[64];
+    char *tmp = n <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n);
+    if (tmp == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++)
+        tmp[i] = (char)lower((unsigned char)s[i]);
+    PyObject *out = decode(self, tmp, n);
+    if (tmp != small)
+        PyMem_Free(tmp);
+    return out;
+}
+
+/* The attribute list of a token: every attribute, duplicates included, in document order. */
+static PyObject *attr_list(Scanner *self, const Tag *tag)
+{
+    PyObject *list = PyList_New(tag->n_attrs);
+    if (list == NULL)
+        return NULL;
+    for (int k = 0; k < tag->n_attrs; k++) {
+        const AttrSpan *a = &tag->attrs[k];
+        PyObject *name = lower_name(self, B(self) + a->name, a->name_len);
+        PyObject *value = name ? decode(self, a->value >= 0 ? B(self) + a->value : "", a->value_len) : NULL;
+        PyObject *pair = value ? PyTuple_Pack(2, name, value) : NULL;
+        Py_XDECREF(name);
+        Py_XDECREF(value);
+        if (pair == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, k, pair);
+    }
+    return list;
+}
+
+/* A token's tuple, its content and end tag still None. */
+static PyObject *make_token(Scanner *self, int kind, const Tag *tag, PyObject *raw)
+{
+    PyObject *name = PyUnicode_DecodeLatin1(tag->name, tag->name_len < NAME_MAX_LEN ? tag->name_len : NAME_MAX_LEN,
+                                            NULL);
+    PyObject *attrs = name ? attr_list(self, tag) : NULL;
+    PyObject *token = attrs ? PyTuple_New(8) : NULL;
+    if (token == NULL) {
+        Py_XDECREF(name);
+        Py_XDECREF(attrs);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(token, 0, PyLong_FromLong(kind));
+    Py_INCREF(raw);
+    PyTuple_SET_ITEM(token, 1, raw);
+    PyTuple_SET_ITEM(token, 2, name);
+    PyTuple_SET_ITEM(token, 3, attrs);
+    PyTuple_SET_ITEM(token, 4, PyBool_FromLong(self->templates > 0));
+    Py_INCREF(Py_None);
+    PyTuple_SET_ITEM(token, 5, Py_None);
+    Py_INCREF(Py_None);
+    PyTuple_SET_ITEM(token, 6, Py_None);
+    PyTuple_SET_ITEM(token, 7, PyBool_FromLong(tag->self_closing));
+    if (PyTuple_GET_ITEM(token, 0) == NULL) {
+        Py_DECREF(token);
+        return NULL;
+    }
+    return token;
+}
+
+/* Append buf[from:to] to the output as bytes. */
+static int emit_bytes(Scanner *self, PyObject *out, Py_ssize_t from, Py_ssize_t to)
+{
+    if (to <= from)
+        return 0;
+    PyObject *b = PyBytes_FromStringAndSize(B(self) + from, to - from);
+    if (b == NULL)
+        return -1;
+    int rc = PyList_Append(out, b);
+    Py_DECREF(b);
+    return rc;
+}
+
+/* -- tree construction, as far as it changes tokenizing --------------------------------------- */
+
+static int in_foreign(Scanner *self)
+{
+    return self->depth > 0 && !self->frames[self->depth - 1].integration;
+}
+
+static void push(Scanner *self, const Tag *tag, int ns, int integration)
+{
+    if (self->depth >= MAX_DEPTH) {
+        self->overflow++;
+        return;
+    }
+    Frame *f = &self->frames[self->depth++];
+    f->len = (unsigned char)(tag->name_len < NAME_MAX_LEN ? tag->name_len : NAME_MAX_LEN);
+    memcpy(f->name, tag->name, f->len);
+    f->ns = (unsigned char)ns;
+    f->integration = (unsigned char)integration;
+}
+
+/* Pop foreign elements down to the nearest integration point (or out of foreign content). */
+static void break_out(Scanner *self)
+{
+    self->overflow = 0;
+    while (self->depth > 0 && !self->frames[self->depth - 1].integration)
+        self->depth--;
+}
+
+static int attr_value_is(Scanner *self, const Tag *tag, const char *name, const char *const *values)
+{
+    for (int k = 0; k < tag->n_attrs; k++) {
+        const AttrSpan *a = &tag->attrs[k];
+        if (a->name_len != (Py_ssize_t)strlen(name) || starts_ci(B(self), a->name, L(self), name, a->name_len) != 1)
+            continue;
+        if (values == NULL)
+            return 1;
+        for (const char *const *v = values; *v; v++) {
+            Py_ssize_t n = (Py_ssize_t)strlen(*v);
+            if (a->value >= 0 && a->value_len == n && starts_ci(B(self), a->value, L(self), *v, n) == 1)
+                return 1;
+        }
+        return 0; /* only the first of duplicate attributes counts */
+    }
+    return 0;
+}
+
+static const char *const HTML_ENCODINGS[] = {"text/html", "application/xhtml+xml", NULL};
+
+/* A start tag in foreign content: 1 when it breaks out into HTML (the caller handles it as HTML). */
+static int foreign_start(Scanner *self, const Tag *tag)
+{
+    const char *n = tag->name;
+    Py_ssize_t len = tag->name_len;
+    if ((tag->role & R_BREAKOUT) ||
+        ((tag->role & R_FONT) && (attr_value_is(self, tag, "color", NULL) || attr_value_is(self, tag, "face", NULL) ||
+                                     attr_value_is(self, tag, "size", NULL)))) {
+        break_out(self);
+        return 1;
+    }
+    if (tag->self_closing)
+        return 0;
+    int ns = self->depth > 0 ? self->frames[self->depth - 1].ns : NS_SVG;
+    int integration = 0;
+    if (ns == NS_SVG)
+        integration = name_in(n, len, SVG_HTML);
+    else if (ns == NS_MATH)
+        integration = name_in(n, len, MATHML_TEXT) ||
+                      (name_is(n, len, "annotation-xml") && attr_value_is(self, tag, "encoding", HTML_ENCODINGS));
+    if (self->overflow) {
+        self->overflow++;
+        return 0;
+    }
+    push(self, tag, ns, integration);
+    return 0;
+}
+
+static void end_tag(Scanner *self, const Tag *tag)
+{
+    if (self->depth == 0) {
+        if (name_is(tag->name, tag->name_len, "template") && self->templates > 0)
+            self->templates--;
+        return;
+    }
+    if (self->overflow) {
+        self->overflow--;
+        return;
+    }
+    if (!self->frames[self->depth - 1].integration &&
+        (name_is(tag->name, tag->name_len, "br") || name_is(tag->name, tag->name_len, "p"))) {
+        break_out(self);
+        return;
+    }
+    if (name_is(tag->name, tag->name_len, "template") && self->frames[self->depth - 1].integration &&
+        self->templates > 0) {
+        self->templates--;
+        return;
+    }
+    Py_ssize_t n = tag->name_len < NAME_MAX_LEN ? tag->name_len : NAME_MAX_LEN;
+    for (int k = self->depth - 1; k >= 0; k--) {
+        if (self->frames[k].len == n && memcmp(self->frames[k].name, tag->name, (size_t)n) == 0) {
+            self->depth = k;
+            return;
+        }
+    }
+}
+
+/* -- raw text --------------------------------------------------------------------------------- */
+
+/* Whether an end tag of the raw-text element starts at `at` ("</name" and a space, '/' or '>'):
+ * 1 yes, 0 no, -1 cannot tell yet. */
+static int raw_end_at(Scanner *self, Py_ssize_t at)
+{
+    const char *buf = B(self);
+    Py_ssize_t n = self->raw_len, len = L(self);
+    if (at + 1 >= len)
+        return -1;
+    if (buf[at + 1] != '/')
+        return 0;
+    int r = starts_ci(buf, at + 2, len, self->raw_name, n);
+    if (r != 1)
+        return r;
+    if (at + 2 + n >= len)
+        return -1;
+    unsigned char c = (unsigned char)buf[at + 2 + n];
+    return is_ws(c) || c == '/' || c == '>';
+}
+
+/* Script data (with its escape states) from self->scan: the offset of the end tag's '<', or -1 (then
+ * self->scan is where to resume). */
+static Py_ssize_t find_script_end(Scanner *self, int final)
+{
+    const char *buf = B(self);
+    Py_ssize_t len = L(self), i = self->scan;
+    while (i < len) {
+        unsigned char c = (unsigned char)buf[i];
+        if (self->esc == ESC_NONE) {
+            const char *lt = memchr(buf + i, '<', (size_t)(len - i));
+            if (lt == NULL) {
+                i = len;
+                break;
+            }
+            i = lt - buf;
+            int end = raw_end_at(self, i);
+            if (end == 1)
+                return i;
+            int open = starts_ci(buf, i + 1, len, "!--", 3);
+            if ((end < 0 || open < 0) && !final) {
+                self->scan = i;
+                return -1;
+            }
+            if (open == 1) {
+                self->esc = ESC_ESCAPED;
+                self->dashes = 2;
+                i += 4;
+            } else {
+                i++;
+            }
+            continue;
+        }
+        if (c == '-') {
+            self->dashes++;
+            i++;
+            continue;
+        }
+        if (c == '>') {
+            if (self->dashes >= 2)
+                self->esc = ESC_NONE;
+            self->dashes = 0;
+            i++;
+            continue;
+        }
+        self->dashes = 0;
+        if (c != '<') {
+            i++;
+            continue;
+        }
+        if (self->esc == ESC_ESCAPED) {
+            int end = raw_end_at(self, i);
+            if (end == 1)
+                return i;
+            int open = starts_ci(buf, i + 1, len, "script", 6);
+            if (open == 1 && i + 7 >= len)
+                open = -1;
+            if ((end < 0 || open < 0) && !final) {
+                self->scan = i;
+                return -1;
+            }
+            if (open == 1) {
+                unsigned char after = (unsigned char)buf[i + 7];
+                if (is_ws(after) || after == '/' || after == '>') {
+                    self->esc = ESC_DOUBLE;
+                    i += 7;
+                    continue;
+                }
+            }
+            i++;
+        } else { /* double escaped: "</script" goes back to escaped */
+            int end = raw_end_at(self, i);
+            if (end < 0 && !final) {
+                self->scan = i;
+                return -1;
+            }
+            if (end == 1) {
+                self->esc = ESC_ESCAPED;
+                i += 8;
+                continue;
+            }
+            i++;
+        }
+    }
+    self->scan = i;
+    return -1;
+}
+
+/* RAWTEXT/RCDATA from self->scan: the offset of the end tag's '<', or -1 (self->scan: where to resume). */
+static Py_ssize_t find_raw_end(Scanner *self, int final)
+{
+    const char *buf = B(self);
+    Py_ssize_t i = self->scan, len = L(self);
+    while (i < len) {
+        const char *lt = memchr(buf + i, '<', (size_t)(len - i));
+        if (lt == NULL) {
+            i = len;
+            break;
+        }
+        i = lt - buf;
+        int end = raw_end_at(self, i);
+        if (end == 1)
+            return i;
+        if (end < 0 && !final)
+            break;
+        i++;
+    }
+    self->scan = i;
+    return -1;
+}
+
+/* -- the main loop ---------------------------------------------------------------------------- */
+
+/* Find the end of a comment whose "<!--" starts at `at`: the offset after it, or -1. */
+static Py_ssize_t comment_end(const char *buf, Py_ssize_t at, Py_ssize_t len)
+{
+    Py_ssize_t i = at + 4;
+    if (i < len && buf[i] == '>')
+        return i + 1; /* <!--> */
+    if (i + 1 < len && buf[i] == '-' && buf[i + 1] == '>')
+        return i + 2; /* <!---> */
+    if (i + 1 >= len)
+        return -1;
+    for (;;) {
+        const char *dd = memmem(buf + i, (size_t)(len - i), "--", 2);
+        if (dd == NULL)
+            return -1;
+        Py_ssize_t k = dd - buf + 2;
+        while (k < len && buf[k] == '-')
+            k++;
+        if (k >= len)
+            return -1;
+        if (buf[k] == '>')
+            return k + 1;
+        if (buf[k] == '!') {
+            if (k + 1 >= len)
+                return -1;
+            if (buf[k + 1] == '>')
+                return k + 2;
+        }
+        i = k;
+    }
+}
+
+static Py_ssize_t char_end(const char *buf, Py_ssize_t at, Py_ssize_t len, char c)
+{
+    const char *p = memchr(buf + at, c, (size_t)(len - at));
+    return p ? (p - buf) + 1 : -1;
+}
+
+static Py_ssize_t cdata_end(const char *buf, Py_ssize_t at, Py_ssize_t len)
+{
+    const char *p = memmem(buf + at, (size_t)(len - at), "]]>", 3);
+    return p ? (p - buf) + 3 : -1;
+}
+
+/* Hand a finished script/noscript token out: its text is buf[0:at], its end tag buf[at:end]. */
+static int finish_held(Scanner *self, PyObject *out, Py_ssize_t at, Py_ssize_t end)
+{
+    PyObject *content = PyBytes_FromStringAndSize(B(self), at);
+    PyObject *close = content ? PyBytes_FromStringAndSize(B(self) + at, end - at) : NULL;
+    if (close == NULL) {
+        Py_XDECREF(content);
+        return -1;
+    }
+    PyObject *token = self->held;
+    self->held = NULL;
+    PyTuple_SET_ITEM(token, 5, content); /* the slots held None */
+    Py_DECREF(Py_None);
+    PyTuple_SET_ITEM(token, 6, close);
+    Py_DECREF(Py_None);
+    int rc = PyList_Append(out, token);
+    Py_DECREF(token);
+    return rc;
+}
+
+/* Drop the first n bytes of the unconsumed input. */
+static void consume(Scanner *self, Py_ssize_t n)
+{
+    if (n > 0)
+        self->base += n;
+}
+
+/* Raw text states: 1 when the element ended (state is ST_DATA again), 0 when more input is needed. */
+static int run_raw(Scanner *self, PyObject *out, int final)
+{
+    Py_ssize_t at = self->state == ST_SCRIPT ? find_script_end(self, final) : find_raw_end(self, final);
+    if (at < 0) {
+        if (!final) {
+            if (self->held == NULL) { /* nothing to hold: pass the text on */
+                if (emit_bytes(self, out, 0, self->scan) < 0)
+                    return -1;
+                consume(self, self->scan);
+                self->scan = 0;
+            }
+            return 0;
+        }
+        at = L(self); /* the document ends inside the element */
+    }
+    Py_ssize_t end = at;
+    if (at < L(self)) {
+        Tag tag;
+        if (parse_tag(B(self), at + 2, L(self), &tag, 0) < 0) {
+            if (!final) {
+                self->scan = at;
+                return 0;
+            }
+            end = L(self);
+        } else {
+            end = tag.end;
+        }
+    }
+    if (self->held != NULL) {
+        if (finish_held(self, out, at, end) < 0)
+            return -1;
+    } else if (emit_bytes(self, out, 0, end) < 0) {
+        return -1;
+    }
+    consume(self, end);
+    self->state = ST_DATA;
+    self->scan = 0;
+    self->esc = ESC_NONE;
+    self->dashes = 0;
+    return 1;
+}
+
+static void enter_raw(Scanner *self, int state, const Tag *tag)
+{
+    self->state = state;
+    self->raw_len = tag->name_len < NAME_MAX_LEN ? tag->name_len : NAME_MAX_LEN;
+    memcpy(self->raw_name, tag->name, (size_t)self->raw_len);
+    self->scan = 0;
+    self->esc = ESC_NONE;
+    self->dashes = 0;
+}
+
+/* A start tag in HTML: whether to report it, and the tokenizer state it switches to. */
+static int html_start(Scanner *self, const Tag *tag, int *kind)
+{
+    int role = tag->role;
+    *kind = KIND_ELEMENT;
+    if (!role)
+        return tag->tagged;
+    if (role & R_SCRIPT) {
+        *kind = KIND_SCRIPT;
+        return 1;
+    }
+    if (role & R_NOSCRIPT) {
+        *kind = KIND_NOSCRIPT;
+        return 1;
+    }
+    int report = tag->tagged || (role & R_REPORT);
+    if (role & R_META)
+        report = report || attr_value_is(self, tag, "http-equiv", NULL);
+    else if (role & (R_SVG | R_MATH)) {
+        if (!tag->self_closing) {
+            if (self->overflow)
+                self->overflow++;
+            else
+                push(self, tag, (role & R_SVG) ? NS_SVG : NS_MATH, 0);
+        }
+    } else if (role & R_TEMPLATE)
+        self->templates++;
+    return report;
+}
+
+static PyObject *run(Scanner *self, int final)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Tag tag;
+    for (;;) {
+        if (self->state == ST_PLAIN) {
+            if (emit_bytes(self, out, 0, L(self)) < 0)
+                goto error;
+            consume(self, L(self));
+            return out;
+        }
+        if (self->state != ST_DATA) {
+            int r = run_raw(self, out, final);
+            if (r < 0)
+                goto error;
+            if (r == 0)
+                return out;
+        }
+        /* data state: emit from 0 up to each reported tag */
+        const char *buf = B(self);
+        Py_ssize_t len = L(self), i = 0, done = 0, emitted = 0;
+        int switched = 0;
+        while (!switched) {
+            const char *lt = memchr(buf + i, '<', (size_t)(len - i));
+            if (lt == NULL) {
+                done = len;
+                break;
+            }
+            i = lt - buf;
+            done = i;
+            if (i + 1 >= len) {
+                if (final)
+                    done = len;
+                break;
+            }
+            unsigned char c = (unsigned char)buf[i + 1];
+            Py_ssize_t next;
+            if (c == '!') {
+                int comment = starts_ci(buf, i + 2, len, "--", 2);
+                int cdata = in_foreign(self) ? starts_ci(buf, i + 2, len, "[cdata[", 7) : 0;
+                if (cdata == 1 && memcmp(buf + i + 2, "[CDATA[", 7) != 0)
+                    cdata = 0; /* case-sensitive */
+                if (comment < 0 || cdata < 0) {
+                    /* "<!-" or "<![CDA" at the end: wait, unless the rest cannot become one */
+                    next = -1;
+                } else if (comment == 1) {
+                    next = comment_end(buf, i, len);
+                } else if (cdata == 1) {
+                    next = cdata_end(buf, i + 9, len);
+                } else {
+                    next = char_end(buf, i + 2, len, '>');
+                }
+            } else if (c == '?') {
+                next = char_end(buf, i + 2, len, '>');
+            } else if (c == '/') {
+                if (i + 2 >= len) {
+                    next = -1;
+                } else if (is_alpha((unsigned char)buf[i + 2])) {
+                    if (parse_tag(buf, i + 2, len, &tag, 0) < 0) {
+                        next = -1;
+                    } else {
+                        end_tag(self, &tag);
+                        next = tag.end;
+                    }
+                } else if (buf[i + 2] == '>') {
+                    next = i + 3;
+                } else {
+                    next = char_end(buf, i + 2, len, '>');
+                }
+            } else if (is_alpha(c)) {
+                if (parse_tag(buf, i + 1, len, &tag, 1) < 0) {
+                    next = -1;
+                } else {
+                    next = tag.end;
+                    tag.role = tag.name_len <= 10 ? role_of(tag.name, tag.name_len) : 0;
+                    int html = 1, kind = KIND_ELEMENT, report = 0;
+                    if (in_foreign(self))
+                        html = foreign_start(self, &tag);
+                    if (html) {
+                        report = html_start(self, &tag, &kind);
+                        if (kind == KIND_SCRIPT)
+                            enter_raw(self, ST_SCRIPT, &tag);
+                        else if (kind == KIND_NOSCRIPT || (tag.role & R_RAW))
+                            enter_raw(self, ST_RAW, &tag);
+                        else if (tag.role & R_PLAINTEXT)
+                            self->state = ST_PLAIN;
+                        switched = self->state != ST_DATA;
+                    }
+                    if (report) {
+                        PyObject *raw = PyBytes_FromStringAndSize(buf + i, next - i);
+                        if (raw == NULL)
+                            goto error;
+                        int skip = 0;
+                        if (kind == KIND_ELEMENT && self->noop != NULL) {
+                            skip = PySet_Contains(self->noop, raw);
+                            if (skip < 0) {
+                                Py_DECREF(raw);
+                                goto error;
+                            }
+                        }
+                        if (!skip) {
+                            PyObject *token = make_token(self, kind, &tag, raw);
+                            if (token == NULL || emit_bytes(self, out, emitted, i) < 0) {
+                                Py_XDECREF(token);
+                                Py_DECREF(raw);
+                                goto error;
+                            }
+                            if (kind == KIND_ELEMENT) {
+                                int rc = PyList_Append(out, token);
+                                Py_DECREF(token);
+                                if (rc < 0) {
+                                    Py_DECREF(raw);
+                                    goto error;
+                                }
+                            } else {
+                                self->held = token;
+                                self->held_kind = kind;
+                            }
+                            emitted = next;
+                        }
+                        Py_DECREF(raw);
+                    }
+                }
+            } else {
+                next = i + 1; /* a '<' that starts nothing */
+            }
+            if (next < 0) {
+                if (final)
+                    done = len;
+                break;
+            }
+            i = done = next;
+        }
+        if (emit_bytes(self, out, emitted, done) < 0)
+            goto error;
+        consume(self, done);
+        if (!switched)
+            return out;
+        /* the raw text starts here */
+    }
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* -- the Python type -------------------------------------------------------------------------- */
+
+static int append(Scanner *self, const char *data, Py_ssize_t n)
+{
+    if (self->base > 0) {
+        memmove(self->buf, self->buf + self->base, (size_t)(self->len - self->base));
+        self->len -= self->base;
+        self->base = 0;
+    }
+    if (self->len + n > self->cap) {
+        Py_ssize_t cap = self->cap ? self->cap : 4096;
+        while (cap < self->len + n)
+            cap *= 2;
+        char *grown = PyMem_Realloc(self->buf, (size_t)cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->buf = grown;
+        self->cap = cap;
+    }
+    memcpy(self->buf + self->len, data, (size_t)n);
+    self->len += n;
+    return 0;
+}
+
+static PyObject *Scanner_feed(Scanner *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int rc = append(self, view.buf, view.len);
+    PyBuffer_Release(&view);
+    if (rc < 0)
+        return NULL;
+    return run(self, 0);
+}
+
+static PyObject *Scanner_finish(Scanner *self, PyObject *Py_UNUSED(ignored))
+{
+    return run(self, 1);
+}
+
+static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"latin1", "noop", NULL};
+    int latin1 = 0;
+    PyObject *noop = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pO", keywords, &latin1, &noop))
+        return -1;
+    if (noop != Py_None && !PySet_Check(noop)) {
+        PyErr_SetString(PyExc_TypeError, "noop must be a set of bytes or None");
+        return -1;
+    }
+    self->latin1 = latin1;
+    Py_XSETREF(self->noop, noop == Py_None ? NULL : Py_NewRef(noop));
+    return 0;
+}
+
+static void Scanner_dealloc(Scanner *self)
+{
+    Py_XDECREF(self->noop);
+    Py_XDECREF(self->held);
+    PyMem_Free(self->buf);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Scanner_methods[] = {
+    {"feed", (PyCFunction)Scanner_feed, METH_O, "Scan the next chunk: the output ready so far, as bytes and tokens."},
+    {"finish", (PyCFunction)Scanner_finish, METH_NOARGS, "The end of the document: everything still held."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "consentproxy.html._scanner.Scanner",
+    .tp_basicsize = sizeof(Scanner),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Streams HTML through, reporting the elements the rewriter acts on.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Scanner_init,
+    .tp_dealloc = (destructor)Scanner_dealloc,
+    .tp_methods = Scanner_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_scanner",
+    .m_doc = "The HTML scanner behind consentproxy.html.rewriter.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__scanner(void)
+{
+    init_classes();
+    if (PyType_Ready(&ScannerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
+        PyModule_AddIntConstant(m, "ELEMENT", KIND_ELEMENT) < 0 || PyModule_AddIntConstant(m, "SCRIPT", KIND_SCRIPT) < 0 ||
+        PyModule_AddIntConstant(m, "NOSCRIPT", KIND_NOSCRIPT) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
