@@ -45,7 +45,10 @@ typedef struct {
     unsigned char len;
     unsigned char ns;
     unsigned char integration; /* an HTML integration point: its content is HTML */
+    int html_base;             /* open HTML elements when it was opened */
 } Frame;
+
+#define MAX_OPEN 64
 
 typedef struct {
     Py_ssize_t name, name_len, value, value_len; /* offsets in the buffer; value -1: none */
@@ -68,6 +71,10 @@ typedef struct {
     int depth;       /* open foreign elements and their integration points */
     int overflow;    /* foreign elements not tracked beyond MAX_DEPTH */
     long templates;
+    /* open HTML elements (hashes of their names), roughly: enough to see which HTML end tag closes an
+     * SVG or MathML element left open (`<a><svg><path/></a>`) */
+    unsigned int open[MAX_OPEN];
+    int n_open;
 } Scanner;
 
 /* -- small helpers ---------------------------------------------------------------------------- */
@@ -118,6 +125,7 @@ enum {
     R_PLAINTEXT = 256,
     R_BREAKOUT = 512,  /* leaves foreign content */
     R_FONT = 1024,     /* leaves foreign content with color, face or size */
+    R_VOID = 2048,     /* has no end tag */
 };
 
 #define IS(word) (memcmp(n, word, sizeof(word) - 1) == 0)
@@ -130,11 +138,15 @@ static int role_of(const char *n, Py_ssize_t len)
     case 2:
         if (n[0] == 'h' && n[1] >= '1' && n[1] <= '6')
             return R_BREAKOUT;
-        return (IS("br") || IS("dd") || IS("dl") || IS("dt") || IS("em") || IS("hr") || IS("li") || IS("ol") ||
+        if (IS("br") || IS("hr"))
+            return R_BREAKOUT | R_VOID;
+        return ( IS("dd") || IS("dl") || IS("dt") || IS("em") || IS("li") || IS("ol") ||
                 IS("tt") || IS("ul")) ? R_BREAKOUT : 0;
     case 3:
         if (IS("img"))
-            return R_REPORT | R_BREAKOUT;
+            return R_REPORT | R_BREAKOUT | R_VOID;
+        if (IS("col") || IS("wbr"))
+            return R_VOID;
         if (IS("svg"))
             return R_SVG;
         if (IS("xmp"))
@@ -143,10 +155,14 @@ static int role_of(const char *n, Py_ssize_t len)
     case 4:
         if (IS("body"))
             return R_REPORT | R_BREAKOUT;
-        if (IS("html") || IS("link"))
+        if (IS("html"))
             return R_REPORT;
+        if (IS("link"))
+            return R_REPORT | R_VOID;
         if (IS("meta"))
-            return R_META | R_BREAKOUT;
+            return R_META | R_BREAKOUT | R_VOID;
+        if (IS("area") || IS("base"))
+            return R_VOID;
         if (IS("math"))
             return R_MATH;
         if (IS("font"))
@@ -154,15 +170,21 @@ static int role_of(const char *n, Py_ssize_t len)
         return (IS("code") || IS("head") || IS("menu") || IS("nobr") || IS("ruby") || IS("span")) ? R_BREAKOUT : 0;
     case 5:
         if (IS("image"))
-            return R_REPORT; /* the parser makes it an <img> */
+            return R_REPORT | R_VOID; /* the parser makes it an <img> */
+        if (IS("embed"))
+            return R_BREAKOUT | R_VOID;
+        if (IS("input") || IS("param") || IS("track"))
+            return R_VOID;
         if (IS("style") || IS("title"))
             return R_RAW;
-        return (IS("embed") || IS("small") || IS("table")) ? R_BREAKOUT : 0;
+        return (IS("small") || IS("table")) ? R_BREAKOUT : 0;
     case 6:
         if (IS("script"))
             return R_SCRIPT;
         if (IS("iframe"))
             return R_REPORT | R_RAW;
+        if (IS("source") || IS("keygen"))
+            return R_VOID;
         return (IS("center") || IS("strong") || IS("strike")) ? R_BREAKOUT : 0;
     case 7:
         if (IS("noembed"))
@@ -403,6 +425,33 @@ static void push(Scanner *self, const Tag *tag, int ns, int integration)
     memcpy(f->name, tag->name, f->len);
     f->ns = (unsigned char)ns;
     f->integration = (unsigned char)integration;
+    f->html_base = self->n_open;
+}
+
+static unsigned int name_hash(const Tag *tag)
+{
+    unsigned int h = (unsigned int)tag->name_len;
+    Py_ssize_t n = tag->name_len < NAME_MAX_LEN ? tag->name_len : NAME_MAX_LEN;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = h * 31u + (unsigned char)tag->name[i];
+    return h;
+}
+
+/* An HTML start tag: its element is open until its end tag. */
+static void open_html(Scanner *self, const Tag *tag)
+{
+    if (!(tag->role & (R_VOID | R_RAW | R_PLAINTEXT)) && self->n_open < MAX_OPEN)
+        self->open[self->n_open++] = name_hash(tag);
+}
+
+/* The open HTML element an end tag closes, searched down to `floor`: its index, or -1. */
+static int find_open(Scanner *self, const Tag *tag, int floor)
+{
+    unsigned int h = name_hash(tag);
+    for (int k = self->n_open - 1; k >= floor; k--)
+        if (self->open[k] == h)
+            return k;
+    return -1;
 }
 
 /* Pop foreign elements down to the nearest integration point (or out of foreign content). */
@@ -463,10 +512,17 @@ static int foreign_start(Scanner *self, const Tag *tag)
 
 static void end_tag(Scanner *self, const Tag *tag)
 {
-    if (self->depth == 0) {
-        if (name_is(tag->name, tag->name_len, "template") && self->templates > 0)
-            self->templates--;
-        return;
+    if (self->depth == 0 || self->frames[self->depth - 1].integration) {
+        /* HTML content: it closes an HTML element opened there (an integration point is a boundary) */
+        int floor = self->depth ? self->frames[self->depth - 1].html_base : 0;
+        int k = find_open(self, tag, floor);
+        if (k >= 0)
+            self->n_open = k;
+        if (self->depth == 0) {
+            if (name_is(tag->name, tag->name_len, "template") && self->templates > 0)
+                self->templates--;
+            return;
+        }
     }
     if (self->overflow) {
         self->overflow--;
@@ -483,11 +539,22 @@ static void end_tag(Scanner *self, const Tag *tag)
         return;
     }
     Py_ssize_t n = tag->name_len < NAME_MAX_LEN ? tag->name_len : NAME_MAX_LEN;
+    int ip = self->depth - 1; /* the nearest integration point below, or -1 */
+    while (ip >= 0 && !self->frames[ip].integration)
+        ip--;
     for (int k = self->depth - 1; k >= 0; k--) {
         if (self->frames[k].len == n && memcmp(self->frames[k].name, tag->name, (size_t)n) == 0) {
             self->depth = k;
             return;
         }
+    }
+    if (self->frames[self->depth - 1].integration)
+        return;
+    /* an end tag of an HTML element the foreign content sits in closes that content too */
+    int k = find_open(self, tag, ip >= 0 ? self->frames[ip].html_base : 0);
+    if (k >= 0) {
+        self->n_open = k;
+        self->depth = ip + 1;
     }
 }
 
@@ -752,8 +819,11 @@ static int html_start(Scanner *self, const Tag *tag, int *kind)
 {
     int role = tag->role;
     *kind = KIND_ELEMENT;
-    if (!role)
+    if (!role) {
+        if (self->n_open < MAX_OPEN)
+            self->open[self->n_open++] = name_hash(tag);
         return tag->tagged;
+    }
     if (role & R_SCRIPT) {
         *kind = KIND_SCRIPT;
         return 1;
@@ -762,6 +832,7 @@ static int html_start(Scanner *self, const Tag *tag, int *kind)
         *kind = KIND_NOSCRIPT;
         return 1;
     }
+    open_html(self, tag);
     int report = tag->tagged || (role & R_REPORT);
     if (role & R_META)
         report = report || attr_value_is(self, tag, "http-equiv", NULL);
