@@ -18,7 +18,7 @@ from html_support import CORPUS, decision_for, markup
 from consentproxy.banner.markup import PageInjection
 from consentproxy.consent.decision import NO_DECISION
 from consentproxy.html.csp import NoncePlan
-from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter
+from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter, StateMemos
 from consentproxy.html.trackers import TrackerMatcher
 from consentproxy.proxy.handler import _send_filtered
 
@@ -27,10 +27,11 @@ PAGES = sorted(p for p in CORPUS.glob("*.html") if b"<noscript" in p.read_bytes(
 MATCHER = TrackerMatcher(())
 
 
-def _rewrite(data: bytes, stamp: str, memo: NoscriptMemo, allowed: frozenset[str] = NECESSARY) -> bytes:
+def _rewrite(data: bytes, stamp: str, memo: NoscriptMemo, allowed: frozenset[str] = NECESSARY,
+             states: StateMemos | None = None) -> bytes:
     decision = decision_for(allowed)
     plan = PagePlan(MATCHER, decision.allowed, PageInjection(markup(), decision, None), NoncePlan(), stamp=stamp,
-                    noscript_memo=memo)
+                    noscript_memo=memo, state_memos={} if states is None else states)
     rewriter = PageRewriter(plan, None)
     return rewriter.feed(data) + rewriter.finish()
 
@@ -59,6 +60,29 @@ def test_the_memo_is_used_and_each_response_keeps_its_stamp() -> None:
     assert first.replace('"one"', '"two"') == second
     odd = 'a"b&c'  # not one secrets.token_urlsafe would make: lol-html escapes it, the memo stays out of it
     assert _rewrite(data, odd, memo) == _rewrite(data, odd, {})
+
+
+ALL_PAGES = sorted(CORPUS.glob("*.html"))
+
+
+@pytest.mark.parametrize("page", ALL_PAGES[::4], ids=lambda p: p.stem)
+def test_shared_script_and_unchanged_tag_memos_give_what_a_fresh_rewriter_gives(page) -> None:
+    data = page.read_bytes()
+    states: StateMemos = {}
+    for allowed in (NECESSARY, frozenset({"necessary", "statistics"}), NECESSARY):
+        for stamp in ("first-stamp", "second-stamp"):
+            assert _rewrite(data, stamp, {}, allowed, states) == _rewrite(data, stamp, {}, allowed)
+    memo = states[(NECESSARY, frozenset())]
+    assert memo.scripts or memo.noop or b"<script" not in data
+
+
+def test_a_script_holding_the_memo_marker_is_judged_afresh() -> None:
+    data = b"<script>fbq('init', '1'); var m = 'cp-stamp-9d1e4b7a';</script>"
+    states: StateMemos = {}
+    for stamp in ("one", "two"):
+        out = _rewrite(data, stamp, {}, NECESSARY, states).decode()
+        assert f'data-cp-stamp="{stamp}"' in out and "var m = 'cp-stamp-9d1e4b7a'" in out
+    assert not states[(NECESSARY, frozenset())].scripts
 
 
 def test_noscript_content_that_holds_the_memo_marker_is_left_as_it_is() -> None:

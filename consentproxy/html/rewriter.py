@@ -76,13 +76,28 @@ class Injection:
 #: (content, allowed, unblocked) → (content rewritten with `_STAMP_MARK` for the stamp, or None if unchanged;
 #: what was blocked)
 NoscriptMemo = dict[tuple[str, frozenset[str], frozenset[str]], tuple[str | None, tuple[Blocked, ...]]]
-#: (allowed, unblocked) → raw start tags (`<img>`, `<link>`, `<iframe>`, tagged elements) that stay as they are
-NoopMemo = dict[tuple[frozenset[str], frozenset[str]], set[bytes]]
+
+
+@dataclass(slots=True)
+class StateMemo:
+    """What a site's pages give at one consent state (allowed, unblocked), kept across its responses."""
+
+    #: raw start tags (`<img>`, `<link>`, `<iframe>`, tagged elements) that stay as they are; the scanner
+    #: passes them through without a Python call (a page's ~50 product images)
+    noop: set[bytes] = field(default_factory=set)
+    #: (raw start tag, text, codec) of a `<script>` → (what it becomes, with `_STAMP_MARK` for the stamp, or
+    #: None when unchanged; what was blocked): the same snippets come on every page
+    scripts: dict[tuple[bytes, bytes, str], tuple[str | None, tuple[Blocked, ...]]] = field(default_factory=dict)
+
+
+StateMemos = dict[tuple[frozenset[str], frozenset[str]], StateMemo]
 _STAMP_MARK = "cp-stamp-9d1e4b7a"
 _PLAIN_STAMP = re.compile(r"[A-Za-z0-9_-]+")  # as secrets.token_urlsafe makes them
 _NOSCRIPT_MEMO_ENTRIES = 256
 _NOSCRIPT_MEMO_CHARS = 4096
 _NOOP_TAGS = 4096
+_SCRIPT_MEMO_ENTRIES = 512
+_SCRIPT_MEMO_BYTES = 8192
 
 
 @dataclass(slots=True)
@@ -104,9 +119,8 @@ class PagePlan:
     #: rewritten `<noscript>` contents, shared by the plans of one site (same matcher): the same pixel snippet
     #: comes on every page
     noscript_memo: NoscriptMemo = field(default_factory=dict)
-    #: raw tags that need no change, shared by the plans of one site (same matcher and analytics routing): the
-    #: scanner passes them through without a Python call (a page's ~50 product images)
-    noop_memo: NoopMemo = field(default_factory=dict)
+    #: per consent state, shared by the plans of one site (same matcher and analytics routing)
+    state_memos: StateMemos = field(default_factory=dict)
 
     @property
     def blocking(self) -> bool:
@@ -249,15 +263,20 @@ class _Page:
         self.embeds = 0
         self.pixel_answers = self.matcher.answers("pixels")
         self.noop: set[bytes] | None = None
+        #: script outcomes kept across responses; not when the stamp could be mistaken for the mark
+        self.scripts: dict[tuple[bytes, bytes, str], tuple[str | None, tuple[Blocked, ...]]] | None = None
         if not nested:
-            memo = plan.noop_memo
             key = (plan.allowed, plan.unblocked)
-            noop = memo.get(key)
-            if noop is None:
-                noop = memo[key] = set()
-            elif len(noop) > _NOOP_TAGS:
-                noop.clear()
-            self.noop = noop
+            memo = plan.state_memos.get(key)
+            if memo is None:
+                memo = plan.state_memos[key] = StateMemo()
+            if len(memo.noop) > _NOOP_TAGS:
+                memo.noop.clear()
+            if len(memo.scripts) > _SCRIPT_MEMO_ENTRIES:
+                memo.scripts.clear()
+            self.noop = memo.noop
+            if _PLAIN_STAMP.fullmatch(plan.stamp) and _STAMP_MARK not in plan.stamp:
+                self.scripts = memo.scripts
         self.by_name: dict[str, Callable[[Token, list[str]], None]] = {
             "img": self.img, "image": self.img, "iframe": self.iframe, "link": self.link, "meta": self.meta,
             "html": self.html, "body": self.body,
@@ -324,7 +343,7 @@ class _Page:
 
     # -- elements ------------------------------------------------------------
     def script(self, token: Token, texts: list[str]) -> None:
-        _, _, _, attributes, in_template, content, end, _ = token
+        _, raw, _, _, in_template, content, end, _ = token
         assert content is not None and end is not None
         if self.nested:
             return
@@ -333,13 +352,41 @@ class _Page:
             code = self.plan.injection.consent_mode(self.plan.nonces)
             if code:
                 texts.append(code)
+        memo = self.scripts
+        if memo is None or len(content) > _SCRIPT_MEMO_BYTES or _STAMP_MARK.encode() in content:
+            changed = self._judge_script(token)
+        else:
+            key = (raw, content, self.codec)
+            found = memo.get(key)
+            if found is None:
+                stamp, self.stamp = self.stamp, _STAMP_MARK
+                before = len(self.blocked)
+                try:
+                    changed = self._judge_script(token)
+                finally:
+                    self.stamp = stamp
+                found = memo[key] = (changed, tuple(self.blocked[before:]))
+            else:
+                self.blocked.extend(found[1])
+            changed = found[0]
+            if changed is not None:
+                changed = changed.replace(_STAMP_MARK, self.stamp)
+        if changed is not None:
+            texts.append(changed)
+        else:
+            self._keep(token, texts)
+
+    def _judge_script(self, token: Token) -> str | None:
+        """The script element as it is to be written, or None when it stays as it is."""
+        _, _, _, attributes, _, content, end, _ = token
+        assert content is not None and end is not None
         rewrites = self.rewrites
         if (not self.blocking and not rewrites) or (not attributes and not content):
-            return self._keep(token, texts)
+            return None
         tag = self._tag(token)
         type_value = tag.get("type")
         if not is_javascript(type_value):
-            return self._keep(token, texts)
+            return None
         src = tag.get("src")
         if src is not None:
             match = site_tagged(tag.get("data-consent-category"), self.matcher.url("scripts", src))
@@ -353,14 +400,15 @@ class _Page:
                 self.mark(tag, match, "script-src", src)
             elif match is not None and match.service in rewrites:
                 tag.set(*rewrites[match.service])  # its hits go to our endpoint, not the vendor's host
-            texts += [tag.text(), content.decode(self.codec, self.errors), end.decode(self.codec, self.errors)]
-            return None
+            else:
+                return None
+            return tag.text() + content.decode(self.codec, self.errors) + end.decode(self.codec, self.errors)
         if not self.blocking:
-            return self._keep(token, texts)
+            return None
         code = content.decode(self.codec, self.errors)
         match = site_tagged(tag.get("data-consent-category"), self.matcher.inline(code))
         if not self.blocks(match):
-            return self._keep(token, texts)
+            return None
         assert match is not None
         attributes = [(k, v) for k, v in tag.attributes if k != "type"]
         attributes.append(("type", "text/plain"))
@@ -368,10 +416,9 @@ class _Page:
             attributes.append(("data-cp-type", type_value))
         attributes += [("data-cp-blocked", _escape(match.category)), ("data-cp-service", _escape(match.service)),
                        ("data-cp-stamp", self.stamp)]
-        texts += [start_tag("script", [(k, v.replace('"', "&quot;")) for k, v in attributes]), code,
-                  end.decode(self.codec, self.errors)]
         self.blocked.append(Blocked("inline-script", match.service, match.category, code))
-        return None
+        return (start_tag("script", [(k, v.replace('"', "&quot;")) for k, v in attributes]) + code
+                + end.decode(self.codec, self.errors))
 
     def _keep(self, token: Token, texts: list[str]) -> None:
         """An element with its text, unchanged (after whatever `texts` already holds)."""

@@ -21,7 +21,7 @@ from consentproxy.cookies.enforcement import DECISION, mark_private
 from consentproxy.html import codings
 from consentproxy.html.charset import Mode, charset_of_content_type, mode_of_label
 from consentproxy.html.csp import NoncePlan, plan_for_headers
-from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter
+from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter, StateMemos
 from consentproxy.html.trackers import TrackerMatcher
 from consentproxy.observability import metrics
 from consentproxy.proxy.handler import UpstreamAborted
@@ -56,6 +56,7 @@ class HtmlRewriting(Step):
         self.unblocked, self.script_attributes = analytics_routing(site)
         self.compress = site.compress_html
         self.noscript_memo: NoscriptMemo = {}
+        self.state_memos: StateMemos = {}
 
     # -- request ---------------------------------------------------------------
     def on_request(self, exchange: Exchange) -> None:
@@ -116,7 +117,8 @@ class HtmlRewriting(Step):
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         injection = PageInjection(self.markup, decision, exchange.extra.get(_LANGUAGE))
         plan = PagePlan(self.matcher, decision.allowed, injection, nonces, unblocked=self.unblocked,
-                        script_attributes=self.script_attributes, noscript_memo=self.noscript_memo)
+                        script_attributes=self.script_attributes, noscript_memo=self.noscript_memo,
+                        state_memos=self.state_memos)
         headers[:] = [row for row in headers if row[0] not in _DROPPED_ON_REWRITE]
         if out_coding is not None:
             headers.append((b"content-encoding", out_coding))
