@@ -11,7 +11,7 @@ text/html, uncompressed. Four targets fetch it, one after the other:
   proxy that does not touch the page);
 - "consentproxy": 1 worker, quick-start site in front of the upstream, no
   consent cookie sent, so no decision: the banner is injected and the
-  trackers are blocked (the page is streamed through lol-html);
+  trackers are blocked (the page is streamed through our scanner);
 - "consentproxy-plain": the same consentproxy with `rewrite_html = false`
   (cookies still enforced, the page passes through untouched): the floor
   that the rewrite adds to;

@@ -58,7 +58,7 @@ def test_the_memo_is_used_and_each_response_keeps_its_stamp() -> None:
     assert len(memo) == 1
     assert 'data-cp-stamp="one"' in first and 'data-cp-stamp="two"' in second
     assert first.replace('"one"', '"two"') == second
-    odd = 'a"b&c'  # not one secrets.token_urlsafe would make: lol-html escapes it, the memo stays out of it
+    odd = 'a"b&c'  # not one secrets.token_urlsafe would make: the memo stays out of it
     assert _rewrite(data, odd, memo) == _rewrite(data, odd, {})
 
 

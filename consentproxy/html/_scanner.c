@@ -232,6 +232,7 @@ typedef struct {
     int n_attrs;
     int tagged; /* has data-consent-category */
     int role;   /* R_… flags of its name (start tags) */
+    unsigned int hash; /* of its lower-cased name */
     AttrSpan attrs[MAX_ATTRS];
 } Tag;
 
@@ -243,12 +244,16 @@ static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, i
     tag->self_closing = 0;
     tag->n_attrs = 0;
     tag->tagged = 0;
+    unsigned int h = 0;
     while (i < len && !(CLS[b[i]] & (C_WS | C_SLASH | C_GT))) {
+        unsigned char c = lower(b[i]);
+        h = h * 31u + c;
         if (i - at < NAME_MAX_LEN)
-            tag->name[i - at] = (char)lower(b[i]);
+            tag->name[i - at] = (char)c;
         i++;
     }
     tag->name_len = i - at;
+    tag->hash = h;
     for (;;) {
         /* before attribute name */
         while (i < len && (CLS[b[i]] & (C_WS | C_SLASH))) {
@@ -428,13 +433,9 @@ static void push(Scanner *self, const Tag *tag, int ns, int integration)
     f->html_base = self->n_open;
 }
 
-static unsigned int name_hash(const Tag *tag)
+static inline unsigned int name_hash(const Tag *tag)
 {
-    unsigned int h = (unsigned int)tag->name_len;
-    Py_ssize_t n = tag->name_len < NAME_MAX_LEN ? tag->name_len : NAME_MAX_LEN;
-    for (Py_ssize_t i = 0; i < n; i++)
-        h = h * 31u + (unsigned char)tag->name[i];
-    return h;
+    return tag->hash;
 }
 
 /* An HTML start tag: its element is open until its end tag. */
@@ -1026,11 +1027,25 @@ static PyObject *Scanner_feed(Scanner *self, PyObject *arg)
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    int rc = append(self, view.buf, view.len);
+    PyObject *out;
+    if (self->base == self->len) {
+        /* nothing pending: scan the caller's bytes where they are, keep only what is left over */
+        char *own = self->buf;
+        self->buf = view.buf;
+        self->base = 0;
+        self->len = view.len;
+        out = run(self, 0);
+        const char *tail = self->buf + self->base;
+        Py_ssize_t rest = self->len - self->base;
+        self->buf = own;
+        self->base = self->len = 0;
+        if (out != NULL && rest > 0 && append(self, tail, rest) < 0)
+            Py_CLEAR(out);
+    } else {
+        out = append(self, view.buf, view.len) < 0 ? NULL : run(self, 0);
+    }
     PyBuffer_Release(&view);
-    if (rc < 0)
-        return NULL;
-    return run(self, 0);
+    return out;
 }
 
 static PyObject *Scanner_finish(Scanner *self, PyObject *Py_UNUSED(ignored))
