@@ -140,7 +140,7 @@ static int role_of(const char *n, Py_ssize_t len)
             return R_BREAKOUT;
         if (IS("br") || IS("hr"))
             return R_BREAKOUT | R_VOID;
-        return ( IS("dd") || IS("dl") || IS("dt") || IS("em") || IS("li") || IS("ol") ||
+        return (IS("dd") || IS("dl") || IS("dt") || IS("em") || IS("li") || IS("ol") ||
                 IS("tt") || IS("ul")) ? R_BREAKOUT : 0;
     case 3:
         if (IS("img"))
