@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import NamedTuple
 
 import orjson
@@ -58,6 +59,7 @@ class CookieEnforcement(Step):
         self._categories: dict[bytes, str] = {}
         self._plans: dict[tuple[tuple[bytes, ...], frozenset[str]], _Plan] = {}
         self._expiry_rows: dict[tuple[tuple[bytes, ...], bytes, bool, int], list[tuple[bytes, bytes]]] = {}
+        self._state_counts: dict[str, Callable[[float], None]] = {}  # CONSENT_STATES of this site, by label
         self._gpc_reply = Reply(200, [
             (b"content-type", b"application/json"), (b"cache-control", b"public, max-age=86400"),
             (b"access-control-allow-origin", b"*"),
@@ -100,7 +102,11 @@ class CookieEnforcement(Step):
         else:
             decision = decide(state, gpc, *self.locator.locate(exchange.client))
         exchange.extra[DECISION] = decision
-        metrics.inc(metrics.CONSENT_STATES, self.site, decision.label)
+        label = decision.label
+        count = self._state_counts.get(label)
+        if count is None:
+            count = self._state_counts[label] = metrics.adder(metrics.CONSENT_STATES, self.site, label)
+        count(1)
         if cookie_rows:
             self._filter_cookie_headers(exchange, cookie_rows, decision)
         return None
@@ -167,11 +173,14 @@ class CookieEnforcement(Step):
 
     # -- response --------------------------------------------------------------
     def on_response(self, exchange: Exchange) -> None:
-        decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         headers = exchange.response_headers
         depends = False
-        if any(name == b"set-cookie" for name, _ in headers):
-            depends = True
+        for name, _ in headers:
+            if name == b"set-cookie":
+                depends = True
+                break
+        if depends:
+            decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
             blocked: list[str] = []
             headers[:] = [row for row in headers
                           if row[0] != b"set-cookie" or self._keep(row[1], decision, blocked)]

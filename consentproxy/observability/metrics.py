@@ -8,6 +8,9 @@ any worker answering /metrics reports the sum over all of them.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -67,19 +70,86 @@ ANALYTICS_HITS = Counter(
 )
 
 _children: dict[tuple[int, tuple[str, ...]], Counter] = {}
+#: REQUESTS children by (site, status), as adders
+_request_adders: dict[tuple[str, int], Callable[[float], None]] = {}
+
+
+def child(metric: Counter, *labels: str) -> Counter:
+    """`metric.labels(*labels)`, cached: labels() takes a lock and hashes. For callers that keep it."""
+    key = (id(metric), labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 def inc(metric: Counter, *labels: str, amount: int = 1) -> None:
     """`metric.labels(*labels).inc(amount)` with the child cached: labels() takes a lock and hashes."""
-    key = (id(metric), labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    child.inc(amount)
+    found = _children.get((id(metric), labels))
+    if found is None:
+        found = child(metric, *labels)
+    found.inc(amount)
 
 
 def count_request(site: str, status: int) -> None:
-    inc(REQUESTS, site, str(status))
+    """One request of `site` answered with `status` (once per request: keyed without str(status))."""
+    add = _request_adders.get((site, status))
+    if add is None:
+        add = _request_adders[(site, status)] = adder(REQUESTS, site, str(status))
+    add(1)
+
+
+# -- per-request fast paths ----------------------------------------------------
+# prometheus_client's `Counter.inc` and `Histogram.observe` first check, in two more calls each,
+# that the child is labelled (and, for inc, that the amount is not negative); for the children
+# below that holds by construction. When the child has the layout these were written against
+# (checked once, at creation) they go to the child's own values directly — same values, same
+# lock, same multiprocess files; otherwise they are the public methods.
+
+
+def adder(metric: Counter, *labels: str) -> Callable[[float], None]:
+    """A function adding a (non-negative) amount to `metric.labels(*labels)`."""
+    found = child(metric, *labels)
+    add = getattr(getattr(found, "_value", None), "inc", None)
+    return add if callable(add) else found.inc
+
+
+class Observer(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class _Buckets:
+    """`Histogram.observe` for one labelled child: the sum, then the first bucket whose bound holds it."""
+
+    __slots__ = ("_add_sum", "_adds", "_bounds")
+
+    def __init__(self, add_sum: Callable[[float], None], bounds: Sequence[float],
+                 adds: Sequence[Callable[[float], None]]) -> None:
+        self._add_sum = add_sum
+        self._bounds = tuple(bounds)
+        self._adds = tuple(adds)
+
+    def observe(self, amount: float) -> None:
+        self._add_sum(amount)
+        bounds = self._bounds
+        index = bisect_left(bounds, amount)
+        if index < len(bounds) and amount <= bounds[index]:  # NaN fits no bucket, as in prometheus_client
+            self._adds[index](1)
+
+
+def observer(metric: Histogram, *labels: str) -> Observer:
+    """`metric.labels(*labels)`, to `observe` on every request."""
+    found = metric.labels(*labels)
+    add_sum = getattr(getattr(found, "_sum", None), "inc", None)
+    bounds = getattr(found, "_upper_bounds", None)
+    buckets = getattr(found, "_buckets", None)
+    if not (callable(add_sum) and isinstance(bounds, list) and isinstance(buckets, list)
+            and len(bounds) == len(buckets) and bounds == sorted(bounds)):
+        return found
+    adds = [getattr(bucket, "inc", None) for bucket in buckets]
+    if not all(callable(add) for add in adds):
+        return found
+    return _Buckets(add_sum, bounds, adds)  # type: ignore[arg-type]
 
 
 def render() -> tuple[bytes, str]:

@@ -43,8 +43,9 @@ class ProxyApp:
             return 400
         client_addr = scope.get("client")
         peer = client_addr[0] if client_addr else "0.0.0.0"
-        trusted = bool(runtime.trusted) and runtime.trusted.is_trusted(peer)
-        client = runtime.trusted.client_address(peer, owned.get(b"x-forwarded-for")) if trusted else peer
+        proxies = runtime.trusted
+        trusted = bool(proxies.networks) and proxies.is_trusted(peer)
+        client = proxies.client_address(peer, owned.get(b"x-forwarded-for")) if trusted else peer
         scheme = scope.get("scheme", "http")
         return Exchange(scope, site, peer, trusted, client, scheme, passed, owned)
 

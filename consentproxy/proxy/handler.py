@@ -57,6 +57,10 @@ class _BodyState:
         self.client_gone = False
 
 
+#: the body state of requests without a body: nothing is ever set on it
+_NO_BODY = _BodyState()
+
+
 class ProxyHandler:
     """Forwards one HTTP request for a routed site. Holds per-worker state only."""
 
@@ -116,9 +120,10 @@ class ProxyHandler:
         if query:
             url += "?" + query.decode("latin-1")
 
-        body_state = _BodyState()
+        body_state = _NO_BODY  # a request with a body gets a state of its own
         data: Any = None
         if transfer_encoding is not None or content_length:
+            body_state = _BodyState()
             data = await self._first_body(receive, content_length, transfer_encoding is not None, site,
                                           body_state)
             if body_state.client_gone:
@@ -199,7 +204,7 @@ class ProxyHandler:
             response.raw_headers, exchange.site.name, keep_length=not bodyless_status
         )
         body: AsyncIterator[bytes] | None = None
-        for step in exchange.site.steps:
+        for step in exchange.site.response_steps:
             step.on_response(exchange)
             if has_body and step.filters_body:
                 # the upstream chunks as aiohttp's own iterator: no generator of ours in between

@@ -9,7 +9,10 @@ invalid names) are dropped with a log line instead of turning into a 500.
 from __future__ import annotations
 
 import logging
+import operator
 import re
+from collections.abc import Callable
+from typing import NamedTuple
 
 from consentproxy.observability import metrics
 
@@ -72,6 +75,99 @@ def filter_response_headers(
     `keep_length=False` drops Content-Length, for 204 and 304 answers: it
     describes a body that is never sent, and uvicorn would wait for it.
     """
+    out = _filter_known(raw, keep_length)
+    if out is None:
+        out = _filter_checked(raw, site, keep_length)
+    return out
+
+
+class _Layout(NamedTuple):
+    """What the checks made of one sequence of upstream header names (values play no part)."""
+
+    names: tuple[bytes, ...]  # the kept headers' names, lower-cased, in order
+    pick: Callable[[tuple[bytes, ...]], tuple[bytes, ...]]  # their values, out of all values
+    connections: tuple[int, ...]  # where the Connection headers are
+
+
+_LAYOUTS_LIMIT = 256
+#: by keep_length: names as received -> layout, for name sequences whose every name is valid.
+#: A memo of the name checks only: an upstream sends the same names on every response.
+_layouts: dict[bool, dict[tuple[bytes, ...], _Layout]] = {True: {}, False: {}}
+#: Connection values that name no header but a hop-by-hop one (dropped anyway)
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"Keep-Alive"})
+#: maps exactly the bytes `_BAD_VALUE` matches to a tab (which is allowed), every other byte to itself
+_BAD_TO_TAB = bytes(9 if _BAD_VALUE.match(bytes([byte])) else byte for byte in range(256))
+
+
+def _filter_known(raw: tuple[tuple[bytes, bytes], ...], keep_length: bool) -> list[tuple[bytes, bytes]] | None:
+    """`_filter_checked` for the usual response, with no side effects; None when that must run instead.
+
+    Every name must be part of a sequence already checked (the layout), the
+    values are checked all at once, and the Connection header, if any, must
+    name nothing to drop: anything else (a new name, a bad value, a
+    Connection that names headers) goes the checked way, which logs and counts.
+    """
+    if not raw:
+        return None
+    names, values = zip(*raw, strict=False)  # every row is a (name, value) pair
+    layout = _layouts[keep_length].get(names)
+    if layout is None:
+        layout = _learn(names, keep_length)
+        if layout is None:
+            return None
+    for index in layout.connections:
+        if values[index] not in _PLAIN_CONNECTION:
+            return None
+    kept = layout.pick(values)
+    joined = b"\t".join(kept)
+    if joined.translate(_BAD_TO_TAB) != joined:
+        return None
+    return list(zip(layout.names, kept, strict=False))  # one value per name, by construction
+
+
+def _learn(raw_names: tuple[bytes, ...], keep_length: bool) -> _Layout | None:
+    """The layout of a name sequence whose names are all valid; None otherwise (never memoised)."""
+    names: list[bytes] = []
+    indexes: list[int] = []
+    connections: list[int] = []
+    for index, raw_name in enumerate(raw_names):
+        name = raw_name.lower()
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                connections.append(index)
+            continue
+        if not keep_length and name == b"content-length":
+            continue
+        if _BAD_NAME.search(name) or not name:
+            return None
+        names.append(name)
+        indexes.append(index)
+    layout = _Layout(tuple(names), _picker(indexes, len(raw_names)), tuple(connections))
+    layouts = _layouts[keep_length]
+    if len(layouts) >= _LAYOUTS_LIMIT:
+        layouts.clear()
+    layouts[raw_names] = layout
+    return layout
+
+
+def _picker(indexes: list[int], count: int) -> Callable[[tuple[bytes, ...]], tuple[bytes, ...]]:
+    if indexes == list(range(count)):
+        return _same
+    if len(indexes) >= 2:
+        return operator.itemgetter(*indexes)
+    if indexes:
+        only = indexes[0]
+        return lambda values: (values[only],)
+    return lambda values: ()
+
+
+def _same(values: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    return values
+
+
+def _filter_checked(
+    raw: tuple[tuple[bytes, bytes], ...], site: str, keep_length: bool
+) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     named: set[bytes] | None = None
     for raw_name, value in raw:

@@ -8,18 +8,14 @@ gets 421 from the caller and the request goes nowhere.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiohttp
-from prometheus_client import Histogram
 
 from consentproxy.config.model import SiteConfig
 from consentproxy.observability import metrics
-
-if TYPE_CHECKING:
-    from consentproxy.proxy.pipeline import Step
+from consentproxy.proxy.pipeline import Step
 
 _CACHE_LIMIT = 4096
 
@@ -36,8 +32,14 @@ class Site:
     fixed_host: str | None
     timeout: aiohttp.ClientTimeout
     #: this site's child of the upstream latency histogram (labels() takes a lock)
-    latency: Histogram
+    latency: metrics.Observer
     steps: tuple[Step, ...] = ()
+    #: the steps with a response hook or a body filter, in order (the others would be no-op calls)
+    response_steps: tuple[Step, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        self.response_steps = tuple(step for step in self.steps
+                                    if type(step).on_response is not Step.on_response or step.filters_body)
 
     @classmethod
     def build(cls, config: SiteConfig, steps: tuple[Step, ...] = ()) -> Site:
@@ -60,7 +62,7 @@ class Site:
                 total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
             ),
             steps=steps,
-            latency=metrics.UPSTREAM_LATENCY.labels(config.name),
+            latency=metrics.observer(metrics.UPSTREAM_LATENCY, config.name),
         )
 
 

@@ -34,6 +34,10 @@ logger = logging.getLogger("consentproxy.protocol")
 
 
 CLIENT_GONE = "client disconnected"
+#: the request headers `_check_framing_and_host` looks at
+_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
+#: a timer may fire this early (the event loop's clock has millisecond steps)
+_TIMER_SLACK = 0.001
 
 
 class Rejected(Exception):
@@ -61,8 +65,12 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: the one timer of this connection; it may fire before `_deadline_at` (then it re-arms)
         self._deadline: asyncio.TimerHandle | None = None
+        #: when the header block in progress (or the first request) is due; None: nothing is due
+        self._deadline_at: float | None = None
         self._header_bytes = 0
+        self._framing: list[tuple[bytes, bytes]] = []
         self._in_headers = False
 
     # -- connection lifecycle -------------------------------------------------
@@ -73,7 +81,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         metrics.OPEN_CONNECTIONS.dec()
-        self._disarm_deadline()
+        self._stop_deadline_timer()
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None and not cycle.response_complete:
@@ -89,16 +97,34 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self.tasks.add(task)
 
     def _arm_deadline(self) -> None:
-        if self._deadline is None:
-            self._deadline = self.loop.call_later(self.limits.header_timeout, self._deadline_expired)
+        """Start the header deadline unless one is running (the first request keeps the connection's).
 
-    def _disarm_deadline(self) -> None:
+        Per request this only notes the time: the timer is left running after
+        the headers complete and, when it fires early, re-arms for what is
+        left, so keep-alive requests cost no timer of their own.
+        """
+        if self._deadline_at is None:
+            timeout = self.limits.header_timeout
+            self._deadline_at = self.loop.time() + timeout
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(timeout, self._deadline_expired)
+
+    def _stop_deadline_timer(self) -> None:
+        self._deadline_at = None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
     def _deadline_expired(self) -> None:
         self._deadline = None
+        due = self._deadline_at
+        if due is None:
+            return  # the headers came in time; the next request arms again
+        left = due - self.loop.time()
+        if left > _TIMER_SLACK:  # the deadline moved on since this timer was set
+            self._deadline = self.loop.call_later(left, self._deadline_expired)
+            return
+        self._deadline_at = None
         if self.transport.is_closing():
             return
         if self._in_headers:
@@ -109,7 +135,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _reject(self, rejection: Rejected) -> None:
-        self._disarm_deadline()
+        self._stop_deadline_timer()
         metrics.inc(metrics.REJECTED, str(rejection.status))
         if not self.transport.is_closing():
             self.transport.write(_response(rejection.status, rejection.reason))
@@ -140,11 +166,12 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
+        self._framing = []
         self._in_headers = True
         self._arm_deadline()
 
     def on_url(self, url: bytes) -> None:
-        super().on_url(url)
+        self.url += url  # uvicorn's on_url, inlined like on_header's
         if len(self.url) > self.limits.max_url_bytes:
             raise Rejected(414, f"request target longer than {self.limits.max_url_bytes} bytes")
 
@@ -152,13 +179,20 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.limits.max_header_bytes:
             raise Rejected(431, f"request header block larger than {self.limits.max_header_bytes} bytes")
-        if len(self.headers) >= self.limits.max_header_count:
+        headers = self.headers
+        if len(headers) >= self.limits.max_header_count:
             raise Rejected(431, f"more than {self.limits.max_header_count} request headers")
-        super().on_header(name, value)
+        # uvicorn's on_header, inlined: this runs for every header of every request
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        headers.append((name, value))
+        if name in _FRAMING:
+            self._framing.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        self._disarm_deadline()
+        self._deadline_at = None  # the deadline is met; its timer, if still set, will find nothing due
         method = self.parser.get_method()
         if method == b"CONNECT":
             self.scope["method"] = "CONNECT"
@@ -170,7 +204,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         host: bytes | None = None
         content_length = 0
         transfer_encoding = 0
-        for name, value in self.headers:
+        for name, value in self._framing:  # the Host and framing headers, in order
             if name == b"host":
                 if host is not None:
                     raise Rejected(400, "more than one Host header")
