@@ -164,3 +164,15 @@ def test_an_unfinished_document_is_passed_through() -> None:
     for data in (b"<img src='never closed", b"<script>for(;;", b"<!-- open", b"<", b"<svg><![CDATA[x"):
         assert _joined(_scan(data)) == data
         assert _joined(_scan(data, [1])) == data
+
+
+def test_a_blocked_tag_with_more_attributes_than_the_scanner_lists_keeps_them_all() -> None:
+    from html_support import rewrite  # the rewriter as the proxy builds it
+
+    extra = " ".join(f"data-a{n}='{n}'" for n in range(140))
+    data = f"<body><img {extra} src='https://www.facebook.com/tr?id=1' =odd data-last=x></body>".encode()
+    output, rewriter = rewrite(data, frozenset({"necessary"}))
+    (img,) = [tag for tag in output.decode().split("<")[1:] if tag.startswith("img ")]
+    assert [b.kind for b in rewriter.blocked] == ["img"]
+    assert "data-a0='0'" in img and "data-a139='139'" in img and " =odd " in img and "data-last=x" in img
+    assert 'data-cp-src="https://www.facebook.com/tr?id=1"' in img and " src=" not in img

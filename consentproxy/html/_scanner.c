@@ -36,7 +36,6 @@ enum { NS_HTML, NS_SVG, NS_MATH };
 enum { ESC_NONE, ESC_ESCAPED, ESC_DOUBLE };
 enum { KIND_ELEMENT, KIND_SCRIPT, KIND_NOSCRIPT };
 
-#define MAX_ATTRS 128
 #define MAX_DEPTH 256
 #define NAME_MAX_LEN 32
 
@@ -60,11 +59,12 @@ typedef struct {
     PyObject *noop; /* a set of raw tags to pass through, or NULL */
     char *buf;
     Py_ssize_t base, len, cap; /* unconsumed input: buf[base:len] */
+    AttrSpan *spans;           /* the attributes of the start tag being read */
+    int spans_cap;
     int state;
     char raw_name[NAME_MAX_LEN]; /* the element whose end tag ends RAWTEXT/RCDATA/script data */
     Py_ssize_t raw_len;
     PyObject *held; /* the start of a token whose text is being collected (script, noscript) */
-    int held_kind;
     Py_ssize_t scan; /* in ST_SCRIPT/ST_RAW: where scanning resumes (the text starts at 0) */
     int esc, dashes;
     Frame frames[MAX_DEPTH];
@@ -233,16 +233,32 @@ typedef struct {
     int tagged; /* has data-consent-category */
     int role;   /* R_… flags of its name (start tags) */
     unsigned int hash; /* of its lower-cased name */
-    AttrSpan attrs[MAX_ATTRS];
+    AttrSpan *attrs;   /* the scanner's span array (start tags: every attribute, however many) */
 } Tag;
 
-/* Parse the tag whose name starts at `at`; 0 when complete, -1 when the buffer ends first. */
-static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, int keep_attrs)
+/* Room for one more attribute span; -1 (MemoryError set) when there is none. */
+static int grow_spans(Scanner *self)
+{
+    int cap = self->spans_cap ? self->spans_cap * 2 : 32;
+    AttrSpan *grown = PyMem_Realloc(self->spans, (size_t)cap * sizeof(AttrSpan));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->spans = grown;
+    self->spans_cap = cap;
+    return 0;
+}
+
+/* Parse the tag whose name starts at `at`, keeping its attributes' spans when `keep` is given (start
+ * tags); 0 when complete, -1 when the buffer ends first, -2 on MemoryError. */
+static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, Scanner *keep)
 {
     const unsigned char *b = (const unsigned char *)buf;
     Py_ssize_t i = at;
     tag->self_closing = 0;
     tag->n_attrs = 0;
+    tag->attrs = keep != NULL ? keep->spans : NULL;
     tag->tagged = 0;
     unsigned int h = 0;
     while (i < len && !(CLS[b[i]] & (C_WS | C_SLASH | C_GT))) {
@@ -314,7 +330,10 @@ static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, i
         }
         if (name_len == 21 && (b[name] | 0x20) == 'd' && starts_ci(buf, name, len, "data-consent-category", 21) == 1)
             tag->tagged = 1;
-        if (keep_attrs && tag->n_attrs < MAX_ATTRS) {
+        if (keep != NULL) {
+            if (tag->n_attrs == keep->spans_cap && grow_spans(keep) < 0)
+                return -2;
+            tag->attrs = keep->spans;
             AttrSpan *a = &tag->attrs[tag->n_attrs++];
             a->name = name;
             a->name_len = name_len;
@@ -421,7 +440,7 @@ static int in_foreign(Scanner *self)
 
 static void push(Scanner *self, const Tag *tag, int ns, int integration)
 {
-    if (self->depth >= MAX_DEPTH) {
+    if (self->overflow || self->depth >= MAX_DEPTH) { /* counted only, until they close again */
         self->overflow++;
         return;
     }
@@ -503,10 +522,6 @@ static int foreign_start(Scanner *self, const Tag *tag)
     else if (ns == NS_MATH)
         integration = name_in(n, len, MATHML_TEXT) ||
                       (name_is(n, len, "annotation-xml") && attr_value_is(self, tag, "encoding", HTML_ENCODINGS));
-    if (self->overflow) {
-        self->overflow++;
-        return 0;
-    }
     push(self, tag, ns, integration);
     return 0;
 }
@@ -781,7 +796,7 @@ static int run_raw(Scanner *self, PyObject *out, int final)
     Py_ssize_t end = at;
     if (at < L(self)) {
         Tag tag;
-        if (parse_tag(B(self), at + 2, L(self), &tag, 0) < 0) {
+        if (parse_tag(B(self), at + 2, L(self), &tag, NULL) < 0) {
             if (!final) {
                 self->scan = at;
                 return 0;
@@ -839,10 +854,7 @@ static int html_start(Scanner *self, const Tag *tag, int *kind)
         report = report || attr_value_is(self, tag, "http-equiv", NULL);
     else if (role & (R_SVG | R_MATH)) {
         if (!tag->self_closing) {
-            if (self->overflow)
-                self->overflow++;
-            else
-                push(self, tag, (role & R_SVG) ? NS_SVG : NS_MATH, 0);
+            push(self, tag, (role & R_SVG) ? NS_SVG : NS_MATH, 0);
         }
     } else if (role & R_TEMPLATE)
         self->templates++;
@@ -909,7 +921,7 @@ static PyObject *run(Scanner *self, int final)
                 if (i + 2 >= len) {
                     next = -1;
                 } else if (is_alpha((unsigned char)buf[i + 2])) {
-                    if (parse_tag(buf, i + 2, len, &tag, 0) < 0) {
+                    if (parse_tag(buf, i + 2, len, &tag, NULL) < 0) {
                         next = -1;
                     } else {
                         end_tag(self, &tag);
@@ -921,7 +933,10 @@ static PyObject *run(Scanner *self, int final)
                     next = char_end(buf, i + 2, len, '>');
                 }
             } else if (is_alpha(c)) {
-                if (parse_tag(buf, i + 1, len, &tag, 1) < 0) {
+                int parsed = parse_tag(buf, i + 1, len, &tag, self);
+                if (parsed == -2)
+                    goto error;
+                if (parsed < 0) {
                     next = -1;
                 } else {
                     next = tag.end;
@@ -967,7 +982,6 @@ static PyObject *run(Scanner *self, int final)
                                 }
                             } else {
                                 self->held = token;
-                                self->held_kind = kind;
                             }
                             emitted = next;
                         }
@@ -1074,6 +1088,7 @@ static void Scanner_dealloc(Scanner *self)
     Py_XDECREF(self->noop);
     Py_XDECREF(self->held);
     PyMem_Free(self->buf);
+    PyMem_Free(self->spans);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

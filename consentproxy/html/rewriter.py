@@ -167,12 +167,13 @@ Token = tuple[int, bytes, str, list[tuple[str, str]], bool, bytes | None, bytes 
 
 def _pair(text: str) -> tuple[str, str]:
     """An attribute as written → (lower-case name, raw value)."""
-    name, equals, value = text.partition("=") if not text.startswith("=") else ("=" + text[1:].partition("=")[0],
-                                                                                  *text[1:].partition("=")[1:])
-    value = value.strip(" \t\n\f\r") if equals else ""
+    split = text.find("=", 1)  # a name may start with "="
+    if split < 0:
+        return text.strip(" \t\n\f\r").lower(), ""
+    value = text[split + 1:].strip(" \t\n\f\r")
     if value[:1] in ("'", '"'):
         value = value[1:-1]
-    return name.strip(" \t\n\f\r").lower(), value
+    return text[:split].strip(" \t\n\f\r").lower(), value
 
 
 class _Tag:
@@ -200,7 +201,7 @@ class _Tag:
             start = _TAG_NAME.match(self.raw)
             texts = [found.group(1) for found in _ATTRIBUTE.finditer(self.raw, start.end() if start else 1,
                                                                        len(self.raw) - 1)]
-            if len(texts) != len(self.attributes):  # more attributes than the scanner lists: read them here
+            if len(texts) != len(self.attributes):  # the two readings follow one grammar; if not, trust this one
                 self.attributes = [_pair(text) for text in texts]
             self._texts = texts
         self.changed = True
