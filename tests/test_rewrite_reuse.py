@@ -9,7 +9,6 @@ upstream body is complete, and is never held back while the upstream is still se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from consentproxy.html.csp import NoncePlan
 from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter, StateMemos
 from consentproxy.html.trackers import TrackerMatcher
 from consentproxy.proxy.handler import _send_filtered
+from consentproxy.proxy.pipeline import BodyFilter
 
 NECESSARY = frozenset({"necessary"})
 PAGES = sorted(p for p in CORPUS.glob("*.html") if b"<noscript" in p.read_bytes())
@@ -125,39 +125,66 @@ def test_the_matchers_cached_answers_are_its_answers() -> None:
 
 
 class _Upstream:
-    """The parts of aiohttp's StreamReader that `_send_filtered` reads."""
+    """The parts of aiohttp's StreamReader that `_send_filtered` reads: chunks, each with whether the body is
+    complete once it has been read."""
 
-    def __init__(self) -> None:
+    def __init__(self, chunks: list[tuple[bytes, bool]]) -> None:
+        self.chunks = list(chunks)
         self.eof = False
+
+    async def readany(self) -> bytes:
+        if not self.chunks:
+            self.eof = True
+            return b""
+        chunk, self.eof = self.chunks.pop(0)
+        return chunk
 
     def is_eof(self) -> bool:
         return self.eof
 
 
-def _run_filtered(chunks: list[tuple[bytes, bool]]) -> list[tuple[bytes, bool, bool]]:
-    """Messages sent for filter output `chunks` (bytes, upstream complete once it is produced), each with
-    whether the upstream was complete when it was sent."""
-    upstream = _Upstream()
-    sent: list[tuple[bytes, bool, bool]] = []
+class _Upper(BodyFilter):
+    """Upper-cases what it is fed, holds back what `hold` says, and ends with `tail`."""
 
-    async def body() -> AsyncIterator[bytes]:
-        for chunk, complete in chunks:
-            upstream.eof = complete
-            yield chunk
+    def __init__(self, tail: bytes = b"", hold: bytes = b"") -> None:
+        self.tail = tail
+        self.hold = hold
+        self.held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if data == self.hold:
+            self.held += data.upper()
+            return b""
+        return data.upper()
+
+    def finish(self) -> bytes:
+        return self.held + self.tail
+
+
+def _run_filtered(chunks: list[tuple[bytes, bool]], body_filter: BodyFilter) -> list[tuple[bytes, bool, bool]]:
+    """Messages sent for upstream `chunks`, each with whether the upstream was complete when it was sent."""
+    upstream = _Upstream(chunks)
+    sent: list[tuple[bytes, bool, bool]] = []
 
     async def send(message: dict[str, Any]) -> None:
         sent.append((message["body"], message["more_body"], upstream.eof))
 
-    total = asyncio.run(_send_filtered(body(), upstream, send))  # type: ignore[arg-type]
-    assert total == sum(len(chunk) for chunk, _ in chunks)
+    total = asyncio.run(_send_filtered([body_filter], upstream, send))  # type: ignore[list-item,arg-type]
+    assert total == sum(len(body) for body, _, _ in sent)
     return sent
 
 
 def test_a_streaming_upstream_is_never_held_back_and_the_last_chunk_ends_the_body() -> None:
-    sent = _run_filtered([(b"head", False), (b"", False), (b"middle", False), (b"tail", True), (b"end", True)])
-    assert sent == [(b"head", True, False), (b"middle", True, False), (b"tail", True, True), (b"end", False, True)]
+    sent = _run_filtered([(b"head", False), (b"middle", False), (b"tail", True)], _Upper(tail=b"!"))
+    assert sent == [(b"HEAD", True, False), (b"MIDDLE", True, False), (b"TAIL!", False, True)]
+
+
+def test_a_filter_that_holds_output_sends_no_empty_messages() -> None:
+    sent = _run_filtered([(b"a", False), (b"<script", False), (b"b", False)], _Upper(hold=b"<script"))
+    assert sent == [(b"A", True, False), (b"B", True, False), (b"<SCRIPT", False, True)]
 
 
 def test_a_body_that_came_at_once_is_one_message() -> None:
-    assert _run_filtered([(b"all of it", True), (b"", True)]) == [(b"all of it", False, True)]
-    assert _run_filtered([]) == [(b"", False, False)]
+    assert _run_filtered([(b"all of it", True)], _Upper()) == [(b"ALL OF IT", False, True)]
+    assert _run_filtered([], _Upper()) == [(b"", False, True)]
+    assert _run_filtered([], _Upper(tail=b"end")) == [(b"end", False, True)]

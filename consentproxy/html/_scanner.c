@@ -23,13 +23,17 @@
  * its whole text; 2: a <noscript> with its whole (raw) text. Names are
  * lower-cased; values are raw (character references as written), decoded as
  * UTF-8 (surrogateescape) or, for the byte-transparent mode, latin-1. Raw
- * start tags found in the `noop` set are passed through as bytes: the
+ * start tags found in the `noop` TagSet are passed through as bytes: the
  * rewriter remembers there which tags it leaves unchanged.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 enum { ST_DATA, ST_RAW, ST_SCRIPT, ST_PLAIN };
 enum { NS_HTML, NS_SVG, NS_MATH };
@@ -56,7 +60,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     int latin1;
-    PyObject *noop; /* a set of raw tags to pass through, or NULL */
+    struct TagSet *noop; /* raw tags to pass through, or NULL */
     char *buf;
     Py_ssize_t base, len, cap; /* unconsumed input: buf[base:len] */
     AttrSpan *spans;           /* the attributes of the start tag being read */
@@ -78,6 +82,24 @@ typedef struct {
 } Scanner;
 
 /* -- small helpers ---------------------------------------------------------------------------- */
+
+/* The offset of the first `c` in buf[i:len], or -1. A few 16-byte steps inline first: most of what is
+ * searched (the text between two tags, an attribute value) is short, and a call costs more than it. */
+static inline Py_ssize_t find_byte(const char *buf, Py_ssize_t i, Py_ssize_t len, char c)
+{
+#ifdef __SSE2__
+    const __m128i needle = _mm_set1_epi8(c);
+    for (int step = 0; step < 4 && i + 16 <= len; step++, i += 16) {
+        unsigned int m = (unsigned int)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(buf + i)), needle));
+        if (m)
+            return i + __builtin_ctz(m);
+    }
+#endif
+    if (i >= len)
+        return -1;
+    const char *p = memchr(buf + i, c, (size_t)(len - i));
+    return p ? p - buf : -1;
+}
 
 /* The unconsumed input, which all offsets below are relative to. */
 static inline const char *B(const Scanner *s) { return s->buf + s->base; }
@@ -250,16 +272,12 @@ static int grow_spans(Scanner *self)
     return 0;
 }
 
-/* Parse the tag whose name starts at `at`, keeping its attributes' spans when `keep` is given (start
- * tags); 0 when complete, -1 when the buffer ends first, -2 on MemoryError. */
-static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, Scanner *keep)
+/* Read a tag name starting at `at` into tag (lower-cased, cut to NAME_MAX_LEN, its full length, its hash):
+ * the offset after it. Names end at a space, '/' or '>'. (A 16-byte SSE2 reading was tried: fewer
+ * instructions, but slower, since each step waits for the one before; names are short.) */
+static inline Py_ssize_t read_name(const unsigned char *b, Py_ssize_t at, Py_ssize_t len, Tag *tag)
 {
-    const unsigned char *b = (const unsigned char *)buf;
     Py_ssize_t i = at;
-    tag->self_closing = 0;
-    tag->n_attrs = 0;
-    tag->attrs = keep != NULL ? keep->spans : NULL;
-    tag->tagged = 0;
     unsigned int h = 0;
     while (i < len && !(CLS[b[i]] & (C_WS | C_SLASH | C_GT))) {
         unsigned char c = lower(b[i]);
@@ -270,6 +288,20 @@ static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, S
     }
     tag->name_len = i - at;
     tag->hash = h;
+    return i;
+}
+
+/* Parse the tag whose name starts at `at`, keeping its attributes' spans when `keep` is given (start
+ * tags); 0 when complete, -1 when the buffer ends first, -2 on MemoryError. */
+static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, Scanner *keep)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    Py_ssize_t i = at;
+    tag->self_closing = 0;
+    tag->n_attrs = 0;
+    tag->attrs = keep != NULL ? keep->spans : NULL;
+    tag->tagged = 0;
+    i = read_name(b, i, len, tag);
     for (;;) {
         /* before attribute name */
         while (i < len && (CLS[b[i]] & (C_WS | C_SLASH))) {
@@ -310,12 +342,12 @@ static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, S
                 return -1;
             unsigned char q = b[j];
             if (q == '"' || q == '\'') {
-                const char *close = memchr(buf + j + 1, q, (size_t)(len - j - 1));
-                if (close == NULL)
+                Py_ssize_t close = find_byte(buf, j + 1, len, (char)q);
+                if (close < 0)
                     return -1;
                 value = j + 1;
-                value_len = (close - buf) - value;
-                i = (close - buf) + 1;
+                value_len = close - value;
+                i = close + 1;
             } else {
                 value = j; /* unquoted; empty when '>' follows the '=' at once */
                 while (j < len && !(CLS[b[j]] & (C_WS | C_GT)))
@@ -430,6 +462,148 @@ static int emit_bytes(Scanner *self, PyObject *out, Py_ssize_t from, Py_ssize_t 
     Py_DECREF(b);
     return rc;
 }
+
+/* -- the set of raw tags to pass through ------------------------------------------------------- */
+
+/* A set of bytes (raw start tags) that the scanner can ask about a span of its buffer without making a
+ * bytes object and hashing it with SipHash first: a page asks ~50 times, for tags of ~150 bytes. Open
+ * addressing, keyed by a 64-bit hash seeded per process, every hit confirmed with memcmp. */
+typedef struct TagSet {
+    PyObject_HEAD
+    Py_ssize_t cap; /* slots, a power of two; 0 before the first add */
+    Py_ssize_t used;
+    uint64_t *hashes;
+    PyObject **keys; /* bytes; NULL: an empty slot */
+} TagSet;
+
+static uint64_t SEED;
+
+static uint64_t span_hash(const char *s, Py_ssize_t n)
+{
+    uint64_t h = SEED ^ ((uint64_t)n * 0x9E3779B97F4A7C15ull);
+    for (; n >= 8; s += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+        h ^= h >> 29;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s, (size_t)n);
+    h = (h ^ w) * 0xC4CEB9FE1A85EC53ull;
+    return h ^ (h >> 32);
+}
+
+/* The slot holding this span, or the empty slot where it would go. */
+static Py_ssize_t tagset_slot(const TagSet *set, uint64_t h, const char *s, Py_ssize_t n)
+{
+    Py_ssize_t mask = set->cap - 1, k = (Py_ssize_t)(h & (uint64_t)mask);
+    for (;; k = (k + 1) & mask) {
+        PyObject *key = set->keys[k];
+        if (key == NULL || (set->hashes[k] == h && PyBytes_GET_SIZE(key) == n &&
+                            memcmp(PyBytes_AS_STRING(key), s, (size_t)n) == 0))
+            return k;
+    }
+}
+
+static int tagset_has(const TagSet *set, const char *s, Py_ssize_t n)
+{
+    return set->used > 0 && set->keys[tagset_slot(set, span_hash(s, n), s, n)] != NULL;
+}
+
+static int tagset_grow(TagSet *set)
+{
+    Py_ssize_t cap = set->cap ? set->cap * 2 : 64;
+    uint64_t *hashes = PyMem_Calloc((size_t)cap, sizeof *hashes);
+    PyObject **keys = PyMem_Calloc((size_t)cap, sizeof *keys);
+    if (hashes == NULL || keys == NULL) {
+        PyMem_Free(hashes);
+        PyMem_Free(keys);
+        PyErr_NoMemory();
+        return -1;
+    }
+    TagSet old = *set;
+    set->cap = cap;
+    set->hashes = hashes;
+    set->keys = keys;
+    for (Py_ssize_t k = 0; k < old.cap; k++) {
+        if (old.keys[k] != NULL) {
+            Py_ssize_t to = tagset_slot(set, old.hashes[k], PyBytes_AS_STRING(old.keys[k]),
+                                        PyBytes_GET_SIZE(old.keys[k]));
+            set->hashes[to] = old.hashes[k];
+            set->keys[to] = old.keys[k];
+        }
+    }
+    PyMem_Free(old.hashes);
+    PyMem_Free(old.keys);
+    return 0;
+}
+
+static PyObject *TagSet_add(TagSet *self, PyObject *tag)
+{
+    if (!PyBytes_CheckExact(tag)) {
+        PyErr_SetString(PyExc_TypeError, "TagSet holds bytes");
+        return NULL;
+    }
+    if ((self->used + 1) * 2 > self->cap && tagset_grow(self) < 0)
+        return NULL;
+    const char *s = PyBytes_AS_STRING(tag);
+    Py_ssize_t n = PyBytes_GET_SIZE(tag);
+    uint64_t h = span_hash(s, n);
+    Py_ssize_t k = tagset_slot(self, h, s, n);
+    if (self->keys[k] == NULL) {
+        self->keys[k] = Py_NewRef(tag);
+        self->hashes[k] = h;
+        self->used++;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *TagSet_clear(TagSet *self, PyObject *Py_UNUSED(ignored))
+{
+    for (Py_ssize_t k = 0; k < self->cap; k++)
+        Py_XDECREF(self->keys[k]);
+    PyMem_Free(self->hashes);
+    PyMem_Free(self->keys);
+    self->hashes = NULL;
+    self->keys = NULL;
+    self->cap = self->used = 0;
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t TagSet_len(TagSet *self) { return self->used; }
+
+static int TagSet_contains(TagSet *self, PyObject *tag)
+{
+    return PyBytes_CheckExact(tag) && tagset_has(self, PyBytes_AS_STRING(tag), PyBytes_GET_SIZE(tag));
+}
+
+static void TagSet_dealloc(TagSet *self)
+{
+    Py_XDECREF(TagSet_clear(self, NULL));
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef TagSet_methods[] = {
+    {"add", (PyCFunction)TagSet_add, METH_O, "Remember a raw tag."},
+    {"clear", (PyCFunction)TagSet_clear, METH_NOARGS, "Forget every tag."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods TagSet_sequence = {
+    .sq_length = (lenfunc)TagSet_len,
+    .sq_contains = (objobjproc)TagSet_contains,
+};
+
+static PyTypeObject TagSetType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "consentproxy.html._scanner.TagSet",
+    .tp_basicsize = sizeof(TagSet),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Raw start tags the scanner passes through as bytes.",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)TagSet_dealloc,
+    .tp_methods = TagSet_methods,
+    .tp_as_sequence = &TagSet_sequence,
+};
 
 /* -- tree construction, as far as it changes tokenizing --------------------------------------- */
 
@@ -886,12 +1060,11 @@ static PyObject *run(Scanner *self, int final)
         Py_ssize_t len = L(self), i = 0, done = 0, emitted = 0;
         int switched = 0;
         while (!switched) {
-            const char *lt = memchr(buf + i, '<', (size_t)(len - i));
-            if (lt == NULL) {
+            i = find_byte(buf, i, len, '<');
+            if (i < 0) {
                 done = len;
                 break;
             }
-            i = lt - buf;
             done = i;
             if (i + 1 >= len) {
                 if (final)
@@ -954,38 +1127,24 @@ static PyObject *run(Scanner *self, int final)
                             self->state = ST_PLAIN;
                         switched = self->state != ST_DATA;
                     }
-                    if (report) {
+                    if (report && !(kind == KIND_ELEMENT && self->noop != NULL &&
+                                    tagset_has(self->noop, buf + i, next - i))) {
                         PyObject *raw = PyBytes_FromStringAndSize(buf + i, next - i);
-                        if (raw == NULL)
+                        PyObject *token = raw ? make_token(self, kind, &tag, raw) : NULL;
+                        Py_XDECREF(raw);
+                        if (token == NULL || emit_bytes(self, out, emitted, i) < 0) {
+                            Py_XDECREF(token);
                             goto error;
-                        int skip = 0;
-                        if (kind == KIND_ELEMENT && self->noop != NULL) {
-                            skip = PySet_Contains(self->noop, raw);
-                            if (skip < 0) {
-                                Py_DECREF(raw);
-                                goto error;
-                            }
                         }
-                        if (!skip) {
-                            PyObject *token = make_token(self, kind, &tag, raw);
-                            if (token == NULL || emit_bytes(self, out, emitted, i) < 0) {
-                                Py_XDECREF(token);
-                                Py_DECREF(raw);
+                        if (kind == KIND_ELEMENT) {
+                            int rc = PyList_Append(out, token);
+                            Py_DECREF(token);
+                            if (rc < 0)
                                 goto error;
-                            }
-                            if (kind == KIND_ELEMENT) {
-                                int rc = PyList_Append(out, token);
-                                Py_DECREF(token);
-                                if (rc < 0) {
-                                    Py_DECREF(raw);
-                                    goto error;
-                                }
-                            } else {
-                                self->held = token;
-                            }
-                            emitted = next;
+                        } else {
+                            self->held = token;
                         }
-                        Py_DECREF(raw);
+                        emitted = next;
                     }
                 }
             } else {
@@ -1074,12 +1233,12 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds)
     PyObject *noop = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pO", keywords, &latin1, &noop))
         return -1;
-    if (noop != Py_None && !PySet_Check(noop)) {
-        PyErr_SetString(PyExc_TypeError, "noop must be a set of bytes or None");
+    if (noop != Py_None && !Py_IS_TYPE(noop, &TagSetType)) {
+        PyErr_SetString(PyExc_TypeError, "noop must be a TagSet or None");
         return -1;
     }
     self->latin1 = latin1;
-    Py_XSETREF(self->noop, noop == Py_None ? NULL : Py_NewRef(noop));
+    Py_XSETREF(self->noop, noop == Py_None ? NULL : (TagSet *)Py_NewRef(noop));
     return 0;
 }
 
@@ -1119,12 +1278,19 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__scanner(void)
 {
     init_classes();
-    if (PyType_Ready(&ScannerType) < 0)
+    PyObject *probe = PyBytes_FromString("consentproxy tag set");
+    Py_hash_t seed = probe ? PyObject_Hash(probe) : -1; /* random per process (Python's hash secret) */
+    Py_XDECREF(probe);
+    if (seed == -1 && PyErr_Occurred())
+        return NULL;
+    SEED = (uint64_t)seed;
+    if (PyType_Ready(&ScannerType) < 0 || PyType_Ready(&TagSetType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
+        PyModule_AddObjectRef(m, "TagSet", (PyObject *)&TagSetType) < 0 ||
         PyModule_AddIntConstant(m, "ELEMENT", KIND_ELEMENT) < 0 || PyModule_AddIntConstant(m, "SCRIPT", KIND_SCRIPT) < 0 ||
         PyModule_AddIntConstant(m, "NOSCRIPT", KIND_NOSCRIPT) < 0) {
         Py_DECREF(m);

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from consentproxy.config.model import CATEGORY_IDS
-from consentproxy.html._scanner import NOSCRIPT, SCRIPT, Scanner
+from consentproxy.html._scanner import NOSCRIPT, SCRIPT, Scanner, TagSet
 from consentproxy.html.charset import PRESCAN_BYTES, Mode, sniff
 from consentproxy.html.csp import NoncePlan
 from consentproxy.html.trackers import Match, TrackerMatcher
@@ -84,7 +84,7 @@ class StateMemo:
 
     #: raw start tags (`<img>`, `<link>`, `<iframe>`, tagged elements) that stay as they are; the scanner
     #: passes them through without a Python call (a page's ~50 product images)
-    noop: set[bytes] = field(default_factory=set)
+    noop: TagSet = field(default_factory=TagSet)
     #: (raw start tag, text, codec) of a `<script>` → (what it becomes, with `_STAMP_MARK` for the stamp, or
     #: None when unchanged; what was blocked): the same snippets come on every page
     scripts: dict[tuple[bytes, bytes, str], tuple[str | None, tuple[Blocked, ...]]] = field(default_factory=dict)
@@ -263,7 +263,7 @@ class _Page:
         self.consent_mode_done = self.bundle_done = nested
         self.embeds = 0
         self.pixel_answers = self.matcher.answers("pixels")
-        self.noop: set[bytes] | None = None
+        self.noop: TagSet | None = None
         #: script outcomes kept across responses; not when the stamp could be mistaken for the mark
         self.scripts: dict[tuple[bytes, bytes, str], tuple[str | None, tuple[Blocked, ...]]] | None = None
         if not nested:
@@ -610,13 +610,19 @@ class PageRewriter:
         return page.handle(scanner.feed(data))
 
     def finish(self) -> bytes:
+        return self.whole(b"")
+
+    def whole(self, data: bytes) -> bytes:
+        """The rest of the body (all of it, for a body that came at once) and its end, in one join."""
         scanner = self._scanner
-        out = b""
         if scanner is None:
-            data, self._head = self._head, b""
+            data, self._head = self._head + data, b""
             page, scanner = self._start(sniff(data) or "bytes")
-            out = page.handle(scanner.feed(data))
         else:
             assert self._page is not None
             page = self._page
-        return out + page.handle(scanner.finish()) + page.end()
+        items = scanner.feed(data) if data else []
+        items += scanner.finish()
+        out = page.handle(items)
+        end = page.end()  # after the items: a <body> among them takes the banner
+        return out + end if end else out

@@ -12,7 +12,7 @@ again for the client at a fast level.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 
 from consentproxy.banner.markup import PageInjection, SiteMarkup
 from consentproxy.config.model import SiteConfig
@@ -24,8 +24,7 @@ from consentproxy.html.csp import NoncePlan, plan_for_headers
 from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter, StateMemos
 from consentproxy.html.trackers import TrackerMatcher
 from consentproxy.observability import metrics
-from consentproxy.proxy.handler import UpstreamAborted
-from consentproxy.proxy.pipeline import Exchange, Step
+from consentproxy.proxy.pipeline import BodyFilter, Exchange, FilterFailed, Step
 
 logger = logging.getLogger("consentproxy.html")
 
@@ -37,13 +36,58 @@ _DROPPED_ON_REWRITE = frozenset({b"content-length", b"etag", b"content-encoding"
                                  b"accept-ranges"})
 
 
-class _Job:
-    __slots__ = ("decoder", "encoder", "rewriter")
+class _PageFilter(BodyFilter):
+    """One response's rewrite: decoded if the upstream compressed it, rewritten, compressed again."""
 
-    def __init__(self, rewriter: PageRewriter, decoder: codings.Coder | None, encoder: codings.Coder | None) -> None:
+    __slots__ = ("decoder", "encoder", "path", "rewriter", "site")
+
+    def __init__(self, site: str, path: str, rewriter: PageRewriter, decoder: codings.Coder | None,
+                 encoder: codings.Coder | None) -> None:
+        self.site = site
+        self.path = path
         self.rewriter = rewriter
         self.decoder = decoder
         self.encoder = encoder
+
+    def feed(self, data: bytes) -> bytes:
+        if self.decoder is not None:
+            data = self._decode(self.decoder.feed, data)
+        out = self.rewriter.feed(data) if data else b""
+        return self.encoder.feed(out) if self.encoder is not None and out else out
+
+    def finish(self) -> bytes:
+        rewriter, encoder = self.rewriter, self.encoder
+        tail = self._decode(self.decoder.finish) if self.decoder is not None else b""
+        out = rewriter.whole(tail) if tail else rewriter.finish()
+        if encoder is not None:
+            out = encoder.feed(out) + encoder.finish()
+        self._count()
+        return out
+
+    def whole(self, data: bytes) -> bytes:
+        if self.decoder is None and self.encoder is None:  # the usual case: one join, no copies in between
+            out = self.rewriter.whole(data)
+            self._count()
+            return out
+        return super().whole(data)
+
+    def _decode(self, step: Callable[..., bytes], *data: bytes) -> bytes:
+        try:
+            return step(*data)
+        except codings.CodingError as exc:
+            metrics.inc(metrics.PAGES_REWRITTEN, self.site, "failed")
+            logger.warning("site %s: the upstream body of %s does not decode as declared: %s", self.site,
+                           self.path, exc)
+            raise FilterFailed(str(exc)) from exc
+
+    def _count(self) -> None:
+        metrics.inc(metrics.PAGES_REWRITTEN, self.site, "rewritten")
+        counts: dict[tuple[str, str], int] = {}
+        for blocked in self.rewriter.blocked:
+            key = (blocked.kind, blocked.category)
+            counts[key] = counts.get(key, 0) + 1
+        for (kind, category), count in counts.items():  # one locked increment per label set, not per element
+            metrics.inc(metrics.ELEMENTS_BLOCKED, self.site, kind, category, amount=count)
 
 
 class HtmlRewriting(Step):
@@ -124,41 +168,12 @@ class HtmlRewriting(Step):
             headers.append((b"content-encoding", out_coding))
         mark_private(headers)
         _add_vary(headers, b"Accept-Encoding")
-        exchange.extra[_JOB] = _Job(PageRewriter(plan, mode), decoder,
-                                    codings.encoder(out_coding) if out_coding else None)
+        exchange.extra[_JOB] = _PageFilter(self.site, exchange.scope["path"], PageRewriter(plan, mode), decoder,
+                                           codings.encoder(out_coding) if out_coding else None)
 
-    def body_filter(self, exchange: Exchange, body: AsyncIterator[bytes]) -> AsyncIterator[bytes] | None:
-        job: _Job | None = exchange.extra.get(_JOB)
-        if job is None:
-            return None
-        return self._rewrite(exchange, job, body)
-
-    async def _rewrite(self, exchange: Exchange, job: _Job, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        rewriter, decoder, encoder = job.rewriter, job.decoder, job.encoder
-        try:
-            async for chunk in body:
-                data = decoder.feed(chunk) if decoder is not None else chunk
-                out = rewriter.feed(data) if data else b""
-                if out:
-                    yield encoder.feed(out) if encoder is not None else out
-            tail = decoder.finish() if decoder is not None else b""
-            out = (rewriter.feed(tail) if tail else b"") + rewriter.finish()
-            if encoder is not None:
-                out = encoder.feed(out) + encoder.finish()
-            if out:
-                yield out
-        except codings.CodingError as exc:
-            metrics.inc(metrics.PAGES_REWRITTEN, self.site, "failed")
-            logger.warning("site %s: the upstream body of %s does not decode as declared: %s", self.site,
-                           exchange.scope["path"], exc)
-            raise UpstreamAborted(str(exc)) from exc
-        metrics.inc(metrics.PAGES_REWRITTEN, self.site, "rewritten")
-        counts: dict[tuple[str, str], int] = {}
-        for blocked in rewriter.blocked:
-            key = (blocked.kind, blocked.category)
-            counts[key] = counts.get(key, 0) + 1
-        for (kind, category), count in counts.items():  # one locked increment per label set, not per element
-            metrics.inc(metrics.ELEMENTS_BLOCKED, self.site, kind, category, amount=count)
+    def body_filter(self, exchange: Exchange) -> BodyFilter | None:
+        found: _PageFilter | None = exchange.extra.get(_JOB)
+        return found
 
 
 def _add_vary(headers: list[tuple[bytes, bytes]], token: bytes) -> None:

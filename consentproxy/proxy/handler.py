@@ -23,7 +23,7 @@ from consentproxy.observability.accesslog import log_request
 from consentproxy.proxy.errors import error_page
 from consentproxy.proxy.forwarded import truncated_chain
 from consentproxy.proxy.headers import filter_response_headers
-from consentproxy.proxy.pipeline import Endpoint, Exchange, Reply
+from consentproxy.proxy.pipeline import BodyFilter, Endpoint, Exchange, FilterFailed, Reply
 from consentproxy.proxy.sites import Site
 from consentproxy.server.protocol import CLIENT_GONE
 
@@ -203,12 +203,27 @@ class ProxyHandler:
         exchange.response_headers = filter_response_headers(
             response.raw_headers, exchange.site.name, keep_length=not bodyless_status
         )
-        body: AsyncIterator[bytes] | None = None
+        filters: list[BodyFilter] = []
         for step in exchange.site.response_steps:
             step.on_response(exchange)
             if has_body and step.filters_body:
-                # the upstream chunks as aiohttp's own iterator: no generator of ours in between
-                body = step.body_filter(exchange, body if body is not None else response.content.iter_any()) or body
+                found = step.body_filter(exchange)
+                if found is not None:
+                    filters.append(found)
+        content = response.content
+        if filters and content.is_eof():
+            # The whole body came with the headers (most pages): filter it before the response starts, so
+            # it goes out with its length in one message, and a body that cannot be filtered gets a 502.
+            try:
+                body = _filter_whole(filters, content.read_nowait())  # a broken upstream body raises: a 502
+            except FilterFailed:
+                response.close()
+                return await send_error(send, 502), 0
+            response.release()
+            exchange.response_headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": exchange.response_headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return status, len(body)
         await send({"type": "http.response.start", "status": status, "headers": exchange.response_headers})
         if not has_body:
             response.release()
@@ -216,10 +231,13 @@ class ProxyHandler:
             return status, 0
         sent = 0
         try:
-            if body is None:
-                sent = await _pump(response.content, send)
+            if filters:
+                sent = await _send_filtered(filters, content, send)
             else:
-                sent = await _send_filtered(body, response.content, send)
+                sent = await _pump(content, send)
+        except FilterFailed as exc:
+            response.close()
+            raise UpstreamAborted(str(exc)) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             response.close()
             kind = "timeout" if isinstance(exc, TimeoutError) else "body"
@@ -291,29 +309,50 @@ async def _pump(content: aiohttp.StreamReader, send: Send) -> int:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
-async def _send_filtered(body: AsyncIterator[bytes], content: aiohttp.StreamReader, send: Send) -> int:
-    """Send a filtered body as it comes; once the upstream body is complete, the last chunk ends the response.
-
-    A chunk is held back only while the upstream has nothing more to send (`is_eof`): then the filter's
-    remaining output costs CPU, not waiting, and the last chunk carries the end of the body, one write
-    (a system call and a packet) fewer than an empty closing message. A still-streaming upstream never
-    delays a chunk.
+async def _send_filtered(filters: list[BodyFilter], content: aiohttp.StreamReader, send: Send) -> int:
+    """Filter the upstream body as it arrives and send each output; once the upstream body is complete, the
+    last output ends the response (one write, a system call and a packet, fewer than an empty closing
+    message). A still-streaming upstream never delays an output.
     """
     sent = 0
-    held = b""
-    async for chunk in body:
+    last = b""
+    while True:
+        chunk = await content.readany()
         if not chunk:
-            continue
-        if held:
-            await send({"type": "http.response.body", "body": held, "more_body": True})
-        sent += len(chunk)
+            break
+        out = _filter_feed(filters, chunk)
         if content.is_eof():
-            held = chunk
-        else:
-            held = b""
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": held, "more_body": False})
-    return sent
+            last = out
+            break
+        if out:
+            sent += len(out)
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+    tail = _filter_finish(filters)
+    last = last + tail if last and tail else last or tail
+    await send({"type": "http.response.body", "body": last, "more_body": False})
+    return sent + len(last)
+
+
+def _filter_feed(filters: list[BodyFilter], data: bytes) -> bytes:
+    for body_filter in filters:
+        if not data:
+            break
+        data = body_filter.feed(data)
+    return data
+
+
+def _filter_finish(filters: list[BodyFilter]) -> bytes:
+    """The end of the body: each filter's rest, through the filters after it."""
+    out = b""
+    for body_filter in filters:
+        out = body_filter.whole(out) if out else body_filter.finish()
+    return out
+
+
+def _filter_whole(filters: list[BodyFilter], data: bytes) -> bytes:
+    for body_filter in filters:
+        data = body_filter.whole(data)
+    return data
 
 
 async def _send_reply(send: Send, reply: Reply) -> int:

@@ -2,14 +2,15 @@
 
 The core (`proxy.handler`) knows the order; each step knows its own job, in
 the manner of mitmproxy's addons. A step may edit the upstream request
-headers, answer the request itself, edit the response headers, or wrap the
-response body in a streaming filter. Steps are built once per site when the
-configuration loads, never per request.
+headers, answer the request itself, edit the response headers, or give the
+response body a filter (fed chunk by chunk, or the whole body when it came at
+once). Steps are built once per site when the configuration loads, never per
+request.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -90,6 +91,32 @@ class Endpoint:
         raise NotImplementedError
 
 
+class FilterFailed(Exception):
+    """A body filter cannot go on (the body does not decode as its headers say): the response fails.
+
+    Before anything was sent the client gets a 502; after, the connection is cut.
+    """
+
+
+class BodyFilter:
+    """Rewrites one response body. Synchronous: the core drives it, and skips any await per chunk.
+
+    `feed` returns the output ready so far, `finish` the rest. When the whole body is already here
+    as the response starts (a page that came in one read), the core calls `whole` instead and sends
+    the result with its Content-Length.
+    """
+
+    def feed(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        raise NotImplementedError
+
+    def whole(self, data: bytes) -> bytes:
+        out = self.feed(data)
+        return out + self.finish()
+
+
 class Step:
     """Base class: override only the hooks a feature needs."""
 
@@ -102,6 +129,6 @@ class Step:
     def on_response(self, exchange: Exchange) -> None:
         return None
 
-    def body_filter(self, exchange: Exchange, body: AsyncIterator[bytes]) -> AsyncIterator[bytes] | None:
-        """Return a new body iterator to rewrite the response, or None to pass it through."""
+    def body_filter(self, exchange: Exchange) -> BodyFilter | None:
+        """Return a filter to rewrite this response's body, or None to pass it through."""
         return None
