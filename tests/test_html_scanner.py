@@ -52,6 +52,8 @@ PIECES = [
     "<img src=a/alt=b>", "<img/src=slash>", "<img src = 'sp' >", "<img src=\"dq\"alt='no space'>",
     "<img src=un'quoted>", "<img =src>", "<img src=1 src=2>", "<img\tsrc=tab\fclass=ff>", "<a title=\"<script>\">",
     "<div title='</script>'>", "<img src=x /", ">",
+    # NUL bytes (the parser reads them as U+FFFD; the scanner's loops stop at a NUL after the buffer)
+    "te\x00xt ", "<img src=nul\x00.png>", "<img da\x00ta-x=1 src='q\x00'>", "<p\x00>", "<img src=\x00",
 ]
 REPORTED = {"script", "iframe", "img", "link", "noscript"}
 
@@ -104,7 +106,7 @@ def _scanner_elements(items: list[Any]) -> list[tuple[str, str]]:
             continue
         first = dict(reversed(attributes))
         name = "img" if name == "image" else name
-        found.append((name, html.unescape(first.get("src") or first.get("href") or "")))
+        found.append((name, html.unescape(first.get("src") or first.get("href") or "").replace("\x00", "\ufffd")))
     return sorted(found)
 
 
@@ -178,3 +180,11 @@ def test_a_blocked_tag_with_more_attributes_than_the_scanner_lists_keeps_them_al
     assert [b.kind for b in rewriter.blocked] == ["img"]
     assert "data-a0='0'" in img and "data-a139='139'" in img and " =odd " in img and "data-last=x" in img
     assert 'data-cp-src="https://www.facebook.com/tr?id=1"' in img and " src=" not in img
+
+
+def test_any_bytes_like_input_scans_as_bytes_do() -> None:
+    data = b"<p>a<img src='https://www.facebook.com/tr?id=1' al\x00t=x>b<div data-consent-category=ads>"
+    expected = _scan(data)
+    for kind in (bytearray, memoryview):
+        scanner = Scanner()
+        assert scanner.feed(kind(data)) + scanner.finish() == expected

@@ -230,8 +230,9 @@ static int role_of(const char *n, Py_ssize_t len)
 #undef IS
 
 /* Character classes for the tag parser's loops. */
-enum { C_WS = 1, C_SLASH = 2, C_GT = 4, C_EQ = 8 };
+enum { C_WS = 1, C_SLASH = 2, C_GT = 4, C_EQ = 8, C_NUL = 16 };
 static unsigned char CLS[256];
+static unsigned char LOWER[256];
 
 static void init_classes(void)
 {
@@ -239,6 +240,9 @@ static void init_classes(void)
     CLS['/'] = C_SLASH;
     CLS['>'] = C_GT;
     CLS['='] = C_EQ;
+    CLS[0] = C_NUL;
+    for (int c = 0; c < 256; c++)
+        LOWER[c] = lower((unsigned char)c);
 }
 
 static const char *const MATHML_TEXT[] = {"mi", "mo", "mn", "ms", "mtext", NULL};
@@ -272,6 +276,30 @@ static int grow_spans(Scanner *self)
     return 0;
 }
 
+/* The scanned buffer always ends in a NUL byte just past its end (bytes objects do; our own buffer keeps
+ * one), so the tag parser's loops test one table entry per byte instead of also testing the length: a
+ * NUL stops them, and is stepped over when it is not that sentinel. */
+
+/* Step over bytes of none of the classes in `stop`. */
+static inline Py_ssize_t span_until(const unsigned char *b, Py_ssize_t i, Py_ssize_t len, unsigned char stop)
+{
+    for (;;) {
+        while (!(CLS[b[i]] & (stop | C_NUL)))
+            i++;
+        if (b[i] != 0 || i >= len)
+            return i;
+        i++; /* a NUL in the markup */
+    }
+}
+
+/* Step over bytes of the classes in `keep` (never NUL, so the sentinel stops it). */
+static inline Py_ssize_t span_while(const unsigned char *b, Py_ssize_t i, unsigned char keep)
+{
+    while (CLS[b[i]] & keep)
+        i++;
+    return i;
+}
+
 /* Read a tag name starting at `at` into tag (lower-cased, cut to NAME_MAX_LEN, its full length, its hash):
  * the offset after it. Names end at a space, '/' or '>'. (A 16-byte SSE2 reading was tried: fewer
  * instructions, but slower, since each step waits for the one before; names are short.) */
@@ -279,8 +307,11 @@ static inline Py_ssize_t read_name(const unsigned char *b, Py_ssize_t at, Py_ssi
 {
     Py_ssize_t i = at;
     unsigned int h = 0;
-    while (i < len && !(CLS[b[i]] & (C_WS | C_SLASH | C_GT))) {
-        unsigned char c = lower(b[i]);
+    for (;;) {
+        unsigned char c = b[i];
+        if ((CLS[c] & (C_WS | C_SLASH | C_GT | C_NUL)) && (c != 0 || i >= len))
+            break;
+        c = LOWER[c];
         h = h * 31u + c;
         if (i - at < NAME_MAX_LEN)
             tag->name[i - at] = (char)c;
@@ -292,27 +323,27 @@ static inline Py_ssize_t read_name(const unsigned char *b, Py_ssize_t at, Py_ssi
 }
 
 /* Parse the tag whose name starts at `at`, keeping its attributes' spans when `keep` is given (start
- * tags); 0 when complete, -1 when the buffer ends first, -2 on MemoryError. */
+ * tags); 0 when complete, -1 when the buffer ends first, -2 on MemoryError. buf[len] must be NUL. */
 static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, Scanner *keep)
 {
     const unsigned char *b = (const unsigned char *)buf;
-    Py_ssize_t i = at;
     tag->self_closing = 0;
     tag->n_attrs = 0;
     tag->attrs = keep != NULL ? keep->spans : NULL;
     tag->tagged = 0;
-    i = read_name(b, i, len, tag);
+    Py_ssize_t i = read_name(b, at, len, tag);
     for (;;) {
-        /* before attribute name */
-        while (i < len && (CLS[b[i]] & (C_WS | C_SLASH))) {
-            if (b[i] == '/') {
-                if (i + 1 >= len)
-                    return -1;
-                if (b[i + 1] == '>') {
-                    tag->self_closing = 1;
-                    i++;
-                    break;
-                }
+        /* before attribute name: a '/' not followed by '>' counts as a space */
+        for (;;) {
+            i = span_while(b, i, C_WS);
+            if (b[i] != '/')
+                break;
+            if (i + 1 >= len)
+                return -1;
+            if (b[i + 1] == '>') {
+                tag->self_closing = 1;
+                i++;
+                break;
             }
             i++;
         }
@@ -323,21 +354,16 @@ static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, S
             return 0;
         }
         /* attribute name: the first character may be '=' */
-        Py_ssize_t name = i++;
-        while (i < len && !(CLS[b[i]] & (C_WS | C_SLASH | C_GT | C_EQ)))
-            i++;
+        Py_ssize_t name = i;
+        i = span_until(b, i + 1, len, C_WS | C_SLASH | C_GT | C_EQ);
         Py_ssize_t name_len = i - name;
         /* after attribute name */
-        Py_ssize_t j = i;
-        while (j < len && (CLS[b[j]] & C_WS))
-            j++;
+        Py_ssize_t j = span_while(b, i, C_WS);
         if (j >= len)
             return -1;
         Py_ssize_t value = -1, value_len = 0;
         if (b[j] == '=') {
-            j++;
-            while (j < len && (CLS[b[j]] & C_WS))
-                j++;
+            j = span_while(b, j + 1, C_WS);
             if (j >= len)
                 return -1;
             unsigned char q = b[j];
@@ -350,8 +376,7 @@ static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, S
                 i = close + 1;
             } else {
                 value = j; /* unquoted; empty when '>' follows the '=' at once */
-                while (j < len && !(CLS[b[j]] & (C_WS | C_GT)))
-                    j++;
+                j = span_until(b, j, len, C_WS | C_GT);
                 if (j >= len)
                     return -1;
                 value_len = j - value;
@@ -360,7 +385,7 @@ static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, S
         } else {
             i = j; /* no value; what follows starts the next attribute */
         }
-        if (name_len == 21 && (b[name] | 0x20) == 'd' && starts_ci(buf, name, len, "data-consent-category", 21) == 1)
+        if (name_len == 21 && LOWER[b[name]] == 'd' && starts_ci(buf, name, len, "data-consent-category", 21) == 1)
             tag->tagged = 1;
         if (keep != NULL) {
             if (tag->n_attrs == keep->spans_cap && grow_spans(keep) < 0)
@@ -1178,9 +1203,9 @@ static int append(Scanner *self, const char *data, Py_ssize_t n)
         self->len -= self->base;
         self->base = 0;
     }
-    if (self->len + n > self->cap) {
+    if (self->len + n + 1 > self->cap) { /* + 1: the NUL the tag parser stops at */
         Py_ssize_t cap = self->cap ? self->cap : 4096;
-        while (cap < self->len + n)
+        while (cap < self->len + n + 1)
             cap *= 2;
         char *grown = PyMem_Realloc(self->buf, (size_t)cap);
         if (grown == NULL) {
@@ -1192,6 +1217,7 @@ static int append(Scanner *self, const char *data, Py_ssize_t n)
     }
     memcpy(self->buf + self->len, data, (size_t)n);
     self->len += n;
+    self->buf[self->len] = 0;
     return 0;
 }
 
@@ -1201,8 +1227,9 @@ static PyObject *Scanner_feed(Scanner *self, PyObject *arg)
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     PyObject *out;
-    if (self->base == self->len) {
-        /* nothing pending: scan the caller's bytes where they are, keep only what is left over */
+    if (self->base == self->len && PyBytes_CheckExact(arg)) {
+        /* nothing pending: scan the caller's bytes where they are (a bytes object ends in a NUL, as our
+         * buffer does), keep only what is left over */
         char *own = self->buf;
         self->buf = view.buf;
         self->base = 0;
