@@ -54,18 +54,17 @@ def rewriter(allowed: frozenset[str], nonces: NoncePlan | None = None, mode: Any
 
 def rewrite(data: bytes, allowed: frozenset[str], sizes: list[int] | None = None,
             nonces: NoncePlan | None = None) -> tuple[bytes, PageRewriter]:
-    """Feed `data` in chunks of the given sizes (cycled), or whole."""
+    """Feed `data` in chunks of the given sizes (cycled), or all of it to `whole` (a body that came at once)."""
     r = rewriter(allowed, nonces)
-    out = []
     if not sizes:
-        out.append(r.feed(data))
-    else:
-        position, turn = 0, 0
-        while position < len(data):
-            size = sizes[turn % len(sizes)]
-            out.append(r.feed(data[position:position + size]))
-            position += size
-            turn += 1
+        return r.whole(data), r
+    out = []
+    position, turn = 0, 0
+    while position < len(data):
+        size = sizes[turn % len(sizes)]
+        out.append(r.feed(data[position:position + size]))
+        position += size
+        turn += 1
     out.append(r.finish())
     return b"".join(out), r
 

@@ -42,7 +42,7 @@ def test_output_is_identical_for_any_chunking(page) -> None:
     data = page.read_bytes()
     whole, _ = rewrite(data, NECESSARY)
     seed = sum(data[:64])
-    for sizes in ([1], [2, 3], random_sizes(seed, 1, 17), random_sizes(seed + 1, 1, 4096)):
+    for sizes in ([len(data)], [1], [2, 3], random_sizes(seed, 1, 17), random_sizes(seed + 1, 1, 4096)):
         assert rewrite(data, NECESSARY, sizes)[0] == whole, f"chunk sizes {sizes[:5]}…"
 
 

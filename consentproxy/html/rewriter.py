@@ -85,13 +85,14 @@ class StateMemo:
     #: raw start tags (`<img>`, `<link>`, `<iframe>`, tagged elements) that stay as they are; the scanner
     #: passes them through without a Python call (a page's ~50 product images)
     noop: TagSet = field(default_factory=TagSet)
-    #: (raw start tag, text, codec) of a `<script>` → (what it becomes, with `_STAMP_MARK` for the stamp, or
-    #: None when unchanged; what was blocked): the same snippets come on every page
-    scripts: dict[tuple[bytes, bytes, str], tuple[str | None, tuple[Blocked, ...]]] = field(default_factory=dict)
+    #: (raw start tag, text, codec) of a `<script>` → (what it becomes, encoded, with `_STAMP_MARK` for the
+    #: stamp, or None when unchanged; what was blocked): the same snippets come on every page
+    scripts: dict[tuple[bytes, bytes, str], tuple[bytes | None, tuple[Blocked, ...]]] = field(default_factory=dict)
 
 
 StateMemos = dict[tuple[frozenset[str], frozenset[str]], StateMemo]
 _STAMP_MARK = "cp-stamp-9d1e4b7a"
+_STAMP_MARK_BYTES = _STAMP_MARK.encode()
 _PLAIN_STAMP = re.compile(r"[A-Za-z0-9_-]+")  # as secrets.token_urlsafe makes them
 _NOSCRIPT_MEMO_ENTRIES = 256
 _NOSCRIPT_MEMO_CHARS = 4096
@@ -265,7 +266,7 @@ class _Page:
         self.pixel_answers = self.matcher.answers("pixels")
         self.noop: TagSet | None = None
         #: script outcomes kept across responses; not when the stamp could be mistaken for the mark
-        self.scripts: dict[tuple[bytes, bytes, str], tuple[str | None, tuple[Blocked, ...]]] | None = None
+        self.scripts: dict[tuple[bytes, bytes, str], tuple[bytes | None, tuple[Blocked, ...]]] | None = None
         if not nested:
             key = (plan.allowed, plan.unblocked)
             memo = plan.state_memos.get(key)
@@ -278,12 +279,7 @@ class _Page:
             self.noop = memo.noop
             if _PLAIN_STAMP.fullmatch(plan.stamp) and _STAMP_MARK not in plan.stamp:
                 self.scripts = memo.scripts
-        self.by_name: dict[str, Callable[[Token, list[str]], None]] = {
-            "img": self.img, "image": self.img, "iframe": self.iframe, "link": self.link, "meta": self.meta,
-            "html": self.html, "body": self.body,
-        }
-        if nested:
-            self.by_name = {"img": self.img, "image": self.img, "iframe": self.iframe}
+        self.handlers = _NESTED_HANDLERS if nested else _HANDLERS
 
     # -- plumbing ------------------------------------------------------------
     def scanner(self) -> Scanner:
@@ -300,14 +296,14 @@ class _Page:
                 continue
             token = item
             kind = token[0]
-            texts: list[str] = []
             if kind == SCRIPT:
-                self.script(token, texts)
-            elif kind == NOSCRIPT:
+                self.script(token, out)
+                continue
+            texts: list[str] = []
+            if kind == NOSCRIPT:
                 self.noscript(token, texts)
             else:
-                handler = self.by_name.get(token[2], self.tagged)
-                handler(token, texts)
+                self.handlers.get(token[2], _Page.tagged)(self, token, texts)
             if texts:
                 out.append("".join(texts).encode(self.codec, self.errors))
             else:  # unchanged
@@ -343,19 +339,22 @@ class _Page:
         self.blocked.append(Blocked(kind, match.service, match.category, detail))
 
     # -- elements ------------------------------------------------------------
-    def script(self, token: Token, texts: list[str]) -> None:
+    def script(self, token: Token, out: list[bytes]) -> None:
+        """A `<script>` element into `out`: blocked, pointed at our endpoint, or as it came (bytes throughout:
+        the same snippets come on every page, and their outcome is kept encoded)."""
         _, raw, _, _, in_template, content, end, _ = token
         assert content is not None and end is not None
-        if self.nested:
-            return
-        if not in_template and not self.consent_mode_done:  # a template's script is inert until cloned
+        if not self.nested and not in_template and not self.consent_mode_done:  # a template's script is inert
             self.consent_mode_done = True
             code = self.plan.injection.consent_mode(self.plan.nonces)
             if code:
-                texts.append(code)
+                out.append(code.encode(self.codec, self.errors))
         memo = self.scripts
-        if memo is None or len(content) > _SCRIPT_MEMO_BYTES or _STAMP_MARK.encode() in content:
+        if self.nested:
+            written = None
+        elif memo is None or len(content) > _SCRIPT_MEMO_BYTES or _STAMP_MARK_BYTES in content:
             changed = self._judge_script(token)
+            written = changed.encode(self.codec, self.errors) if changed is not None else None
         else:
             key = (raw, content, self.codec)
             found = memo.get(key)
@@ -366,16 +365,17 @@ class _Page:
                     changed = self._judge_script(token)
                 finally:
                     self.stamp = stamp
-                found = memo[key] = (changed, tuple(self.blocked[before:]))
+                found = memo[key] = (changed.encode(self.codec, self.errors) if changed is not None else None,
+                                     tuple(self.blocked[before:]))
             else:
                 self.blocked.extend(found[1])
-            changed = found[0]
-            if changed is not None:
-                changed = changed.replace(_STAMP_MARK, self.stamp)
-        if changed is not None:
-            texts.append(changed)
+            written = found[0]
+            if written is not None:
+                written = written.replace(_STAMP_MARK_BYTES, self.stamp.encode("ascii"))
+        if written is None:
+            out += (raw, content, end)
         else:
-            self._keep(token, texts)
+            out.append(written)
 
     def _judge_script(self, token: Token) -> str | None:
         """The script element as it is to be written, or None when it stays as it is."""
@@ -420,11 +420,6 @@ class _Page:
         self.blocked.append(Blocked("inline-script", match.service, match.category, code))
         return (start_tag("script", [(k, v.replace('"', "&quot;")) for k, v in attributes]) + code
                 + end.decode(self.codec, self.errors))
-
-    def _keep(self, token: Token, texts: list[str]) -> None:
-        """An element with its text, unchanged (after whatever `texts` already holds)."""
-        if texts:
-            texts += [part.decode(self.codec, self.errors) for part in (token[1], token[5], token[6]) if part]
 
     def iframe(self, token: Token, texts: list[str]) -> None:
         tag = self._tag(token)
@@ -572,6 +567,14 @@ class _Page:
         output = inner.handle(scanner.feed(data)) + inner.handle(scanner.finish())
         blocked = tuple(inner.blocked)
         return (output.decode("utf-8", "surrogateescape") if blocked else None), blocked
+
+
+#: the handler of each element the scanner reports, by name (any other: a site-tagged element)
+_Handler = Callable[[_Page, Token, list[str]], None]
+_HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe": _Page.iframe, "link": _Page.link,
+                                  "meta": _Page.meta, "html": _Page.html, "body": _Page.body}
+#: inside <noscript> only what loads without scripts
+_NESTED_HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe": _Page.iframe}
 
 
 class PageRewriter:
