@@ -220,8 +220,10 @@ class ProxyHandler:
                 response.close()
                 return await send_error(send, 502), 0
             response.release()
-            exchange.response_headers.append((b"content-length", str(len(body)).encode()))
-            await send({"type": "http.response.start", "status": status, "headers": exchange.response_headers})
+            headers = [row for row in exchange.response_headers if row[0] != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            exchange.response_headers = headers
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return status, len(body)
         await send({"type": "http.response.start", "status": status, "headers": exchange.response_headers})
