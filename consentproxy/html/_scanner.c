@@ -90,7 +90,8 @@ static inline Py_ssize_t find_byte(const char *buf, Py_ssize_t i, Py_ssize_t len
 #ifdef __SSE2__
     const __m128i needle = _mm_set1_epi8(c);
     for (int step = 0; step < 4 && i + 16 <= len; step++, i += 16) {
-        unsigned int m = (unsigned int)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(buf + i)), needle));
+        __m128i block = _mm_loadu_si128((const __m128i *)(buf + i));
+        unsigned int m = (unsigned int)_mm_movemask_epi8(_mm_cmpeq_epi8(block, needle));
         if (m)
             return i + __builtin_ctz(m);
     }

@@ -1,4 +1,4 @@
-"""The streaming page rewriter: one per HTML response, fed chunk by chunk.
+"""The page rewriter: one per HTML response, fed chunk by chunk, or given the whole body at once.
 
 The page goes through our scanner (`_scanner.c`), which tokenizes like a
 browser and copies everything it is not asked about through unchanged, so the
