@@ -325,14 +325,22 @@ def kill_quietly(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
-def recv_response(sock: socket.socket) -> bytes:
-    """Read exactly one HTTP/1.1 response (Content-Length or chunked) from a kept-alive socket."""
+def recv_head(sock: socket.socket) -> bytes:
+    """Read up to the end of an HTTP header block, or until the peer stops sending: all that was read."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
-            return data
+            break
         data += chunk
+    return data
+
+
+def recv_response(sock: socket.socket) -> bytes:
+    """Read exactly one HTTP/1.1 response (Content-Length or chunked) from a kept-alive socket."""
+    data = recv_head(sock)
+    if b"\r\n\r\n" not in data:
+        return data
     head, _, body = data.partition(b"\r\n\r\n")
     lower = head.lower()
     if b"transfer-encoding: chunked" in lower:

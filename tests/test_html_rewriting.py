@@ -21,7 +21,7 @@ import brotli
 import pytest
 import zstandard
 from aiohttp import web
-from conftest import Proxy, free_port, mint, serve_app, site_toml
+from conftest import Proxy, free_port, mint, recv_head, serve_app, site_toml
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Shop · café</title>
@@ -274,12 +274,9 @@ class RawUpstream:
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                head += data
+            head = recv_head(conn)
+            if b"\r\n\r\n" not in head:
+                return
             path = head.split(b" ", 2)[1].decode()
             for index, part in enumerate(self.responses.get(path, [b"HTTP/1.1 404 Not Found\r\n\r\n"])):
                 if index:

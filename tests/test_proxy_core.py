@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Proxy, Upstream, free_port, raw_request, recv_response, site_toml, status_of
+from conftest import Proxy, Upstream, free_port, raw_request, recv_head, recv_response, site_toml, status_of
 
 
 def get_json(url: str, **kwargs: Any) -> dict[str, Any]:
@@ -210,12 +210,7 @@ def _raw_upstream(response: bytes) -> tuple[int, Any]:
                 return
             with conn:
                 conn.settimeout(5)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                recv_head(conn)
                 if response:
                     conn.sendall(response)
                 else:
