@@ -804,12 +804,12 @@ static Py_ssize_t find_script_end(Scanner *self, int final)
     while (i < len) {
         unsigned char c = (unsigned char)buf[i];
         if (self->esc == ESC_NONE) {
-            const char *lt = memchr(buf + i, '<', (size_t)(len - i));
-            if (lt == NULL) {
+            Py_ssize_t lt = find_byte(buf, i, len, '<');
+            if (lt < 0) {
                 i = len;
                 break;
             }
-            i = lt - buf;
+            i = lt;
             int end = raw_end_at(self, i);
             if (end == 1)
                 return i;
@@ -888,12 +888,12 @@ static Py_ssize_t find_raw_end(Scanner *self, int final)
     const char *buf = B(self);
     Py_ssize_t i = self->scan, len = L(self);
     while (i < len) {
-        const char *lt = memchr(buf + i, '<', (size_t)(len - i));
-        if (lt == NULL) {
+        Py_ssize_t lt = find_byte(buf, i, len, '<');
+        if (lt < 0) {
             i = len;
             break;
         }
-        i = lt - buf;
+        i = lt;
         int end = raw_end_at(self, i);
         if (end == 1)
             return i;
@@ -940,8 +940,8 @@ static Py_ssize_t comment_end(const char *buf, Py_ssize_t at, Py_ssize_t len)
 
 static Py_ssize_t char_end(const char *buf, Py_ssize_t at, Py_ssize_t len, char c)
 {
-    const char *p = memchr(buf + at, c, (size_t)(len - at));
-    return p ? (p - buf) + 1 : -1;
+    Py_ssize_t p = find_byte(buf, at, len, c);
+    return p < 0 ? -1 : p + 1;
 }
 
 static Py_ssize_t cdata_end(const char *buf, Py_ssize_t at, Py_ssize_t len)
