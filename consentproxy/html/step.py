@@ -58,7 +58,7 @@ class _PageFilter(BodyFilter):
     def finish(self) -> bytes:
         rewriter, encoder = self.rewriter, self.encoder
         tail = self._decode(self.decoder.finish) if self.decoder is not None else b""
-        out = rewriter.whole(tail) if tail else rewriter.finish()
+        out = rewriter.whole(tail)  # the decoder's last output, and the page's end
         if encoder is not None:
             out = encoder.feed(out) + encoder.finish()
         self._count()
