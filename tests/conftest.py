@@ -325,6 +325,20 @@ def kill_quietly(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
+def trickle_until_cut(sock: socket.socket, times: int, pause: float) -> bytes:
+    """Send a byte every `pause` seconds, `times` times or until the server cuts us off; what it answered."""
+    try:
+        for _ in range(times):
+            sock.sendall(b"X")
+            time.sleep(pause)
+    except OSError:
+        pass
+    try:
+        return sock.recv(4096)
+    except OSError:
+        return b""
+
+
 def recv_head(sock: socket.socket) -> bytes:
     """Read up to the end of an HTTP header block, or until the peer stops sending: all that was read."""
     data = b""

@@ -6,7 +6,7 @@ import socket
 import time
 from typing import Any
 
-from conftest import Upstream, recv_response, site_toml, status_of
+from conftest import Upstream, recv_response, site_toml, status_of, trickle_until_cut
 
 
 def _get(sock: socket.socket, path: str) -> bytes:
@@ -33,17 +33,7 @@ def test_a_slow_header_block_on_a_kept_alive_connection_is_cut(start_proxy: Any,
         assert status_of(_get(sock, "/first")) == 200
         time.sleep(0.5)
         sock.sendall(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n")
-        answer = b""
-        try:
-            for _ in range(30):
-                sock.sendall(b"X")
-                time.sleep(0.2)
-        except OSError:
-            pass
-        try:
-            answer = sock.recv(4096)
-        except OSError:
-            answer = b""
+        answer = trickle_until_cut(sock, 30, 0.2)
         assert answer == b"" or status_of(answer) == 408
     assert [seen.raw_path for seen in upstream.seen] == ["/first"]
 

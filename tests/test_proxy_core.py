@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import time
@@ -13,7 +12,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Proxy, Upstream, free_port, raw_request, recv_head, recv_response, site_toml, status_of
+from conftest import (
+    Proxy,
+    Upstream,
+    free_port,
+    raw_request,
+    recv_head,
+    recv_response,
+    site_toml,
+    status_of,
+    trickle_until_cut,
+)
 
 
 def get_json(url: str, **kwargs: Any) -> dict[str, Any]:
@@ -334,15 +343,7 @@ def test_slow_loris_is_disconnected(start_proxy: Any, upstream: Upstream) -> Non
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
         started = time.monotonic()
-        answer = b""
-        try:
-            for _ in range(40):
-                sock.sendall(b"X")
-                time.sleep(0.25)
-        except OSError:
-            pass
-        with contextlib.suppress(OSError):
-            answer = sock.recv(4096)
+        answer = trickle_until_cut(sock, 40, 0.25)
         assert time.monotonic() - started < 9
         assert answer == b"" or status_of(answer) == 408
     # and a connection that never sends a byte is closed too
