@@ -290,6 +290,11 @@ class RawUpstream:
         self.responses[path] = [head + body] if parts == 1 else [head + body[:cut], body[cut:]]
 
 
+def _encoded(page: bytes) -> dict[str, bytes]:
+    return {"gzip": gzip.compress(page), "deflate": zlib.compress(page), "br": brotli.compress(page),
+            "zstd": zstandard.ZstdCompressor().compress(page)}
+
+
 @pytest.fixture(scope="module")
 def raw_upstream() -> Iterator[RawUpstream]:
     upstream = RawUpstream()
@@ -299,6 +304,10 @@ def raw_upstream() -> Iterator[RawUpstream]:
     zipped = gzip.compress(page)
     upstream.add("/bad-gzip", b"\x1f\x8b\x08\x00 this is no gzip stream at all", coding="gzip")
     upstream.add("/breaks-off", zipped[:len(zipped) // 2] + b"garbage" * 40, parts=2, coding="gzip")
+    for coding, encoded in _encoded(page).items():
+        # a valid stream minus its end: every byte decodes, yet the page is not all there
+        upstream.add(f"/short-{coding}", encoded[:-20], coding=coding)
+        upstream.add(f"/short-{coding}-in-parts", encoded[:-20], parts=2, coding=coding)
     yield upstream
     upstream.sock.close()
 
@@ -344,3 +353,19 @@ def test_a_body_that_stops_decoding_mid_stream_cuts_the_connection(raw_proxy: Pr
     assert response.status == 200  # the response had started: the client must see it end short
     with pytest.raises((http.client.IncompleteRead, ConnectionError)):
         response.read()
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+def test_a_valid_compressed_stream_without_its_end_is_never_a_complete_page(raw_proxy: Proxy, coding: str) -> None:
+    # came at once: the decoder never saw the stream end, so nothing was sent yet: a 502
+    response = _raw_get(raw_proxy, f"/short-{coding}")
+    assert response.status == 502, response.read()[-200:]
+    response.read()
+    # still arriving: the response had started, so the client must see it end short
+    response = _raw_get(raw_proxy, f"/short-{coding}-in-parts")
+    assert response.status == 200
+    with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+        response.read()
+    metrics = raw_proxy.metrics()
+    assert 'consentproxy_upstream_errors_total{kind="undecodable",site="raw"} 2.0' in metrics
+    assert "stream ends early" in raw_proxy.log()

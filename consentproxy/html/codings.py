@@ -31,58 +31,128 @@ class CodingError(Exception):
     """The upstream body does not decode in its declared coding."""
 
 
-class _ZlibDecoder:
-    def __init__(self, wbits: int) -> None:
-        self._obj = zlib.decompressobj(wbits)
-        self._deflate = wbits == zlib.MAX_WBITS
-        self._started = False
+class _Decoder:
+    """A stream decoder that knows when its stream ended: a body is complete only when the decoder says so.
+
+    A truncated body whose every byte decodes (a valid gzip stream minus its trailer, a brotli stream
+    without its last meta-block, a zstd frame without its end) must not pass for a whole page. Members and
+    frames may follow one another (gzip members, zstd frames; decoders such as curl's read them all);
+    other bytes after a gzip, deflate or zstd end are ignored, as browsers do (brotli refuses them, as
+    browsers do too). An empty body is complete.
+    """
+
+    #: the coding's name, for the error message
+    NAME = ""
+    #: the bytes that start a next member/frame of this coding (empty: the first stream is the only one)
+    NEXT_MAGIC = b""
+
+    def __init__(self) -> None:
+        self._fed = False
+        self._ended = False  # the current stream reached its end
+        self._after = b""  # bytes after an ended stream, until we know whether a next one starts
+        self._ignoring = False
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _process(self, data: bytes) -> tuple[bytes, bool, bytes]:
+        """Decode `data`: (output, whether the stream ended, the bytes after its end)."""
+        raise NotImplementedError
 
     def feed(self, data: bytes) -> bytes:
+        if not data or self._ignoring:
+            return b""
+        self._fed = True
+        out: list[bytes] = []
+        while data:
+            if self._ended:
+                data = self._after + data
+                magic = self.NEXT_MAGIC
+                if not magic or not magic.startswith(data[: len(magic)]):
+                    self._ignoring, self._after = True, b""
+                    break
+                if len(data) < len(magic):
+                    self._after = data
+                    break
+                self._after, self._ended = b"", False
+                self._start()
+            decoded, self._ended, data = self._process(data)
+            out.append(decoded)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self._fed and not self._ended and not self._ignoring:
+            raise CodingError(f"the {self.NAME} stream ends early (its end is missing)")
+        return b""
+
+
+class _ZlibDecoder(_Decoder):
+    NAME = "deflate"
+
+    def __init__(self, wbits: int) -> None:
+        super().__init__()
+        self._wbits = wbits
+        self._deflate = wbits == zlib.MAX_WBITS
+        if not self._deflate:
+            self.NAME, self.NEXT_MAGIC = "gzip", b"\x1f\x8b"
+        self._started = False
+        self._start()
+
+    def _start(self) -> None:
+        self._obj = zlib.decompressobj(self._wbits)
+
+    def _process(self, data: bytes) -> tuple[bytes, bool, bytes]:
         try:
-            if self._deflate and not self._started and data:
+            if self._deflate and not self._started:
                 self._started = True
                 # "deflate" is meant to be zlib-wrapped, but some servers send raw deflate.
                 if data[0] & 0x0F != 8:
                     self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
-            return self._obj.decompress(data)
+            out = self._obj.decompress(data)
         except zlib.error as exc:
             raise CodingError(str(exc)) from exc
-
-    def finish(self) -> bytes:
-        try:
-            return self._obj.flush()
-        except zlib.error as exc:
-            raise CodingError(str(exc)) from exc
+        if self._obj.eof:
+            return out, True, self._obj.unused_data
+        return out, False, b""
 
 
-class _BrotliDecoder:
+class _BrotliDecoder(_Decoder):
+    NAME = "brotli"
+
     def __init__(self) -> None:
+        super().__init__()
+        self._start()
+
+    def _start(self) -> None:
         self._obj = brotli.Decompressor()
 
-    def feed(self, data: bytes) -> bytes:
+    def _process(self, data: bytes) -> tuple[bytes, bool, bytes]:
         try:
-            return bytes(self._obj.process(data))
-        except brotli.error as exc:
+            out = bytes(self._obj.process(data))
+        except brotli.error as exc:  # bytes after the last meta-block too: browsers refuse them as well
             raise CodingError(str(exc)) from exc
-
-    def finish(self) -> bytes:
-        if not self._obj.is_finished():
-            raise CodingError("brotli stream ends early")
-        return b""
+        return out, self._obj.is_finished(), b""
 
 
-class _ZstdDecoder:
+class _ZstdDecoder(_Decoder):
+    NAME = "zstd"
+    NEXT_MAGIC = b"\x28\xb5\x2f\xfd"
+
     def __init__(self) -> None:
+        super().__init__()
+        self._start()
+
+    def _start(self) -> None:
         self._obj = zstandard.ZstdDecompressor().decompressobj()
 
-    def feed(self, data: bytes) -> bytes:
+    def _process(self, data: bytes) -> tuple[bytes, bool, bytes]:
         try:
-            return bytes(self._obj.decompress(data))
+            out = bytes(self._obj.decompress(data))
         except zstandard.ZstdError as exc:
             raise CodingError(str(exc)) from exc
-
-    def finish(self) -> bytes:
-        return b""
+        if self._obj.eof:
+            return out, True, self._obj.unused_data
+        return out, False, b""
 
 
 def decoder(coding: bytes) -> Coder:

@@ -215,9 +215,10 @@ class ProxyHandler:
             # The whole body came with the headers (most pages): filter it before the response starts, so
             # it goes out with its length in one message, and a body that cannot be filtered gets a 502.
             try:
-                body = _filter_whole(filters, content.read_nowait())  # a broken upstream body raises: a 502
+                body = _filter_whole(filters, _read_buffered(content))  # a broken upstream body raises: a 502
             except FilterFailed:
                 response.close()
+                metrics.inc(metrics.UPSTREAM_ERRORS, exchange.site.name, "undecodable")  # the step logged why
                 return await send_error(send, 502), 0
             response.release()
             headers = [row for row in exchange.response_headers if row[0] != b"content-length"]
@@ -237,8 +238,9 @@ class ProxyHandler:
                 sent = await _send_filtered(filters, content, send)
             else:
                 sent = await _pump(content, send)
-        except FilterFailed as exc:
+        except FilterFailed as exc:  # the step logged why; the client sees the connection cut
             response.close()
+            metrics.inc(metrics.UPSTREAM_ERRORS, exchange.site.name, "undecodable")
             raise UpstreamAborted(str(exc)) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             response.close()
@@ -320,10 +322,12 @@ async def _send_filtered(filters: list[BodyFilter], content: aiohttp.StreamReade
     last = b""
     while True:
         chunk = await content.readany()
-        if not chunk:
+        if not chunk:  # readany() returns nothing only once the end was fed and the buffer is empty
             break
         out = _filter_feed(filters, chunk)
-        if content.is_eof():
+        # at_eof(), not is_eof(): the end may have been fed while bytes are still buffered (reading
+        # resumes the transport, which can refill the buffer at once). Stopping then cut the page.
+        if content.at_eof():
             last = out
             break
         if out:
@@ -333,6 +337,18 @@ async def _send_filtered(filters: list[BodyFilter], content: aiohttp.StreamReade
     last = last + tail if last and tail else last or tail
     await send({"type": "http.response.body", "body": last, "more_body": False})
     return sent + len(last)
+
+
+def _read_buffered(content: aiohttp.StreamReader) -> bytes:
+    """Everything buffered of a body whose end was fed (read_nowait() takes only the chunks there when
+    it starts, and reading can let more in)."""
+    parts = [content.read_nowait()]
+    while not content.at_eof():
+        part = content.read_nowait()
+        if not part:
+            raise aiohttp.ClientPayloadError("the upstream body's end was fed, yet bytes are missing")
+        parts.append(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _filter_feed(filters: list[BodyFilter], data: bytes) -> bytes:
