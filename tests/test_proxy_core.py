@@ -8,10 +8,12 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from conftest import (
     Proxy,
     Upstream,
@@ -19,6 +21,7 @@ from conftest import (
     raw_request,
     recv_head,
     recv_response,
+    serve_app,
     site_toml,
     status_of,
     trickle_until_cut,
@@ -420,3 +423,45 @@ def test_workers_serve_and_sigterm_drains_in_flight_requests(start_proxy: Any, u
         answer = recv_response(sock)
     assert status_of(answer) == 200 and answer.endswith(b"late")
     assert proxy.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def ending_ws_upstream() -> Iterator[int]:
+    """A WebSocket upstream that ends its connections in the ways upstreams do."""
+
+    async def endings(request: web.Request) -> web.StreamResponse:
+        socket_ = web.WebSocketResponse()
+        await socket_.prepare(request)
+        await socket_.send_str("first")
+        await socket_.send_str("second")
+        if request.query["end"] == "code":
+            await socket_.close(code=4001, message=b"room closed")
+        else:  # the connection breaks off: no closing frame
+            assert request.transport is not None
+            request.transport.abort()
+        return socket_
+
+    app = web.Application()
+    app.router.add_get("/end", endings)
+    port = free_port()
+    with serve_app(app, port):
+        yield port
+
+
+def _ws_ending(proxy: Proxy, end: str) -> tuple[list[str], int | None]:
+    async def run() -> tuple[list[str], int | None]:
+        texts = []
+        async with aiohttp.ClientSession() as session, session.ws_connect(f"{proxy.url}/end?end={end}") as ws:
+            async for message in ws:
+                texts.append(message.data)
+            return texts, ws.close_code
+    return asyncio.run(run())
+
+
+def test_a_websocket_upstream_that_breaks_off_is_never_a_normal_closure(start_proxy: Any,
+                                                                         ending_ws_upstream: int) -> None:
+    proxy = start_proxy(site_toml("main", f"http://127.0.0.1:{ending_ws_upstream}"))
+    assert _ws_ending(proxy, "code") == (["first", "second"], 4001)  # the upstream's own code, passed on
+    assert _ws_ending(proxy, "abort") == (["first", "second"], 1014)  # "bad gateway", not 1000
+    assert 'consentproxy_upstream_errors_total{kind="websocket_broke_off",site="main"} 1.0' in proxy.metrics()
+    assert "broke off without a closing handshake" in proxy.log()

@@ -69,7 +69,7 @@ async def proxy_websocket(
     metrics.count_request(site.name, 101)
     await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
     to_upstream = asyncio.ensure_future(_client_to_upstream(receive, upstream))
-    to_client = asyncio.ensure_future(_upstream_to_client(upstream, send))
+    to_client = asyncio.ensure_future(_upstream_to_client(upstream, send, site.name))
     try:
         await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -89,25 +89,53 @@ async def _client_to_upstream(receive: Receive, upstream: aiohttp.ClientWebSocke
                 await upstream.send_bytes(message.get("bytes") or b"")
         elif message["type"] == "websocket.disconnect":
             code = message.get("code", 1000)
-            await upstream.close(code=code if 1000 <= code < 5000 and code not in (1005, 1006) else 1000)
+            if code == 1006:
+                code = _CLIENT_BROKE_OFF
+            await upstream.close(code=code if 1000 <= code < 5000 and code not in _NO_CLOSE_CODE else 1000)
             return
 
 
-async def _upstream_to_client(upstream: aiohttp.ClientWebSocketResponse, send: Send) -> None:
-    code = 1000
-    async for message in upstream:
-        if message.type == aiohttp.WSMsgType.TEXT:
+#: close codes that say the peer's connection ended without a closing handshake (no code, abnormal)
+_NO_CLOSE_CODE = frozenset({1005, 1006})
+#: "bad gateway": what the client gets when the upstream connection broke off (1006 cannot be sent)
+_UPSTREAM_BROKE_OFF = 1014
+#: "going away": what the upstream gets when the client's connection broke off
+_CLIENT_BROKE_OFF = 1001
+
+
+async def _upstream_to_client(upstream: aiohttp.ClientWebSocketResponse, send: Send, site: str) -> None:
+    """Frames to the client, then the upstream's own close code.
+
+    Read with receive(), not `async for`: the iterator swallows the closing frame and so its code, and
+    aiohttp reports a connection that broke off without a closing frame as a normal closure. That must
+    never reach the client as one: it gets 1014 ("bad gateway"), counted and logged.
+    """
+    while True:
+        message = await upstream.receive()
+        kind = message.type
+        if kind == aiohttp.WSMsgType.TEXT:
             await send({"type": "websocket.send", "text": message.data})
-        elif message.type == aiohttp.WSMsgType.BINARY:
+        elif kind == aiohttp.WSMsgType.BINARY:
             await send({"type": "websocket.send", "bytes": message.data})
-        elif message.type == aiohttp.WSMsgType.CLOSE:
-            code = message.data if isinstance(message.data, int) else 1000
+        elif kind == aiohttp.WSMsgType.CLOSE:
+            code = message.data if isinstance(message.data, int) and _sendable(message.data) else 1000
             break
-        elif message.type == aiohttp.WSMsgType.ERROR:
+        elif kind == aiohttp.WSMsgType.ERROR:
             code = 1011
             break
+        elif kind in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+            code = _UPSTREAM_BROKE_OFF
+            logger.warning("site %s: websocket upstream broke off without a closing handshake", site)
+            break
+    if code in (1011, _UPSTREAM_BROKE_OFF):
+        metrics.inc(metrics.UPSTREAM_ERRORS, site, "websocket_broke_off")
     with contextlib.suppress(Exception):
-        await send({"type": "websocket.close", "code": code if code not in (1005, 1006) else 1000})
+        await send({"type": "websocket.close", "code": code})
+
+
+def _sendable(code: int) -> bool:
+    """A close code that may go out in a closing frame (RFC 6455 §7.4, IANA registry)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 async def _deny(scope: MutableMapping[str, Any], send: Send, status: int) -> None:
