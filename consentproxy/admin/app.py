@@ -14,8 +14,8 @@ from starlette.types import Receive, Scope, Send
 
 from consentproxy.admin.api import AdminStore, api_routes, error_response
 from consentproxy.admin.auth import AdminContext as AdminContext  # re-exported: runtime builds it from here
+from consentproxy.cancellation import is_client_gone
 from consentproxy.observability import metrics
-from consentproxy.server.protocol import CLIENT_GONE
 
 
 class AdminApp(Starlette):
@@ -30,7 +30,7 @@ class AdminApp(Starlette):
         try:
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError as exc:
-            if not (exc.args and exc.args[0] == CLIENT_GONE):
+            if not is_client_gone(exc):
                 raise
             current = asyncio.current_task()
             if current is not None:

@@ -26,6 +26,7 @@ from consentproxy.consent.notice import site_notice
 from consentproxy.consent.state import ConsentCodec, ConsentState, consent_set_cookie, new_principal
 from consentproxy.cookies.enforcement import CONSENT_COOKIE, DECISION, CookieEnforcement
 from consentproxy.observability import metrics
+from consentproxy.privacy.ip import reduce_ip
 from consentproxy.proxy.pipeline import Endpoint, Exchange, Receive, Reply
 from consentproxy.proxy.requestbody import BodyTooLarge, ClientGone, read_body
 from consentproxy.records import (
@@ -37,7 +38,7 @@ from consentproxy.records import (
     StoreUnavailable,
     event_type_for,
 )
-from consentproxy.records.minimise import reduce_ip, ua_family
+from consentproxy.records.minimise import ua_family
 from consentproxy.records.store import AuditEntry, subject_commitment
 
 #: gpc_signal: the banner records the browser's Global Privacy Control signal as a refusal

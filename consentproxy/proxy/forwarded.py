@@ -13,7 +13,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from consentproxy.config.model import IPNetwork
-from consentproxy.records.minimise import reduce_ip
+from consentproxy.privacy.ip import reduce_ip
 
 _CACHE_LIMIT = 4096
 

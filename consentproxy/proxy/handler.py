@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from consentproxy.cancellation import is_client_gone
 from consentproxy.observability import metrics
 from consentproxy.observability.accesslog import log_request
 from consentproxy.proxy.errors import error_page
@@ -25,7 +26,6 @@ from consentproxy.proxy.forwarded import truncated_chain
 from consentproxy.proxy.headers import filter_response_headers
 from consentproxy.proxy.pipeline import BodyFilter, Endpoint, Exchange, FilterFailed, Reply
 from consentproxy.proxy.sites import Site
-from consentproxy.server.protocol import CLIENT_GONE
 
 logger = logging.getLogger("consentproxy.proxy")
 
@@ -73,7 +73,7 @@ class ProxyHandler:
         try:
             status, sent = await self._proxy(exchange, receive, send, started)
         except asyncio.CancelledError as exc:
-            if not (exc.args and exc.args[0] == CLIENT_GONE):
+            if not is_client_gone(exc):
                 raise
             # Nobody is waiting for this response any more: absorb our own cancellation.
             current = asyncio.current_task()

@@ -27,13 +27,12 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from consentproxy.cancellation import CLIENT_GONE
 from consentproxy.config.model import Limits
 from consentproxy.observability import metrics
 
 logger = logging.getLogger("consentproxy.protocol")
 
-
-CLIENT_GONE = "client disconnected"
 #: the request headers `_check_framing_and_host` looks at
 _FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
 #: a timer may fire this early (the event loop's clock has millisecond steps)
