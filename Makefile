@@ -15,7 +15,8 @@ DEMO_ARGS ?=
 AXE_VERSION := 4.14.1
 AXE_DIR := .cache/axe
 
-.PHONY: demo test lint typecheck unit build-deps system-deps postgres axe screenshots bench clean
+.PHONY: demo test lint typecheck unit build-deps system-deps postgres axe screenshots bench clean \
+	fuzz fuzz-properties
 
 # The HTML scanner is C (consentproxy/html/_scanner.c): pip compiles it, so a compiler and Python's
 # headers come first (Debian: gcc, and python3-dev when the Python in use is Debian's).
@@ -38,6 +39,26 @@ typecheck: $(STAMP)
 
 unit: $(STAMP) axe
 	$(BIN)/pytest
+
+# Exploration, not part of `make test`: the property tests with fresh random examples, and the scanner fuzzer.
+fuzz: fuzz-properties fuzz-scanner
+
+# Every @given test in tests/ under the "fuzz" Hypothesis profile (tests/conftest.py: random, 20 times the
+# examples `make test` runs), round after round with a new seed, printed, until FUZZ_MINUTES have passed (the
+# round under way finishes). To rerun a failing round: the command it prints, with its seed; a failure also
+# prints a @reproduce_failure blob, and stays in .hypothesis/ for the next run.
+FUZZ_MINUTES ?= 10
+PROPERTY_TESTS = $(shell grep -l '@given' tests/test_*.py)
+
+fuzz-properties: $(STAMP)
+	@start=$$(date +%s); round=0; \
+	while [ $$(( $$(date +%s) - start )) -lt $$(( $(FUZZ_MINUTES) * 60 )) ]; do \
+	  round=$$((round + 1)); seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); \
+	  command="HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -m hypothesis --hypothesis-seed=$$seed $(PROPERTY_TESTS)"; \
+	  echo "fuzz-properties round $$round, seed $$seed: $$command"; \
+	  eval "$$command -q --timeout=1800 --hypothesis-show-statistics" || exit 1; \
+	done; \
+	echo "fuzz-properties: $$round rounds in $$(( $$(date +%s) - start ))s, no failing example"
 
 # Installed only when missing or of another version. The image's nodejs package
 # bundles npm; Debian's own nodejs does not, so npm comes from Debian then.

@@ -25,9 +25,22 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
+from hypothesis import HealthCheck, settings
 
 from consentproxy.config.secrets import parse_consent_keys
 from consentproxy.consent.state import ConsentCodec, ConsentState, new_principal
+
+# Hypothesis profiles, chosen by HYPOTHESIS_PROFILE (default "ci"). "ci", what `make test` runs: the same
+# examples on every run (derandomised, no example database, no deadline or too-slow check that a
+# loaded machine could trip); a failure prints a @reproduce_failure blob. "fuzz", what `make fuzz-properties`
+# runs: fresh random examples (a seed per run, printed), FUZZ_SCALE times as many (each test asks for its
+# count through hypothesis_support.examples), Hypothesis' own deadline, failures kept in .hypothesis/.
+FUZZ_SCALE = 20
+settings.register_profile("ci", settings.get_profile("default"), max_examples=100, derandomize=True,
+                          database=None, print_blob=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", settings.get_profile("default"), max_examples=100 * FUZZ_SCALE, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 
 from consentproxy.analytics import (
     Context,
@@ -344,7 +345,7 @@ def test_drop_mode_forwards_nothing(name: str) -> None:
 
 
 @pytest.mark.parametrize("ip", [IPV4, IPV6])
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before=st.text(alphabet="abcXYZ019 -_./:;=&?#%@+", max_size=12),
        after=st.text(alphabet="abcXYZ019 -_./:;=&?#%@+", max_size=12),
        spelling=st.sampled_from(["plain", "upper", "encoded", "twice", "mapped"]),
@@ -397,7 +398,7 @@ def _json(ip: str) -> st.SearchStrategy[Any]:
 
 
 @pytest.mark.parametrize("ip", [IPV4, IPV6])
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(data=st.data())
 def test_arbitrary_bodies_never_raise_and_never_leak(ip: str, data: st.DataObject) -> None:
     backend, path = data.draw(st.sampled_from([("ga4", "/mp/collect"), ("plausible", "/api/event"),

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 
 from consentproxy.analytics.model import encode_component, encode_query, parse_query, percent_decode
 
@@ -19,19 +20,19 @@ _TRICKY = st.sampled_from([*"a=&+%%%2F3AFcex\\ ;é€/?#G\x00\ud800", "%C3", "%A
 TEXT = st.lists(_TRICKY | st.characters(blacklist_categories=()), max_size=40).map("".join)
 
 
-@settings(max_examples=3000)
+@settings(max_examples=examples(3000))
 @given(TEXT)
 def test_parse_query_is_parse_qsl(raw: str) -> None:
     assert parse_query(raw) == tuple(parse_qsl(raw, keep_blank_values=True, errors="replace"))
 
 
-@settings(max_examples=3000)
+@settings(max_examples=examples(3000))
 @given(TEXT)
 def test_percent_decode_is_unquote(raw: str) -> None:
     assert percent_decode(raw) == unquote(raw)
 
 
-@settings(max_examples=3000)
+@settings(max_examples=examples(3000))
 @given(TEXT)
 def test_encode_component_is_quote(text: str) -> None:
     try:
@@ -48,7 +49,7 @@ def test_encode_component_is_quote(text: str) -> None:
     assert encode_component(text, plus=True) == expected_plus
 
 
-@settings(max_examples=1000)
+@settings(max_examples=examples(1000))
 @given(st.lists(st.tuples(TEXT, TEXT), max_size=8))
 def test_encode_query_is_urlencode_and_parses_back(pairs: list[tuple[str, str]]) -> None:
     pairs = [(k, v) for k, v in pairs if not any("\ud800" <= c <= "\udfff" for c in k + v)]

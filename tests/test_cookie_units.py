@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 
 from consentproxy.config.model import ConsentConfig, CookieDeclaration, SiteConfig
 from consentproxy.config.secrets import SigningKey
@@ -92,7 +93,7 @@ def _everything_consented(step: CookieEnforcement) -> str:
 cookie_text = st.binary(max_size=200).filter(lambda b: b"\r" not in b and b"\n" not in b)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(cookie_text, max_size=4), st.lists(cookie_text, max_size=4))
 def test_filter_never_raises_on_arbitrary_bytes(cookies: list[bytes], set_cookies: list[bytes]) -> None:
     step = _enforcement()
@@ -110,7 +111,7 @@ pair = st.tuples(token, value).map(lambda p: f"{p[0]}={p[1]}".encode())
 separator = st.sampled_from([b";", b"; ", b";  "])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.tuples(pair, separator), min_size=1, max_size=10),
        st.lists(st.tuples(token, value, st.sampled_from(["", "; Path=/", "; HttpOnly; Secure", "; Max-Age=60"])),
                 max_size=6))
