@@ -29,6 +29,7 @@
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -57,12 +58,66 @@ typedef struct {
     Py_ssize_t name, name_len, value, value_len; /* offsets in the buffer; value -1: none */
 } AttrSpan;
 
+/* Where the tag parser stopped in a tag the buffer ended in, so the next feed goes on from there instead of
+ * reading the tag again from its '<'. Offsets are in the buffer the parser was given. */
+enum { TS_NONE, TS_NAME, TS_BEFORE, TS_ATTR_NAME, TS_AFTER_NAME, TS_BEFORE_VALUE, TS_QUOTED, TS_UNQUOTED };
+
+/* -- the tag parser's result ---------------------------------------------------------------------- */
+
+typedef struct {
+    Py_ssize_t end;          /* just after '>' */
+    char name[NAME_MAX_LEN]; /* lower-cased; longer names are cut (none we look for is that long) */
+    Py_ssize_t name_len;     /* the full length */
+    int self_closing;
+    int n_attrs;
+    int tagged; /* has data-consent-category */
+    int role;   /* R_… flags of its name (start tags) */
+    unsigned int hash; /* of its lower-cased name */
+    AttrSpan *attrs;   /* the scanner's span array (start tags: every attribute, however many) */
+} Tag;
+
+typedef struct {
+    int state;          /* T_…; TS_NONE: nothing to resume */
+    Py_ssize_t origin;  /* the offset of the tag's name this belongs to */
+    Py_ssize_t pos;     /* where to go on */
+    Py_ssize_t name, name_len, value; /* the attribute being read */
+    unsigned char quote;
+    Tag tag;            /* what was read so far: name, hash, attribute count, flags */
+} TagResume;
+
+/* What the data state was in the middle of when the buffer ended (besides a tag: TagResume). */
+enum {
+    P_NONE,
+    P_COMMENT, /* in a comment's text: its bytes so far are passed on, the search for "-->" goes on */
+    P_GT,      /* in a bogus comment: up to the next '>' */
+    P_CDATA,   /* in a CDATA section: up to "]]>" */
+    P_TAG,     /* in a start tag past the bound: passed on as it comes, parsed on (TagResume) */
+    P_END_TAG, /* in an end tag past the bound: the same */
+    P_RAW_END, /* in the end tag of raw text past the bound: the same */
+};
+
+/* The most a scanner holds of one thing it has to see whole before handing it on: a start tag up to its
+ * '>', a <script> or <noscript> text up to its end tag. Past it, a start tag is passed on unreported (a
+ * <script> one neutralised), a script's first HOLD_LIMIT bytes are handed over marked cut (end tag None)
+ * and the rest passed on, a <noscript>'s text dropped. The same whether the page comes whole or in pieces. */
+#define HOLD_LIMIT ((Py_ssize_t)1 << 20)
+
 typedef struct {
     PyObject_HEAD
     int latin1;
     struct TagSet *noop; /* raw tags to pass through, or NULL */
-    char *buf;
+    char *buf;                 /* what is being scanned: `own`, or during feed() the caller's bytes */
+    char *own;                 /* our buffer, `cap` bytes */
     Py_ssize_t base, len, cap; /* unconsumed input: buf[base:len] */
+    int busy;                  /* in feed() or finish(): a call from inside (a finalizer) is refused */
+    Py_ssize_t hold_limit;
+    Py_ssize_t examined;       /* bytes the searches stepped over, summed (tests: linear whatever the chunks) */
+    Py_ssize_t moved;          /* bytes moved to the front of our buffer, summed */
+    Py_ssize_t cut;            /* elements past the bound (tags, scripts, noscripts) */
+    int pend;                  /* P_… at offset 0 of the unconsumed input */
+    Py_ssize_t pend_from;      /* where its search goes on */
+    TagResume resume;
+    int drop;                  /* in ST_RAW: the text is dropped (a <noscript> past the bound) */
     AttrSpan *spans;           /* the attributes of the start tag being read */
     int spans_cap;
     int state;
@@ -251,18 +306,6 @@ static const char *const SVG_HTML[] = {"foreignobject", "desc", "title", NULL};
 
 /* -- the tag parser --------------------------------------------------------------------------- */
 
-typedef struct {
-    Py_ssize_t end;          /* just after '>' */
-    char name[NAME_MAX_LEN]; /* lower-cased; longer names are cut (none we look for is that long) */
-    Py_ssize_t name_len;     /* the full length */
-    int self_closing;
-    int n_attrs;
-    int tagged; /* has data-consent-category */
-    int role;   /* R_… flags of its name (start tags) */
-    unsigned int hash; /* of its lower-cased name */
-    AttrSpan *attrs;   /* the scanner's span array (start tags: every attribute, however many) */
-} Tag;
-
 /* Room for one more attribute span; -1 (MemoryError set) when there is none. */
 static int grow_spans(Scanner *self)
 {
@@ -301,13 +344,13 @@ static inline Py_ssize_t span_while(const unsigned char *b, Py_ssize_t i, unsign
     return i;
 }
 
-/* Read a tag name starting at `at` into tag (lower-cased, cut to NAME_MAX_LEN, its full length, its hash):
- * the offset after it. Names end at a space, '/' or '>'. (A 16-byte SSE2 reading was tried: fewer
- * instructions, but slower, since each step waits for the one before; names are short.) */
-static inline Py_ssize_t read_name(const unsigned char *b, Py_ssize_t at, Py_ssize_t len, Tag *tag)
+/* Read a tag name starting at `at`, from `i` on (hash so far `h`), into tag (lower-cased, cut to
+ * NAME_MAX_LEN, its full length, its hash): the offset after it. Names end at a space, '/' or '>'. (A
+ * 16-byte SSE2 reading was tried: fewer instructions, but slower, since each step waits for the one
+ * before; names are short.) */
+static inline Py_ssize_t read_name(const unsigned char *b, Py_ssize_t at, Py_ssize_t i, Py_ssize_t len, Tag *tag,
+                                   unsigned int h)
 {
-    Py_ssize_t i = at;
-    unsigned int h = 0;
     for (;;) {
         unsigned char c = b[i];
         if ((CLS[c] & (C_WS | C_SLASH | C_GT | C_NUL)) && (c != 0 || i >= len))
@@ -323,24 +366,65 @@ static inline Py_ssize_t read_name(const unsigned char *b, Py_ssize_t at, Py_ssi
     return i;
 }
 
-/* Parse the tag whose name starts at `at`, keeping its attributes' spans when `keep` is given (start
- * tags); 0 when complete, -1 when the buffer ends first, -2 on MemoryError. buf[len] must be NUL. */
-static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, Scanner *keep)
+/* Parse the tag whose name starts at `at`, keeping its attributes' spans in self->spans when `keep` is set
+ * (start tags); 0 when complete, -1 when the buffer ends first, -2 on MemoryError. buf[len] must be NUL.
+ * With `r`, a tag the buffer ended in is read on from where it stopped (r->origin == at), and where it
+ * stops now is kept there: each byte of a tag is read once however the tag comes in pieces. */
+static int parse_tag(Scanner *self, const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, int keep,
+                     TagResume *r)
 {
     const unsigned char *b = (const unsigned char *)buf;
+    Py_ssize_t i, j, start, name = 0, name_len = 0, value = -1, value_len = 0, close;
+    unsigned char q = 0;
+    int state = TS_NONE;
+    if (r != NULL && r->state != TS_NONE && r->origin == at) {
+        *tag = r->tag;
+        tag->attrs = keep ? self->spans : NULL;
+        i = j = start = r->pos;
+        name = r->name;
+        name_len = r->name_len;
+        value = r->value;
+        q = r->quote;
+        switch (r->state) {
+        case TS_NAME:
+            i = read_name(b, at, i, len, tag, tag->hash);
+            goto named;
+        case TS_BEFORE:
+            goto before_attr;
+        case TS_ATTR_NAME:
+            goto attr_name;
+        case TS_AFTER_NAME:
+            goto after_name;
+        case TS_BEFORE_VALUE:
+            goto before_value;
+        case TS_QUOTED:
+            goto quoted;
+        default:
+            goto unquoted;
+        }
+    }
+    start = at;
     tag->self_closing = 0;
     tag->n_attrs = 0;
-    tag->attrs = keep != NULL ? keep->spans : NULL;
+    tag->attrs = keep ? self->spans : NULL;
     tag->tagged = 0;
-    Py_ssize_t i = read_name(b, at, len, tag);
+    i = read_name(b, at, at, len, tag, 0);
+named:
+    if (i >= len) {
+        state = TS_NAME;
+        goto more;
+    }
     for (;;) {
+    before_attr:
         /* before attribute name: a '/' not followed by '>' counts as a space */
         for (;;) {
             i = span_while(b, i, C_WS);
             if (b[i] != '/')
                 break;
-            if (i + 1 >= len)
-                return -1;
+            if (i + 1 >= len) {
+                state = TS_BEFORE;
+                goto more;
+            }
             if (b[i + 1] == '>') {
                 tag->self_closing = 1;
                 i++;
@@ -348,55 +432,119 @@ static int parse_tag(const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, S
             }
             i++;
         }
-        if (i >= len)
-            return -1;
+        if (i >= len) {
+            state = TS_BEFORE;
+            goto more;
+        }
         if (b[i] == '>') {
             tag->end = i + 1;
+            self->examined += tag->end - start;
+            if (r != NULL)
+                r->state = TS_NONE;
             return 0;
         }
         /* attribute name: the first character may be '=' */
-        Py_ssize_t name = i;
-        i = span_until(b, i + 1, len, C_WS | C_SLASH | C_GT | C_EQ);
-        Py_ssize_t name_len = i - name;
+        name = i++;
+    attr_name:
+        i = span_until(b, i, len, C_WS | C_SLASH | C_GT | C_EQ);
+        if (i >= len) {
+            state = TS_ATTR_NAME;
+            goto more;
+        }
+        name_len = i - name;
+        j = i;
+    after_name:
         /* after attribute name */
-        Py_ssize_t j = span_while(b, i, C_WS);
-        if (j >= len)
-            return -1;
-        Py_ssize_t value = -1, value_len = 0;
+        j = span_while(b, j, C_WS);
+        if (j >= len) {
+            i = j;
+            state = TS_AFTER_NAME;
+            goto more;
+        }
+        value = -1;
+        value_len = 0;
         if (b[j] == '=') {
-            j = span_while(b, j + 1, C_WS);
-            if (j >= len)
-                return -1;
-            unsigned char q = b[j];
+            j++;
+        before_value:
+            j = span_while(b, j, C_WS);
+            if (j >= len) {
+                i = j;
+                state = TS_BEFORE_VALUE;
+                goto more;
+            }
+            q = b[j];
             if (q == '"' || q == '\'') {
-                Py_ssize_t close = find_byte(buf, j + 1, len, (char)q);
-                if (close < 0)
-                    return -1;
                 value = j + 1;
+                j = value;
+            quoted:
+                close = find_byte(buf, j, len, (char)q);
+                if (close < 0) {
+                    i = len;
+                    state = TS_QUOTED;
+                    goto more;
+                }
                 value_len = close - value;
                 i = close + 1;
             } else {
                 value = j; /* unquoted; empty when '>' follows the '=' at once */
+            unquoted:
                 j = span_until(b, j, len, C_WS | C_GT);
-                if (j >= len)
-                    return -1;
+                if (j >= len) {
+                    i = j;
+                    state = TS_UNQUOTED;
+                    goto more;
+                }
                 value_len = j - value;
                 i = j;
             }
         } else {
             i = j; /* no value; what follows starts the next attribute */
         }
-        if (name_len == 21 && LOWER[b[name]] == 'd' && starts_ci(buf, name, len, "data-consent-category", 21) == 1)
-            tag->tagged = 1;
-        if (keep != NULL) {
-            if (tag->n_attrs == keep->spans_cap && grow_spans(keep) < 0)
+        if (keep) {
+            if (name_len == 21 && LOWER[b[name]] == 'd' && starts_ci(buf, name, len, "data-consent-category", 21) == 1)
+                tag->tagged = 1;
+            if (tag->n_attrs == self->spans_cap && grow_spans(self) < 0)
                 return -2;
-            tag->attrs = keep->spans;
+            tag->attrs = self->spans;
             AttrSpan *a = &tag->attrs[tag->n_attrs++];
             a->name = name;
             a->name_len = name_len;
             a->value = value;
             a->value_len = value_len;
+        }
+    }
+more:
+    self->examined += len - start;
+    if (r != NULL) {
+        r->state = state;
+        r->origin = at;
+        r->pos = i;
+        r->name = name;
+        r->name_len = name_len;
+        r->value = value;
+        r->quote = q;
+        r->tag = *tag;
+    }
+    return -1;
+}
+
+/* The resume point and attribute spans of a pending tag, after the first `d` bytes of the input were
+ * consumed (once per tag: from then on its '<' is at offset 0). */
+static void shift_resume(Scanner *self, Py_ssize_t d, int keep)
+{
+    TagResume *r = &self->resume;
+    if (d == 0 || r->state == TS_NONE)
+        return;
+    r->origin -= d;
+    r->pos -= d;
+    r->name -= d;
+    if (r->value >= 0)
+        r->value -= d;
+    if (keep) {
+        for (int k = 0; k < r->tag.n_attrs; k++) {
+            self->spans[k].name -= d;
+            if (self->spans[k].value >= 0)
+                self->spans[k].value -= d;
         }
     }
 }
@@ -907,54 +1055,77 @@ static Py_ssize_t find_raw_end(Scanner *self, int final)
 
 /* -- the main loop ---------------------------------------------------------------------------- */
 
-/* Find the end of a comment whose "<!--" starts at `at`: the offset after it, or -1. */
-static Py_ssize_t comment_end(const char *buf, Py_ssize_t at, Py_ssize_t len)
+/* A comment's text from `from` on: the offset after its end, or -1 and in *resume where to search again
+ * (every byte before it is comment text that cannot start the end). */
+static Py_ssize_t comment_text_end(Scanner *self, const char *buf, Py_ssize_t from, Py_ssize_t len,
+                                   Py_ssize_t *resume)
+{
+    Py_ssize_t i = from, end = -1;
+    for (;;) {
+        const char *dd = i + 1 < len ? memmem(buf + i, (size_t)(len - i), "--", 2) : NULL;
+        if (dd == NULL) {
+            *resume = len - 1 > i ? len - 1 : i; /* a last '-' may start the end */
+            break;
+        }
+        Py_ssize_t k = dd - buf + 2;
+        while (k < len && buf[k] == '-')
+            k++;
+        if (k >= len || (buf[k] == '!' && k + 1 >= len)) {
+            *resume = k - 2; /* the last two dashes: the run goes on from there */
+            break;
+        }
+        if (buf[k] == '>') {
+            end = k + 1;
+            break;
+        }
+        if (buf[k] == '!' && buf[k + 1] == '>') {
+            end = k + 2;
+            break;
+        }
+        i = k;
+    }
+    self->examined += (end < 0 ? len : end) - from;
+    return end;
+}
+
+/* Find the end of a comment whose "<!--" starts at `at`: the offset after it, or -1 (*resume: where its
+ * text search goes on, or `at` when it has not started). */
+static Py_ssize_t comment_end(Scanner *self, const char *buf, Py_ssize_t at, Py_ssize_t len, Py_ssize_t *resume)
 {
     Py_ssize_t i = at + 4;
+    *resume = at;
     if (i < len && buf[i] == '>')
         return i + 1; /* <!--> */
     if (i + 1 < len && buf[i] == '-' && buf[i + 1] == '>')
         return i + 2; /* <!---> */
     if (i + 1 >= len)
         return -1;
-    for (;;) {
-        const char *dd = memmem(buf + i, (size_t)(len - i), "--", 2);
-        if (dd == NULL)
-            return -1;
-        Py_ssize_t k = dd - buf + 2;
-        while (k < len && buf[k] == '-')
-            k++;
-        if (k >= len)
-            return -1;
-        if (buf[k] == '>')
-            return k + 1;
-        if (buf[k] == '!') {
-            if (k + 1 >= len)
-                return -1;
-            if (buf[k + 1] == '>')
-                return k + 2;
-        }
-        i = k;
-    }
+    return comment_text_end(self, buf, i, len, resume);
 }
 
-static Py_ssize_t char_end(const char *buf, Py_ssize_t at, Py_ssize_t len, char c)
+static Py_ssize_t char_end(Scanner *self, const char *buf, Py_ssize_t at, Py_ssize_t len, char c, Py_ssize_t *resume)
 {
     Py_ssize_t p = find_byte(buf, at, len, c);
+    self->examined += (p < 0 ? len : p) - at;
+    *resume = len;
     return p < 0 ? -1 : p + 1;
 }
 
-static Py_ssize_t cdata_end(const char *buf, Py_ssize_t at, Py_ssize_t len)
+static Py_ssize_t cdata_end(Scanner *self, const char *buf, Py_ssize_t at, Py_ssize_t len, Py_ssize_t *resume)
 {
-    const char *p = memmem(buf + at, (size_t)(len - at), "]]>", 3);
+    const char *p = at < len ? memmem(buf + at, (size_t)(len - at), "]]>", 3) : NULL;
+    self->examined += (p ? (p - buf) + 3 : len) - at;
+    *resume = len - 2 > at ? len - 2 : at;
     return p ? (p - buf) + 3 : -1;
 }
 
-/* Hand a finished script/noscript token out: its text is buf[0:at], its end tag buf[at:end]. */
+/* Hand a finished script/noscript token out: its text is buf[0:at], its end tag buf[at:end]; `end` -1: the
+ * text was cut at the bound (the end tag stays None, what follows comes as bytes). */
 static int finish_held(Scanner *self, PyObject *out, Py_ssize_t at, Py_ssize_t end)
 {
     PyObject *content = PyBytes_FromStringAndSize(B(self), at);
-    PyObject *close = content ? PyBytes_FromStringAndSize(B(self) + at, end - at) : NULL;
+    PyObject *close = content == NULL ? NULL : end < 0 ? Py_NewRef(Py_None)
+                                                       : PyBytes_FromStringAndSize(B(self) + at, end - at);
     if (close == NULL) {
         Py_XDECREF(content);
         return -1;
@@ -977,14 +1148,39 @@ static void consume(Scanner *self, Py_ssize_t n)
         self->base += n;
 }
 
+/* A held script or noscript whose text is longer than the bound: hand it over cut (a script with its first
+ * hold_limit bytes, a noscript with none, its text dropped up to its end tag). */
+static Py_ssize_t cut_held(Scanner *self, PyObject *out)
+{
+    int noscript = PyLong_AsLong(PyTuple_GET_ITEM(self->held, 0)) == KIND_NOSCRIPT;
+    Py_ssize_t keep = noscript ? 0 : self->hold_limit;
+    self->cut++;
+    if (finish_held(self, out, keep, -1) < 0)
+        return -1;
+    self->drop = noscript;
+    consume(self, keep);
+    self->scan -= keep;
+    return keep;
+}
+
 /* Raw text states: 1 when the element ended (state is ST_DATA again), 0 when more input is needed. */
 static int run_raw(Scanner *self, PyObject *out, int final)
 {
+    Py_ssize_t from = self->scan;
     Py_ssize_t at = self->state == ST_SCRIPT ? find_script_end(self, final) : find_raw_end(self, final);
+    self->examined += (at < 0 ? self->scan : at) - from;
+    if (self->held != NULL &&
+        (at >= 0 ? at : final ? L(self) : self->scan) > self->hold_limit) { /* (scan: no end tag before it) */
+        Py_ssize_t kept = cut_held(self, out);
+        if (kept < 0)
+            return -1;
+        if (at >= 0)
+            at -= kept;
+    }
     if (at < 0) {
         if (!final) {
             if (self->held == NULL) { /* nothing to hold: pass the text on */
-                if (emit_bytes(self, out, 0, self->scan) < 0)
+                if (!self->drop && emit_bytes(self, out, 0, self->scan) < 0)
                     return -1;
                 consume(self, self->scan);
                 self->scan = 0;
@@ -993,33 +1189,48 @@ static int run_raw(Scanner *self, PyObject *out, int final)
         }
         at = L(self); /* the document ends inside the element */
     }
-    Py_ssize_t end = at;
+    Py_ssize_t end = at, stop;
+    int open_end = 0; /* the end tag goes on past the buffer, and past the bound */
     if (at < L(self)) {
         Tag tag;
-        if (parse_tag(B(self), at + 2, L(self), &tag, NULL) < 0) {
+        if (parse_tag(self, B(self), at + 2, L(self), &tag, 0, &self->resume) < 0) {
             if (!final) {
-                self->scan = at;
-                return 0;
+                if (L(self) - at <= self->hold_limit) {
+                    self->scan = at;
+                    return 0;
+                }
+                open_end = 1;
             }
             end = L(self);
         } else {
             end = tag.end;
         }
     }
+    /* an end tag longer than the bound goes out as it comes, after its element, handed over as cut */
+    int long_end = open_end || end - at > self->hold_limit;
+    stop = open_end ? self->resume.pos : end;
+    if (long_end)
+        self->cut++;
     if (self->held != NULL) {
-        if (finish_held(self, out, at, end) < 0)
+        if (finish_held(self, out, at, long_end ? -1 : end) < 0 || (long_end && emit_bytes(self, out, at, stop) < 0))
             return -1;
-    } else if (emit_bytes(self, out, 0, end) < 0) {
+    } else if (emit_bytes(self, out, self->drop ? at : 0, stop) < 0) {
         return -1;
     }
-    consume(self, end);
+    consume(self, stop);
     self->state = ST_DATA;
     self->scan = 0;
     self->esc = ESC_NONE;
     self->dashes = 0;
+    self->drop = 0;
+    if (open_end) {
+        self->pend = P_RAW_END;
+        shift_resume(self, stop, 0);
+    } else {
+        self->resume.state = TS_NONE;
+    }
     return 1;
 }
-
 static void enter_raw(Scanner *self, int state, const Tag *tag)
 {
     self->state = state;
@@ -1061,6 +1272,59 @@ static int html_start(Scanner *self, const Tag *tag, int *kind)
     return report;
 }
 
+
+/* A complete start tag: the tokenizer state it leads to, and whether to report it (its kind in *kind). */
+static int start_tag_seen(Scanner *self, Tag *tag, int *kind)
+{
+    tag->role = tag->name_len <= 10 ? role_of(tag->name, tag->name_len) : 0;
+    *kind = KIND_ELEMENT;
+    if (in_foreign(self) && !foreign_start(self, tag))
+        return 0;
+    int report = html_start(self, tag, kind);
+    if (*kind == KIND_SCRIPT)
+        enter_raw(self, ST_SCRIPT, tag);
+    else if (*kind == KIND_NOSCRIPT || (tag->role & R_RAW))
+        enter_raw(self, ST_RAW, tag);
+    else if (tag->role & R_PLAINTEXT)
+        self->state = ST_PLAIN;
+    return report;
+}
+
+/* Pass on buf[lt:to], the start of a tag past the bound whose '<' is at lt (its name read when `named`): a
+ * <script> gets ` type="text/plain"` after its name (the first of duplicate attributes counts: whatever
+ * type it names later, it does not run, nor load its src). */
+static int emit_cut_tag(Scanner *self, PyObject *out, Py_ssize_t lt, Py_ssize_t to, const Tag *tag, int named)
+{
+    self->cut++;
+    if (named && name_is(tag->name, tag->name_len, "script")) {
+        Py_ssize_t name_end = lt + 1 + tag->name_len;
+        if (emit_bytes(self, out, lt, name_end) < 0)
+            return -1;
+        PyObject *plain = PyBytes_FromString(" type=\"text/plain\"");
+        int rc = plain ? PyList_Append(out, plain) : -1;
+        Py_XDECREF(plain);
+        if (rc < 0)
+            return -1;
+        lt = name_end;
+    }
+    return emit_bytes(self, out, lt, to);
+}
+
+/* A tag past the bound has ended (its attributes were not kept): as the scanner goes on after it. */
+static void cut_tag_seen(Scanner *self, Tag *tag, int start)
+{
+    if (!start) {
+        end_tag(self, tag);
+        return;
+    }
+    int kind;
+    tag->n_attrs = 0;
+    tag->tagged = 0;
+    start_tag_seen(self, tag, &kind);
+    if (kind == KIND_NOSCRIPT)
+        self->drop = 1;
+}
+
 static PyObject *run(Scanner *self, int final)
 {
     PyObject *out = PyList_New(0);
@@ -1083,10 +1347,49 @@ static PyObject *run(Scanner *self, int final)
         }
         /* data state: emit from 0 up to each reported tag */
         const char *buf = B(self);
-        Py_ssize_t len = L(self), i = 0, done = 0, emitted = 0;
+        Py_ssize_t len = L(self), i = 0, done = 0, emitted = 0, resume = 0;
         int switched = 0;
+        if (self->pend != P_NONE) {
+            /* in a comment, bogus comment or CDATA section, or a tag past the bound, whose bytes so far
+             * went out with the last feed */
+            int pend = self->pend;
+            Py_ssize_t next;
+            if (pend >= P_TAG) {
+                next = parse_tag(self, buf, self->resume.origin, len, &tag, 0, &self->resume) < 0 ? -1 : tag.end;
+                resume = self->resume.pos;
+            } else if (pend == P_COMMENT) {
+                next = comment_text_end(self, buf, self->pend_from, len, &resume);
+            } else if (pend == P_CDATA) {
+                next = cdata_end(self, buf, self->pend_from, len, &resume);
+            } else {
+                next = char_end(self, buf, self->pend_from, len, '>', &resume);
+            }
+            if (next < 0) {
+                if (final) {
+                    resume = len;
+                    self->pend = P_NONE;
+                    self->resume.state = TS_NONE;
+                }
+                if (emit_bytes(self, out, 0, resume) < 0)
+                    goto error;
+                consume(self, resume);
+                self->pend_from = 0;
+                if (self->pend >= P_TAG)
+                    shift_resume(self, resume, 0);
+                return out;
+            }
+            self->pend = P_NONE;
+            if (pend != P_RAW_END && pend >= P_TAG) {
+                cut_tag_seen(self, &tag, pend == P_TAG);
+                switched = self->state != ST_DATA;
+            }
+            i = done = next;
+        }
+        int stream = P_NONE, keep_spans = 0;
         while (!switched) {
+            Py_ssize_t from = i;
             i = find_byte(buf, i, len, '<');
+            self->examined += (i < 0 ? len : i) - from;
             if (i < 0) {
                 done = len;
                 break;
@@ -1099,6 +1402,8 @@ static PyObject *run(Scanner *self, int final)
             }
             unsigned char c = (unsigned char)buf[i + 1];
             Py_ssize_t next;
+            resume = i; /* where a construct the buffer ends in is taken up again: from its '<' */
+            stream = P_GT;
             if (c == '!') {
                 int comment = starts_ci(buf, i + 2, len, "--", 2);
                 int cdata = in_foreign(self) ? starts_ci(buf, i + 2, len, "[cdata[", 7) : 0;
@@ -1108,77 +1413,102 @@ static PyObject *run(Scanner *self, int final)
                     /* "<!-" or "<![CDA" at the end: wait, unless the rest cannot become one */
                     next = -1;
                 } else if (comment == 1) {
-                    next = comment_end(buf, i, len);
+                    next = comment_end(self, buf, i, len, &resume);
+                    stream = P_COMMENT;
                 } else if (cdata == 1) {
-                    next = cdata_end(buf, i + 9, len);
+                    next = cdata_end(self, buf, i + 9, len, &resume);
+                    stream = P_CDATA;
                 } else {
-                    next = char_end(buf, i + 2, len, '>');
+                    next = char_end(self, buf, i + 2, len, '>', &resume);
                 }
             } else if (c == '?') {
-                next = char_end(buf, i + 2, len, '>');
+                next = char_end(self, buf, i + 2, len, '>', &resume);
             } else if (c == '/') {
                 if (i + 2 >= len) {
                     next = -1;
                 } else if (is_alpha((unsigned char)buf[i + 2])) {
-                    if (parse_tag(buf, i + 2, len, &tag, NULL) < 0) {
+                    stream = P_END_TAG;
+                    if (parse_tag(self, buf, i + 2, len, &tag, 0, &self->resume) < 0) {
                         next = -1;
+                        resume = self->resume.pos;
                     } else {
-                        end_tag(self, &tag);
                         next = tag.end;
+                        if (next - i > self->hold_limit)
+                            self->cut++;
+                        end_tag(self, &tag);
                     }
                 } else if (buf[i + 2] == '>') {
                     next = i + 3;
                 } else {
-                    next = char_end(buf, i + 2, len, '>');
+                    next = char_end(self, buf, i + 2, len, '>', &resume);
                 }
             } else if (is_alpha(c)) {
-                int parsed = parse_tag(buf, i + 1, len, &tag, self);
+                stream = P_TAG;
+                keep_spans = 1;
+                int parsed = parse_tag(self, buf, i + 1, len, &tag, 1, &self->resume);
                 if (parsed == -2)
                     goto error;
                 if (parsed < 0) {
                     next = -1;
+                    resume = self->resume.pos;
                 } else {
                     next = tag.end;
-                    tag.role = tag.name_len <= 10 ? role_of(tag.name, tag.name_len) : 0;
-                    int html = 1, kind = KIND_ELEMENT, report = 0;
-                    if (in_foreign(self))
-                        html = foreign_start(self, &tag);
-                    if (html) {
-                        report = html_start(self, &tag, &kind);
-                        if (kind == KIND_SCRIPT)
-                            enter_raw(self, ST_SCRIPT, &tag);
-                        else if (kind == KIND_NOSCRIPT || (tag.role & R_RAW))
-                            enter_raw(self, ST_RAW, &tag);
-                        else if (tag.role & R_PLAINTEXT)
-                            self->state = ST_PLAIN;
-                        switched = self->state != ST_DATA;
-                    }
-                    if (report && !(kind == KIND_ELEMENT && self->noop != NULL &&
-                                    tagset_has(self->noop, buf + i, next - i))) {
-                        PyObject *raw = PyBytes_FromStringAndSize(buf + i, next - i);
-                        PyObject *token = raw ? make_token(self, kind, &tag, raw) : NULL;
-                        Py_XDECREF(raw);
-                        if (token == NULL || emit_bytes(self, out, emitted, i) < 0) {
-                            Py_XDECREF(token);
+                    if (next - i > self->hold_limit) { /* too long to hold (had it come in pieces) */
+                        if (emit_bytes(self, out, emitted, i) < 0 || emit_cut_tag(self, out, i, next, &tag, 1) < 0)
                             goto error;
-                        }
-                        if (kind == KIND_ELEMENT) {
-                            int rc = PyList_Append(out, token);
-                            Py_DECREF(token);
-                            if (rc < 0)
-                                goto error;
-                        } else {
-                            self->held = token;
-                        }
                         emitted = next;
+                        cut_tag_seen(self, &tag, 1);
+                        switched = self->state != ST_DATA;
+                    } else {
+                        int kind, report = start_tag_seen(self, &tag, &kind);
+                        switched = self->state != ST_DATA;
+                        if (report && !(kind == KIND_ELEMENT && self->noop != NULL &&
+                                        tagset_has(self->noop, buf + i, next - i))) {
+                            PyObject *raw = PyBytes_FromStringAndSize(buf + i, next - i);
+                            PyObject *token = raw ? make_token(self, kind, &tag, raw) : NULL;
+                            Py_XDECREF(raw);
+                            if (token == NULL || emit_bytes(self, out, emitted, i) < 0) {
+                                Py_XDECREF(token);
+                                goto error;
+                            }
+                            if (kind == KIND_ELEMENT) {
+                                int rc = PyList_Append(out, token);
+                                Py_DECREF(token);
+                                if (rc < 0)
+                                    goto error;
+                            } else {
+                                self->held = token;
+                            }
+                            emitted = next;
+                        }
                     }
                 }
             } else {
                 next = i + 1; /* a '<' that starts nothing */
             }
             if (next < 0) {
-                if (final)
+                if (final) {
                     done = len;
+                    self->resume.state = TS_NONE;
+                } else if (stream == P_TAG || stream == P_END_TAG) {
+                    if (len - i > self->hold_limit) {
+                        /* a tag longer than the bound: passed on as it comes, unreported */
+                        if (emit_bytes(self, out, emitted, i) < 0 ||
+                            emit_cut_tag(self, out, i, resume, &tag,
+                                         stream == P_TAG && self->resume.state != TS_NAME) < 0)
+                            goto error;
+                        self->pend = stream;
+                        emitted = done = resume;
+                        shift_resume(self, resume, 0);
+                    } else {
+                        shift_resume(self, i, keep_spans); /* held from its '<', at 0 from now on */
+                    }
+                } else if (resume > i) {
+                    /* comment text: passed on as it comes (nothing in it is acted on) */
+                    self->pend = stream;
+                    self->pend_from = 0;
+                    done = resume;
+                }
                 break;
             }
             i = done = next;
@@ -1197,48 +1527,71 @@ error:
 
 /* -- the Python type -------------------------------------------------------------------------- */
 
+/* Add bytes after the unconsumed input in our buffer. The consumed bytes before it are dropped (the rest
+ * moved to the front) only when they are at least as many as the rest, or room is needed: each byte is
+ * moved at most once per byte consumed before it, so moving costs no more than scanning. */
 static int append(Scanner *self, const char *data, Py_ssize_t n)
 {
-    if (self->base > 0) {
-        memmove(self->buf, self->buf + self->base, (size_t)(self->len - self->base));
-        self->len -= self->base;
+    Py_ssize_t rest = self->len - self->base;
+    if (self->base > 0 && (self->base >= rest || self->len + n + 1 > self->cap)) {
+        memmove(self->own, self->own + self->base, (size_t)rest);
+        self->moved += rest;
+        self->len = rest;
         self->base = 0;
     }
     if (self->len + n + 1 > self->cap) { /* + 1: the NUL the tag parser stops at */
         Py_ssize_t cap = self->cap ? self->cap : 4096;
         while (cap < self->len + n + 1)
             cap *= 2;
-        char *grown = PyMem_Realloc(self->buf, (size_t)cap);
+        char *grown = PyMem_Realloc(self->own, (size_t)cap);
         if (grown == NULL) {
             PyErr_NoMemory();
             return -1;
         }
-        self->buf = grown;
+        self->own = grown;
         self->cap = cap;
     }
-    memcpy(self->buf + self->len, data, (size_t)n);
+    self->buf = self->own;
+    memcpy(self->own + self->len, data, (size_t)n);
     self->len += n;
-    self->buf[self->len] = 0;
+    self->own[self->len] = 0;
+    return 0;
+}
+
+/* feed() and finish() are not re-entrant: run() makes Python objects, and an allocation may start the
+ * garbage collector, whose finalizers run Python code (which may also let another thread in). Such a call
+ * is refused rather than let it scan or grow the buffer under the outer call. */
+static int enter(Scanner *self)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner.feed/finish called while the scanner is busy");
+        return -1;
+    }
+    self->busy = 1;
     return 0;
 }
 
 static PyObject *Scanner_feed(Scanner *self, PyObject *arg)
 {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+    if (enter(self) < 0)
         return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        self->busy = 0;
+        return NULL;
+    }
     PyObject *out;
     if (self->base == self->len && PyBytes_CheckExact(arg)) {
         /* nothing pending: scan the caller's bytes where they are (a bytes object ends in a NUL, as our
-         * buffer does), keep only what is left over */
-        char *own = self->buf;
+         * buffer does), keep only what is left over. `buf` is borrowed meanwhile; `own` and `cap` stay
+         * ours. */
         self->buf = view.buf;
         self->base = 0;
         self->len = view.len;
         out = run(self, 0);
         const char *tail = self->buf + self->base;
         Py_ssize_t rest = self->len - self->base;
-        self->buf = own;
+        self->buf = self->own;
         self->base = self->len = 0;
         if (out != NULL && rest > 0 && append(self, tail, rest) < 0)
             Py_CLEAR(out);
@@ -1246,26 +1599,55 @@ static PyObject *Scanner_feed(Scanner *self, PyObject *arg)
         out = append(self, view.buf, view.len) < 0 ? NULL : run(self, 0);
     }
     PyBuffer_Release(&view);
+    self->busy = 0;
     return out;
 }
 
 static PyObject *Scanner_finish(Scanner *self, PyObject *Py_UNUSED(ignored))
 {
-    return run(self, 1);
+    if (enter(self) < 0)
+        return NULL;
+    if (self->buf == NULL && append(self, "", 0) < 0) {
+        self->busy = 0;
+        return NULL;
+    }
+    PyObject *out = run(self, 1);
+    self->pend = P_NONE;
+    self->resume.state = TS_NONE;
+    self->busy = 0;
+    return out;
+}
+
+static PyObject *Scanner_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Scanner *self = (Scanner *)PyType_GenericNew(type, args, kwds);
+    if (self != NULL)
+        self->hold_limit = HOLD_LIMIT;
+    return (PyObject *)self;
 }
 
 static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds)
 {
-    static char *keywords[] = {"latin1", "noop", NULL};
+    static char *keywords[] = {"latin1", "noop", "hold_limit", NULL};
     int latin1 = 0;
     PyObject *noop = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pO", keywords, &latin1, &noop))
+    Py_ssize_t hold_limit = HOLD_LIMIT;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pOn", keywords, &latin1, &noop, &hold_limit))
         return -1;
     if (noop != Py_None && !Py_IS_TYPE(noop, &TagSetType)) {
         PyErr_SetString(PyExc_TypeError, "noop must be a TagSet or None");
         return -1;
     }
+    if (hold_limit < 64) {
+        PyErr_SetString(PyExc_ValueError, "hold_limit must be at least 64");
+        return -1;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner.__init__ called while the scanner is busy");
+        return -1;
+    }
     self->latin1 = latin1;
+    self->hold_limit = hold_limit;
     Py_XSETREF(self->noop, noop == Py_None ? NULL : (TagSet *)Py_NewRef(noop));
     return 0;
 }
@@ -1274,7 +1656,7 @@ static void Scanner_dealloc(Scanner *self)
 {
     Py_XDECREF(self->noop);
     Py_XDECREF(self->held);
-    PyMem_Free(self->buf);
+    PyMem_Free(self->own);
     PyMem_Free(self->spans);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1285,15 +1667,28 @@ static PyMethodDef Scanner_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef Scanner_members[] = {
+    {"examined", T_PYSSIZET, offsetof(Scanner, examined), READONLY,
+     "Bytes the scanner's searches stepped over so far (at most a few times what it was fed)."},
+    {"moved", T_PYSSIZET, offsetof(Scanner, moved), READONLY, "Bytes moved within its buffer so far."},
+    {"cut", T_PYSSIZET, offsetof(Scanner, cut), READONLY,
+     "Elements longer than hold_limit so far: passed on as they came (a <script> tag neutralised), a script "
+     "handed over cut, a <noscript>'s text dropped."},
+    {"hold_limit", T_PYSSIZET, offsetof(Scanner, hold_limit), READONLY,
+     "The most it holds of a start tag, or of a script's or noscript's text."},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject ScannerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "consentproxy.html._scanner.Scanner",
     .tp_basicsize = sizeof(Scanner),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Streams HTML through, reporting the elements the rewriter acts on.",
-    .tp_new = PyType_GenericNew,
+    .tp_new = Scanner_new,
     .tp_init = (initproc)Scanner_init,
     .tp_dealloc = (destructor)Scanner_dealloc,
     .tp_methods = Scanner_methods,
+    .tp_members = Scanner_members,
 };
 
 static struct PyModuleDef module = {

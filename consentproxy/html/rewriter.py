@@ -8,6 +8,19 @@ judged by its code before anything of it is written), `<noscript>` (its text,
 rewritten as markup), `<iframe>`, `<img>`, `<link>`, CSP `<meta>`, `<html>`,
 `<body>`, and any element a site tagged with `data-consent-category`.
 
+What the scanner holds is bounded (`HOLD_LIMIT`, 1 MiB each): a start tag until
+its `>`, a script's or noscript's text until its end tag. Past the bound, on
+the safe side and the same whether the page came whole or in pieces: an inline
+script is judged by its first `HOLD_LIMIT` bytes, and one they name no tracker
+in is blocked all the same, as marketing (kind "oversize-script": counted in
+`consentproxy_elements_blocked`), unless the site tagged it with
+`data-consent-category`, since a tracker must not run unasked and an inline
+script that large is rare (a script with `src`, or not JavaScript, is judged
+by its tag as usual); a `<noscript>`'s text is dropped (kind
+"oversize-noscript"), since only a browser without scripts shows it and it
+could hold pixels; a start tag longer than that passes unrewritten, a
+`<script>` one made inert (`type="text/plain"` put first).
+
 A tag we change is written again the way lol-html writes a modified tag: its
 name and untouched attributes as they came, changed values in place, new
 attributes at the end. What repeats across a site's responses, the tracker
@@ -99,6 +112,10 @@ _NOSCRIPT_MEMO_CHARS = 4096
 _NOOP_TAGS = 4096
 _SCRIPT_MEMO_ENTRIES = 512
 _SCRIPT_MEMO_BYTES = 8192
+#: the most the scanner holds of a start tag, or of a script's or noscript's text (see the module docstring)
+HOLD_LIMIT = 1 << 20
+#: what a script too long to judge whole, and naming no tracker in its first HOLD_LIMIT bytes, counts as
+_OVERSIZE = Match("unclassified", "marketing")
 
 
 @dataclass(slots=True)
@@ -283,7 +300,7 @@ class _Page:
 
     # -- plumbing ------------------------------------------------------------
     def scanner(self) -> Scanner:
-        return Scanner(latin1=self.codec != "utf-8", noop=self.noop)
+        return Scanner(latin1=self.codec != "utf-8", noop=self.noop, hold_limit=HOLD_LIMIT)
 
     def handle(self, items: list[bytes | Token]) -> bytes:
         """The scanner's output with our changes, as bytes again."""
@@ -343,7 +360,7 @@ class _Page:
         """A `<script>` element into `out`: blocked, pointed at our endpoint, or as it came (bytes throughout:
         the same snippets come on every page, and their outcome is kept encoded)."""
         _, raw, _, _, in_template, content, end, _ = token
-        assert content is not None and end is not None
+        assert content is not None
         if not self.nested and not in_template and not self.consent_mode_done:  # a template's script is inert
             self.consent_mode_done = True
             code = self.plan.injection.consent_mode(self.plan.nonces)
@@ -352,7 +369,7 @@ class _Page:
         memo = self.scripts
         if self.nested:
             written = None
-        elif memo is None or len(content) > _SCRIPT_MEMO_BYTES or _STAMP_MARK_BYTES in content:
+        elif memo is None or end is None or len(content) > _SCRIPT_MEMO_BYTES or _STAMP_MARK_BYTES in content:
             changed = self._judge_script(token)
             written = changed.encode(self.codec, self.errors) if changed is not None else None
         else:
@@ -373,14 +390,17 @@ class _Page:
             if written is not None:
                 written = written.replace(_STAMP_MARK_BYTES, self.stamp.encode("ascii"))
         if written is None:
-            out += (raw, content, end)
+            out += (raw, content, end or b"")
         else:
             out.append(written)
 
     def _judge_script(self, token: Token) -> str | None:
-        """The script element as it is to be written, or None when it stays as it is."""
+        """The script element as it is to be written, or None when it stays as it is (end tag None: its text
+        was cut at HOLD_LIMIT, the rest follows as it came)."""
         _, _, _, attributes, _, content, end, _ = token
-        assert content is not None and end is not None
+        assert content is not None
+        cut = end is None
+        end = end or b""
         rewrites = self.rewrites
         if (not self.blocking and not rewrites) or (not attributes and not content):
             return None
@@ -408,6 +428,9 @@ class _Page:
             return None
         code = content.decode(self.codec, self.errors)
         match = site_tagged(tag.get("data-consent-category"), self.matcher.inline(code))
+        kind = "inline-script"
+        if match is None and cut:  # too long to judge whole: on the safe side
+            match, kind = _OVERSIZE, "oversize-script"
         if not self.blocks(match):
             return None
         assert match is not None
@@ -417,7 +440,7 @@ class _Page:
             attributes.append(("data-cp-type", type_value))
         attributes += [("data-cp-blocked", _escape(match.category)), ("data-cp-service", _escape(match.service)),
                        ("data-cp-stamp", self.stamp)]
-        self.blocked.append(Blocked("inline-script", match.service, match.category, code))
+        self.blocked.append(Blocked(kind, match.service, match.category, code))
         return (start_tag("script", [(k, v.replace('"', "&quot;")) for k, v in attributes]) + code
                 + end.decode(self.codec, self.errors))
 
@@ -534,7 +557,10 @@ class _Page:
     def noscript(self, token: Token, texts: list[str]) -> None:
         """`<noscript>` content is raw text to a scripting browser, but markup without scripts: rewrite it too."""
         _, raw, _, _, _, body, end, _ = token
-        assert body is not None and end is not None
+        assert body is not None
+        if end is None:  # its text was longer than HOLD_LIMIT: the scanner dropped it
+            self.blocked.append(Blocked("oversize-noscript", "unclassified", _OVERSIZE.category, ""))
+            return None
         if not self.blocking or self.nested:
             return None
         content = body.decode(self.codec, self.errors)
