@@ -60,6 +60,80 @@ fuzz-properties: $(STAMP)
 	done; \
 	echo "fuzz-properties: $$round rounds in $$(( $$(date +%s) - start ))s, no failing example"
 
+# The C scanner under AddressSanitizer and UndefinedBehaviorSanitizer, fuzzed with atheris (libFuzzer) through
+# tests/fuzz/fuzz_scanner.py (what it checks: its docstring). A build of its own in $(FUZZ_DIR)/build/, never
+# the in-tree extension; clang, its sanitizer runtime files and atheris are installed only when missing. Seeds
+# from tests/data/html-corpus and tests/data/real-pages are cut into $(FUZZ_DIR)/seeds/ at each run; what the
+# fuzzer learns stays in $(FUZZ_DIR)/corpus/, a failing input in $(FUZZ_DIR)/crashes/ (all git-ignored).
+# FUZZ_SECONDS: the time budget (0: no limit). FUZZ_REV=HEAD: fuzz the scanner of that commit instead of the
+# working tree's. FUZZ_REPLAY="FILE...": run only those inputs through the sanitized build.
+# FUZZ_PYTHON_COVERAGE=1: the rewriter's Python branches guide the fuzzer too (about 6 times fewer runs).
+# FUZZ_FLAGS: more libFuzzer flags. tests/fuzz/ubsan-ignorelist.txt: UBSan checks left out for open findings.
+FUZZ_SECONDS ?= 1800
+FUZZ_MAX_LEN ?= 8192
+FUZZ_REV ?=
+FUZZ_REPLAY ?=
+FUZZ_PYTHON_COVERAGE ?= 0
+FUZZ_FLAGS ?=
+FUZZ_CC ?= clang
+FUZZ_DIR := .cache/fuzz-scanner
+ATHERIS_VERSION := 3.0.0
+
+.PHONY: fuzz-scanner
+fuzz-scanner: $(STAMP)
+	@SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	if ! command -v $(FUZZ_CC) >/dev/null; then \
+	  echo "installing Debian packages to fuzz the HTML scanner: clang"; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends clang || exit 1; \
+	fi; \
+	if [ ! -f "$$($(FUZZ_CC) -print-resource-dir)/share/asan_ignorelist.txt" ]; then \
+	  runtime=libclang-rt-$$($(FUZZ_CC) -dumpversion | cut -d. -f1)-dev; \
+	  echo "installing Debian packages to fuzz the HTML scanner: $$runtime"; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$runtime || exit 1; \
+	fi; \
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install --quiet atheris==$(ATHERIS_VERSION)
+	@mkdir -p $(FUZZ_DIR)/build $(FUZZ_DIR)/corpus $(FUZZ_DIR)/crashes
+	@src=consentproxy/html/_scanner.c; what="the working tree's $$src"; \
+	if [ -n "$(FUZZ_REV)" ]; then \
+	  git show $(FUZZ_REV):$$src > $(FUZZ_DIR)/build/_scanner.c || exit 1; \
+	  src=$(FUZZ_DIR)/build/_scanner.c; what="$$src of $$(git rev-parse --short $(FUZZ_REV))"; \
+	elif ! git diff --quiet HEAD -- $$src; then what="$$what (changed since $$(git rev-parse --short HEAD))"; \
+	else what="$$what (as in $$(git rev-parse --short HEAD))"; fi; \
+	include=$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['include'])"); \
+	suffix=$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"); \
+	echo "fuzz-scanner: building $$what with ASan, UBSan and coverage"; \
+	$(FUZZ_CC) -shared -fPIC -std=c11 -Wall -Wextra -g -O1 -fno-omit-frame-pointer \
+	  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+	  -fsanitize-ignorelist=tests/fuzz/ubsan-ignorelist.txt -I$$include $$src \
+	  -o $(FUZZ_DIR)/build/_scanner$$suffix || exit 1; \
+	rm -rf $(FUZZ_DIR)/seeds; \
+	[ -n "$(FUZZ_REPLAY)" ] || $(BIN)/python tests/fuzz/fuzz_scanner.py --make-seeds $(FUZZ_DIR)/seeds --window 4096 \
+	  || exit 1; \
+	if [ -n "$(FUZZ_REPLAY)" ]; then inputs="$(FUZZ_REPLAY)"; \
+	else inputs="-max_total_time=$(FUZZ_SECONDS) $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds"; fi; \
+	( LD_PRELOAD=$$($(BIN)/python -c "import atheris; print(atheris.path())")/asan_with_fuzzer.so \
+	  PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  CONSENTPROXY_FUZZ_SCANNER=$(FUZZ_DIR)/build/_scanner$$suffix \
+	  CONSENTPROXY_FUZZ_PYTHON_COVERAGE=$(FUZZ_PYTHON_COVERAGE) \
+	  $(BIN)/python tests/fuzz/fuzz_scanner.py -max_len=$(FUZZ_MAX_LEN) -timeout=30 -dict=tests/fuzz/html.dict \
+	    -artifact_prefix=$(FUZZ_DIR)/crashes/ -print_final_stats=1 $(FUZZ_FLAGS) $$inputs; \
+	  echo $$? > $(FUZZ_DIR)/status ) 2>&1 | grep -v '^INFO: Instrumenting' | tee $(FUZZ_DIR)/last-run.log; \
+	status=$$(cat $(FUZZ_DIR)/status); \
+	runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/last-run.log); \
+	rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $(FUZZ_DIR)/last-run.log); \
+	seconds=$$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' $(FUZZ_DIR)/last-run.log); \
+	cov=$$(grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' $(FUZZ_DIR)/last-run.log | tail -1); \
+	echo "fuzz-scanner: $${runs:-?} executions in $${seconds:-?} s ($${rate:-?}/s); $${cov:-no coverage line}"; \
+	if [ "$$status" != 0 ]; then \
+	  echo "fuzz-scanner: FAILED (exit $$status); the input is in $(FUZZ_DIR)/crashes/:"; ls -t $(FUZZ_DIR)/crashes/ | head -3; \
+	  echo "replay it: make fuzz-scanner FUZZ_REPLAY=$(FUZZ_DIR)/crashes/FILE (sanitized)," \
+	    "or $(BIN)/python tests/fuzz/fuzz_scanner.py --replay $(FUZZ_DIR)/crashes/FILE (normal build)"; \
+	  exit 1; \
+	fi
+
 # Installed only when missing or of another version. The image's nodejs package
 # bundles npm; Debian's own nodejs does not, so npm comes from Debian then.
 axe: system-deps
