@@ -366,65 +366,133 @@ static inline Py_ssize_t read_name(const unsigned char *b, Py_ssize_t at, Py_ssi
     return i;
 }
 
-/* Parse the tag whose name starts at `at`, keeping its attributes' spans in self->spans when `keep` is set
- * (start tags); 0 when complete, -1 when the buffer ends first, -2 on MemoryError. buf[len] must be NUL.
- * With `r`, a tag the buffer ended in is read on from where it stopped (r->origin == at), and where it
- * stops now is kept there: each byte of a tag is read once however the tag comes in pieces. */
-static int parse_tag(Scanner *self, const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, int keep,
-                     TagResume *r)
+/* One attribute being read: where (its sub-state TS_ATTR_NAME…TS_UNQUOTED and offset) and what so far. */
+typedef struct {
+    int state;
+    Py_ssize_t pos, name, name_len, value;
+    unsigned char quote;
+} AttrState;
+
+/* Keep where a tag the buffer ended in stopped (`a`: in an attribute; NULL: at `state`, offset `pos`). */
+static void keep_resume(TagResume *r, int state, Py_ssize_t at, Py_ssize_t pos, const Tag *tag, const AttrState *a)
+{
+    if (r == NULL)
+        return;
+    r->state = a ? a->state : state;
+    r->origin = at;
+    r->pos = a ? a->pos : pos;
+    if (a) {
+        r->name = a->name;
+        r->name_len = a->name_len;
+        r->value = a->value;
+        r->quote = a->quote;
+    }
+    r->tag = *tag;
+}
+
+/* Read one attribute from where `a` is to its end: the offset after it, -1 when the buffer ends first (`a`
+ * then says where), -2 on MemoryError. Inlined with a->state known, each call site is straight code (the
+ * resumable entry points stay out of the tag parser's loop, which GCC would no longer optimise). */
+static inline __attribute__((always_inline)) Py_ssize_t read_attr(Scanner *self, const char *buf, Py_ssize_t len,
+                                                                  Tag *tag, int keep, AttrState *a)
 {
     const unsigned char *b = (const unsigned char *)buf;
-    Py_ssize_t i, j, start, name = 0, name_len = 0, value = -1, value_len = 0, close;
-    unsigned char q = 0;
-    int state = TS_NONE;
-    if (r != NULL && r->state != TS_NONE && r->origin == at) {
-        *tag = r->tag;
-        tag->attrs = keep ? self->spans : NULL;
-        i = j = start = r->pos;
-        name = r->name;
-        name_len = r->name_len;
-        value = r->value;
-        q = r->quote;
-        switch (r->state) {
-        case TS_NAME:
-            i = read_name(b, at, i, len, tag, tag->hash);
-            goto named;
-        case TS_BEFORE:
-            goto before_attr;
-        case TS_ATTR_NAME:
-            goto attr_name;
-        case TS_AFTER_NAME:
-            goto after_name;
-        case TS_BEFORE_VALUE:
-            goto before_value;
-        case TS_QUOTED:
-            goto quoted;
-        default:
+    Py_ssize_t i = a->pos, j = a->pos, value = a->value, value_len = 0, close;
+    unsigned char q = a->quote;
+    switch (a->state) {
+    case TS_ATTR_NAME: /* the first character, which may be '=', is behind */
+        i = span_until(b, i, len, C_WS | C_SLASH | C_GT | C_EQ);
+        if (i >= len) {
+            a->pos = i;
+            return -1;
+        }
+        a->name_len = i - a->name;
+        j = i;
+        /* fall through */
+    case TS_AFTER_NAME:
+        j = span_while(b, j, C_WS);
+        if (j >= len) {
+            a->state = TS_AFTER_NAME;
+            a->pos = j;
+            return -1;
+        }
+        value = -1;
+        if (b[j] != '=') {
+            i = j; /* no value; what follows starts the next attribute */
+            break;
+        }
+        j++;
+        /* fall through */
+    case TS_BEFORE_VALUE:
+        j = span_while(b, j, C_WS);
+        if (j >= len) {
+            a->state = TS_BEFORE_VALUE;
+            a->pos = j;
+            return -1;
+        }
+        q = b[j];
+        if (q != '"' && q != '\'') {
+            value = j; /* unquoted; empty when '>' follows the '=' at once */
             goto unquoted;
         }
+        value = j + 1;
+        j = value;
+        /* fall through */
+    case TS_QUOTED:
+        close = find_byte(buf, j, len, (char)q);
+        if (close < 0) {
+            a->state = TS_QUOTED;
+            a->pos = len;
+            a->value = value;
+            a->quote = q;
+            return -1;
+        }
+        value_len = close - value;
+        i = close + 1;
+        break;
+    default: /* TS_UNQUOTED */
+    unquoted:
+        j = span_until(b, j, len, C_WS | C_GT);
+        if (j >= len) {
+            a->state = TS_UNQUOTED;
+            a->pos = j;
+            a->value = value;
+            return -1;
+        }
+        value_len = j - value;
+        i = j;
+        break;
     }
-    start = at;
-    tag->self_closing = 0;
-    tag->n_attrs = 0;
-    tag->attrs = keep ? self->spans : NULL;
-    tag->tagged = 0;
-    i = read_name(b, at, at, len, tag, 0);
-named:
-    if (i >= len) {
-        state = TS_NAME;
-        goto more;
+    if (keep) {
+        Py_ssize_t name = a->name, name_len = a->name_len;
+        if (name_len == 21 && LOWER[b[name]] == 'd' && starts_ci(buf, name, len, "data-consent-category", 21) == 1)
+            tag->tagged = 1;
+        if (tag->n_attrs == self->spans_cap && grow_spans(self) < 0)
+            return -2;
+        tag->attrs = self->spans;
+        AttrSpan *s = &tag->attrs[tag->n_attrs++];
+        s->name = name;
+        s->name_len = name_len;
+        s->value = value;
+        s->value_len = value_len;
     }
+    return i;
+}
+
+/* The tag's attributes from `i` (before an attribute name) to its '>'; `start`: where this reading began. */
+static inline __attribute__((always_inline)) int read_attrs(Scanner *self, const char *buf, Py_ssize_t at,
+                                                            Py_ssize_t i, Py_ssize_t len, Tag *tag, int keep,
+                                                            TagResume *r, Py_ssize_t start)
+{
+    const unsigned char *b = (const unsigned char *)buf;
     for (;;) {
-    before_attr:
         /* before attribute name: a '/' not followed by '>' counts as a space */
         for (;;) {
             i = span_while(b, i, C_WS);
             if (b[i] != '/')
                 break;
-            if (i + 1 >= len) {
-                state = TS_BEFORE;
+            if (i + 1 >= len)
                 goto more;
-            }
             if (b[i + 1] == '>') {
                 tag->self_closing = 1;
                 i++;
@@ -432,10 +500,8 @@ named:
             }
             i++;
         }
-        if (i >= len) {
-            state = TS_BEFORE;
+        if (i >= len)
             goto more;
-        }
         if (b[i] == '>') {
             tag->end = i + 1;
             self->examined += tag->end - start;
@@ -443,89 +509,71 @@ named:
                 r->state = TS_NONE;
             return 0;
         }
-        /* attribute name: the first character may be '=' */
-        name = i++;
-    attr_name:
-        i = span_until(b, i, len, C_WS | C_SLASH | C_GT | C_EQ);
-        if (i >= len) {
-            state = TS_ATTR_NAME;
-            goto more;
+        AttrState a = {TS_ATTR_NAME, i + 1, i, 0, -1, 0};
+        Py_ssize_t next = read_attr(self, buf, len, tag, keep, &a);
+        if (next == -2)
+            return -2;
+        if (next < 0) {
+            self->examined += len - start;
+            keep_resume(r, 0, at, 0, tag, &a);
+            return -1;
         }
-        name_len = i - name;
-        j = i;
-    after_name:
-        /* after attribute name */
-        j = span_while(b, j, C_WS);
-        if (j >= len) {
-            i = j;
-            state = TS_AFTER_NAME;
-            goto more;
-        }
-        value = -1;
-        value_len = 0;
-        if (b[j] == '=') {
-            j++;
-        before_value:
-            j = span_while(b, j, C_WS);
-            if (j >= len) {
-                i = j;
-                state = TS_BEFORE_VALUE;
-                goto more;
-            }
-            q = b[j];
-            if (q == '"' || q == '\'') {
-                value = j + 1;
-                j = value;
-            quoted:
-                close = find_byte(buf, j, len, (char)q);
-                if (close < 0) {
-                    i = len;
-                    state = TS_QUOTED;
-                    goto more;
-                }
-                value_len = close - value;
-                i = close + 1;
-            } else {
-                value = j; /* unquoted; empty when '>' follows the '=' at once */
-            unquoted:
-                j = span_until(b, j, len, C_WS | C_GT);
-                if (j >= len) {
-                    i = j;
-                    state = TS_UNQUOTED;
-                    goto more;
-                }
-                value_len = j - value;
-                i = j;
-            }
-        } else {
-            i = j; /* no value; what follows starts the next attribute */
-        }
-        if (keep) {
-            if (name_len == 21 && LOWER[b[name]] == 'd' && starts_ci(buf, name, len, "data-consent-category", 21) == 1)
-                tag->tagged = 1;
-            if (tag->n_attrs == self->spans_cap && grow_spans(self) < 0)
-                return -2;
-            tag->attrs = self->spans;
-            AttrSpan *a = &tag->attrs[tag->n_attrs++];
-            a->name = name;
-            a->name_len = name_len;
-            a->value = value;
-            a->value_len = value_len;
-        }
+        i = next;
     }
 more:
     self->examined += len - start;
-    if (r != NULL) {
-        r->state = state;
-        r->origin = at;
-        r->pos = i;
-        r->name = name;
-        r->name_len = name_len;
-        r->value = value;
-        r->quote = q;
-        r->tag = *tag;
-    }
+    keep_resume(r, TS_BEFORE, at, i, tag, NULL);
     return -1;
+}
+
+/* parse_tag for a tag the buffer ended in before: on from where it stopped. */
+static __attribute__((noinline)) int parse_tag_on(Scanner *self, const char *buf, Py_ssize_t at, Py_ssize_t len,
+                                                 Tag *tag, int keep, TagResume *r)
+{
+    Py_ssize_t start = r->pos, i = r->pos;
+    *tag = r->tag;
+    tag->attrs = keep ? self->spans : NULL;
+    if (r->state == TS_NAME) {
+        i = read_name((const unsigned char *)buf, at, i, len, tag, tag->hash);
+        if (i >= len) {
+            self->examined += len - start;
+            keep_resume(r, TS_NAME, at, i, tag, NULL);
+            return -1;
+        }
+    } else if (r->state != TS_BEFORE) {
+        AttrState a = {r->state, r->pos, r->name, r->name_len, r->value, r->quote};
+        i = read_attr(self, buf, len, tag, keep, &a);
+        if (i == -2)
+            return -2;
+        if (i < 0) {
+            self->examined += len - start;
+            keep_resume(r, 0, at, 0, tag, &a);
+            return -1;
+        }
+    }
+    return read_attrs(self, buf, at, i, len, tag, keep, r, start);
+}
+
+/* Parse the tag whose name starts at `at`, keeping its attributes' spans in self->spans when `keep` is set
+ * (start tags); 0 when complete, -1 when the buffer ends first, -2 on MemoryError. buf[len] must be NUL.
+ * With `r`, a tag the buffer ended in is read on from where it stopped (r->origin == at), and where it
+ * stops now is kept there: each byte of a tag is read once however the tag comes in pieces. */
+static int parse_tag(Scanner *self, const char *buf, Py_ssize_t at, Py_ssize_t len, Tag *tag, int keep,
+                     TagResume *r)
+{
+    if (r != NULL && r->state != TS_NONE && r->origin == at)
+        return parse_tag_on(self, buf, at, len, tag, keep, r);
+    tag->self_closing = 0;
+    tag->n_attrs = 0;
+    tag->attrs = keep ? self->spans : NULL;
+    tag->tagged = 0;
+    Py_ssize_t i = read_name((const unsigned char *)buf, at, at, len, tag, 0);
+    if (i >= len) {
+        self->examined += len - at;
+        keep_resume(r, TS_NAME, at, i, tag, NULL);
+        return -1;
+    }
+    return read_attrs(self, buf, at, i, len, tag, keep, r, at);
 }
 
 /* The resume point and attribute spans of a pending tag, after the first `d` bytes of the input were
