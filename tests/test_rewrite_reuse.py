@@ -125,22 +125,33 @@ def test_the_matchers_cached_answers_are_its_answers() -> None:
 
 
 class _Upstream:
-    """The parts of aiohttp's StreamReader that `_send_filtered` reads: chunks, each with whether the body is
-    complete once it has been read."""
+    """aiohttp's StreamReader as `_send_filtered` reads it: readany() returns what is buffered, and the end
+    of the body may be fed while bytes are still buffered (reading resumes the transport, which can refill
+    the buffer at once). Each chunk comes with whether the end has been fed once it is read."""
 
     def __init__(self, chunks: list[tuple[bytes, bool]]) -> None:
         self.chunks = list(chunks)
-        self.eof = False
+        self.fed = not chunks
 
     async def readany(self) -> bytes:
-        if not self.chunks:
-            self.eof = True
+        if not self.chunks:  # waits until the end is fed
+            self.fed = True
             return b""
-        chunk, self.eof = self.chunks.pop(0)
+        chunk, fed = self.chunks.pop(0)
+        self.fed = self.fed or fed
         return chunk
 
     def is_eof(self) -> bool:
-        return self.eof
+        """The end was fed (bytes may still be buffered)."""
+        return self.fed
+
+    def at_eof(self) -> bool:
+        """The end was fed and everything was read: the body is complete."""
+        return self.fed and not self.chunks
+
+    @property
+    def eof(self) -> bool:
+        return self.at_eof()
 
 
 class _Upper(BodyFilter):
@@ -182,6 +193,13 @@ def test_a_streaming_upstream_is_never_held_back_and_the_last_chunk_ends_the_bod
 def test_a_filter_that_holds_output_sends_no_empty_messages() -> None:
     sent = _run_filtered([(b"a", False), (b"<script", False), (b"b", False)], _Upper(hold=b"<script"))
     assert sent == [(b"A", True, False), (b"B", True, False), (b"<SCRIPT", False, True)]
+
+
+def test_the_body_ends_where_the_upstream_body_ends_not_where_its_end_was_fed() -> None:
+    # the end was fed while "middle" and "tail" were still buffered: stopping there cut the page, with a
+    # clean last chunk (issue 15)
+    sent = _run_filtered([(b"head", True), (b"middle", False), (b"tail", False)], _Upper(tail=b"!"))
+    assert sent == [(b"HEAD", True, False), (b"MIDDLE", True, False), (b"TAIL!", False, True)]
 
 
 def test_a_body_that_came_at_once_is_one_message() -> None:
