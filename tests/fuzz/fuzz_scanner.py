@@ -5,13 +5,15 @@ libFuzzer's coverage into .cache/fuzz-scanner/build/ and points CONSENTPROXY_FUZ
 variable the in-tree build is used (how a finding is replayed with the normal build: `--replay FILE...`).
 
 One input is a page and, taken from its end (atheris' FuzzedDataProvider reads integers from the end), the
-options and the cut points of the streaming runs. For each input:
-- the scanner alone, all at once and in the chosen chunks (bytes, or bytearray/memoryview slices): every
+options, the cut points of the streaming runs and the scanner's bound (`hold_limit`: often small, 64 to 1087
+bytes, to reach what it does past it). For each input:
+- the scanner alone, all at once and in the chosen chunks (bytes, or bytearray/memoryview slices): both give
+  the same bytes, the same tokens and the same count of elements past the bound; with none past it every
   byte comes out as it came (the byte items and each token's raw start tag, text and raw end tag, joined,
-  are the input), and both runs report the same tokens; again with some of the reported start tags in a
-  `noop` TagSet: those pass through as bytes, the rest is reported as before;
-- the rewriter with a plan that blocks and injects nothing: the output is the input, all at once and
-  streamed;
+  are the input); the streamed run's work (`examined`, `moved`) stays linear; again with some of the
+  reported start tags in a `noop` TagSet: those pass through as bytes, the rest is reported as before;
+- the rewriter (with the same bound) and a plan that blocks and injects nothing: the output is the input,
+  all at once and streamed (when nothing is past the bound);
 - the rewriter with a real plan (the catalogue's trackers, the banner, CSP nonces): streaming gives the same
   bytes and the same blocked elements as the whole body at once, with the site's memos fresh or warmed.
 A crash, a sanitizer report or a failed assertion stops the run and leaves the input in the artifact folder.
@@ -91,6 +93,9 @@ class _KeepPolicy(NoncePlan):
 
 
 _NOTHING = _Everything(CATEGORY_IDS)
+_HOLD_LIMIT = rewriter_module.HOLD_LIMIT
+#: examined and moved at most WORK bytes per byte fed, however it came (tests/test_scanner_bounds.py), + SLACK
+WORK, SLACK = 4, 64
 
 
 class Case:
@@ -101,6 +106,7 @@ class Case:
         self.options = fdp.ConsumeIntInRange(0, 255)
         cuts = [fdp.ConsumeIntInRange(0, 65535) for _ in range(fdp.ConsumeIntInRange(0, MAX_CUTS))]
         trickle_at = fdp.ConsumeIntInRange(0, 65535)
+        bound = fdp.ConsumeIntInRange(0, 65535)
         self.html = fdp.ConsumeBytes(fdp.remaining_bytes())
         n = len(self.html)
         points = {c % (n + 1) for c in cuts}
@@ -113,6 +119,8 @@ class Case:
         self.warm = bool(self.options & 0x10)
         self.latin1 = bool(self.options & 0x20)
         self.views = bool(self.options & 0x40)
+        #: what the scanner holds at most: often small, to reach what it does past the bound
+        self.hold_limit = 64 + bound % 1024 if bound < 32768 else _HOLD_LIMIT
 
     def chunks(self) -> list[bytes]:
         html, points = self.html, self.points
@@ -133,26 +141,33 @@ def _flat(items: list[Any]) -> bytes:
     return b"".join(out)
 
 
-def _scan(case: Case, chunks: list[bytes] | None, noop: Any = None) -> list[Any]:
-    scanner = Scanner(latin1=case.latin1, noop=noop)
+def _scan(case: Case, chunks: list[bytes] | None, noop: Any = None) -> tuple[list[Any], Scanner]:
+    scanner = Scanner(latin1=case.latin1, noop=noop, hold_limit=case.hold_limit)
     if chunks is None:
-        return scanner.feed(case.html) + scanner.finish()
+        return scanner.feed(case.html) + scanner.finish(), scanner
     items: list[Any] = []
     for index, chunk in enumerate(chunks):
         if case.views and index % 2:
             items += scanner.feed(memoryview(bytearray(chunk)) if index % 4 == 1 else bytearray(chunk))
         else:
             items += scanner.feed(chunk)
-    return items + scanner.finish()
+    return items + scanner.finish(), scanner
 
 
-def check_scanner(case: Case, chunks: list[bytes]) -> None:
-    whole = _scan(case, None)
-    assert _flat(whole) == case.html, "scanner (whole) changed bytes"
-    streamed = _scan(case, chunks)
-    assert _flat(streamed) == case.html, "scanner (streamed) changed bytes"
+def check_scanner(case: Case, chunks: list[bytes]) -> int:
+    """The scanner's checks; the number of elements it found longer than the bound."""
+    whole, scanner = _scan(case, None)
+    cut = scanner.cut
+    if not cut:
+        assert _flat(whole) == case.html, "scanner (whole) changed bytes"
+    streamed, scanner = _scan(case, chunks)
+    assert _flat(streamed) == _flat(whole), "scanner output differs between whole and streamed"
     tokens = _tokens(whole)
     assert _tokens(streamed) == tokens, "scanner tokens differ between whole and streamed"
+    assert scanner.cut == cut, "a different number of elements past the bound when streamed"
+    n = len(case.html)
+    assert scanner.examined <= WORK * n + SLACK, f"examined {scanner.examined} for {n} bytes"
+    assert scanner.moved <= WORK * n + SLACK, f"moved {scanner.moved} for {n} bytes"
     # some reported start tags as no-ops: they come through as bytes, the rest as before
     elements = [t for t in tokens if t[0] == 0]
     if elements:
@@ -161,9 +176,10 @@ def check_scanner(case: Case, chunks: list[bytes]) -> None:
         for raw in chosen:
             noop.add(raw)
         expected = [t for t in tokens if not (t[0] == 0 and t[1] in chosen)]
-        skipped = _scan(case, chunks, noop)
-        assert _flat(skipped) == case.html, "scanner (noop) changed bytes"
+        skipped, _ = _scan(case, chunks, noop)
+        assert _flat(skipped) == _flat(whole), "scanner (noop) output differs"
         assert _tokens(skipped) == expected, "scanner (noop) tokens differ"
+    return cut
 
 
 def _rewrite(plan: PagePlan, mode: Any, chunks: list[bytes] | None, html: bytes) -> tuple[bytes, PageRewriter]:
@@ -176,6 +192,8 @@ def _rewrite(plan: PagePlan, mode: Any, chunks: list[bytes] | None, html: bytes)
 
 
 def check_identity(case: Case, chunks: list[bytes]) -> None:
+    """Only for a page with nothing past the bound (that is neutralised or dropped)."""
+
     def plan() -> PagePlan:
         return PagePlan(_MATCHER, _NOTHING, Injection(), _KeepPolicy(), stamp="fuzz")
 
@@ -211,9 +229,14 @@ def check_real(case: Case, chunks: list[bytes]) -> None:
 def one_input(data: bytes) -> None:
     case = Case(data)
     chunks = case.chunks()
-    check_scanner(case, chunks)
-    check_identity(case, chunks)
-    check_real(case, chunks)
+    cut = check_scanner(case, chunks)
+    rewriter_module.HOLD_LIMIT = case.hold_limit  # what the rewriter's scanners get
+    try:
+        if not cut:
+            check_identity(case, chunks)
+        check_real(case, chunks)
+    finally:
+        rewriter_module.HOLD_LIMIT = _HOLD_LIMIT
 
 
 # -- seeds ----------------------------------------------------------------------------------------------------
@@ -225,7 +248,8 @@ def trailer(rng: random.Random) -> bytes:
     cuts = rng.randrange(MAX_CUTS + 1)
     taken = [bytes([options]), bytes([cuts])]
     taken += [rng.randbytes(2) for _ in range(cuts)]
-    taken.append(rng.randbytes(2))
+    taken.append(rng.randbytes(2))  # where a stretch is fed a byte at a time
+    taken.append(rng.randbytes(2))  # the bound
     return b"".join(reversed(taken))
 
 
