@@ -16,10 +16,12 @@ writes are exactly what the URL asks for, so a run is reproducible from its URL 
   framing is correct for what is sent (a compressed stream cut short, delivered cleanly);
 - pieces: the body goes out in pieces of LO..HI bytes (each its own write, drained, and its own
   chunk when chunked); absent, in one write together with the head;
-- pause, pause_p: after a piece, with probability P (default 1), a pause of LO..HI milliseconds;
+- pause, pause_p: after a piece, with probability P (default 1), a pause of LO..HI milliseconds
+  (decimals allowed);
 - seed: the seed of the piece sizes and pauses.
 
-Connections are kept alive unless the request asks to close, or the response ended early on purpose. `/_ready` answers 200.
+Connections are kept alive unless the request asks to close, or the response ended early on purpose.
+`/_ready` answers 200.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def _span(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
     return int(low), int(high or low)
 
 
+def _float_span(text: str | None) -> tuple[float, float]:
+    if not text:
+        return 0.0, 0.0
+    low, _, high = text.partition("-")
+    return float(low), float(high or low)
+
+
 class Plan:
     """One response as the URL describes it."""
 
@@ -91,7 +100,7 @@ class Plan:
         if self.framing not in FRAMINGS or self.coding not in CODINGS:
             raise ValueError(target)
         self.pieces = _span(query["pieces"], (1, 1)) if "pieces" in query else None
-        self.pause = _span(query.get("pause"), (0, 0))
+        self.pause = _float_span(query.get("pause"))
         self.pause_p = float(query.get("pause_p", "1"))
         self.drop = int(query.get("drop", "0"))
         self.random = random.Random(int(query.get("seed", "0")))
