@@ -18,6 +18,7 @@ writes are exactly what the URL asks for, so a run is reproducible from its URL 
   chunk when chunked); absent, in one write together with the head;
 - pause, pause_p: after a piece, with probability P (default 1), a pause of LO..HI milliseconds
   (decimals allowed);
+- csp=1: with a Content-Security-Policy header (CSP) that makes the proxy add nonces of its own;
 - seed: the seed of the piece sizes and pauses.
 
 Connections are kept alive unless the request asks to close, or the response ended early on purpose.
@@ -40,6 +41,9 @@ import zstandard
 PAGES = Path(__file__).resolve().parent / "data" / "real-pages"
 CODINGS = ("identity", "gzip", "br", "zstd")
 FRAMINGS = ("length", "chunked", "short-length", "no-terminator")
+#: a policy of hashes and 'strict-dynamic': the proxy puts a fresh nonce in it and on what it injects
+CSP = ("script-src 'self' 'strict-dynamic' 'sha256-B2yPHKaXnvFWtRChIbabYmUBFZdVfKKXHbWtWidDVF8='; "
+       "style-src 'self' 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='")
 
 _pages: dict[str, bytes] = {}
 _encoded: dict[tuple[str, str], bytes] = {}
@@ -103,6 +107,7 @@ class Plan:
         self.pause = _float_span(query.get("pause"))
         self.pause_p = float(query.get("pause_p", "1"))
         self.drop = int(query.get("drop", "0"))
+        self.csp = query.get("csp") == "1"
         self.random = random.Random(int(query.get("seed", "0")))
 
     def sizes(self, total: int) -> list[int]:
@@ -131,6 +136,8 @@ async def respond(writer: asyncio.StreamWriter, plan: Plan) -> bool:
     head = ["HTTP/1.1 200 OK", "Content-Type: text/html; charset=utf-8", "Cache-Control: no-store"]
     if plan.coding != "identity":
         head.append(f"Content-Encoding: {plan.coding}")
+    if plan.csp:
+        head.append(f"Content-Security-Policy: {CSP}")
     chunked = plan.framing in ("chunked", "no-terminator")
     head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}")
     if cut_early:
