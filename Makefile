@@ -188,5 +188,12 @@ bench: $(STAMP) system-deps
 	$(BIN)/python load_tests/bench_proxy.py
 	$(BIN)/python load_tests/bench_cookies.py
 
+# The body-integrity soak, not part of `make test` (which runs its fast subset): all 170 real pages of
+# tests/data/real-pages at three consent states, in every timing, chunking, coding and cut mode of
+# tests/body_upstream.py, five fetches each, through a real proxy process (tests/test_body_integrity.py).
+.PHONY: soak
+soak: $(STAMP)
+	CONSENTPROXY_SOAK=1 $(BIN)/pytest -p no:cacheprovider --durations=5 tests/test_body_integrity.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache
