@@ -870,12 +870,22 @@ static int find_open(Scanner *self, const Tag *tag, int floor)
     return -1;
 }
 
+/* Pop the foreign elements from frames[depth] on, and the HTML elements opened inside them. */
+static void pop_frames(Scanner *self, int depth)
+{
+    if (depth < self->depth && self->n_open > self->frames[depth].html_base)
+        self->n_open = self->frames[depth].html_base;
+    self->depth = depth;
+}
+
 /* Pop foreign elements down to the nearest integration point (or out of foreign content). */
 static void break_out(Scanner *self)
 {
     self->overflow = 0;
-    while (self->depth > 0 && !self->frames[self->depth - 1].integration)
-        self->depth--;
+    int depth = self->depth;
+    while (depth > 0 && !self->frames[depth - 1].integration)
+        depth--;
+    pop_frames(self, depth);
 }
 
 static int attr_value_is(Scanner *self, const Tag *tag, const char *name, const char *const *values)
@@ -898,6 +908,16 @@ static int attr_value_is(Scanner *self, const Tag *tag, const char *name, const 
 
 static const char *const HTML_ENCODINGS[] = {"text/html", "application/xhtml+xml", NULL};
 
+/* <mglyph> or <malignmark> in a MathML text integration point: a MathML element, the one exception there. */
+static int mathml_glyph(Scanner *self, const Tag *tag)
+{
+    if (self->depth == 0 || self->overflow)
+        return 0;
+    const Frame *top = &self->frames[self->depth - 1];
+    return top->integration && top->ns == NS_MATH && !name_is(top->name, top->len, "annotation-xml") &&
+           (name_is(tag->name, tag->name_len, "mglyph") || name_is(tag->name, tag->name_len, "malignmark"));
+}
+
 /* A start tag in foreign content: 1 when it breaks out into HTML (the caller handles it as HTML). */
 static int foreign_start(Scanner *self, const Tag *tag)
 {
@@ -909,6 +929,9 @@ static int foreign_start(Scanner *self, const Tag *tag)
         break_out(self);
         return 1;
     }
+    const Frame *top = &self->frames[self->depth - 1];
+    if ((tag->role & R_SVG) && top->ns == NS_MATH && name_is(top->name, top->len, "annotation-xml"))
+        return 1;
     if (tag->self_closing)
         return 0;
     int ns = self->depth > 0 ? self->frames[self->depth - 1].ns : NS_SVG;
@@ -927,6 +950,7 @@ static void end_tag(Scanner *self, const Tag *tag)
     if (self->depth == 0 || self->frames[self->depth - 1].integration) {
         /* HTML content: it closes an HTML element opened there (an integration point is a boundary) */
         int floor = self->depth ? self->frames[self->depth - 1].html_base : 0;
+        int html_current = self->n_open > floor;
         int k = find_open(self, tag, floor);
         if (k >= 0)
             self->n_open = k;
@@ -935,6 +959,10 @@ static void end_tag(Scanner *self, const Tag *tag)
                 self->templates--;
             return;
         }
+        /* an HTML element in the integration point is the current node: the HTML rules, which stop at the
+         * integration point (special, and a scope boundary), so the end tag closes nothing beyond it */
+        if (html_current && !self->overflow && !name_is(tag->name, tag->name_len, "template"))
+            return;
     }
     if (self->overflow) {
         self->overflow--;
@@ -956,7 +984,7 @@ static void end_tag(Scanner *self, const Tag *tag)
         ip--;
     for (int k = self->depth - 1; k >= 0; k--) {
         if (self->frames[k].len == n && memcmp(self->frames[k].name, tag->name, (size_t)n) == 0) {
-            self->depth = k;
+            pop_frames(self, k);
             return;
         }
     }
@@ -1307,7 +1335,8 @@ static int html_start(Scanner *self, const Tag *tag, int *kind)
         *kind = KIND_NOSCRIPT;
         return 1;
     }
-    open_html(self, tag);
+    if (!(role & (R_SVG | R_MATH)))
+        open_html(self, tag);
     int report = tag->tagged || (role & R_REPORT);
     if (role & R_META)
         report = report || attr_value_is(self, tag, "http-equiv", NULL);
@@ -1326,7 +1355,7 @@ static int start_tag_seen(Scanner *self, Tag *tag, int *kind)
 {
     tag->role = tag->name_len <= 10 ? role_of(tag->name, tag->name_len) : 0;
     *kind = KIND_ELEMENT;
-    if (in_foreign(self) && !foreign_start(self, tag))
+    if ((in_foreign(self) || mathml_glyph(self, tag)) && !foreign_start(self, tag))
         return 0;
     int report = html_start(self, tag, kind);
     if (*kind == KIND_SCRIPT)
