@@ -15,7 +15,8 @@ bytes, to reach what it does past it). For each input:
 - the rewriter (with the same bound) and a plan that blocks and injects nothing: the output is the input,
   all at once and streamed (when nothing is past the bound);
 - the rewriter with a real plan (the catalogue's trackers, the banner, CSP nonces): streaming gives the same
-  bytes and the same blocked elements as the whole body at once, with the site's memos fresh or warmed.
+  bytes and the same blocked elements as the whole body at once, with the site's memos fresh or warmed, and
+  every byte the scanner passed on (all but the reported elements) is in the output, in order.
 A crash, a sanitizer report or a failed assertion stops the run and leaves the input in the artifact folder.
 
 `--make-seeds OUT` writes the seed corpus: the pages of tests/data/html-corpus and tests/data/real-pages cut
@@ -154,8 +155,8 @@ def _scan(case: Case, chunks: list[bytes] | None, noop: Any = None) -> tuple[lis
     return items + scanner.finish(), scanner
 
 
-def check_scanner(case: Case, chunks: list[bytes]) -> int:
-    """The scanner's checks; the number of elements it found longer than the bound."""
+def check_scanner(case: Case, chunks: list[bytes]) -> tuple[list[Any], int]:
+    """The scanner's checks; its items for the whole page and the number of elements past the bound."""
     whole, scanner = _scan(case, None)
     cut = scanner.cut
     if not cut:
@@ -175,11 +176,13 @@ def check_scanner(case: Case, chunks: list[bytes]) -> int:
         chosen = {t[1] for i, t in enumerate(elements) if (i + case.options) % 3 != 0}
         for raw in chosen:
             noop.add(raw)
+        assert len(noop) == len(chosen) and all(raw in noop for raw in chosen), "TagSet lost a tag"
+        assert not any(t[1] in noop for t in elements if t[1] not in chosen), "TagSet holds a tag never added"
         expected = [t for t in tokens if not (t[0] == 0 and t[1] in chosen)]
         skipped, _ = _scan(case, chunks, noop)
         assert _flat(skipped) == _flat(whole), "scanner (noop) output differs"
         assert _tokens(skipped) == expected, "scanner (noop) tokens differ"
-    return cut
+    return whole, cut
 
 
 def _rewrite(plan: PagePlan, mode: Any, chunks: list[bytes] | None, html: bytes) -> tuple[bytes, PageRewriter]:
@@ -204,7 +207,17 @@ def check_identity(case: Case, chunks: list[bytes]) -> None:
     assert streamed == case.html, "a plan that does nothing changed the page (streamed)"
 
 
-def check_real(case: Case, chunks: list[bytes]) -> None:
+def _passed_through(output: bytes, items: list[Any]) -> None:
+    """Every byte the scanner passed on is in the output, in order: only the elements it reported change."""
+    at = 0
+    for item in items:
+        if isinstance(item, bytes) and item:
+            found = output.find(item, at)
+            assert found >= 0, f"passed-on bytes missing from the output after offset {at}: {item[:80]!r}"
+            at = found + len(item)
+
+
+def check_real(case: Case, chunks: list[bytes], items: list[Any]) -> None:
     decision = decision_for(case.allowed)
     injection = PageInjection(markup(), decision, None)
     routed = _ROUTED if case.options & 0x40 else {}
@@ -220,6 +233,7 @@ def check_real(case: Case, chunks: list[bytes]) -> None:
     whole, rw_whole = _rewrite(first, case.mode, None, case.html)
     streamed, rw_streamed = _rewrite(plan(first) if case.warm else plan(), case.mode, chunks, case.html)
     assert streamed == whole, "streamed output differs from whole"
+    _passed_through(whole, items)
     assert rw_streamed.blocked == rw_whole.blocked, "streamed run blocked other elements"
     if case.warm:  # the whole body again, with the memos the streamed run left
         again, _ = _rewrite(plan(first), case.mode, None, case.html)
@@ -229,12 +243,12 @@ def check_real(case: Case, chunks: list[bytes]) -> None:
 def one_input(data: bytes) -> None:
     case = Case(data)
     chunks = case.chunks()
-    cut = check_scanner(case, chunks)
+    items, cut = check_scanner(case, chunks)
     rewriter_module.HOLD_LIMIT = case.hold_limit  # what the rewriter's scanners get
     try:
         if not cut:
             check_identity(case, chunks)
-        check_real(case, chunks)
+        check_real(case, chunks, items)
     finally:
         rewriter_module.HOLD_LIMIT = _HOLD_LIMIT
 
