@@ -7,9 +7,9 @@ refused), with raw sockets that check the response framing byte by byte:
 
 - an upstream body that arrives complete (whole with its length; chunked in pieces of 1-4096 bytes;
   the same with pauses of 0-5 ms; chunked under a CSP header that makes the proxy add nonces; gzip, br
-  and zstd in pieces, chunked and with a length) comes back
-  complete, and byte-identical to the page rewritten in-process by the same rewriter, once the
-  per-response stamp (and CSP nonce) are set aside: never shorter, never different;
+  and zstd in pieces, chunked and with a length) comes back complete, and byte-identical to the page
+  rewritten whole, in-process, by the same rewriter for the same site and consent state, once the
+  per-response stamp and CSP nonce are set aside: never shorter, never different;
 - an upstream body that ends early (a Content-Length it does not fill, chunked without its last chunk,
   a gzip/br/zstd stream that lacks its last bytes but is framed correctly) never comes back as a clean
   response: a 502, or a body whose framing the client sees cut; what did arrive is a prefix of the
@@ -409,10 +409,11 @@ def run_fetches(harness: Harness, jobs: list[Job], check: Callable[[Fetched, byt
         return [problem for found in pool.map(one, jobs) for problem in found]
 
 
-def _report(problems: list[str], total: int) -> str:
+def _report(problems: list[str], total: int, harness: Harness) -> str:
     shown = "\n".join(problems[:12])
     more = f"\n... and {len(problems) - 12} more" if len(problems) > 12 else ""
-    return f"{len(problems)} problem(s) in {total} fetches:\n{shown}{more}"
+    log = "\n".join(harness.proxy.log().splitlines()[-10:])
+    return f"{len(problems)} problem(s) in {total} fetches:\n{shown}{more}\nthe proxy's log ends:\n{log}"
 
 
 # --- the client's reader can tell a clean end from a cut one ---------------------------------------------------
@@ -553,7 +554,7 @@ def test_a_complete_body_comes_back_as_the_rewrite_whatever_the_timing(harness: 
     jobs = _jobs(name, COMPLETE_MODES, harness, FETCHES)
     assert len({job.reference for job in jobs}) >= 3  # the states (and the CSP) do rewrite differently
     problems = run_fetches(harness, jobs, complete_problems)
-    assert not problems, _report(problems, len(jobs))
+    assert not problems, _report(problems, len(jobs), harness)
 
 
 @pytest.mark.timeout(900)
@@ -561,7 +562,7 @@ def test_a_complete_body_comes_back_as_the_rewrite_whatever_the_timing(harness: 
 def test_a_body_cut_short_never_comes_back_as_a_clean_response(harness: Harness, name: str) -> None:
     jobs = _jobs(name, CUT_MODES, harness, FETCHES)
     problems = run_fetches(harness, jobs, cut_problems)
-    assert not problems, _report(problems, len(jobs))
+    assert not problems, _report(problems, len(jobs), harness)
 
 
 # --- the reported case ------------------------------------------------------------------------------------------
@@ -587,4 +588,4 @@ def test_a_large_page_in_small_pieces_never_comes_back_shorter(harness: Harness)
         jobs.append(Job(f"fetch #{index} ({state})", f"/{REPORTED_PAGE}?{REPORTED_QUERY}&seed={index}",
                         harness.cookies[state], references(state, False)))
     problems = run_fetches(harness, jobs, complete_problems, parallel=3)
-    assert not problems, _report(problems, len(jobs))
+    assert not problems, _report(problems, len(jobs), harness)
