@@ -20,7 +20,7 @@ from consentproxy.html.csp import NoncePlan
 from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter, StateMemos
 from consentproxy.html.trackers import TrackerMatcher
 from consentproxy.proxy.handler import _send_filtered
-from consentproxy.proxy.pipeline import BodyFilter
+from consentproxy.proxy.pipeline import BodyFilter, FilterFailed
 
 NECESSARY = frozenset({"necessary"})
 PAGES = sorted(p for p in CORPUS.glob("*.html") if b"<noscript" in p.read_bytes())
@@ -200,6 +200,25 @@ def test_the_body_ends_where_the_upstream_body_ends_not_where_its_end_was_fed() 
     # clean last chunk (issue 15)
     sent = _run_filtered([(b"head", True), (b"middle", False), (b"tail", False)], _Upper(tail=b"!"))
     assert sent == [(b"HEAD", True, False), (b"MIDDLE", True, False), (b"TAIL!", False, True)]
+
+
+class _FailsAtTheEnd(_Upper):
+    """A decoder that learns only at the end that its stream was cut."""
+
+    def finish(self) -> bytes:
+        raise FilterFailed("the stream ends early")
+
+
+def test_a_body_found_cut_at_its_end_still_gets_what_was_rewritten_before_the_cut() -> None:
+    upstream = _Upstream([(b"head", False), (b"tail", True)])
+    sent: list[tuple[bytes, bool]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append((message["body"], message["more_body"]))
+
+    with pytest.raises(FilterFailed):
+        asyncio.run(_send_filtered([_FailsAtTheEnd()], upstream, send))  # type: ignore[arg-type]
+    assert sent == [(b"HEAD", True), (b"TAIL", True)]  # never a last message: the connection is cut
 
 
 def test_a_body_that_came_at_once_is_one_message() -> None:

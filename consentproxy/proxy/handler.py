@@ -333,7 +333,12 @@ async def _send_filtered(filters: list[BodyFilter], content: aiohttp.StreamReade
         if out:
             sent += len(out)
             await send({"type": "http.response.body", "body": out, "more_body": True})
-    tail = _filter_finish(filters)
+    try:
+        tail = _filter_finish(filters)
+    except FilterFailed:
+        if last:  # what was rewritten still goes out; the cut connection then says the rest is missing
+            await send({"type": "http.response.body", "body": last, "more_body": True})
+        raise
     last = last + tail if last and tail else last or tail
     await send({"type": "http.response.body", "body": last, "more_body": False})
     return sent + len(last)
