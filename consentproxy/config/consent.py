@@ -144,6 +144,7 @@ def _read_service(reader: Reader) -> ServiceConfig | None:
         pixels=list_of(reader, "pixels", _url_part, ()),
         hosts=list_of(reader, "hosts", _url_part, ()),
         inline=list_of(reader, "inline", _signature, ()),
+        purpose=_texts(reader, "purpose", {}),
     )
     reader.finish()
     return service if len(reader.problems) == before else None

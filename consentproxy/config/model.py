@@ -129,6 +129,7 @@ class ServiceConfig:
     pixels: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
     inline: tuple[str, ...] = ()
+    purpose: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,7 +95,7 @@ def builtin_services() -> tuple[ServiceConfig, ...]:
             privacy_url=item.get("privacy_url", ""), cookies=tuple(item.get("cookies", ())),
             scripts=tuple(item.get("scripts", ())), iframes=tuple(item.get("iframes", ())),
             pixels=tuple(item.get("pixels", ())), hosts=tuple(item.get("hosts", ())),
-            inline=tuple(item.get("inline", ())),
+            inline=tuple(item.get("inline", ())), purpose=dict(item.get("purpose", {})),
         )
         for item in tomllib.loads(text)["service"]
     )
