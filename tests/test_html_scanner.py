@@ -266,6 +266,14 @@ INTEGRATION_POINTS = [
     ("<math><annotation-xml><svg><foreignObject><image src=r>", [("img", "r")]),
     ("<MATH><ANNOTATION-XML><SVG><DESC><IMAGE SRC=s>", [("img", "s")]),
     ("<math><mrow><svg><foreignObject><image src=t>", []),
+    # "<![CDATA[" starts a CDATA section where the current node is SVG or MathML, an integration point too
+    ("<math><mi><![CDATA[<p><img src=pixel.gif>", []),  # found by `make fuzz-properties`
+    ("<svg><foreignObject><![CDATA[<b><img src=u>]]><img src=v>", [("img", "v")]),
+    ("<math><annotation-xml encoding=text/html><![CDATA[<p><img src=w>]]>", []),
+    ("<math><mi><b></b><![CDATA[<p><img src=x>", []),
+    # ...and a bogus comment, up to the first ">", where it is HTML (an HTML element open in an integration point)
+    ("<svg><desc><b><![CDATA[<p><img src=y>", [("img", "y")]),
+    ("<p><![CDATA[<b><img src=z>", [("img", "z")]),
 ]
 
 

@@ -908,6 +908,13 @@ static int attr_value_is(Scanner *self, const Tag *tag, const char *name, const 
 
 static const char *const HTML_ENCODINGS[] = {"text/html", "application/xhtml+xml", NULL};
 
+/* Whether "<![CDATA[" starts a CDATA section: the current node is an SVG or MathML element, an integration
+ * point too (no HTML element open in it); in HTML content it starts a bogus comment. */
+static int cdata_allowed(Scanner *self)
+{
+    return in_foreign(self) || (self->depth > 0 && self->n_open <= self->frames[self->depth - 1].html_base);
+}
+
 /* <mglyph> or <malignmark> in a MathML text integration point: a MathML element, the one exception there. */
 static int mathml_glyph(Scanner *self, const Tag *tag)
 {
@@ -1483,7 +1490,7 @@ static PyObject *run(Scanner *self, int final)
             stream = P_GT;
             if (c == '!') {
                 int comment = starts_ci(buf, i + 2, len, "--", 2);
-                int cdata = in_foreign(self) ? starts_ci(buf, i + 2, len, "[cdata[", 7) : 0;
+                int cdata = cdata_allowed(self) ? starts_ci(buf, i + 2, len, "[cdata[", 7) : 0;
                 if (cdata == 1 && memcmp(buf + i + 2, "[CDATA[", 7) != 0)
                     cdata = 0; /* case-sensitive */
                 if (comment < 0 || cdata < 0) {
