@@ -1,12 +1,32 @@
-"""Which service an element belongs to: URL patterns and inline-code signatures.
+"""Which service an element belongs to: URL patterns, host rules and inline-code signatures.
 
 The site's own services come first, then the built-in catalogue, in file
-order: the first service with a matching pattern wins (the catalogue lists
-Google Ads before Google Analytics for that reason). URLs, hosts and inline
-snippets repeat on every page of a site, so answers are cached per matcher
-(a page's ~50 `<img>` each ask about their URL); inline code is searched
-with one regular expression shaped as a trie (a flat alternation of 80
-literals costs twice as much in Python's engine), then ranked.
+order, then the Open Cookie Database's Marketing and Analytics hosts: of the
+rules that match, the first service's wins (the catalogue lists Google Ads
+before Google Analytics for that reason); among equally ranked rules, the
+most specific host.
+
+A pattern that starts with a host name ("doubleclick.net",
+"google-analytics.com/analytics.js"), and every name of a service's `hosts`,
+goes into one dict from host name to its rules (rank, kinds, path prefix,
+service). A URL is read the way a browser reads it (scheme-relative, any
+case, port, userinfo, trailing dot, backslashes, tabs and newlines, IDN) and
+its host looked up label by label, from the full name down to two labels
+(a.b.example.com, b.example.com, example.com): a few dict look-ups, whatever
+the number of rules. A rule without a path (a bare host) counts for every
+kind of element and for resource hints; one with a path ("facebook.com/tr")
+is a prefix of the URL's path under that host, for its kind. Patterns that do
+not start with a host ("matomo.js", "/b/ss/") stay substrings of the whole
+URL (a short list, by rank).
+
+URLs, hosts and inline snippets repeat on every page of a site, so answers
+are cached per matcher (a page's ~50 `<img>` each ask about their URL);
+inline code is searched with one regular expression shaped as a trie (a flat
+alternation of 80 literals costs twice as much in Python's engine), then
+ranked, and for the catalogued hosts it names in URL-like strings
+(`'//sb.scorecardresearch.com/beacon.js'`, `"https://secure" +
+".quantserve.com/quant.js"`): code that builds a tracker's URL is that
+tracker.
 """
 
 from __future__ import annotations
@@ -16,6 +36,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from consentproxy.config.model import ServiceConfig
 from consentproxy.cookies.classify import builtin_services
@@ -25,7 +46,31 @@ _CACHE_LIMIT = 4096
 #: inline code is cached up to this many characters in all, a snippet up to 1/16 of it: the regex costs
 #: ~0.1 µs a character, and the snippets of a site's template (gtag, fbq…) repeat on every page
 _INLINE_CACHE_CHARS = 1 << 18
-_HOST_END = re.compile(r"[/:?#]")
+#: what a rule applies to (bits of a rule's mask)
+_BITS: dict[str, int] = {"scripts": 1, "iframes": 2, "pixels": 4, "hosts": 8}
+_INLINE = 16
+_EVERY = 31
+#: the rank of the rules from outside the services (the Open Cookie Database): after every service
+_EXTRA_RANK = 1 << 30
+#: the host part of a pattern: labels of letters, digits and hyphens, a top-level label that is no number
+_PATTERN_HOST = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9])?\.)+(?:[a-z][a-z0-9-]*[a-z0-9]|xn--[a-z0-9-]+)")
+_PATTERN_HOST_END = re.compile(r"[/?#]")
+#: "matomo.js", "piwik.php": file names, not hosts
+_FILE_SUFFIXES = frozenset({"js", "mjs", "php", "gif", "png", "jpg", "jpeg", "webp", "svg", "html", "htm", "json",
+                            "css", "cgi", "asp", "aspx", "jsp", "pl", "txt", "xml", "swf"})
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:")
+#: schemes whose URLs have a host (and read "\" as "/")
+_SPECIAL = frozenset({"http", "https", "ws", "wss", "ftp"})
+#: what a browser strips from both ends of a URL (C0 controls and space) and removes inside it
+_URL_EDGES = "".join(map(chr, range(33)))
+_URL_INSIDE = dict.fromkeys(map(ord, "\t\n\r"))
+_AUTHORITY_END = re.compile(r"[/?#]")
+#: a host name in code, as the start of a URL ("//host", "https://host", "\/\/host" in JSON) or of a string
+#: ("'host.com/x'", "'.host.com/x'" after a computed subdomain); with what follows it up to a quote or space
+_CODE_HOST = re.compile(r"""(?:\\?/\\?/|["'`]\.?)((?:[a-z0-9_-]+\.)+[a-z][a-z0-9-]*)((?:\\?/[^\s"'`<>()\\]*)*)""")
+
+#: (rank, kinds mask, path prefix, service) of one host rule
+_Rule = tuple[int, int, str, "Match"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,18 +79,104 @@ class Match:
     category: str
 
 
-class TrackerMatcher:
-    """Matches element URLs and inline code against a site's services and the catalogue."""
+def open_cookie_database_rules() -> tuple[tuple[str, Match], ...]:
+    """Hook: the Open Cookie Database's Marketing and Analytics hosts as host rules, after the catalogue.
 
-    def __init__(self, site_services: tuple[ServiceConfig, ...], use_catalogue: bool = True) -> None:
+    From `consentproxy.trackers_data.open_cookie_database_hosts()` ((host, platform, category), hosts the
+    catalogue covers left out) when that module is there; none otherwise.
+    """
+    try:
+        from consentproxy.trackers_data import open_cookie_database_hosts  # noqa: PLC0415
+    except ImportError:
+        return ()
+    return tuple((host, Match(platform or host, category)) for host, platform, category in open_cookie_database_hosts())
+
+
+def split_url(raw_url: str) -> tuple[str, str | None, str]:
+    """A URL as a browser reads it → (the whole URL, normalised; its host or None; the rest after the host).
+
+    Character references are decoded; tabs and newlines removed; controls and spaces stripped at both ends;
+    lower case; "\\" read as "/"; scheme-relative ("//host/x") and `http:`/`https:` URLs (any number of
+    slashes) have a host, without userinfo, port and trailing dots, IDN in its ASCII (punycode) form. A
+    relative URL or one of another scheme (`data:`, `javascript:`) has none.
+    """
+    url = html.unescape(raw_url) if "&" in raw_url else raw_url
+    url = url.strip(_URL_EDGES)
+    if "\t" in url or "\n" in url or "\r" in url:
+        url = url.translate(_URL_INSIDE)
+    url = url.lower()
+    if "\\" in url:
+        url = url.replace("\\", "/")
+    scheme = _SCHEME.match(url)
+    if scheme is not None:
+        if url[:scheme.end() - 1] not in _SPECIAL:
+            return url, None, url
+        rest = url[scheme.end():].lstrip("/")
+    elif url.startswith("//"):
+        rest = url.lstrip("/")
+    else:
+        return url, None, url
+    end = _AUTHORITY_END.search(rest)
+    authority, path = (rest[:end.start()], rest[end.start():]) if end else (rest, "")
+    host = authority.rpartition("@")[2]
+    if host.startswith("["):  # IPv6: no name to look up
+        return url, host.partition("]")[0] + "]", path
+    host = host.partition(":")[0]
+    if "%" in host:
+        host = unquote(host)
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass
+    return url, host.rstrip("."), path
+
+
+class TrackerMatcher:
+    """Matches element URLs and inline code against a site's services and the catalogue.
+
+    `extra_hosts`: (host, service) rules after every service (default, with the catalogue: the Open Cookie
+    Database's, see `open_cookie_database_rules`).
+    """
+
+    def __init__(self, site_services: tuple[ServiceConfig, ...], use_catalogue: bool = True,
+                 extra_hosts: Iterable[tuple[str, Match]] | None = None) -> None:
         services = site_services + (builtin_services() if use_catalogue else ())
-        self._patterns: dict[str, tuple[tuple[str, Match], ...]] = {
-            kind: tuple(
-                (pattern.lower(), Match(s.name, s.category)) for s in services for pattern in getattr(s, kind)
-            )
-            for kind in ("scripts", "iframes", "pixels", "hosts")
-        }
-        self._url_cache: dict[str, dict[str, Match | None]] = {kind: {} for kind in self._patterns}
+        if extra_hosts is None:
+            extra_hosts = open_cookie_database_rules() if use_catalogue else ()
+        index: dict[str, tuple[_Rule, ...]] = {}
+        shared: dict[_Rule, tuple[_Rule, ...]] = {}  # one tuple for the many hosts with one same rule
+
+        def add(host: str, rule: _Rule) -> None:
+            rules = index.get(host)
+            if rules is None:
+                single = shared.get(rule)
+                if single is None:
+                    single = shared[rule] = (rule,)
+                index[host] = single
+            elif rule not in rules:  # ranks only grow: the rules of a host stay sorted by rank
+                index[host] = (*rules, rule)
+
+        residual: dict[str, list[tuple[int, str, Match]]] = {kind: [] for kind in _BITS}
+        for rank, service in enumerate(services):
+            match = Match(service.name, service.category)
+            for host in service.hosts:
+                add(host.lower().strip().rstrip("."), (rank, _EVERY, "", match))
+            for kind in ("scripts", "iframes", "pixels"):
+                for pattern in getattr(service, kind):
+                    pattern = pattern.lower()
+                    head = _PATTERN_HOST_END.split(pattern, maxsplit=1)[0]
+                    if _PATTERN_HOST.fullmatch(head) and head.rsplit(".", 1)[1] not in _FILE_SUFFIXES:
+                        path = pattern[len(head):]
+                        add(head, (rank, _EVERY, "", match) if not path else (rank, _BITS[kind] | _INLINE, path,
+                                                                                 match))
+                    else:
+                        residual[kind].append((rank, pattern, match))
+        for host, match in extra_hosts:
+            add(host, (_EXTRA_RANK, _EVERY, "", match))
+        self._index = index
+        self._residual = {kind: tuple(rules) for kind, rules in residual.items()}
+        self._url_cache: dict[str, dict[str, Match | None]] = {kind: {} for kind in _BITS}
         self._host_cache: dict[str, Match | None] = {}
         self._inline_cache: dict[str, Match | None] = {}
         self._inline_chars = 0
@@ -55,6 +186,10 @@ class TrackerMatcher:
                 signatures.setdefault(signature, (rank, Match(service.name, service.category)))
         self._signatures = signatures
         self._inline_re = re.compile(trie_pattern(signatures)) if signatures else None
+
+    def __len__(self) -> int:
+        """The number of host names with rules."""
+        return len(self._index)
 
     def answers(self, kind: Kind) -> dict[str, Match | None]:
         """The cache behind `url(kind, …)`: a handler called for every `<img>` looks there first and calls
@@ -68,37 +203,54 @@ class TrackerMatcher:
             return cache[raw_url]
         except KeyError:
             pass
-        url = (html.unescape(raw_url) if "&" in raw_url else raw_url).strip().lower()
-        found = None
-        if url:
-            for pattern, match in self._patterns[kind]:
-                if pattern in url:
-                    found = match
-                    break
-        return _remember(cache, raw_url, found)
+        url, host, path = split_url(raw_url)
+        best = self._lookup(_BITS[kind], host, path) if host else None
+        for rank, pattern, match in self._residual[kind]:
+            if best is not None and rank >= best[0]:
+                break
+            if pattern in url:
+                best = (rank, match)
+                break
+        return _remember(cache, raw_url, best[1] if best is not None else None)
 
     def host(self, raw_url: str) -> Match | None:
-        """For resource hints: the host of the URL (scheme-relative allowed) against `hosts`."""
+        """For resource hints: the host of the URL (scheme-relative allowed; a bare host name too) against the
+        rules without a path."""
         cache = self._host_cache
         try:
             return cache[raw_url]
         except KeyError:
             pass
-        url = (html.unescape(raw_url) if "&" in raw_url else raw_url).strip().lower()
-        start = url.find("//")
-        host = url[start + 2:] if start >= 0 else url
-        host = _HOST_END.split(host, maxsplit=1)[0]
-        found = None
-        for pattern, match in self._patterns["hosts"]:
-            if host == pattern or host.endswith("." + pattern):
-                found = match
-                break
-        return _remember(cache, raw_url, found)
+        _, host, path = split_url(raw_url)
+        if host is None:  # "example.com" in a dns-prefetch: a host name, as browsers read it there too
+            _, host, path = split_url("//" + raw_url.strip(_URL_EDGES))
+        best = self._lookup(_BITS["hosts"], host, path) if host else None
+        return _remember(cache, raw_url, best[1] if best is not None else None)
+
+    def _lookup(self, bit: int, host: str, path: str) -> tuple[int, Match] | None:
+        """The first-ranked rule for `bit` of the host or a parent domain (down to two labels) whose path
+        prefix the path starts with; the most specific host among equal ranks."""
+        index = self._index
+        best: tuple[int, Match] | None = None
+        name = host
+        while True:
+            rules = index.get(name)
+            if rules is not None:
+                for rank, mask, prefix, match in rules:
+                    if best is not None and rank >= best[0]:
+                        break
+                    if mask & bit and path.startswith(prefix):
+                        best = (rank, match)
+                        break
+            dot = name.find(".")
+            if dot < 0:
+                return best
+            name = name[dot + 1:]
+            if "." not in name:
+                return best
 
     def inline(self, code: str) -> Match | None:
-        """The best-ranked service whose signature occurs in inline script code."""
-        if self._inline_re is None:
-            return None
+        """The best-ranked service whose signature occurs in inline script code, or whose host it names."""
         cache = self._inline_cache
         try:
             return cache[code]
@@ -114,14 +266,23 @@ class TrackerMatcher:
         return found
 
     def _search_inline(self, code: str) -> Match | None:
-        assert self._inline_re is not None
         best: tuple[int, Match] | None = None
-        for found in self._inline_re.finditer(code):
-            candidate = self._signatures[found.group()]
-            if best is None or candidate[0] < best[0]:
-                best = candidate
-                if best[0] == 0:
-                    break
+        if self._inline_re is not None:
+            for found in self._inline_re.finditer(code):
+                candidate = self._signatures[found.group()]
+                if best is None or candidate[0] < best[0]:
+                    best = candidate
+                    if best[0] == 0:
+                        return best[1]
+        if ("/" in code or "." in code) and self._index:
+            lowered = code.lower()
+            for found in _CODE_HOST.finditer(lowered):
+                path = found.group(2)
+                candidate = self._lookup(_INLINE, found.group(1), path.replace("\\", "") if path else "")
+                if candidate is not None and (best is None or candidate[0] < best[0]):
+                    best = candidate
+                    if best[0] == 0:
+                        break
         return best[1] if best is not None else None
 
 
