@@ -31,6 +31,7 @@ tracker.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 from collections.abc import Iterable
@@ -86,7 +87,7 @@ def open_cookie_database_rules() -> tuple[tuple[str, Match], ...]:
     catalogue covers left out) when that module is there; none otherwise.
     """
     try:
-        from consentproxy.trackers_data import open_cookie_database_hosts  # noqa: PLC0415
+        from consentproxy.trackers_data import open_cookie_database_hosts
     except ImportError:
         return ()
     return tuple((host, Match(platform or host, category)) for host, platform, category in open_cookie_database_hosts())
@@ -125,10 +126,8 @@ def split_url(raw_url: str) -> tuple[str, str | None, str]:
     if "%" in host:
         host = unquote(host)
     if not host.isascii():
-        try:
+        with contextlib.suppress(UnicodeError):  # not a valid IDN: looked up as it is (it names no rule)
             host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            pass
     return url, host.rstrip("."), path
 
 
@@ -278,9 +277,9 @@ class TrackerMatcher:
             lowered = code.lower()
             for found in _CODE_HOST.finditer(lowered):
                 path = found.group(2)
-                candidate = self._lookup(_INLINE, found.group(1), path.replace("\\", "") if path else "")
-                if candidate is not None and (best is None or candidate[0] < best[0]):
-                    best = candidate
+                named = self._lookup(_INLINE, found.group(1), path.replace("\\", "") if path else "")
+                if named is not None and (best is None or named[0] < best[0]):
+                    best = named
                     if best[0] == 0:
                         break
         return best[1] if best is not None else None
