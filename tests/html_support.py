@@ -23,7 +23,9 @@ from consentproxy.html.trackers import TrackerMatcher
 CORPUS = Path(__file__).parent / "data" / "html-corpus"
 ALL = frozenset(CATEGORY_IDS)
 CONSENT_MODE_START = "window.dataLayer=window.dataLayer||[];(function(){function g(){"
-_MOVED = ("src", "href", "srcset", "data", "poster")
+#: what the banner script restores (its MOVED list)
+_MOVED = ("src", "href", "srcset", "data", "poster", "srcdoc", "imagesrcset", "xlink:href", "data-srcset",
+          "data-lazy-srcset", "data-src", "data-lazy-src", "data-original", "data-lazy")
 
 _SITE = SiteConfig(name="corpus", hosts=("corpus.test",), upstream="http://127.0.0.1:1",
                    consent=ConsentConfig(categories=default_categories(), controller="Corpus BV"))

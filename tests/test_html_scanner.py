@@ -40,6 +40,8 @@ PIECES = [
     "<SCRIPT type=text/javascript>", "</SCRIPT >", "</script\n>", "<script/>", "<noscript>", "</noscript>",
     '<div data-consent-category="marketing">', "<video DATA-CONSENT-CATEGORY=ads src=v.mp4>",
     "<input type=image src=i.png data-consent-category=statistics>",
+    "<object data=o.swf>", "</object>", "<embed src=e.swf>", "<svg><image href=si.png /></svg>", "<image href=h>",
+    "<svg><image xlink:href=sx.png></image></svg>", "<svg><image src=no.png>",
     # comments and the like
     "<!--", "-->", "--!>", "<!-- <img src=c> -->", "<!-->", "<!--->", "<!x>", "<?php echo 1 ?>", "</ x>", "</>",
     "<!DOCTYPE html>", "<![CDATA[", "]]>", "<![CDATA[<img src=cd>]]>",
@@ -64,7 +66,10 @@ PIECES = [
     # NUL bytes (the parser reads them as U+FFFD; the scanner's loops stop at a NUL after the buffer)
     "te\x00xt ", "<img src=nul\x00.png>", "<img da\x00ta-x=1 src='q\x00'>", "<p\x00>", "<img src=\x00",
 ]
-REPORTED = {"script", "iframe", "img", "link", "noscript"}
+REPORTED = {"script", "iframe", "img", "link", "noscript", "object", "embed"}
+#: SVG's <image> loads its href: reported too (the scanner's name for it, "image", is read as "img" below)
+_SVG_IMAGE = "{http://www.w3.org/2000/svg}image"
+_XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 
 
 # The special category, as the standard has it: html5lib's list, which has only one of the SVG and MathML ones.
@@ -142,6 +147,11 @@ def _html5lib_elements(document: str) -> list[tuple[str, str]]:
     prefix = "{http://www.w3.org/1999/xhtml}"
     for element in tree.iter():
         tag = element.tag
+        if tag == _SVG_IMAGE:
+            href = [value for key, value in element.attrib.items() if key in ("href", _XLINK_HREF)]
+            if href:
+                found.append(("img", element.attrib.get("src") or href[0]))
+            continue
         if not isinstance(tag, str) or not tag.startswith(prefix):
             continue
         name = tag[len(prefix):]
@@ -183,8 +193,9 @@ def _scanner_elements(items: list[Any]) -> list[tuple[str, str]]:
         if name in ("html", "body"):
             continue
         first = dict(reversed(attributes))
+        url = first.get("src") or first.get("href") or (first.get("xlink:href") if name == "image" else None)
         name = "img" if name == "image" else name
-        found.append((name, html.unescape(first.get("src") or first.get("href") or "").replace("\x00", "\ufffd")))
+        found.append((name, html.unescape(url or "").replace("\x00", "\ufffd")))
     return sorted(found)
 
 

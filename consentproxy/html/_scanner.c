@@ -250,7 +250,7 @@ static int role_of(const char *n, Py_ssize_t len)
         if (IS("image"))
             return R_REPORT | R_VOID; /* the parser makes it an <img> */
         if (IS("embed"))
-            return R_BREAKOUT | R_VOID;
+            return R_REPORT | R_BREAKOUT | R_VOID;
         if (IS("input") || IS("param") || IS("track"))
             return R_VOID;
         if (IS("style") || IS("title"))
@@ -261,6 +261,8 @@ static int role_of(const char *n, Py_ssize_t len)
             return R_SCRIPT;
         if (IS("iframe"))
             return R_REPORT | R_RAW;
+        if (IS("object"))
+            return R_REPORT;
         if (IS("source") || IS("keygen"))
             return R_VOID;
         return (IS("center") || IS("strong") || IS("strike")) ? R_BREAKOUT : 0;
@@ -1362,8 +1364,14 @@ static int start_tag_seen(Scanner *self, Tag *tag, int *kind)
 {
     tag->role = tag->name_len <= 10 ? role_of(tag->name, tag->name_len) : 0;
     *kind = KIND_ELEMENT;
-    if ((in_foreign(self) || mathml_glyph(self, tag)) && !foreign_start(self, tag))
-        return 0;
+    if (in_foreign(self) || mathml_glyph(self, tag)) {
+        /* SVG's <image> loads its href (or xlink:href): reported when it has one (one in MathML loads nothing) */
+        int svg_image = (tag->role & R_REPORT) && !self->overflow && self->frames[self->depth - 1].ns == NS_SVG &&
+                        name_is(tag->name, tag->name_len, "image") &&
+                        (attr_value_is(self, tag, "href", NULL) || attr_value_is(self, tag, "xlink:href", NULL));
+        if (!foreign_start(self, tag))
+            return svg_image;
+    }
     int report = html_start(self, tag, kind);
     if (*kind == KIND_SCRIPT)
         enter_raw(self, ST_SCRIPT, tag);

@@ -31,6 +31,7 @@ own stamp.
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -41,7 +42,7 @@ from consentproxy.config.model import CATEGORY_IDS
 from consentproxy.html._scanner import NOSCRIPT, SCRIPT, Scanner, TagSet
 from consentproxy.html.charset import PRESCAN_BYTES, Mode, sniff
 from consentproxy.html.csp import NoncePlan
-from consentproxy.html.trackers import Match, TrackerMatcher
+from consentproxy.html.trackers import Kind, Match, TrackerMatcher
 
 _JS_TYPES = frozenset({
     "", "module", "text/javascript", "application/javascript", "application/x-javascript", "text/ecmascript",
@@ -54,6 +55,14 @@ _HINT_RELS = frozenset({"preconnect", "dns-prefetch"})
 _FETCH_RELS = frozenset({"preload", "prefetch", "modulepreload"})
 #: URL attributes moved aside on an element a site tagged itself
 _TAGGED_URL_ATTRIBUTES = ("src", "href", "srcset", "data", "poster")
+#: where lazy-loading scripts keep an element's URL until they set `src` (a tracker there is blocked like `src`)
+_LAZY_URLS = ("data-src", "data-lazy-src", "data-original", "data-lazy")
+_LAZY_SRCSETS = ("data-srcset", "data-lazy-srcset")
+_IMG_URLS = ("src", *_LAZY_URLS)
+_IMG_SRCSETS = ("srcset", *_LAZY_SRCSETS)
+#: SVG's <image> (reported in foreign content) loads `href`, or the older `xlink:href`
+_SVG_IMAGE_URLS = ("href", "xlink:href", *_IMG_URLS)
+_IFRAME_URLS = ("src", "data-src", "data-lazy-src")
 _CSP_EQUIV = frozenset({"content-security-policy", "content-security-policy-report-only"})
 #: one attribute of a raw start tag, as the HTML standard reads it (a name may start with "=")
 _ATTRIBUTE = re.compile(r"""[\t\n\f\r /]*([^\t\n\f\r />][^\t\n\f\r /=>]*(?:[\t\n\f\r ]*=[\t\n\f\r ]*"""
@@ -297,6 +306,9 @@ class _Page:
             if _PLAIN_STAMP.fullmatch(plan.stamp) and _STAMP_MARK not in plan.stamp:
                 self.scripts = memo.scripts
         self.handlers = _NESTED_HANDLERS if nested else _HANDLERS
+        #: a srcdoc document's scripts run: judged although nested
+        self.judge_scripts = not nested
+        self.depth = 0  # of srcdoc documents
 
     # -- plumbing ------------------------------------------------------------
     def scanner(self) -> Scanner:
@@ -367,7 +379,7 @@ class _Page:
             if code:
                 out.append(code.encode(self.codec, self.errors))
         memo = self.scripts
-        if self.nested:
+        if not self.judge_scripts:
             written = None
         elif memo is None or end is None or len(content) > _SCRIPT_MEMO_BYTES or _STAMP_MARK_BYTES in content:
             changed = self._judge_script(token)
@@ -409,6 +421,14 @@ class _Page:
         if not is_javascript(type_value):
             return None
         src = tag.get("src")
+        lazy = None  # a lazy loader's attribute naming a tracker's script (it sets `src` from it later)
+        if src is None and self.blocking:
+            for name in _LAZY_URLS:
+                value = tag.get(name)
+                if value and self.blocks(site_tagged(tag.get("data-consent-category"),
+                                                     self.matcher.url("scripts", value))):
+                    src, lazy = value, name
+                    break
         if src is not None:
             match = site_tagged(tag.get("data-consent-category"), self.matcher.url("scripts", src))
             if self.blocks(match):
@@ -416,7 +436,9 @@ class _Page:
                 tag.set("type", "text/plain")
                 if type_value is not None:
                     tag.set("data-cp-type", type_value)
-                if src:
+                if lazy is not None:
+                    tag.move(lazy)
+                elif src:
                     tag.move("src")
                 self.mark(tag, match, "script-src", src)
             elif match is not None and match.service in rewrites:
@@ -446,54 +468,112 @@ class _Page:
 
     def iframe(self, token: Token, texts: list[str]) -> None:
         tag = self._tag(token)
-        src = tag.get("src")
-        match = site_tagged(tag.get("data-consent-category"), self.matcher.url("iframes", src) if src else None)
+        match, src, moved = self._urls("iframes", tag.attributes, _IFRAME_URLS, ())
+        srcdoc = tag.get("srcdoc")
+        if match is None and srcdoc:
+            match = self._srcdoc(srcdoc)
+            if match is not None:
+                moved.append("srcdoc")
+                src = "srcdoc"
+        match = site_tagged(tag.get("data-consent-category"), match)
         if not self.blocks(match):
             return self._unchanged(token)
         assert match is not None
+        if srcdoc is not None and "srcdoc" not in moved:
+            moved.append("srcdoc")  # a site-tagged one, or one with both: srcdoc is what a browser shows
+        if "src" not in moved:
+            moved.append("src")
         if self.nested:
-            tag.move("src")
+            for name in moved:
+                tag.move(name)
             self.mark(tag, match, "iframe", src or "")
             texts.append(tag.text())
             return None
         self.embeds += 1
         embed_id = f"cp-e{self.embeds}"
-        tag.move("src")
+        for name in moved:
+            tag.move(name)
         tag.set("data-cp-embed-id", embed_id)
         tag.set("hidden", "")
         self.mark(tag, match, "iframe", src or "")
         texts += [self.plan.injection.placeholder(self.page_lang, match.service, embed_id), tag.text()]
         return None
 
+    def _urls(self, kind: Kind, attributes: list[tuple[str, str]], urls: tuple[str, ...],
+              srcsets: tuple[str, ...]) -> tuple[Match | None, str, list[str]]:
+        """The service of the first of an element's URL attributes (`urls`, then `srcsets`: each candidate)
+        that belongs to one (only the first of duplicate attributes counts, as in the parser); the URL; and
+        the names of those attributes it has (to move aside)."""
+        seen: dict[str, str] = {}
+        for key, value in attributes:
+            if (key in urls or key in srcsets) and key not in seen:
+                seen[key] = value
+        matcher = self.matcher
+        for name in urls:
+            url = seen.get(name)
+            if url:
+                match = matcher.url(kind, url)
+                if match is not None:
+                    return match, url, list(seen)
+        for name in srcsets:
+            srcset = seen.get(name)
+            if srcset:
+                match = matcher.srcset(kind, srcset)
+                if match is not None:
+                    return match, srcset, list(seen)
+        return None, "", list(seen)
+
     def img(self, token: Token, texts: list[str]) -> None:
         # The most frequent element (a page's product images): most are no tracker and untagged; those
         # become no-ops the scanner skips from then on.
         attributes = token[3]
-        src = srcset = category = None
+        src = category = None
+        others = False  # srcset or a lazy attribute: looked at one by one
         for key, value in attributes:
             if key == "src":
                 if src is None:
                     src = value
-            elif key == "srcset":
-                if srcset is None:
-                    srcset = value
-            elif key == "data-consent-category" and category is None:
-                category = value
+            elif key == "data-consent-category":
+                if category is None:
+                    category = value
+            elif key == "srcset" or key.startswith("data-") or key.endswith("href"):
+                others = True
         answers = self.pixel_answers
         match = None
+        detail = src or ""
+        moved: list[str] = ["src", "srcset"]
         if src:
             match = answers[src] if src in answers else self.matcher.url("pixels", src)
-        if match is None and srcset:
-            match = answers[srcset] if srcset in answers else self.matcher.url("pixels", srcset)
+        if match is None and others:
+            match, detail, moved = self._urls("pixels", attributes,
+                                              _SVG_IMAGE_URLS if token[2] == "image" else _IMG_URLS, _IMG_SRCSETS)
         if category is not None:
             match = site_tagged(category, match)
         if not self.blocks(match):
             return self._unchanged(token)
         assert match is not None
         tag = self._tag(token)
-        tag.move("src")
-        tag.move("srcset")
-        self.mark(tag, match, "img", src or "")
+        if category is not None and match.service == "site-tagged":
+            moved = [name for name in _TAGGED_URL_ATTRIBUTES if tag.get(name) is not None]
+        for name in moved:
+            tag.move(name)
+        if "src" not in moved:
+            tag.move("src")
+        self.mark(tag, match, "img", detail or src or "")
+        texts.append(tag.text())
+        return None
+
+    def embedded(self, token: Token, texts: list[str]) -> None:
+        """`<object data>` and `<embed src>`: what they load is a document, like an iframe's."""
+        match, detail, moved = self._urls("iframes", token[3], ("data", "src", *_LAZY_URLS), ())
+        tag = self._tag(token)
+        match = site_tagged(tag.get("data-consent-category"), match)
+        if not self.blocks(match):
+            return self._unchanged(token)
+        assert match is not None
+        for name in moved or [name for name in _TAGGED_URL_ATTRIBUTES if tag.get(name) is not None]:
+            tag.move(name)
+        self.mark(tag, match, token[2], detail)
         texts.append(tag.text())
         return None
 
@@ -501,19 +581,24 @@ class _Page:
         tag = self._tag(token)
         rel = tag.get("rel")
         href = tag.get("href")
+        imagesrcset = tag.get("imagesrcset")
         match = None
-        if rel and href:
+        if rel and (href or imagesrcset):
             rels = rel.lower().split()
             if not _FETCH_RELS.isdisjoint(rels):
                 # a preload names the service of what it fetches: gtm.js is Tag Manager, not its host's first owner
-                match = self.matcher.url("scripts", href) or self.matcher.host(href)
-            elif not _HINT_RELS.isdisjoint(rels):
+                if href:
+                    match = self.matcher.url("scripts", href) or self.matcher.host(href)
+                if match is None and imagesrcset:  # <link rel=preload as=image imagesrcset>
+                    match = self.matcher.srcset("pixels", imagesrcset)
+            elif not _HINT_RELS.isdisjoint(rels) and href:
                 match = self.matcher.host(href)
         match = site_tagged(tag.get("data-consent-category"), match)
         if not self.blocks(match):
             return self._unchanged(token)
         assert match is not None
         tag.move("href")
+        tag.move("imagesrcset")
         self.mark(tag, match, "link", href or "")
         texts.append(tag.text())
         return None
@@ -595,12 +680,36 @@ class _Page:
         return (output.decode("utf-8", "surrogateescape") if blocked else None), blocked
 
 
+    def _srcdoc(self, srcdoc: str) -> Match | None:
+        """The first blocked service in an iframe's `srcdoc` document (its scripts run: all of them judged,
+        and its elements, iframes with their own srcdoc too), or None."""
+        if self.depth >= _SRCDOC_DEPTH:  # nested deeper than any page needs: on the safe side
+            return _OVERSIZE
+        inner = _Page(self.plan, "utf-8", nested=True)
+        inner.handlers = _SRCDOC_HANDLERS
+        inner.judge_scripts = True
+        inner.depth = self.depth + 1
+        scanner = inner.scanner()
+        data = html.unescape(srcdoc).encode("utf-8", "surrogateescape")
+        inner.handle(scanner.feed(data))
+        inner.handle(scanner.finish())
+        for blocked in inner.blocked:
+            return Match(blocked.service, blocked.category)
+        return None
+
+
 #: the handler of each element the scanner reports, by name (any other: a site-tagged element)
 _Handler = Callable[[_Page, Token, list[str]], None]
 _HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe": _Page.iframe, "link": _Page.link,
-                                  "meta": _Page.meta, "html": _Page.html, "body": _Page.body}
+                                  "meta": _Page.meta, "html": _Page.html, "body": _Page.body,
+                                  "object": _Page.embedded, "embed": _Page.embedded}
 #: inside <noscript> only what loads without scripts
-_NESTED_HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe": _Page.iframe}
+_NESTED_HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe": _Page.iframe,
+                                         "object": _Page.embedded, "embed": _Page.embedded}
+#: in an iframe's srcdoc document: what loads there (its scripts are judged too)
+_SRCDOC_HANDLERS: dict[str, _Handler] = {**_NESTED_HANDLERS, "link": _Page.link}
+#: srcdoc documents in srcdoc documents: past this depth, blocked unread
+_SRCDOC_DEPTH = 4
 
 
 class PageRewriter:

@@ -66,6 +66,10 @@ _SPECIAL = frozenset({"http", "https", "ws", "wss", "ftp"})
 _URL_EDGES = "".join(map(chr, range(33)))
 _URL_INSIDE = dict.fromkeys(map(ord, "\t\n\r"))
 _AUTHORITY_END = re.compile(r"[/?#]")
+#: a `srcset` candidate's URL (after separators), then its descriptors up to the next comma (not one in
+#: parentheses)
+_SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]*)")
+_SRCSET_DESCRIPTORS = re.compile(r"(?:[^,(]+|\([^)]*\)?)*")
 #: a host name in code, as the start of a URL ("//host", "https://host", "\/\/host" in JSON) or of a string
 #: ("'host.com/x'", "'.host.com/x'" after a computed subdomain); with what follows it up to a quote or space
 _CODE_HOST = re.compile(r"""(?:\\?/\\?/|["'`]\.?)((?:[a-z0-9_-]+\.)+[a-z][a-z0-9-]*)((?:\\?/[^\s"'`<>()\\]*)*)""")
@@ -131,6 +135,28 @@ def split_url(raw_url: str) -> tuple[str, str | None, str]:
     return url, host.rstrip("."), path
 
 
+def srcset_urls(value: str) -> list[str]:
+    """The URLs of a `srcset` (or `imagesrcset`) value, as the HTML standard splits it: a URL is a run without
+    whitespace (commas inside it belong to it, trailing ones end it), its descriptors go up to the next comma."""
+    urls: list[str] = []
+    pos = 0
+    while True:
+        found = _SRCSET_URL.match(value, pos)
+        assert found is not None  # the pattern matches the empty string
+        url = found.group(1)
+        if not url:
+            return urls
+        pos = found.end()
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            descriptors = _SRCSET_DESCRIPTORS.match(value, pos)
+            assert descriptors is not None
+            pos = descriptors.end()
+        if url:
+            urls.append(url)
+
+
 class TrackerMatcher:
     """Matches element URLs and inline code against a site's services and the catalogue.
 
@@ -177,6 +203,7 @@ class TrackerMatcher:
         self._residual = {kind: tuple(rules) for kind, rules in residual.items()}
         self._url_cache: dict[str, dict[str, Match | None]] = {kind: {} for kind in _BITS}
         self._host_cache: dict[str, Match | None] = {}
+        self._srcset_cache: dict[str, dict[str, Match | None]] = {kind: {} for kind in _BITS}
         self._inline_cache: dict[str, Match | None] = {}
         self._inline_chars = 0
         signatures: dict[str, tuple[int, Match]] = {}
@@ -211,6 +238,21 @@ class TrackerMatcher:
                 best = (rank, match)
                 break
         return _remember(cache, raw_url, best[1] if best is not None else None)
+
+    def srcset(self, kind: Kind, raw_srcset: str) -> Match | None:
+        """The service of the first URL of a `srcset` (a raw attribute value) that belongs to one."""
+        cache = self._srcset_cache[kind]
+        try:
+            return cache[raw_srcset]
+        except KeyError:
+            pass
+        value = html.unescape(raw_srcset) if "&" in raw_srcset else raw_srcset
+        found = None
+        for url in srcset_urls(value):
+            found = self.url(kind, url)
+            if found is not None:
+                break
+        return _remember(cache, raw_srcset, found)
 
     def host(self, raw_url: str) -> Match | None:
         """For resource hints: the host of the URL (scheme-relative allowed; a bare host name too) against the

@@ -17,7 +17,8 @@
   const EVENT = 'consentproxy:change';
   // Attributes the rewriter moves to data-cp-*; srcset goes before src so an
   // <img> selects its candidate once.
-  const MOVED = ['srcset', 'src', 'href', 'data', 'poster'];
+  const MOVED = ['srcset', 'src', 'href', 'data', 'poster', 'srcdoc', 'imagesrcset', 'xlink:href',
+    'data-srcset', 'data-lazy-srcset', 'data-src', 'data-lazy-src', 'data-original', 'data-lazy'];
   const FOCUSABLE = 'a[href],button:not([disabled]),input:not([disabled]),summary';
   // The script types a browser executes; for any other type it fetches nothing
   // and fires no load event, so waiting for one would stall the queue.
@@ -441,6 +442,7 @@
       const s = doc.createElement('script');
       Array.from(old.attributes).forEach(function (a) {
         if (a.name !== 'type' && a.name !== 'nonce' && a.name.indexOf('data-cp-') !== 0) setAttr(s, a.name, a.value);
+        else if (a.name.indexOf('data-cp-data-') === 0) setAttr(s, a.name.slice(8), a.value); // a lazy loader's
       });
       // The nonce content attribute reads as empty once the page is parsed; the property keeps it.
       if (old.nonce) s.nonce = old.nonce;
