@@ -13,7 +13,8 @@ bytes, to reach what it does past it). For each input:
   are the input); the streamed run's work (`examined`, `moved`) stays linear; again with some of the
   reported start tags in a `noop` TagSet: those pass through as bytes, the rest is reported as before;
 - the rewriter (with the same bound) and a plan that blocks and injects nothing: the output is the input,
-  all at once and streamed (when nothing is past the bound);
+  all at once and streamed (fed chunk by chunk, then `finish()`, or its last chunk given to `whole()`), when
+  nothing is past the bound;
 - the rewriter with a real plan (the catalogue's trackers, the banner, CSP nonces): streaming gives the same
   bytes and the same blocked elements as the whole body at once, with the site's memos fresh or warmed, and
   every byte the scanner passed on (all but the reported elements) is in the output, in order.
@@ -185,12 +186,16 @@ def check_scanner(case: Case, chunks: list[bytes]) -> tuple[list[Any], int]:
     return whole, cut
 
 
-def _rewrite(plan: PagePlan, mode: Any, chunks: list[bytes] | None, html: bytes) -> tuple[bytes, PageRewriter]:
+def _rewrite(plan: PagePlan, mode: Any, chunks: list[bytes] | None, html: bytes,
+             tail_whole: bool = False) -> tuple[bytes, PageRewriter]:
+    """All at once (chunks None), or fed chunk by chunk and finished; `tail_whole`: the last chunk goes to
+    `whole` (as the HTML step hands over a decoder's tail)."""
     rw = PageRewriter(plan, mode)
     if chunks is None:
         return rw.whole(html), rw
-    out = [rw.feed(chunk) for chunk in chunks]
-    out.append(rw.finish())
+    last = chunks[-1] if tail_whole and chunks else b""
+    out = [rw.feed(chunk) for chunk in (chunks[:-1] if tail_whole and chunks else chunks)]
+    out.append(rw.whole(last))
     return b"".join(out), rw
 
 
@@ -203,7 +208,7 @@ def check_identity(case: Case, chunks: list[bytes]) -> None:
     shared = plan()
     whole, _ = _rewrite(shared, case.mode, None, case.html)
     assert whole == case.html, "a plan that does nothing changed the page (whole)"
-    streamed, _ = _rewrite(shared if case.warm else plan(), case.mode, chunks, case.html)
+    streamed, _ = _rewrite(shared if case.warm else plan(), case.mode, chunks, case.html, case.views)
     assert streamed == case.html, "a plan that does nothing changed the page (streamed)"
 
 
@@ -231,7 +236,8 @@ def check_real(case: Case, chunks: list[bytes], items: list[Any]) -> None:
 
     first = plan()
     whole, rw_whole = _rewrite(first, case.mode, None, case.html)
-    streamed, rw_streamed = _rewrite(plan(first) if case.warm else plan(), case.mode, chunks, case.html)
+    streamed, rw_streamed = _rewrite(plan(first) if case.warm else plan(), case.mode, chunks, case.html,
+                                     case.views)
     assert streamed == whole, "streamed output differs from whole"
     _passed_through(whole, items)
     assert rw_streamed.blocked == rw_whole.blocked, "streamed run blocked other elements"
