@@ -66,7 +66,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 COOKIE_NAME = "cp_consent"
 ACCEPT_BUTTON = "#cp-banner [data-cp-action=accept_all]"
-DECIDED = '#cp-root[data-cp-decided="1"]'
 STATISTICS_ONLY = {"necessary", "statistics"}
 TARGET_CLEAN = 0.98  # share of tracker-requesting pages that must request none through the proxy
 TARGET_JS_ERRORS = 0.05  # share of pages where the proxy may add a JavaScript error
@@ -147,6 +146,7 @@ class Load:
     banner: bool | None = None  # the banner in the page and visible (proxied loads without a decision)
     blocked_elements: int | None = None  # [data-cp-blocked] elements in the page before any decision
     accepted: str = ""  # how Accept all was given: click, script-click (the button was covered), no-banner...
+    elements: dict[str, int] = field(default_factory=dict)  # elements in the document before/after Accept all
     load_error: str = ""
     final_url: str = ""
     seconds: float = 0.0
@@ -216,9 +216,11 @@ async def load_page(browser: Any, url: str, kind: str, settle: float, timeout: f
             result.banner = await banner.count() > 0 and await banner.first.is_visible()
             result.blocked_elements = await page.locator("[data-cp-blocked]").count()
         if accept:
+            result.elements["before"] = await _element_count(page)
             phase["now"] = "accept"
-            result.accepted = await _accept_all(page)
+            result.accepted = await _accept_all(context, page)
             await page.wait_for_timeout(settle * 1000)
+            result.elements["after"] = await _element_count(page)
         result.final_url = page.url
     finally:
         await context.close()
@@ -236,7 +238,15 @@ async def load_page(browser: Any, url: str, kind: str, settle: float, timeout: f
     return result
 
 
-async def _accept_all(page: Any) -> str:
+async def _element_count(page: Any) -> int:
+    try:
+        return int(await page.evaluate("document.getElementsByTagName('*').length"))
+    except Exception:  # the page navigated away
+        return -1
+
+
+async def _accept_all(context: Any, page: Any) -> str:
+    """Click the banner's Accept all; "click" when that made the consent API set its cookie."""
     button = page.locator(ACCEPT_BUTTON)
     if await button.count() == 0:
         return "no-banner"
@@ -246,11 +256,12 @@ async def _accept_all(page: Any) -> str:
     except Exception:  # covered by the page's own overlay, or off screen: a script click still decides
         how = "script-click"
         await button.first.evaluate("b => b.click()")
-    try:
-        await page.wait_for_selector(DECIDED, state="attached", timeout=10_000)
-    except Exception:
-        how += ", no decision recorded"
-    return how
+    # The decision is the cookie the consent API sets (the page's DOM may be gone by the time we look).
+    for _ in range(100):
+        if any(cookie["name"] == COOKIE_NAME for cookie in await context.cookies()):
+            return how
+        await page.wait_for_timeout(100)
+    return how + ", no decision recorded"
 
 
 def _short(initiator_url: str, page_url: str) -> str:
@@ -286,6 +297,7 @@ class PageResult:
         after = self.entries(self.proxy, "before", "accept")
         stats_marketing = {r["entry"] for r in self.statistics.tracker_requests() if r["category"] == "marketing"}
         added = added_errors(self.direct, self.proxy)
+        elements = self.proxy.elements
         return {
             "direct_tracker_requests": len(self.direct.tracker_requests()),
             "direct_trackers": sorted(direct),
@@ -294,6 +306,8 @@ class PageResult:
             "trackers_after_accept_all": sorted(after),
             "missing_after_accept_all": sorted(direct - after),
             "statistics_only_marketing": sorted(stats_marketing),
+            # ...of which the proxy blocked before consent: let through by the statistics consent itself
+            "statistics_only_marketing_not_leaking_before": sorted(stats_marketing - before),
             "statistics_only_statistics": sorted(
                 {r["entry"] for r in self.statistics.tracker_requests() if r["category"] == "statistics"}),
             "js_errors_direct": len(self.direct.errors),
@@ -307,6 +321,8 @@ class PageResult:
                 if urlsplit(r["url"]).path.startswith("/_consent/")}),
             "blocked_elements": self.proxy.blocked_elements,
             "accepted": self.proxy.accepted,
+            "elements_before_after_accept": [elements.get("before", -1), elements.get("after", -1)],
+            "page_wiped_by_accept_all": elements.get("after", 0) < elements.get("before", 0) / 2,
             "load_errors": {k: load.load_error for k, load in self.loads().items() if load.load_error},
         }
 
@@ -500,6 +516,8 @@ def report(results: list[PageResult], explain_top: int = 10) -> dict[str, Any]:
     some_again = [r for r in tracking
                   if set(summaries[r.name]["direct_trackers"]) & set(summaries[r.name]["trackers_after_accept_all"])]
     stats_marketing = [r for r in results if summaries[r.name]["statistics_only_marketing"]]
+    stats_marketing_new = [r for r in results if summaries[r.name]["statistics_only_marketing_not_leaking_before"]]
+    wiped = [r.name for r in results if summaries[r.name]["page_wiped_by_accept_all"]]
     no_banner = [r.name for r in results if not r.proxy.banner]
     not_recorded = [r.name for r in results if r.proxy.accepted != "click"]
 
@@ -557,7 +575,12 @@ def report(results: list[PageResult], explain_top: int = 10) -> dict[str, Any]:
         "accept_all_all_trackers_again": len(all_again),
         "accept_all_some_tracker_again": len(some_again),
         "accept_all_how": dict(Counter(r.proxy.accepted for r in results)),
+        "accept_all_missing": {r.name: summaries[r.name]["missing_after_accept_all"] for r in tracking
+                               if summaries[r.name]["missing_after_accept_all"]},
+        "pages_wiped_by_accept_all": wiped,
         "statistics_only_pages_requesting_marketing": len(stats_marketing),
+        "statistics_only_pages_requesting_marketing_not_leaking_before": {
+            r.name: summaries[r.name]["statistics_only_marketing_not_leaking_before"] for r in stats_marketing_new},
         "statistics_only_pages_requesting_statistics": len(
             [r for r in results if summaries[r.name]["statistics_only_statistics"]]),
         "load_errors": {r.name: summaries[r.name]["load_errors"] for r in results if summaries[r.name]["load_errors"]},
@@ -598,9 +621,13 @@ def print_report(data: dict[str, Any], top: int = 30, out: Any = sys.stdout) -> 
     line(f"  after Accept all: every direct tracker requested again  {totals['accept_all_all_trackers_again']} "
          f"of {tracking} (at least one: {totals['accept_all_some_tracker_again']}); "
          f"how accepted: {totals['accept_all_how']}")
+    line(f"    not requested again after Accept all                  {totals['accept_all_missing']}")
+    line(f"    pages whose document Accept all wiped out             {totals['pages_wiped_by_accept_all']}")
     line(f"  statistics only: pages requesting a marketing host      "
          f"{totals['statistics_only_pages_requesting_marketing']} (a statistics host: "
          f"{totals['statistics_only_pages_requesting_statistics']})")
+    line(f"    ...a marketing host not leaking before consent        "
+         f"{totals['statistics_only_pages_requesting_marketing_not_leaking_before']}")
     line(f"  pages without a visible banner                          {len(totals['pages_without_visible_banner'])} "
          f"{totals['pages_without_visible_banner'][:10]}")
     line(f"  pages where Accept all was not a plain working click    "
