@@ -46,6 +46,7 @@ import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -388,8 +389,6 @@ async def measure(pages: list[str], jobs: int, settle: float, timeout: float, ba
 
 # --- where a leaking host is named in a page's source ---------------------------------------------------------
 
-_TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9:-]*)")
-_ATTRIBUTE = re.compile(r"([a-zA-Z][a-zA-Z0-9_:-]*)\s*=\s*[\"']?[^\"'\s>]*$")
 _BUILDS = (("document.write", "document.write"), ("createElement", "createelement"), ("new Image", "new image"),
            ("insertBefore", "insertbefore"), ("appendChild", "appendchild"), ("innerHTML", "innerhtml"))
 
@@ -399,51 +398,86 @@ def _needle(needle: str) -> re.Pattern[str]:
     return re.compile(r"(?:(?<![a-z0-9-])|(?<=%2f))" + re.escape(needle.lower()) + r"(?![a-z0-9-])")
 
 
-def source_contexts(html: str, needle: str, limit: int = 40) -> list[dict[str, str]]:
-    """Where the host `needle` is named in `html`: which element and attribute, or which kind of inline script.
+def _script_notes(code: str, at: int) -> list[str]:
+    """What an inline script seems to do with a URL at `at`: markup it writes, DOM calls it makes."""
+    near = code[max(0, at - 200):at].lower()
+    built = [f"writes <{tag}>" for tag in ("script", "iframe", "img") if f"<{tag}" in near or f"%3c{tag}" in near]
+    lower = code.lower()
+    return built + [word for word, marker in _BUILDS if marker in lower]
 
-    A text heuristic, no parser: inside a <script> element's text it is an inline script (noting what the
-    script does with it: document.write, createElement...), inside a comment a comment, inside an open tag
-    that tag's attribute, else text.
-    """
-    found = []
-    lower = html.lower()
-    for match in _needle(needle).finditer(lower):
-        if len(found) >= limit:
-            break
-        at = match.start()
-        blocked = False
-        script_at = lower.rfind("<script", 0, at)
-        if script_at > lower.rfind("</script", 0, at) and lower.find(">", script_at) < at:
-            end = lower.find("</script", at)
-            body = lower[script_at:end if end > 0 else len(lower)]
-            notes = [word for word, marker in _BUILDS if marker in body]
-            near = lower[max(script_at, at - 200):at]
-            built = [f"writes <{tag}>" for tag in ("script", "iframe", "img") if f"<{tag}" in near]
-            where = "inline script" + (f" ({', '.join(built + notes)})" if built or notes else "")
-            opening = lower[script_at:lower.find(">", script_at)]
-            blocked = "data-cp-blocked" in opening or "text/plain" in opening
-            snippet = html[max(script_at, at - 120):at + len(needle) + 80]
-        elif lower.rfind("<!--", 0, at) > lower.rfind("-->", 0, at):
-            where = "comment"
-            snippet = html[max(0, at - 80):at + len(needle) + 60]
-        elif lower.rfind("<", 0, at) > lower.rfind(">", 0, at):
-            open_at = lower.rfind("<", 0, at)
-            tag = _TAG.match(html, open_at)
-            attribute = _ATTRIBUTE.search(html[open_at:at])
-            where = f"<{tag.group(1).lower() if tag else '?'} {attribute.group(1).lower() if attribute else '?'}=>"
-            tag_text = lower[open_at:lower.find(">", at) if lower.find(">", at) > 0 else len(lower)]
-            rel = re.search(r"\brel=[\"']?([a-z -]+)", tag_text) if where.startswith("<link") else None
-            if rel:
-                where += f" rel={rel.group(1).strip()}"
-            blocked = "data-cp-blocked" in tag_text
-            snippet = html[open_at:min(len(html), at + len(needle) + 100)]
-        else:
-            noscript = lower.rfind("<noscript", 0, at) > lower.rfind("</noscript", 0, at)
-            where = "noscript text" if noscript else "text"
-            snippet = html[max(0, at - 80):at + len(needle) + 60]
-        found.append({"where": where, "snippet": " ".join(snippet.split())[:260], "blocked": "yes" if blocked else ""})
-    return found
+
+class _Finder(HTMLParser):
+    """Every place a host is named in a document: an element's attribute, an inline script, a comment, text."""
+
+    def __init__(self, pattern: re.Pattern[str], limit: int) -> None:
+        super().__init__(convert_charrefs=True)
+        self.pattern = pattern
+        self.limit = limit
+        self.found: list[dict[str, str]] = []
+        self.script: list[tuple[str, str | None]] | None = None  # the open <script>'s attributes
+        self.noscript = 0
+
+    def _add(self, where: str, text: str, at: int, blocked: bool) -> None:
+        if len(self.found) < self.limit:
+            snippet = " ".join(text[max(0, at - 100):at + 140].split())
+            self.found.append({"where": where, "snippet": snippet[:260], "blocked": "yes" if blocked else ""})
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        blocked = "data-cp-blocked" in names or (names.get("type") or "") == "text/plain"
+        for name, value in attrs:
+            match = self.pattern.search((value or "").lower())
+            if not match:
+                continue
+            where = f"<{tag} {name}=>"
+            if tag == "link" and names.get("rel"):
+                where += f" rel={names['rel']}"
+            if (value or "").strip().lower().startswith("javascript:"):
+                where += " javascript: URL" + ("".join(f", {n}" for n in _script_notes(value or "", match.start())))
+            elif name == "srcdoc":
+                inner = source_contexts(value or "", self.pattern, 1)
+                where += f" (inside: {inner[0]['where']})" if inner else ""
+            elif name == "style":
+                where += " CSS url()"
+            if self.noscript:
+                where += " in <noscript>"
+            self._add(where, self.get_starttag_text() or "", (self.get_starttag_text() or "").lower().find(
+                match.group(0)), blocked or any(n.startswith("data-cp-") for n in names))
+        if tag == "script":
+            self.script = attrs
+        elif tag == "noscript":
+            self.noscript += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self.script = None
+        elif tag == "noscript":
+            self.noscript = max(0, self.noscript - 1)
+
+    def handle_data(self, data: str) -> None:
+        for match in self.pattern.finditer(data.lower()):
+            if self.script is not None:
+                names = dict(self.script)
+                notes = _script_notes(data, match.start())
+                where = "inline script" + (f" ({', '.join(notes)})" if notes else "")
+                blocked = "data-cp-blocked" in names or (names.get("type") or "") == "text/plain"
+            else:
+                where, blocked = ("text in <noscript>" if self.noscript else "text"), False
+            self._add(where, data, match.start(), blocked)
+
+    def handle_comment(self, data: str) -> None:
+        match = self.pattern.search(data.lower())
+        if match:
+            self._add("comment", data, match.start(), False)
+
+
+def source_contexts(html: str, needle: str | re.Pattern[str], limit: int = 40) -> list[dict[str, str]]:
+    """Where the host `needle` is named in `html` (Python's HTML parser; one level into iframe srcdoc)."""
+    finder = _Finder(needle if isinstance(needle, re.Pattern) else _needle(needle), limit)
+    with contextlib.suppress(AssertionError):  # html.parser gives up on a few malformed declarations
+        finder.feed(html)
+        finder.close()
+    return finder.found
 
 
 #: for a request's resource type, the places in the source that would explain it best
@@ -477,7 +511,9 @@ def explain_host(results: list[PageResult], key: str, limit_pages: int = 40) -> 
             types[request["type"]] += 1
             initiators[f"{request['initiator']} {request['initiator_url']}".strip()] += 1
         host = key.split("*.")[-1]
-        needles = [host, host.removeprefix("www."), leaked[0]["entry"]]
+        entry = leaked[0]["entry"]
+        # the host, then the matched entry, then the entry's name alone (snippets assemble "static."+p+".com")
+        needles = [host, entry, entry.split(".")[0]]
         html = page_html(result.name).decode("utf-8", "replace")
         contexts: list[dict[str, str]] = []
         needle = host
@@ -488,6 +524,8 @@ def explain_host(results: list[PageResult], key: str, limit_pages: int = 40) -> 
                     break
         if not contexts:
             wheres["not named in the source (a script builds it)"] += 1
+        elif needle != host:
+            contexts = [{**c, "where": f"{c['where']} [names only {needle!r}]"} for c in contexts]
         for context in contexts:
             wheres[context["where"]] += 1
         for context in source_contexts(result.proxied_html, needle):
@@ -506,7 +544,9 @@ def explain_host(results: list[PageResult], key: str, limit_pages: int = 40) -> 
 # --- the report ---------------------------------------------------------------------------------------------------
 
 
-def report(results: list[PageResult], explain_top: int = 10) -> dict[str, Any]:
+def report(results: list[PageResult], explain_top: int | None = None) -> dict[str, Any]:
+    """The figures, the leak table, the functional hosts, and how leaking hosts are asked for (`explain_top`
+    of them, default all)."""
     summaries = {r.name: r.summary() for r in results}
     tracking = [r for r in results if summaries[r.name]["direct_trackers"]]
     clean = [r for r in tracking if not summaries[r.name]["proxy_trackers_before_consent"]]
@@ -552,7 +592,7 @@ def report(results: list[PageResult], explain_top: int = 10) -> dict[str, Any]:
                               for row in functional.values()), key=lambda row: (-row["pages"], row["domain"]))
 
     explained = {row["host"]: explain_host(results, row["host"]) for row in leak_table[:explain_top]
-                 if row["pages_leaking"]}
+                 if row["pages_leaking"]}  # the table is sorted by pages leaking: the leaking hosts come first
     share = (len(clean) / len(tracking)) if tracking else 1.0
     error_share = len(with_added_errors) / len(results) if results else 0.0
     totals = {
@@ -595,7 +635,7 @@ def report(results: list[PageResult], explain_top: int = 10) -> dict[str, Any]:
     }
 
 
-def print_report(data: dict[str, Any], top: int = 30, out: Any = sys.stdout) -> None:
+def print_report(data: dict[str, Any], top: int = 30, explain: int = 10, out: Any = sys.stdout) -> None:
     def line(text: str = "") -> None:
         print(text, file=out)
 
@@ -638,14 +678,16 @@ def print_report(data: dict[str, Any], top: int = 30, out: Any = sys.stdout) -> 
         line(f"  loads whose load event never came                       {len(totals['load_errors'])}")
     line()
     line(f"Leaking hosts (top {top}): pages leaking it before consent / pages requesting it directly")
-    line(f"{'host':44} {'category':10} {'leak':>5} {'direct':>6}  vendor")
+    line(f"{'host':44} {'category':10} {'leak':>5} {'direct':>6}  vendor; how (place in the source, request type)")
     for row in data["hosts"][:top]:
+        how = data["explain"].get(row["host"])
+        summary = f"; {', '.join(how['source'])[:70]} ({', '.join(how['types'])})" if how else ""
         line(f"{row['host'][:44]:44} {row['category']:10} {row['pages_leaking']:5} {row['pages_direct']:6}  "
-             f"{row['vendor']}")
+             f"{row['vendor']}{summary}")
     if data["explain"]:
         line()
         line("How the top leaking hosts are asked for (initiators, resource types, place in the page source)")
-        for host, info in data["explain"].items():
+        for host, info in list(data["explain"].items())[:explain]:
             line(f"  {host}")
             line(f"    types {info['types']}")
             line(f"    initiators {info['initiators']}")
@@ -673,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=1.5, help="seconds to wait after load (default 1.5)")
     parser.add_argument("--timeout", type=float, default=45, help="seconds for a page's load event (default 45)")
     parser.add_argument("--top", type=int, default=30, help="leaking hosts to print (default 30)")
-    parser.add_argument("--explain", type=int, default=10, help="top hosts whose loading is explained (default 10)")
+    parser.add_argument("--explain", type=int, default=10,
+                        help="leaking hosts whose loading is printed in detail (default 10; the JSON has all)")
     parser.add_argument("--out", type=Path, help="write the whole report as JSON here")
     args = parser.parse_args(argv)
 
@@ -681,10 +724,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="browser-leaks-") as base:
         results = asyncio.run(measure(pages, args.jobs, args.settle, args.timeout, Path(base)))
-    data = report(results, args.explain)
+    data = report(results)
     data["meta"] = {"pages": len(pages), "jobs": args.jobs, "settle": args.settle, "commit": _git_head(),
                     "seconds": round(time.monotonic() - started, 1), "chromium": CHROMIUM}
-    print_report(data, args.top)
+    print_report(data, args.top, args.explain)
     print(f"\n{len(pages)} pages, {data['meta']['seconds']} s", file=sys.stdout)
     if args.out:
         args.out.write_text(json.dumps(data, indent=1, sort_keys=False, default=sorted))
