@@ -38,6 +38,7 @@ import contextlib
 import gzip
 import json
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -708,6 +709,10 @@ def _git_head() -> str:
     return ""
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--pages", default="all", help="all, a number (spread over the corpus), or names a,b,c")
@@ -721,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pages = choose_pages(args.pages)
+    # SIGTERM stops the run as Ctrl-C does: the proxy process and the browser are stopped on the way out.
+    signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="browser-leaks-") as base:
         results = asyncio.run(measure(pages, args.jobs, args.settle, args.timeout, Path(base)))

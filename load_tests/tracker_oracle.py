@@ -19,6 +19,8 @@ Rules:
   affiliate networks, content-recommendation ads, social plugins and pixels, tag managers -- a container
   can load anything, so it is judged by the strictest thing it may load) and ``statistics`` (analytics,
   audience measurement, session replay, A/B testing, real-user performance monitoring).
+- Seen on the corpus but left unjudged (tracking-like 1x1 or impression pixels whose operator this list
+  cannot name): trx-hub.com (BuzzFeed), perf-serving.com (an ad's impression notice on littlethings).
 - Not in the oracle, on purpose: video and map embeds (YouTube, Vimeo, Google Maps), comment widgets,
   consent-management platforms, paywalls, CDNs, font and library hosts, error reporting. Those seen on
   the corpus are listed in ``FUNCTIONAL`` with what they are, so the report can show what was judged
@@ -137,6 +139,7 @@ _add(MARKETING, "MediaForce ad server", "mfadsrvr.com")
 _add(MARKETING, "Arrivalist (travel ad attribution)", "arrivalist.com")
 _add(MARKETING, "Speee / UZOU ads", "speee-ad.akamaized.net")
 _add(MARKETING, "iZooto (web push marketing)", "izooto.com")
+_add(MARKETING, "Pushly (web push marketing)", "p-n.io")
 # --- ad verification, viewability ----------------------------------------------------------------
 _add(MARKETING, "Moat", "moatads.com", "moatpixel.com")
 _add(MARKETING, "Integral Ad Science", "adsafeprotected.com", "iasds01.com")
@@ -349,6 +352,9 @@ _functional("consent-management platforms", "cookielaw.org", "onetrust.com", "co
 _functional("embeds and feeds (comments, podcasts, slides, link previews)", "disqus.com", "embedly.com",
             "podcasts.apple.com", "slideshare.net", "feedburner.com", "feedly.com")
 _functional("logging", "loggly.com")
+_functional("other content: a paywall/micropayment widget, a video poster, site search CSS, house-ad images, a "
+            "licence badge, a partner's image", "blink.net", "aolonnetwork.com", "dga.jp", "aiasahi.jp", "beian.gov.cn",
+            "majisemi.com")
 _functional("a publisher's own static or media host on another domain",
             "redd.it", "redditmedia.com", "redditstatic.com", "vox-cdn.com", "bwbx.io", "bbthat.com",
             "kinja-img.com", "kinja-static.com", "kinja.com", "nyt.com", "s-nbcnews.com", "nbcnews.com",
