@@ -172,9 +172,15 @@ def _initiator(event: dict[str, Any]) -> tuple[str, str]:
     return kind, ""
 
 
+#: after Accept all, how long to wait at most for the trackers of the direct load to be requested again
+#: (beyond `settle`): a loaded machine can take seconds to re-run released scripts
+ACCEPT_WAIT = 20.0
+
+
 async def load_page(browser: Any, url: str, kind: str, settle: float, timeout: float,
-                    cookie: str | None = None, accept: bool = False) -> Load:
-    """Load `url`, record and abort every request to another origin, settle; optionally click Accept all."""
+                    cookie: str | None = None, accept: bool = False, expect: frozenset[str] = frozenset()) -> Load:
+    """Load `url`, record and abort every request to another origin, settle; optionally click Accept all and
+    wait (up to ACCEPT_WAIT more) until the oracle entries in `expect` have been requested again."""
     started = time.monotonic()
     result = Load(kind, url)
     origin = urlsplit(url).netloc
@@ -222,6 +228,9 @@ async def load_page(browser: Any, url: str, kind: str, settle: float, timeout: f
             phase["now"] = "accept"
             result.accepted = await _accept_all(context, page)
             await page.wait_for_timeout(settle * 1000)
+            deadline = time.monotonic() + ACCEPT_WAIT
+            while time.monotonic() < deadline and not expect <= _entries_seen(seen, "before", "accept"):
+                await page.wait_for_timeout(100)
             result.elements["after"] = await _element_count(page)
         result.final_url = page.url
     finally:
@@ -238,6 +247,16 @@ async def load_page(browser: Any, url: str, kind: str, settle: float, timeout: f
         })
     result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+def _entries_seen(seen: list[tuple[str, str, str]], *phases: str) -> set[str]:
+    """The oracle entries of the tracker requests seen so far in `phases`."""
+    found = set()
+    for request_url, _, phase in seen:
+        judged = oracle.classify(request_url) if phase in phases else None
+        if judged:
+            found.add(judged[2])
+    return found
 
 
 async def _element_count(page: Any) -> int:
@@ -353,9 +372,14 @@ async def measure_page(browser: Any, gate: asyncio.Semaphore, servers_: Servers,
         async with gate:
             return await load_page(browser, url, kind, settle, timeout, **options)
 
-    direct, proxy, statistics = await asyncio.gather(
-        one(f"{servers_.upstream_url}/{name}", "direct"),
-        one(f"{servers_.proxy.url}/{name}", "proxy", accept=True),
+    async def direct_then_proxy() -> tuple[Load, Load]:
+        # the proxied load waits after Accept all for what the direct load requested: not a fixed time
+        direct = await one(f"{servers_.upstream_url}/{name}", "direct")
+        expect = frozenset(r["entry"] for r in direct.tracker_requests())
+        return direct, await one(f"{servers_.proxy.url}/{name}", "proxy", accept=True, expect=expect)
+
+    (direct, proxy), statistics = await asyncio.gather(
+        direct_then_proxy(),
         one(f"{servers_.proxy.url}/{name}", "statistics", cookie=servers_.cookies["statistics"]),
     )
     with urllib.request.urlopen(f"{servers_.proxy.url}/{name}", timeout=30) as response:
