@@ -154,3 +154,14 @@ def strip_injections(output: bytes) -> bytes:
     if cm is not None:
         text = text[:cm.start()] + text[text.index("</script>", cm.start()) + len("</script>"):]
     return text.encode("utf-8")
+
+
+def scanned_bytes(items: list[Any]) -> bytes:
+    """What the scanner handed over, as bytes again: passed bytes, and each element's raw tag, content, end."""
+    parts = []
+    for item in items:
+        if isinstance(item, bytes):
+            parts.append(item)
+        else:
+            parts += [item[1], item[5] or b"", item[6] or b""]
+    return b"".join(parts)

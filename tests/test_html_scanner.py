@@ -22,6 +22,7 @@ from typing import Any
 
 import html5lib
 import pytest
+from html_support import scanned_bytes
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis_support import examples
@@ -174,16 +175,6 @@ def _scan(data: bytes, sizes: list[int] | None = None) -> list[Any]:
     return items + scanner.finish()
 
 
-def _joined(items: list[Any]) -> bytes:
-    parts = []
-    for item in items:
-        if isinstance(item, bytes):
-            parts.append(item)
-        else:
-            parts += [item[1], item[5] or b"", item[6] or b""]
-    return b"".join(parts)
-
-
 def _scanner_elements(items: list[Any]) -> list[tuple[str, str]]:
     found = []
     for item in items:
@@ -206,9 +197,9 @@ def test_the_scanner_finds_what_html5lib_builds_and_passes_every_byte(pieces: li
     document = "".join(pieces)
     data = document.encode()
     whole = _scan(data)
-    assert _joined(whole) == data
+    assert scanned_bytes(whole) == data
     chunked = _scan(data, sizes)
-    assert _joined(chunked) == data
+    assert scanned_bytes(chunked) == data
     assert [i for i in chunked if not isinstance(i, bytes)] == [i for i in whole if not isinstance(i, bytes)]
     assert _scanner_elements(whole) == _html5lib_elements(document)
 
@@ -292,7 +283,7 @@ def _check(document: str, expected: list[tuple[str, str]]) -> None:
     data = document.encode()
     for sizes in (None, [1], [2, 3]):
         items = _scan(data, sizes)
-        assert _joined(items) == data
+        assert scanned_bytes(items) == data
         assert _scanner_elements(items) == expected, sizes
     assert _html5lib_elements(document) == expected
 
@@ -381,7 +372,7 @@ def test_known_unchanged_tags_pass_as_bytes() -> None:
     scanner = Scanner(noop=noop)
     items = scanner.feed(data) + scanner.finish()
     assert next(i for i in items if not isinstance(i, bytes))[1] == b"<img src=b>"
-    assert _joined(items) == data
+    assert scanned_bytes(items) == data
 
 
 def test_latin1_mode_decodes_values_byte_for_byte() -> None:
@@ -392,8 +383,8 @@ def test_latin1_mode_decodes_values_byte_for_byte() -> None:
 
 def test_an_unfinished_document_is_passed_through() -> None:
     for data in (b"<img src='never closed", b"<script>for(;;", b"<!-- open", b"<", b"<svg><![CDATA[x"):
-        assert _joined(_scan(data)) == data
-        assert _joined(_scan(data, [1])) == data
+        assert scanned_bytes(_scan(data)) == data
+        assert scanned_bytes(_scan(data, [1])) == data
 
 
 def test_a_blocked_tag_with_more_attributes_than_the_scanner_lists_keeps_them_all() -> None:
