@@ -41,6 +41,7 @@ from urllib.parse import unquote
 
 from consentproxy.config.model import ServiceConfig
 from consentproxy.cookies.classify import builtin_services
+from consentproxy.trackers_data import open_cookie_database_hosts
 
 Kind = Literal["scripts", "iframes", "pixels", "hosts"]
 _CACHE_LIMIT = 4096
@@ -85,15 +86,11 @@ class Match:
 
 
 def open_cookie_database_rules() -> tuple[tuple[str, Match], ...]:
-    """Hook: the Open Cookie Database's Marketing and Analytics hosts as host rules, after the catalogue.
+    """The Open Cookie Database's Marketing and Analytics hosts as host rules, after the catalogue.
 
     From `consentproxy.trackers_data.open_cookie_database_hosts()` ((host, platform, category), hosts the
-    catalogue covers left out) when that module is there; none otherwise.
+    catalogue covers left out).
     """
-    try:
-        from consentproxy.trackers_data import open_cookie_database_hosts
-    except ImportError:
-        return ()
     return tuple((host, Match(platform or host, category)) for host, platform, category in open_cookie_database_hosts())
 
 
