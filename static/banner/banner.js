@@ -457,9 +457,38 @@
         s.addEventListener('load', function () { done(); });
         s.addEventListener('error', function () { done(); });
       }
-      old.replaceWith(s);
+      const written = src === null && executes(s) ? captureWrites() : null;
+      old.replaceWith(s); // an inline script runs here, at once
+      if (written) written(s);
       if (!wait) done();
     });
+  }
+
+  // A released inline script that calls document.write once the page is parsed would replace the whole
+  // document (the classic ga.js and ad snippets do). While it runs, what it writes is collected, then
+  // parsed and inserted after it, where the parser would have put it. (Scripts inserted by script from
+  // a file cannot wipe the page: the browser ignores their destructive writes.)
+  function captureWrites() {
+    if (doc.readyState === 'loading') return null;
+    const written = [];
+    const own = {write: Object.getOwnPropertyDescriptor(doc, 'write'),
+                 writeln: Object.getOwnPropertyDescriptor(doc, 'writeln')};
+    doc.write = function () { written.push(Array.prototype.join.call(arguments, '')); };
+    doc.writeln = function () { written.push(Array.prototype.join.call(arguments, ''), '\n'); };
+    return function (s) {
+      ['write', 'writeln'].forEach(function (name) {
+        if (own[name]) Object.defineProperty(doc, name, own[name]);
+        else delete doc[name];
+      });
+      if (!written.length || !s.parentNode) return;
+      try {
+        const range = doc.createRange();
+        range.selectNode(s);
+        s.after(range.createContextualFragment(typed('createHTML', written.join(''))));
+      } catch (err) {
+        report(err);
+      }
+    };
   }
 
   function executes(s) {
@@ -484,7 +513,7 @@
     if (policy === undefined) {
       try {
         const pass = function (v) { return v; };
-        policy = tt.createPolicy('consentproxy', {createScript: pass, createScriptURL: pass});
+        policy = tt.createPolicy('consentproxy', {createHTML: pass, createScript: pass, createScriptURL: pass});
       } catch (err) {
         policy = null; // the CSP's trusted-types list lacks our name; a default policy may still accept
       }
