@@ -182,6 +182,20 @@ def serve_app(app: web.Application, port: int) -> Iterator[asyncio.AbstractEvent
     thread.join(10)
 
 
+@contextlib.contextmanager
+def serve_page(html: str, headers: dict[str, str] | None = None) -> Iterator[int]:
+    """One HTML page at "/" on a free port (a site for browser tests); yields the port."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html", headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    port = free_port()
+    with serve_app(app, port):
+        yield port
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[Upstream]:
     state = Upstream(port=free_port())

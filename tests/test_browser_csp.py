@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from conftest import Proxy, free_port, serve_app, site_toml
+from conftest import Proxy, serve_page, site_toml
 from playwright.sync_api import Browser
 
 NONCE = "s1teN0nce"
@@ -31,13 +30,7 @@ document.addEventListener('securitypolicyviolation', e => window.__violations.pu
 
 @pytest.fixture(scope="module")
 def strict_site() -> Iterator[int]:
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html", headers={"Content-Security-Policy": POLICY})
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    port = free_port()
-    with serve_app(app, port):
+    with serve_page(PAGE, {"Content-Security-Policy": POLICY}) as port:
         yield port
 
 

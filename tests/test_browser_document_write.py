@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from conftest import Proxy, free_port, serve_app, site_toml
+from conftest import Proxy, serve_page, site_toml
 from playwright.sync_api import Browser
 
 PARAGRAPHS = 40
@@ -27,13 +26,7 @@ PAGE = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>Old snipp
 
 @pytest.fixture(scope="module")
 def old_site() -> Iterator[int]:
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    port = free_port()
-    with serve_app(app, port):
+    with serve_page(PAGE) as port:
         yield port
 
 
