@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 from consentproxy.config.consent import read_consent
 from consentproxy.config.model import (
     ADMIN_SCOPES,
+    CATEGORY_IDS,
     SECRETS_TOKEN_NAME,
+    TRACKER_LIST_FORMATS,
     AdminTokenConfig,
     AnalyticsConfig,
     Config,
@@ -30,6 +32,8 @@ from consentproxy.config.model import (
     ServerConfig,
     SiteConfig,
     StoreConfig,
+    TrackerListConfig,
+    TrackersConfig,
 )
 from consentproxy.config.reader import ConfigError as ConfigError
 from consentproxy.config.reader import Problem as Problem
@@ -309,9 +313,18 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
         consent=read_consent(reader),
         analytics=_read_analytics(reader.sub("analytics")),
         **_read_regimes(reader.sub("regimes")),
+        third_party=reader.converted("third_party", base.third_party, _third_party),
+        functional_hosts=list_of(reader, "functional_hosts", parse_host_pattern, ()),
     )
     reader.finish()
     return site if len(reader.problems) == before else None
+
+
+def _third_party(value: Any) -> Literal["report", "hold"]:
+    if value not in ("report", "hold"):
+        raise ValueError(f"must be \"report\" (list unknown third parties) or \"hold\" (also hold them until "
+                         f"Accept all), got {describe(value)}")
+    return value  # type: ignore[no-any-return]
 
 
 def _forward_client_ip(value: Any) -> Literal["full", "truncated", "none"]:
@@ -389,6 +402,45 @@ def _read_geoip(reader: Reader | None, base_dir: Path) -> GeoConfig:
     return GeoConfig(database=(base_dir / path) if path else None)
 
 
+def _read_trackers(reader: Reader | None, base_dir: Path) -> TrackersConfig:
+    """`[trackers]`: `lists = [{format = "tds", path = "tds.json", categories = {Analytics = "statistics"}}]`.
+
+    Only the shape is checked here; the files are read where the matchers are built (`tracker_lists`), which
+    names a broken one with its path and reason.
+    """
+    if reader is None:
+        return TrackersConfig()
+    raw = reader.get("lists", list, [])
+    lists: list[TrackerListConfig] = []
+    for index, table in enumerate(raw):
+        if not isinstance(table, dict):
+            reader.problem(f"lists[{index}]", f"expected a table {{format = \"...\", path = \"...\"}}, got "
+                                              f"{describe(table)}")
+            continue
+        item = Reader(reader.file, reader.problems, table, f"{reader.key('lists')}[{index}]")
+        before = len(reader.problems)
+        formats = ", ".join(TRACKER_LIST_FORMATS)
+        list_format = item.get("format", str, "")
+        if "format" not in table:
+            item.problem("format", f"is required: one of {formats}")
+        elif list_format not in TRACKER_LIST_FORMATS:
+            item.problem("format", f"must be one of {formats}, got {list_format!r}")
+        path = item.get("path", str, "")
+        if "path" not in table:
+            item.problem("path", "is required: the list file (relative to this configuration file)")
+        categories = item.get("categories", dict, {})
+        for name, category in categories.items():
+            if category not in CATEGORY_IDS:
+                item.problem(f"categories.{name}", f"must be one of {', '.join(CATEGORY_IDS)}, got "
+                                                   f"{describe(category)}")
+        item.finish()
+        if len(reader.problems) == before:
+            lists.append(TrackerListConfig(list_format, base_dir / path,  # type: ignore[arg-type]
+                                           {str(k): str(v) for k, v in categories.items()}))
+    reader.finish()
+    return TrackersConfig(tuple(lists))
+
+
 def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
     """Validate a parsed TOML document; raises ConfigError listing every problem."""
     problems: list[Problem] = []
@@ -397,6 +449,7 @@ def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
     secrets = _read_secrets(root.sub("secrets"))
     store = _read_store(root.sub("store"))
     geoip = _read_geoip(root.sub("geoip"), base_dir)
+    trackers = _read_trackers(root.sub("trackers"), base_dir)
     sites_reader = root.sub("sites")
     sites: list[SiteConfig] = []
     if sites_reader is None or not sites_reader.table:
@@ -417,7 +470,8 @@ def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
     root.finish()
     if problems:
         raise ConfigError(problems)
-    return Config(server=server, sites=tuple(sites), secrets=secrets, store=store, geoip=geoip)
+    return Config(server=server, sites=tuple(sites), secrets=secrets, store=store, geoip=geoip,
+                  trackers=trackers)
 
 
 def _check_host_clashes(file: str, sites: list[SiteConfig], problems: list[Problem]) -> None:

@@ -225,6 +225,12 @@ class SiteConfig:
     #: consent regimes by place (country "US" or subdivision "US-CA"); everywhere else opt-in
     opt_out: tuple[str, ...] = ()
     notice_only: tuple[str, ...] = ()
+    #: scripts, iframes and pixels from hosts no rule knows: "report" lists them (preview, metrics),
+    #: "hold" also holds them like non-consented marketing until Accept all
+    third_party: Literal["report", "hold"] = "report"
+    #: hosts of the site's own (its CDN, its shop's payment provider, maps it chose), besides its `hosts`
+    #: and the built-in functional list: never held as unknown third parties
+    functional_hosts: tuple[str, ...] = ()
 
     @property
     def uses_location(self) -> bool:
@@ -238,6 +244,31 @@ class GeoConfig:
     database: Path | None = None
 
 
+TrackerListFormat = Literal["trackerdb", "tds", "disconnect", "abp"]
+TRACKER_LIST_FORMATS: tuple[TrackerListFormat, ...] = ("trackerdb", "tds", "disconnect", "abp")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerListConfig:
+    """One list of `[trackers] lists`: a file the operator obtained (none is shipped: their licences forbid it).
+
+    trackerdb: Ghostery TrackerDB (`trackerdb.db` or its JSON); tds: DuckDuckGo's tracker blocklist (TDS
+    JSON); disconnect: Disconnect's `services.json`; abp: an EasyList/EasyPrivacy-style filter list.
+    `categories` maps the list's own category names to ours, over the built-in mapping.
+    """
+
+    format: TrackerListFormat
+    path: Path
+    categories: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackersConfig:
+    """`[trackers]`: tracker knowledge beyond the bundled catalogue, shared by every site."""
+
+    lists: tuple[TrackerListConfig, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig
@@ -245,4 +276,5 @@ class Config:
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     geoip: GeoConfig = field(default_factory=GeoConfig)
+    trackers: TrackersConfig = field(default_factory=TrackersConfig)
     source: Path | None = None

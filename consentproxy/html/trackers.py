@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -213,6 +213,19 @@ class TrackerMatcher:
     def __len__(self) -> int:
         """The number of host names with rules."""
         return len(self._index)
+
+    def host_rules(self) -> Iterator[tuple[str, str, Match]]:
+        """Every host rule as (host, path prefix or "", match), the best-ranked first for each host: what the
+        client-side guard's table is made from (the same rules as the server's)."""
+        for host, rules in self._index.items():
+            for _, _, prefix, match in rules:
+                yield host, prefix, match
+
+    def url_patterns(self) -> Iterator[tuple[Kind, str, Match]]:
+        """The patterns that do not start with a host ("matomo.js", "/b/ss/"): substrings of a whole URL."""
+        for kind, rules in self._residual.items():
+            for _, pattern, match in rules:
+                yield kind, pattern, match  # type: ignore[misc]
 
     def answers(self, kind: Kind) -> dict[str, Match | None]:
         """The cache behind `url(kind, …)`: a handler called for every `<img>` looks there first and calls
