@@ -93,10 +93,12 @@ class _PageFilter(BodyFilter):
 class HtmlRewriting(Step):
     filters_body = True
 
-    def __init__(self, site: SiteConfig, markup: SiteMarkup) -> None:
+    def __init__(self, site: SiteConfig, markup: SiteMarkup, matcher: TrackerMatcher | None = None) -> None:
+        """`matcher`: the site's tracker matcher, built where the configuration's tracker lists are loaded
+        (default: the site's services, the catalogue and the Open Cookie Database)."""
         self.site = site.name
         self.markup = markup
-        self.matcher = TrackerMatcher(site.consent.services)
+        self.matcher = matcher if matcher is not None else TrackerMatcher(site.consent.services)
         self.unblocked, self.script_attributes = analytics_routing(site)
         self.compress = site.compress_html
         self.noscript_memo: NoscriptMemo = {}
