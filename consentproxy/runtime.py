@@ -28,6 +28,7 @@ from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.geo.lookup import GeoError, GeoIP
 from consentproxy.geo.regimes import SiteLocator
 from consentproxy.html.step import HtmlRewriting
+from consentproxy.html.trackers import TrackerMatcher
 from consentproxy.proxy.forwarded import TrustedProxies
 from consentproxy.proxy.pipeline import Step
 from consentproxy.proxy.sites import Site, SiteRouter
@@ -72,7 +73,8 @@ def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory
     steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records),
                                                    analytics)]
     if site.rewrite_html:
-        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory)))
+        matcher = TrackerMatcher(site.consent.services)
+        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory), matcher))
     return tuple(steps)
 
 
