@@ -28,11 +28,12 @@ from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.geo.lookup import GeoError, GeoIP
 from consentproxy.geo.regimes import SiteLocator
 from consentproxy.html.step import HtmlRewriting
-from consentproxy.html.trackers import TrackerMatcher
+from consentproxy.html.trackers import ListIndex, TrackerMatcher
 from consentproxy.proxy.forwarded import TrustedProxies
 from consentproxy.proxy.pipeline import Step
 from consentproxy.proxy.sites import Site, SiteRouter
 from consentproxy.records import RecordWriter, StoreError, load_private_key, open_store
+from consentproxy.tracker_lists import load_tracker_lists
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -47,12 +48,14 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, inventory: CookieInventory, records: RecordWriter) -> Runtime:
-        """Raises ConfigError when a secret cannot be read."""
+        """Raises ConfigError when a secret cannot be read or a tracker list cannot be used."""
         codec = ConsentCodec(consent_keys(config))
         assets = banner_assets(config)
         geoip = open_geoip(config)
         tokens = matomo_tokens(config)
-        sites = [Site.build(site, site_steps(site, codec, inventory, assets, records, geoip, tokens.get(site.name)))
+        lists = load_tracker_lists(config)  # once, shared by every site
+        sites = [Site.build(site, site_steps(site, codec, inventory, assets, records, geoip, tokens.get(site.name),
+                                             lists))
                  for site in config.sites]
         admin = config.server.admin_listen
         return cls(
@@ -65,15 +68,18 @@ class Runtime:
 
 
 def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory, assets: BannerAssets,
-               records: RecordWriter, geoip: GeoIP | None = None, matomo: str | None = None) -> tuple[Step, ...]:
-    """A site's pipeline, in order: the decision and cookies first, our own URLs, then the page rewrite."""
+               records: RecordWriter, geoip: GeoIP | None = None, matomo: str | None = None,
+               lists: ListIndex | None = None) -> tuple[Step, ...]:
+    """A site's pipeline, in order: the decision and cookies first, our own URLs, then the page rewrite.
+
+    `lists`: the operator's tracker lists, shared with every other site's matcher."""
     locator = SiteLocator(geoip, site.opt_out, site.notice_only) if geoip is not None else None
     cookies = CookieEnforcement(site, codec, inventory, locator)
     analytics = AnalyticsEndpoint(site, codec.keys[0].key, matomo) if site.analytics.enabled else None
     steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records),
                                                    analytics)]
     if site.rewrite_html:
-        matcher = TrackerMatcher(site.consent.services)
+        matcher = TrackerMatcher(site.consent.services, lists=lists)
         steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory), matcher))
     return tuple(steps)
 
@@ -126,11 +132,13 @@ def banner_assets(config: Config) -> BannerAssets:
 
 
 def check_references(config: Config) -> list[Problem]:
-    """Resolve every configured secret and open the GeoIP database now: a bad reference fails at start."""
+    """Resolve every configured secret, open the GeoIP database and read the tracker lists now: a bad reference
+    fails at start (the lists stay cached for the runtime built next)."""
     problems: list[Problem] = []
     checks = [(consent_keys, config.secrets.consent_keys), (_token_digest, config.secrets.admin_token),
               (_export_key, config.secrets.export_key), (_check_geoip, config.geoip.database),
-              (matomo_tokens, any(site.analytics.matomo_token for site in config.sites) or None)]
+              (matomo_tokens, any(site.analytics.matomo_token for site in config.sites) or None),
+              (load_tracker_lists, config.trackers.lists or None)]
     for resolve, ref in checks:
         if ref is not None:
             try:

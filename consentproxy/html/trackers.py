@@ -19,6 +19,15 @@ is a prefix of the URL's path under that host, for its kind. Patterns that do
 not start with a host ("matomo.js", "/b/ss/") stay substrings of the whole
 URL (a short list, by rank).
 
+The operator's tracker lists (`[trackers] lists`, read by
+`consentproxy.tracker_lists`) come last, as a `ListIndex` built once per
+configuration and shared by every site's matcher (never copied: a million
+rules for thousands of sites): their bare hosts in a second dict, looked up
+label by label only when no rule of the first matched (a list never
+overrides the catalogue's or the site's categorisation), then their filter
+rules that are more than a host, asked per URL (through adblock-rust) only
+when no host matched at all.
+
 URLs, hosts and inline snippets repeat on every page of a site, so answers
 are cached per matcher (a page's ~50 `<img>` each ask about their URL);
 inline code is searched with one regular expression shaped as a trie (a flat
@@ -34,9 +43,9 @@ from __future__ import annotations
 import contextlib
 import html
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote
 
 from consentproxy.config.model import ServiceConfig
@@ -54,6 +63,10 @@ _INLINE = 16
 _EVERY = 31
 #: the rank of the rules from outside the services (the Open Cookie Database): after every service
 _EXTRA_RANK = 1 << 30
+#: the rank of the operator's lists: after everything else
+_LIST_RANK = 1 << 31
+#: the host a URL without one (relative) is given when a list's filters are asked about it: the page's own
+_PAGE_ORIGIN = "https://consentproxy.invalid"
 #: the host part of a pattern: labels of letters, digits and hyphens, a top-level label that is no number
 _PATTERN_HOST = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9])?\.)+(?:[a-z][a-z0-9-]*[a-z0-9]|xn--[a-z0-9-]+)")
 _PATTERN_HOST_END = re.compile(r"[/?#]")
@@ -83,6 +96,30 @@ _Rule = tuple[int, int, str, "Match"]
 class Match:
     service: str
     category: str
+
+
+class UrlFilter(Protocol):
+    """A list's rules that are more than a host (an adblock filter engine): asked per URL."""
+
+    def match(self, url: str, kind: Kind) -> Match | None:
+        """The list's match for an absolute URL loaded by an element of `kind` ("scripts", "iframes",
+        "pixels"), seen from a page of another site."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListIndex:
+    """The operator's tracker lists: one per configuration, shared by every site's matcher.
+
+    `hosts`: host name → match (a rule for the host and its subdomains, every kind of element); `filters`:
+    the rest of the lists' rules, asked in order.
+    """
+
+    hosts: Mapping[str, Match] = field(default_factory=dict)
+    filters: tuple[UrlFilter, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.hosts)
 
 
 def open_cookie_database_rules() -> tuple[tuple[str, Match], ...]:
@@ -158,11 +195,12 @@ class TrackerMatcher:
     """Matches element URLs and inline code against a site's services and the catalogue.
 
     `extra_hosts`: (host, service) rules after every service (default, with the catalogue: the Open Cookie
-    Database's, see `open_cookie_database_rules`).
+    Database's, see `open_cookie_database_rules`). `lists`: the operator's tracker lists, consulted last
+    (shared, not copied).
     """
 
     def __init__(self, site_services: tuple[ServiceConfig, ...], use_catalogue: bool = True,
-                 extra_hosts: Iterable[tuple[str, Match]] | None = None) -> None:
+                 extra_hosts: Iterable[tuple[str, Match]] | None = None, lists: ListIndex | None = None) -> None:
         services = site_services + (builtin_services() if use_catalogue else ())
         if extra_hosts is None:
             extra_hosts = open_cookie_database_rules() if use_catalogue else ()
@@ -197,6 +235,8 @@ class TrackerMatcher:
         for host, match in extra_hosts:
             add(host, (_EXTRA_RANK, _EVERY, "", match))
         self._index = index
+        self._list_hosts: Mapping[str, Match] = lists.hosts if lists is not None else {}
+        self._filters = lists.filters if lists is not None else ()
         self._residual = {kind: tuple(rules) for kind, rules in residual.items()}
         self._url_cache: dict[str, dict[str, Match | None]] = {kind: {} for kind in _BITS}
         self._host_cache: dict[str, Match | None] = {}
@@ -211,12 +251,14 @@ class TrackerMatcher:
         self._inline_re = re.compile(trie_pattern(signatures)) if signatures else None
 
     def __len__(self) -> int:
-        """The number of host names with rules."""
+        """The number of host names with rules (the site's services, the catalogue and the Open Cookie
+        Database; not the operator's lists)."""
         return len(self._index)
 
     def host_rules(self) -> Iterator[tuple[str, str, Match]]:
         """Every host rule as (host, path prefix or "", match), the best-ranked first for each host: what the
-        client-side guard's table is made from (the same rules as the server's)."""
+        client-side guard's table is made from (the same rules as the server's). The operator's lists are
+        left out: a million hosts do not belong in a table every page downloads."""
         for host, rules in self._index.items():
             for _, _, prefix, match in rules:
                 yield host, prefix, match
@@ -247,7 +289,24 @@ class TrackerMatcher:
             if pattern in url:
                 best = (rank, match)
                 break
+        if best is None and self._filters:
+            return _remember(cache, raw_url, self._filter(kind, url, host, path))
         return _remember(cache, raw_url, best[1] if best is not None else None)
+
+    def _filter(self, kind: Kind, url: str, host: str | None, path: str) -> Match | None:
+        """The lists' filter rules for a URL no host rule matched: absolute, a relative one on the page's own
+        origin; URLs of other schemes (`data:`, `javascript:`) load nothing from the network."""
+        if host is not None:
+            absolute = f"https://{host}{path}" if path.startswith("/") else f"https://{host}/{path}"
+        elif _SCHEME.match(url) is None:
+            absolute = f"{_PAGE_ORIGIN}/{url.lstrip('/')}"
+        else:
+            return None
+        for url_filter in self._filters:
+            found = url_filter.match(absolute, kind)
+            if found is not None:
+                return found
+        return None
 
     def srcset(self, kind: Kind, raw_srcset: str) -> Match | None:
         """The service of the first URL of a `srcset` (a raw attribute value) that belongs to one."""
@@ -280,7 +339,8 @@ class TrackerMatcher:
 
     def _lookup(self, bit: int, host: str, path: str) -> tuple[int, Match] | None:
         """The first-ranked rule for `bit` of the host or a parent domain (down to two labels) whose path
-        prefix the path starts with; the most specific host among equal ranks."""
+        prefix the path starts with; the most specific host among equal ranks. Then, only if none, the
+        operator's lists' hosts (the most specific)."""
         index = self._index
         best: tuple[int, Match] | None = None
         name = host
@@ -295,10 +355,15 @@ class TrackerMatcher:
                         break
             dot = name.find(".")
             if dot < 0:
-                return best
+                break
             name = name[dot + 1:]
             if "." not in name:
-                return best
+                break
+        if best is None and self._list_hosts:
+            listed = _walk(self._list_hosts, host)
+            if listed is not None:
+                return _LIST_RANK, listed
+        return best
 
     def inline(self, code: str) -> Match | None:
         """The best-ranked service whose signature occurs in inline script code, or whose host it names."""
@@ -325,7 +390,7 @@ class TrackerMatcher:
                     best = candidate
                     if best[0] == 0:
                         return best[1]
-        if ("/" in code or "." in code) and self._index:
+        if ("/" in code or "." in code) and (self._index or self._list_hosts):
             lowered = code.lower()
             for found in _CODE_HOST.finditer(lowered):
                 path = found.group(2)
@@ -354,6 +419,21 @@ def trie_pattern(words: Iterable[str]) -> str:
         return f"(?:{body})?" if "" in node else body
 
     return build(trie)
+
+
+def _walk(hosts: Mapping[str, Match], host: str) -> Match | None:
+    """The match of the host or its nearest parent domain (down to two labels) in a host → match index."""
+    name = host
+    while True:
+        found = hosts.get(name)
+        if found is not None:
+            return found
+        dot = name.find(".")
+        if dot < 0:
+            return None
+        name = name[dot + 1:]
+        if "." not in name:
+            return None
 
 
 def _remember(cache: dict[str, Match | None], key: str, found: Match | None) -> Match | None:
