@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -183,17 +183,28 @@ def serve_app(app: web.Application, port: int) -> Iterator[asyncio.AbstractEvent
 
 
 @contextlib.contextmanager
-def serve_page(html: str, headers: dict[str, str] | None = None) -> Iterator[int]:
-    """One HTML page at "/" on a free port (a site for browser tests); yields the port."""
+def serve_page(html: str, headers: dict[str, str] | None = None,
+               files: dict[str, tuple[str, str]] | None = None) -> Iterator[int]:
+    """One HTML page at "/" on a free port (a site for browser tests), and `files` (path → (text, content
+    type)) beside it; yields the port."""
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=html, content_type="text/html", headers=headers)
 
     app = web.Application()
     app.router.add_get("/", page)
+    for path, (text, content_type) in (files or {}).items():
+        app.router.add_get(path, _file(text, content_type))
     port = free_port()
     with serve_app(app, port):
         yield port
+
+
+def _file(text: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text=text, content_type=content_type)
+
+    return handler
 
 
 @pytest.fixture(scope="session")

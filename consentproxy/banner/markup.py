@@ -17,6 +17,7 @@ from typing import Any
 
 from consentproxy.banner.assets import BannerAssets
 from consentproxy.banner.cookielist import CookieList
+from consentproxy.banner.stubs import vendor_stubs
 from consentproxy.banner.theme import theme_css, theme_name
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, AnalyticsConfig, SiteConfig
 from consentproxy.consent.decision import Decision
@@ -80,7 +81,8 @@ def analytics_bootstrap(analytics: AnalyticsConfig) -> str:
 def consent_mode_code(granted: frozenset[str] | None, bootstrap: str = "") -> str:
     """The Consent Mode v2 default (all denied but security_storage) and, after a decision, the update.
 
-    `bootstrap` (see analytics_bootstrap) runs in the same script, before any of the page's.
+    `bootstrap` (see analytics_bootstrap) runs in the same script, before any of the page's, and so do the
+    stubs of the vendors that stay held (see stubs.vendor_stubs).
     """
     defaults = ",".join(f"{name}:'denied'" for name in _DEFAULTS)
     code = ("window.dataLayer=window.dataLayer||[];(function(){function g(){dataLayer.push(arguments);}"
@@ -93,7 +95,7 @@ def consent_mode_code(granted: frozenset[str] | None, bootstrap: str = "") -> st
             for category, signals in CONSENT_MODE_SIGNALS.items() for signal in signals
         )
         code += f"g('consent','update',{{{update}}});"
-    return code + "})();"
+    return code + "})();" + vendor_stubs(granted)
 
 
 def consent_mode_query(granted: frozenset[str] | None) -> str:

@@ -457,8 +457,11 @@
         s.addEventListener('load', function () { done(); });
         s.addEventListener('error', function () { done(); });
       }
-      const written = src === null && executes(s) ? captureWrites() : null;
+      const inline = src === null && executes(s);
+      const written = inline ? captureWrites() : null;
+      const stubs = inline ? unstub() : null;
       old.replaceWith(s); // an inline script runs here, at once
+      if (stubs) restub(stubs);
       if (written) written(s);
       if (!wait) done();
     });
@@ -489,6 +492,57 @@
         report(err);
       }
     };
+  }
+
+  // The proxy's stand-ins for held vendors (marked `cp`) queue the page's calls. While a released inline
+  // script runs they step aside: Meta's, Amazon's and Google's analytics.js snippets do nothing, or queue
+  // first, when their name exists already. What the script defines then receives the queued calls after its
+  // own, in the order the page loaded directly would have made them.
+  const REPLAY = {
+    fbq: function (now, stub) {
+      if (window._fbq === stub) window._fbq = now;
+      stub.queue.forEach(function (args) { now.apply(window, args); });
+    },
+    ga: function (now, stub) { (stub.q || []).forEach(function (args) { now.apply(window, args); }); },
+    apstag: function (now, stub) {
+      stub._Q.forEach(function (call) { (call[0] === 'i' ? now.init : now.fetchBids).apply(now, call[1]); });
+    },
+    _paq: pushAll, _gaq: pushAll, _comscore: pushAll, _qevents: pushAll
+  };
+
+  function pushAll(now, stub) {
+    if (stub.length) now.push.apply(now, stub);
+  }
+
+  function unstub() {
+    const out = [];
+    Object.keys(REPLAY).forEach(function (name) {
+      const stub = window[name];
+      if (!stub || stub.cp !== 1) return;
+      try {
+        const fresh = Array.isArray(stub) ? [] : undefined;
+        if (fresh) window[name] = fresh;
+        else delete window[name];
+        out.push([name, stub, fresh]);
+      } catch (err) { /* declared by the page with var: leave it */ }
+    });
+    return out;
+  }
+
+  function restub(stubs) {
+    stubs.forEach(function (saved) {
+      const name = saved[0], stub = saved[1], fresh = saved[2];
+      const now = window[name];
+      if (!now || now === stub || (now === fresh && !fresh.length)) {
+        window[name] = stub; // the script did not define it: ours stays, for the next one
+        return;
+      }
+      try {
+        REPLAY[name](now, stub);
+      } catch (err) {
+        report(err);
+      }
+    });
   }
 
   function executes(s) {
