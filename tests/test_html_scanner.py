@@ -43,6 +43,9 @@ PIECES = [
     "<input type=image src=i.png data-consent-category=statistics>",
     "<object data=o.swf>", "</object>", "<embed src=e.swf>", "<svg><image href=si.png /></svg>", "<image href=h>",
     "<svg><image xlink:href=sx.png></image></svg>", "<svg><image src=no.png>",
+    "<video src=v.mp4 poster=p.jpg>", "</video>", "<audio src=a.mp3>", "</audio>", "<source src=s.mp4>",
+    "<track src=t.vtt>", "<input type=image src=i.png>", "<input TYPE=IMAGE src=j.png>", "<input type=text>",
+    "<input type=' image' src=k.png>", "<svg><video src=sv.mp4></video></svg>", "<picture><source srcset=p.webp>",
     # comments and the like
     "<!--", "-->", "--!>", "<!-- <img src=c> -->", "<!-->", "<!--->", "<!x>", "<?php echo 1 ?>", "</ x>", "</>",
     "<!DOCTYPE html>", "<![CDATA[", "]]>", "<![CDATA[<img src=cd>]]>",
@@ -67,7 +70,7 @@ PIECES = [
     # NUL bytes (the parser reads them as U+FFFD; the scanner's loops stop at a NUL after the buffer)
     "te\x00xt ", "<img src=nul\x00.png>", "<img da\x00ta-x=1 src='q\x00'>", "<p\x00>", "<img src=\x00",
 ]
-REPORTED = {"script", "iframe", "img", "link", "noscript", "object", "embed"}
+REPORTED = {"script", "iframe", "img", "link", "noscript", "object", "embed", "video", "audio", "source", "track"}
 #: SVG's <image> loads its href: reported too (the scanner's name for it, "image", is read as "img" below)
 _SVG_IMAGE = "{http://www.w3.org/2000/svg}image"
 _XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
@@ -158,7 +161,8 @@ def _html5lib_elements(document: str) -> list[tuple[str, str]]:
         name = tag[len(prefix):]
         attributes = element.attrib
         if (name in REPORTED or "data-consent-category" in attributes
-                or (name == "meta" and "http-equiv" in attributes)):
+                or (name == "meta" and "http-equiv" in attributes)
+                or (name == "input" and attributes.get("type", "").lower() == "image")):
             found.append((name, attributes.get("src") or attributes.get("href") or ""))
     return sorted(found)
 

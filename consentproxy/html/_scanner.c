@@ -6,8 +6,9 @@
  * regular-expression engine needs ~150 µs just to step over the `<` of a
  * 60 KB page on our machines; this scanner walks the page with memchr and
  * touches only tags, then builds Python objects for the ~20 elements that
- * matter (scripts, iframes, images, links, CSP <meta>, <html>, <body>,
- * <noscript> and anything tagged with data-consent-category).
+ * matter (scripts, iframes, images, links, object, embed, video, audio,
+ * source, track, <input type=image>, CSP <meta>, <html>, <body>, <noscript>
+ * and anything tagged with data-consent-category).
  *
  * It follows the HTML standard's tokenizer (comments, bogus comments, CDATA
  * in foreign content, RAWTEXT/RCDATA/PLAINTEXT elements, the script-data
@@ -204,6 +205,7 @@ enum {
     R_BREAKOUT = 512,  /* leaves foreign content */
     R_FONT = 1024,     /* leaves foreign content with color, face or size */
     R_VOID = 2048,     /* has no end tag */
+    R_INPUT = 4096,    /* handed over when its type is image (it loads its src) */
 };
 
 #define IS(word) (memcmp(n, word, sizeof(word) - 1) == 0)
@@ -251,7 +253,13 @@ static int role_of(const char *n, Py_ssize_t len)
             return R_REPORT | R_VOID; /* the parser makes it an <img> */
         if (IS("embed"))
             return R_REPORT | R_BREAKOUT | R_VOID;
-        if (IS("input") || IS("param") || IS("track"))
+        if (IS("video") || IS("audio"))
+            return R_REPORT; /* src, poster */
+        if (IS("track"))
+            return R_REPORT | R_VOID;
+        if (IS("input"))
+            return R_INPUT | R_VOID;
+        if (IS("param"))
             return R_VOID;
         if (IS("style") || IS("title"))
             return R_RAW;
@@ -263,7 +271,9 @@ static int role_of(const char *n, Py_ssize_t len)
             return R_REPORT | R_RAW;
         if (IS("object"))
             return R_REPORT;
-        if (IS("source") || IS("keygen"))
+        if (IS("source"))
+            return R_REPORT | R_VOID; /* src, srcset */
+        if (IS("keygen"))
             return R_VOID;
         return (IS("center") || IS("strong") || IS("strike")) ? R_BREAKOUT : 0;
     case 7:
@@ -908,6 +918,7 @@ static int attr_value_is(Scanner *self, const Tag *tag, const char *name, const 
     return 0;
 }
 
+static const char *const IMAGE_TYPE[] = {"image", NULL};
 static const char *const HTML_ENCODINGS[] = {"text/html", "application/xhtml+xml", NULL};
 
 /* Whether "<![CDATA[" starts a CDATA section: the current node is an SVG or MathML element, an integration
@@ -1349,6 +1360,8 @@ static int html_start(Scanner *self, const Tag *tag, int *kind)
     int report = tag->tagged || (role & R_REPORT);
     if (role & R_META)
         report = report || attr_value_is(self, tag, "http-equiv", NULL);
+    else if (role & R_INPUT)
+        report = report || attr_value_is(self, tag, "type", IMAGE_TYPE);
     else if (role & (R_SVG | R_MATH)) {
         if (!tag->self_closing) {
             push(self, tag, (role & R_SVG) ? NS_SVG : NS_MATH, 0);

@@ -34,15 +34,17 @@ from __future__ import annotations
 import html
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
+from urllib.parse import unquote
 
 from consentproxy.config.model import CATEGORY_IDS
 from consentproxy.html._scanner import NOSCRIPT, SCRIPT, Scanner, TagSet
 from consentproxy.html.charset import PRESCAN_BYTES, Mode, sniff
 from consentproxy.html.csp import NoncePlan
-from consentproxy.html.trackers import Kind, Match, TrackerMatcher
+from consentproxy.html.functional import UNKNOWN_SERVICE, ThirdParties
+from consentproxy.html.trackers import Kind, Match, TrackerMatcher, srcset_urls
 
 _JS_TYPES = frozenset({
     "", "module", "text/javascript", "application/javascript", "application/x-javascript", "text/ecmascript",
@@ -53,6 +55,11 @@ _JS_TYPES = frozenset({
 _ALL_CATEGORIES = frozenset(CATEGORY_IDS)
 _HINT_RELS = frozenset({"preconnect", "dns-prefetch"})
 _FETCH_RELS = frozenset({"preload", "prefetch", "modulepreload"})
+#: a site's look: judged by host (an ad vendor's CSS is its own request to its host)
+_STYLE_RELS = frozenset({"stylesheet"})
+#: every `<link>` that makes a request (or a connection) without a script: held from unknown hosts
+_HELD_RELS = _HINT_RELS | _FETCH_RELS | _STYLE_RELS | frozenset({
+    "icon", "apple-touch-icon", "apple-touch-icon-precomposed", "mask-icon", "manifest", "prerender"})
 #: URL attributes moved aside on an element a site tagged itself
 _TAGGED_URL_ATTRIBUTES = ("src", "href", "srcset", "data", "poster")
 #: where lazy-loading scripts keep an element's URL until they set `src` (a tracker there is blocked like `src`)
@@ -63,6 +70,18 @@ _IMG_SRCSETS = ("srcset", *_LAZY_SRCSETS)
 #: SVG's <image> (reported in foreign content) loads `href`, or the older `xlink:href`
 _SVG_IMAGE_URLS = ("href", "xlink:href", *_IMG_URLS)
 _IFRAME_URLS = ("src", "data-src", "data-lazy-src")
+#: <video>, <audio>, <source>, <track>, <input type=image>: what they load (a <source> in <picture> a srcset)
+_MEDIA_URLS = ("src", "poster", *_LAZY_URLS, "data-poster")
+_MEDIA_SRCSETS = ("srcset", *_LAZY_SRCSETS)
+#: the attributes `preview` lists the URLs of, on the elements that load them
+_URL_NAMES = frozenset({"src", "href", "data", "poster", "xlink:href", *_LAZY_URLS, "data-poster"})
+_SRCSET_NAMES = frozenset({"srcset", "imagesrcset", *_LAZY_SRCSETS})
+_LOADING = frozenset({"script", "img", "image", "iframe", "link", "object", "embed", "video", "audio", "source",
+                      "track", "input"})
+#: the markup of a tag, percent-encoded in code that writes it into a document later ("%3Cscript%20src%3D…")
+_ENCODED_TAG = re.compile(r"%3c(?:script|iframe|img|link|object|embed)\b", re.IGNORECASE)
+#: what a browser strips from both ends of a URL (C0 controls and space)
+_URL_EDGES = "".join(map(chr, range(33)))
 _CSP_EQUIV = frozenset({"content-security-policy", "content-security-policy-report-only"})
 #: one attribute of a raw start tag, as the HTML standard reads it (a name may start with "=")
 _ATTRIBUTE = re.compile(r"""[\t\n\f\r /]*([^\t\n\f\r />][^\t\n\f\r /=>]*(?:[\t\n\f\r ]*=[\t\n\f\r ]*"""
@@ -76,10 +95,21 @@ class Blocked(NamedTuple):
     A named tuple: made for every blocked element, at half the cost of a frozen dataclass.
     """
 
-    kind: str  # script-src, inline-script, iframe, img, link, noscript, tagged
+    kind: str  # script-src, inline-script, iframe, img, link, media, object, embed, noscript, tagged
     service: str
     category: str
     detail: str
+
+
+class Resource(NamedTuple):
+    """One URL of a page's element on another host, and what it was matched to (for `preview`)."""
+
+    url: str
+    element: str  # the element's name: script, img, link, iframe, video...
+    host: str
+    #: "<service> (<category>)" of a tracker rule, "functional: <what>", "site-declared: <host>", or "unknown"
+    matched: str
+    held: bool
 
 
 class Injection:
@@ -97,7 +127,7 @@ class Injection:
 
 #: (content, allowed, unblocked) → (content rewritten with `_STAMP_MARK` for the stamp, or None if unchanged;
 #: what was blocked)
-NoscriptMemo = dict[tuple[str, frozenset[str], frozenset[str]], tuple[str | None, tuple[Blocked, ...]]]
+NoscriptMemo = dict[tuple[str, frozenset[str], frozenset[str], str], tuple[str | None, tuple[Blocked, ...]]]
 
 
 @dataclass(slots=True)
@@ -112,13 +142,15 @@ class StateMemo:
     scripts: dict[tuple[bytes, bytes, str], tuple[bytes | None, tuple[Blocked, ...]]] = field(default_factory=dict)
 
 
-StateMemos = dict[tuple[frozenset[str], frozenset[str]], StateMemo]
+#: keyed by (allowed, unblocked), and the request's own domain where the site's hosts do not name it (a `*` site)
+StateMemos = dict[tuple[frozenset[str] | str, ...], StateMemo]
 _STAMP_MARK = "cp-stamp-9d1e4b7a"
 _STAMP_MARK_BYTES = _STAMP_MARK.encode()
 _PLAIN_STAMP = re.compile(r"[A-Za-z0-9_-]+")  # as secrets.token_urlsafe makes them
 _NOSCRIPT_MEMO_ENTRIES = 256
 _NOSCRIPT_MEMO_CHARS = 4096
 _NOOP_TAGS = 4096
+_OWN_DOMAIN_STATES = 64
 _SCRIPT_MEMO_ENTRIES = 512
 _SCRIPT_MEMO_BYTES = 8192
 #: the most the scanner holds of a start tag, or of a script's or noscript's text (see the module docstring)
@@ -148,6 +180,15 @@ class PagePlan:
     noscript_memo: NoscriptMemo = field(default_factory=dict)
     #: per consent state, shared by the plans of one site (same matcher and analytics routing)
     state_memos: StateMemos = field(default_factory=dict)
+    #: the site's third parties (its own hosts, declared and functional ones, the record of unknown ones);
+    #: None: no third-party view (URLs no tracker rule knows are neither recorded nor held)
+    parties: ThirdParties | None = None
+    #: the registrable domain of the request's host where the site's `hosts` do not name it (a `*` site):
+    #: its own too; part of the memos' keys
+    own_domain: str = ""
+    #: when a list: every URL on another host of every element, with what it was matched to (`preview`;
+    #: the memos are not used, so every element is looked at)
+    inventory: list[Resource] | None = None
 
     @property
     def blocking(self) -> bool:
@@ -293,8 +334,18 @@ class _Page:
         self.noop: TagSet | None = None
         #: script outcomes kept across responses; not when the stamp could be mistaken for the mark
         self.scripts: dict[tuple[bytes, bytes, str], tuple[bytes | None, tuple[Blocked, ...]]] | None = None
-        if not nested:
-            key = (plan.allowed, plan.unblocked)
+        self.parties = plan.parties
+        self.own_domain = plan.own_domain
+        #: unknown third parties are held (a site that holds them, a visitor who has not granted marketing)
+        self.hold = plan.parties is not None and plan.parties.hold and "marketing" not in plan.allowed
+        self.new_unknown = 0  # hosts this page added to the site's record of unknown ones
+        self.inventory = plan.inventory
+        if not nested and self.inventory is None:
+            key: tuple[frozenset[str] | str, ...] = (plan.allowed, plan.unblocked)
+            if plan.own_domain:
+                key += (plan.own_domain,)
+                if len(plan.state_memos) > _OWN_DOMAIN_STATES:  # a `*` site answers to any number of domains
+                    plan.state_memos.clear()
             memo = plan.state_memos.get(key)
             if memo is None:
                 memo = plan.state_memos[key] = StateMemo()
@@ -325,14 +376,19 @@ class _Page:
                 continue
             token = item
             kind = token[0]
+            before = len(self.blocked)
             if kind == SCRIPT:
                 self.script(token, out)
+                if self.inventory is not None:
+                    self.list_urls(token, len(self.blocked) > before)
                 continue
             texts: list[str] = []
             if kind == NOSCRIPT:
                 self.noscript(token, texts)
             else:
                 self.handlers.get(token[2], _Page.tagged)(self, token, texts)
+                if self.inventory is not None:
+                    self.list_urls(token, len(self.blocked) > before)
             if texts:
                 out.append("".join(texts).encode(self.codec, self.errors))
             else:  # unchanged
@@ -356,13 +412,89 @@ class _Page:
         if self.noop is not None:
             self.noop.add(token[1])
 
+    def _inline(self, code: str) -> Match | None:
+        """The service inline code loads: named in it, or in the markup it holds percent-encoded (a tag it
+        writes into a document later, `"%3Cscript%20src%3Dhttps%3A%2F%2F…"`)."""
+        found = self.matcher.inline(code)
+        if found is None and "%" in code and _ENCODED_TAG.search(code):
+            found = self.matcher.inline(unquote(code))
+        return found
+
+    def _unknown_script(self, url: str) -> Match | None:
+        held = self.third_party("script", (url,)) if self.parties is not None else None
+        return held[0] if held is not None else None
+
     def blocks(self, match: Match | None) -> bool:
         return match is not None and match.category not in self.allowed and match.service not in self.unblocked
+
+    # -- third parties no tracker rule knows -----------------------------------
+    def third_party(self, kind: str, urls: Iterable[str]) -> tuple[Match, str] | None:
+        """For an element no tracker rule matched: its URLs on unknown hosts are recorded for the site, and the
+        first one's hold and URL returned when the site holds them (else None)."""
+        parties = self.parties
+        if parties is None:
+            return None
+        held = None
+        for url in urls:
+            party = parties.party(url)
+            if party.origin != "unknown" or self.own_extra(party.host):
+                continue
+            assert party.host is not None
+            if parties.record(party.host, url, kind):
+                self.new_unknown += 1
+            if held is None and self.hold:
+                assert party.hold is not None
+                held = party.hold, url
+        return held
+
+    def own_extra(self, host: str | None) -> bool:
+        """The request's own host (or a subdomain of its domain), where the site's `hosts` do not name it."""
+        own = self.own_domain
+        return bool(own) and host is not None and (host == own or host.endswith("." + own))
+
+    def list_urls(self, token: Token, held: bool) -> None:
+        """`preview`'s inventory: every URL of the element on another host, with what it was matched to."""
+        assert self.inventory is not None and self.parties is not None
+        name = token[2]
+        if name not in _LOADING:
+            return
+        attributes = dict(reversed(token[3]))  # the first of duplicate attributes counts
+        if name == "link":
+            rels = (attributes.get("rel") or "").lower().split()
+            if _HELD_RELS.isdisjoint(rels):
+                return
+        if name == "script" and not is_javascript(attributes.get("type")):
+            return
+        kind: Kind = ("scripts" if name in ("script", "link") else "iframes"
+                      if name in ("iframe", "object", "embed") else "pixels")
+        for attribute, value in attributes.items():
+            if attribute in _SRCSET_NAMES:
+                urls = srcset_urls(html.unescape(value))
+            elif attribute in _URL_NAMES:
+                urls = [value]
+            else:
+                continue
+            for url in urls:
+                party = self.parties.party(url)
+                if party.host is None or self.own_extra(party.host):
+                    continue
+                tracker = self.matcher.url(kind, url) or self.matcher.host(url)
+                if tracker is not None:
+                    matched = f"{tracker.service} ({tracker.category})"
+                elif party.origin == "own":
+                    continue
+                elif party.origin == "unknown":
+                    matched = "unknown"
+                else:
+                    matched = f"{'site-declared' if party.origin == 'declared' else 'functional'}: {party.label}"
+                self.inventory.append(Resource(html.unescape(url), name, party.host, matched, held))
 
     def mark(self, tag: _Tag, match: Match, kind: str, detail: str) -> None:
         tag.set("data-cp-blocked", _escape(match.category))
         tag.set("data-cp-service", _escape(match.service))
         tag.set("data-cp-stamp", self.stamp)
+        if match.service.startswith(UNKNOWN_SERVICE):
+            kind = "third-party-" + kind
         if self.nested:
             kind = "noscript-" + kind
         self.blocked.append(Blocked(kind, match.service, match.category, detail))
@@ -426,11 +558,13 @@ class _Page:
             for name in _LAZY_URLS:
                 value = tag.get(name)
                 if value and self.blocks(site_tagged(tag.get("data-consent-category"),
-                                                     self.matcher.url("scripts", value))):
+                                                     self.matcher.url("scripts", value)
+                                                     or self._unknown_script(value))):
                     src, lazy = value, name
                     break
         if src is not None:
-            match = site_tagged(tag.get("data-consent-category"), self.matcher.url("scripts", src))
+            match = self.matcher.url("scripts", src) or (self._unknown_script(src) if src else None)
+            match = site_tagged(tag.get("data-consent-category"), match)
             if self.blocks(match):
                 assert match is not None
                 tag.set("type", "text/plain")
@@ -449,7 +583,7 @@ class _Page:
         if not self.blocking:
             return None
         code = content.decode(self.codec, self.errors)
-        match = site_tagged(tag.get("data-consent-category"), self.matcher.inline(code))
+        match = site_tagged(tag.get("data-consent-category"), self._inline(code))
         kind = "inline-script"
         if match is None and cut:  # too long to judge whole: on the safe side
             match, kind = _OVERSIZE, "oversize-script"
@@ -475,6 +609,16 @@ class _Page:
             if match is not None:
                 moved.append("srcdoc")
                 src = "srcdoc"
+        if match is None and moved:
+            first = tag.get(moved[0]) or ""
+            code = _javascript_url(first)
+            if code is not None:  # `src="javascript:…"`: the document it writes is judged as inline code
+                match = self._inline(code)
+                src = first
+            elif self.parties is not None:
+                held = self.third_party("iframe", _values(tag.attributes, _IFRAME_URLS, ()))
+                if held is not None:
+                    match, src = held
         match = site_tagged(tag.get("data-consent-category"), match)
         if not self.blocks(match):
             return self._unchanged(token)
@@ -547,6 +691,12 @@ class _Page:
         if match is None and others:
             match, detail, moved = self._urls("pixels", attributes,
                                               _SVG_IMAGE_URLS if token[2] == "image" else _IMG_URLS, _IMG_SRCSETS)
+        if match is None and self.parties is not None:
+            urls = _SVG_IMAGE_URLS if token[2] == "image" else _IMG_URLS
+            held = self.third_party("img", [src] if src and not others else _values(attributes, urls, _IMG_SRCSETS))
+            if held is not None:
+                match, detail = held
+                moved = _present(attributes, (*urls, *_IMG_SRCSETS))
         if category is not None:
             match = site_tagged(category, match)
         if not self.blocks(match):
@@ -565,7 +715,12 @@ class _Page:
 
     def embedded(self, token: Token, texts: list[str]) -> None:
         """`<object data>` and `<embed src>`: what they load is a document, like an iframe's."""
-        match, detail, moved = self._urls("iframes", token[3], ("data", "src", *_LAZY_URLS), ())
+        urls = ("data", "src", *_LAZY_URLS)
+        match, detail, moved = self._urls("iframes", token[3], urls, ())
+        if match is None and self.parties is not None:
+            held = self.third_party(token[2], _values(token[3], urls, ()))
+            if held is not None:
+                match, detail = held
         tag = self._tag(token)
         match = site_tagged(tag.get("data-consent-category"), match)
         if not self.blocks(match):
@@ -574,6 +729,26 @@ class _Page:
         for name in moved or [name for name in _TAGGED_URL_ATTRIBUTES if tag.get(name) is not None]:
             tag.move(name)
         self.mark(tag, match, token[2], detail)
+        texts.append(tag.text())
+        return None
+
+    def media(self, token: Token, texts: list[str]) -> None:
+        """`<video src poster>`, `<audio src>`, `<source src|srcset>`, `<track src>`, `<input type=image src>`:
+        what they load is fetched like an image (a video ad's file from the ad server)."""
+        attributes = token[3]
+        match, detail, moved = self._urls("pixels", attributes, _MEDIA_URLS, _MEDIA_SRCSETS)
+        if match is None and self.parties is not None:
+            held = self.third_party(token[2], _values(attributes, _MEDIA_URLS, _MEDIA_SRCSETS))
+            if held is not None:
+                match, detail = held
+        tag = self._tag(token)
+        match = site_tagged(tag.get("data-consent-category"), match)
+        if not self.blocks(match):
+            return self._unchanged(token)
+        assert match is not None
+        for name in moved or [name for name in _TAGGED_URL_ATTRIBUTES if tag.get(name) is not None]:
+            tag.move(name)
+        self.mark(tag, match, "media", detail)
         texts.append(tag.text())
         return None
 
@@ -591,8 +766,12 @@ class _Page:
                     match = self.matcher.url("scripts", href) or self.matcher.host(href)
                 if match is None and imagesrcset:  # <link rel=preload as=image imagesrcset>
                     match = self.matcher.srcset("pixels", imagesrcset)
-            elif not _HINT_RELS.isdisjoint(rels) and href:
-                match = self.matcher.host(href)
+            elif href and not (_HINT_RELS.isdisjoint(rels) and _STYLE_RELS.isdisjoint(rels)):
+                match = self.matcher.host(href)  # a hint, or an ad vendor's CSS (htlbid.css, revcontent)
+            if match is None and self.parties is not None and not _HELD_RELS.isdisjoint(rels):
+                held = self.third_party("link", _values(tag.attributes, ("href",), ("imagesrcset",)))
+                if held is not None:
+                    match = held[0]
         match = site_tagged(tag.get("data-consent-category"), match)
         if not self.blocks(match):
             return self._unchanged(token)
@@ -651,10 +830,10 @@ class _Page:
         content = body.decode(self.codec, self.errors)
         plan = self.plan
         if (_STAMP_MARK in content or len(content) > _NOSCRIPT_MEMO_CHARS
-                or not _PLAIN_STAMP.fullmatch(plan.stamp)):
+                or not _PLAIN_STAMP.fullmatch(plan.stamp) or self.inventory is not None):
             output, blocked = self._noscript_content(content, plan.stamp)
         else:
-            key = (content, plan.allowed, plan.unblocked)
+            key = (content, plan.allowed, plan.unblocked, plan.own_domain)
             memo = plan.noscript_memo
             found = memo.get(key)
             if found is None:
@@ -698,14 +877,50 @@ class _Page:
         return None
 
 
+def _javascript_url(raw: str) -> str | None:
+    """The code of a `javascript:` URL (a raw attribute value) as a browser runs it (percent-decoded), or None."""
+    url = html.unescape(raw) if "&" in raw else raw
+    url = url.strip(_URL_EDGES)
+    if "\t" in url or "\n" in url or "\r" in url:
+        url = url.replace("\t", "").replace("\n", "").replace("\r", "")
+    if url[:11].lower() != "javascript:":
+        return None
+    return unquote(url[11:])
+
+
+def _values(attributes: list[tuple[str, str]], urls: tuple[str, ...], srcsets: tuple[str, ...]) -> list[str]:
+    """The URLs of an element's URL attributes (the first of duplicates) and each candidate of its srcsets."""
+    seen: dict[str, str] = {}
+    for key, value in attributes:
+        if (key in urls or key in srcsets) and key not in seen:
+            seen[key] = value
+    found = []
+    for key, value in seen.items():
+        if key in srcsets:
+            found += srcset_urls(html.unescape(value) if "&" in value else value)
+        elif value:
+            found.append(value)
+    return found
+
+
+def _present(attributes: list[tuple[str, str]], names: tuple[str, ...]) -> list[str]:
+    """Which of `names` the element has, in their order (the attributes to move aside)."""
+    have = {key for key, _ in attributes}
+    return [name for name in names if name in have]
+
+
 #: the handler of each element the scanner reports, by name (any other: a site-tagged element)
 _Handler = Callable[[_Page, Token, list[str]], None]
 _HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe": _Page.iframe, "link": _Page.link,
                                   "meta": _Page.meta, "html": _Page.html, "body": _Page.body,
-                                  "object": _Page.embedded, "embed": _Page.embedded}
+                                  "object": _Page.embedded, "embed": _Page.embedded, "video": _Page.media,
+                                  "audio": _Page.media, "source": _Page.media, "track": _Page.media,
+                                  "input": _Page.media}
 #: inside <noscript> only what loads without scripts
 _NESTED_HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe": _Page.iframe,
-                                         "object": _Page.embedded, "embed": _Page.embedded}
+                                         "object": _Page.embedded, "embed": _Page.embedded, "video": _Page.media,
+                                         "audio": _Page.media, "source": _Page.media, "track": _Page.media,
+                                         "input": _Page.media}
 #: in an iframe's srcdoc document: what loads there (its scripts are judged too)
 _SRCDOC_HANDLERS: dict[str, _Handler] = {**_NESTED_HANDLERS, "link": _Page.link}
 #: srcdoc documents in srcdoc documents: past this depth, blocked unread
@@ -727,6 +942,11 @@ class PageRewriter:
     @property
     def blocked(self) -> list[Blocked]:
         return self._page.blocked if self._page is not None else []
+
+    @property
+    def new_unknown_hosts(self) -> int:
+        """Hosts no rule knows that this page added to the site's record (`PagePlan.parties`)."""
+        return self._page.new_unknown if self._page is not None else 0
 
     def _start(self, mode: Mode) -> tuple[_Page, Scanner]:
         # "bytes": byte-transparent (see charset.py): each byte read as the code point of its value

@@ -21,10 +21,12 @@ from consentproxy.cookies.enforcement import DECISION, mark_private
 from consentproxy.html import codings
 from consentproxy.html.charset import Mode, charset_of_content_type, mode_of_label
 from consentproxy.html.csp import NoncePlan, plan_for_headers
+from consentproxy.html.functional import ThirdParties, registrable
 from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter, StateMemos
 from consentproxy.html.trackers import TrackerMatcher
 from consentproxy.observability import metrics
 from consentproxy.proxy.pipeline import BodyFilter, Exchange, FilterFailed, Step
+from consentproxy.proxy.sites import host_name
 
 logger = logging.getLogger("consentproxy.html")
 
@@ -88,6 +90,9 @@ class _PageFilter(BodyFilter):
             counts[key] = counts.get(key, 0) + 1
         for (kind, category), count in counts.items():  # one locked increment per label set, not per element
             metrics.inc(metrics.ELEMENTS_BLOCKED, self.site, kind, category, amount=count)
+        new = self.rewriter.new_unknown_hosts
+        if new:
+            metrics.inc(metrics.UNKNOWN_THIRD_PARTIES, self.site, amount=new)
 
 
 class HtmlRewriting(Step):
@@ -103,6 +108,9 @@ class HtmlRewriting(Step):
         self.compress = site.compress_html
         self.noscript_memo: NoscriptMemo = {}
         self.state_memos: StateMemos = {}
+        #: the site's third parties and its record of the unknown ones (`third_party`, `functional_hosts`)
+        self.parties = site_parties(site)
+        self._own_domains: dict[bytes, str] = {}
 
     # -- request ---------------------------------------------------------------
     def on_request(self, exchange: Exchange) -> None:
@@ -164,7 +172,8 @@ class HtmlRewriting(Step):
         injection = PageInjection(self.markup, decision, exchange.extra.get(_LANGUAGE))
         plan = PagePlan(self.matcher, decision.allowed, injection, nonces, unblocked=self.unblocked,
                         script_attributes=self.script_attributes, noscript_memo=self.noscript_memo,
-                        state_memos=self.state_memos)
+                        state_memos=self.state_memos, parties=self.parties,
+                        own_domain=self._own_domain(exchange.host))
         headers[:] = [row for row in headers if row[0] not in _DROPPED_ON_REWRITE]
         if out_coding is not None:
             headers.append((b"content-encoding", out_coding))
@@ -176,6 +185,27 @@ class HtmlRewriting(Step):
     def body_filter(self, exchange: Exchange) -> BodyFilter | None:
         found: _PageFilter | None = exchange.extra.get(_JOB)
         return found
+
+    def _own_domain(self, host_header: bytes) -> str:
+        """The registrable domain of the request's host when the site's `hosts` do not name it (a `*` site:
+        its pages' own resources are not third parties), else ""."""
+        found = self._own_domains.get(host_header)
+        if found is None:
+            name = host_name(host_header)
+            if ":" in name:  # IPv6, as URLs write it
+                name = f"[{name}]"
+            found = "" if not name or self.parties.own(name) else registrable(name)
+            if len(self._own_domains) >= 1024:
+                self._own_domains.clear()
+            self._own_domains[host_header] = found
+        return found
+
+
+def site_parties(site: SiteConfig) -> ThirdParties:
+    """A site's own hosts, the ones it declared (`functional_hosts`, its services' hosts) and its policy."""
+    declared = tuple(site.functional_hosts) + tuple(host for service in site.consent.services
+                                                    for host in service.hosts)
+    return ThirdParties(site.hosts, declared, hold=site.third_party == "hold")
 
 
 def _add_vary(headers: list[tuple[bytes, bytes]], token: bytes) -> None:

@@ -53,6 +53,11 @@ ELEMENTS_BLOCKED = Counter(
     "consentproxy_elements_blocked", "Page elements neutralised before consent, by site, kind and category",
     ["site", "kind", "category"],
 )
+UNKNOWN_THIRD_PARTIES = Counter(
+    "consentproxy_unknown_third_party_hosts", "Hosts no rule knows (not the site's own, declared, functional, "
+    "nor a tracker) that a site's pages load from, each counted once when this process first sees it, by site",
+    ["site"],
+)
 CONSENT_STATES = Counter(
     "consentproxy_requests_by_consent", "Requests by the visitor's consent state (none, partial, all, gpc)",
     ["site", "state"],
