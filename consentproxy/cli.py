@@ -184,7 +184,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: cannot read {args.page}: {exc}", file=sys.stderr)
         return 2
-    result = preview(site, page, mode, decision, args.language.encode() if args.language else None)
+    result = preview(site, page, mode, decision, args.language.encode() if args.language else None, args.page)
     if args.output:
         Path(args.output).write_bytes(result.html)
     elif not args.summary_only:
@@ -415,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", choices=["read", "full"], default="read", help="read (default) or full")
     token.set_defaults(func=cmd_keys_token)
 
-    show = commands.add_parser("preview", help="print a page as the proxy would rewrite it, and what it blocks")
+    show = commands.add_parser("preview", help="print a page as the proxy would rewrite it, what it blocks, and "
+                               "every resource from another host with what it matched (or unknown)")
     show.add_argument("-c", "--config", required=True)
     show.add_argument("--site", required=True, help="a site name or one of its host names")
     show.add_argument("page", help="the page: an http(s) URL or a file")
