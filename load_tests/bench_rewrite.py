@@ -43,6 +43,12 @@ Prints a table and the ratios and writes everything as JSON
 (load_tests/results/rewrite-<UTC time>.json).
 
     python load_tests/bench_rewrite.py [--duration 10] [--connections 32]
+
+With `--knowledge [--rounds 5] [--pages fixture,NAME,...]`: instead, the
+ratio for three tracker knowledges (the 37-vendor catalogue before issue 16,
+the bundled catalogue, the bundled catalogue + a generated 1,000,000-rule
+operator list), on the fixture and real pages, interleaved round after round
+(load_tests/rewrite_knowledge.py says how).
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import rewrite_knowledge
 from bench_proxy import _choices, _on_sigterm, notes
 from harness import (
     DEFAULT_PROXY_CMD,
@@ -249,6 +256,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true",
                         help="do not give the measured proxy a CPU of its own (wrk and the upstream share the "
                              "other); by default it does, so the latency tail measures the proxy, not the scheduler")
+    rewrite_knowledge.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.duration < 1 or args.connections < 1 or args.latency_connections < 1:
         parser.error("--duration must be >= 1 and connection counts >= 1")
@@ -415,8 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = dt.datetime.now(dt.UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    json_path: Path = args.json or RESULTS / f"rewrite-{stamp}.json"
+    json_path: Path = args.json or RESULTS / f"rewrite-{'knowledge-' if args.knowledge else ''}{stamp}.json"
     env = environment(tools)
+    if args.knowledge:
+        return knowledge_main(args, tools, env, started, json_path)
     print(f"bench_rewrite: {len(args.targets)} target(s) x {PAGE}, {args.duration:.0f}s per run, "
           f"wrk -c{args.connections}, paced wrk -c{args.latency_connections}; nproc {env['nproc']}", file=sys.stderr)
     try:
@@ -464,6 +474,31 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": derived,
         "notes": outcome.notes,
     }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nJSON: {json_path}")
+    return 0
+
+
+def knowledge_main(args: argparse.Namespace, tools: dict[str, str], env: dict[str, Any], started: dt.datetime,
+                   json_path: Path) -> int:
+    """--knowledge: the three tracker knowledges against nginx+sub_filter, interleaved (rewrite_knowledge.py)."""
+    try:
+        report = rewrite_knowledge.run(args, tools)
+    except HarnessError as exc:
+        print(f"bench_rewrite: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench_rewrite: interrupted; every started process was stopped", file=sys.stderr)
+        return 130
+    print()
+    print(rewrite_knowledge.format_summary(report["summary"]))
+    report = {"benchmark": "bench_rewrite --knowledge", "started_utc": started.isoformat(),
+              "finished_utc": dt.datetime.now(dt.UTC).isoformat(), "command": shlex.join([sys.executable, *sys.argv]),
+              "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
+                           "rounds": args.rounds,
+                           "pinning": (Pinning() if args.no_pin else Pinning.split()).describe()},
+              "environment": env, **report}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"\nJSON: {json_path}")
