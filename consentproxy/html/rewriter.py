@@ -140,6 +140,10 @@ class StateMemo:
     #: (raw start tag, text, codec) of a `<script>` → (what it becomes, encoded, with `_STAMP_MARK` for the
     #: stamp, or None when unchanged; what was blocked): the same snippets come on every page
     scripts: dict[tuple[bytes, bytes, str], tuple[bytes | None, tuple[Blocked, ...]]] = field(default_factory=dict)
+    #: (raw start tag, codec) of an `<img>`, `<link>`, media or `<object>`/`<embed>` that is blocked → (what it
+    #: becomes, with `_STAMP_MARK` for the stamp; what was blocked): a site that holds unknown third parties
+    #: holds the same images and stylesheets on every page
+    changed: dict[tuple[bytes, str], tuple[bytes, tuple[Blocked, ...]]] = field(default_factory=dict)
 
 
 #: keyed by (allowed, unblocked), and the request's own domain where the site's hosts do not name it (a `*` site)
@@ -150,6 +154,7 @@ _PLAIN_STAMP = re.compile(r"[A-Za-z0-9_-]+")  # as secrets.token_urlsafe makes t
 _NOSCRIPT_MEMO_ENTRIES = 256
 _NOSCRIPT_MEMO_CHARS = 4096
 _NOOP_TAGS = 4096
+_CHANGED_TAGS = 2048
 _OWN_DOMAIN_STATES = 64
 _SCRIPT_MEMO_ENTRIES = 512
 _SCRIPT_MEMO_BYTES = 8192
@@ -334,6 +339,7 @@ class _Page:
         self.noop: TagSet | None = None
         #: script outcomes kept across responses; not when the stamp could be mistaken for the mark
         self.scripts: dict[tuple[bytes, bytes, str], tuple[bytes | None, tuple[Blocked, ...]]] | None = None
+        self.changed: dict[tuple[bytes, str], tuple[bytes, tuple[Blocked, ...]]] | None = None
         self.parties = plan.parties
         self.own_domain = plan.own_domain
         #: unknown third parties are held (a site that holds them, a visitor who has not granted marketing)
@@ -353,9 +359,12 @@ class _Page:
                 memo.noop.clear()
             if len(memo.scripts) > _SCRIPT_MEMO_ENTRIES:
                 memo.scripts.clear()
+            if len(memo.changed) > _CHANGED_TAGS:
+                memo.changed.clear()
             self.noop = memo.noop
             if _PLAIN_STAMP.fullmatch(plan.stamp) and _STAMP_MARK not in plan.stamp:
                 self.scripts = memo.scripts
+                self.changed = memo.changed
         self.handlers = _NESTED_HANDLERS if nested else _HANDLERS
         #: a srcdoc document's scripts run: judged although nested
         self.judge_scripts = not nested
@@ -385,6 +394,9 @@ class _Page:
             texts: list[str] = []
             if kind == NOSCRIPT:
                 self.noscript(token, texts)
+            elif self.changed is not None and token[2] in _MEMO_ELEMENTS:
+                self.memoised(token, out)
+                continue
             else:
                 self.handlers.get(token[2], _Page.tagged)(self, token, texts)
                 if self.inventory is not None:
@@ -396,6 +408,28 @@ class _Page:
                 if kind:
                     out += (token[5] or b"", token[6] or b"")
         return b"".join(out)
+
+    def memoised(self, token: Token, out: list[bytes]) -> None:
+        """An element whose outcome is a function of its raw tag at a consent state (no per-page numbering, no
+        nonce): a blocked one is written once with the memo's mark for the stamp, then reused."""
+        assert self.changed is not None
+        key = (token[1], self.codec)
+        found = self.changed.get(key)
+        if found is None:
+            texts: list[str] = []
+            stamp, self.stamp = self.stamp, _STAMP_MARK
+            before = len(self.blocked)
+            try:
+                self.handlers[token[2]](self, token, texts)
+            finally:
+                self.stamp = stamp
+            if not texts:  # unchanged: the scanner passes it through from now on
+                out.append(token[1])
+                return
+            found = self.changed[key] = ("".join(texts).encode(self.codec, self.errors), tuple(self.blocked[before:]))
+        else:
+            self.blocked.extend(found[1])
+        out.append(found[0].replace(_STAMP_MARK_BYTES, self.stamp.encode("ascii")))
 
     def end(self) -> bytes:
         if self.bundle_done:
@@ -916,6 +950,9 @@ _HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe"
                                   "object": _Page.embedded, "embed": _Page.embedded, "video": _Page.media,
                                   "audio": _Page.media, "source": _Page.media, "track": _Page.media,
                                   "input": _Page.media}
+#: the elements `_Page.memoised` keeps the outcome of: what they become depends on their tag alone
+_MEMO_ELEMENTS = frozenset({"img", "image", "link", "object", "embed", "video", "audio", "source", "track",
+                            "input"})
 #: inside <noscript> only what loads without scripts
 _NESTED_HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe": _Page.iframe,
                                          "object": _Page.embedded, "embed": _Page.embedded, "video": _Page.media,
