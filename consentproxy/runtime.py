@@ -80,7 +80,7 @@ def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory
                                                    analytics)]
     if site.rewrite_html:
         matcher = TrackerMatcher(site.consent.services, lists=lists)
-        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory), matcher))
+        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory, matcher), matcher))
     return tuple(steps)
 
 

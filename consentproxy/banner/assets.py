@@ -20,7 +20,8 @@ import brotli
 from consentproxy.html.codings import accepted
 
 STATIC_ENV = "CONSENTPROXY_STATIC_DIR"
-_FILES = {"banner.js": b"text/javascript; charset=utf-8", "banner.css": b"text/css; charset=utf-8"}
+_FILES = ("banner.js", "banner.css")
+_TYPES = {"js": b"text/javascript; charset=utf-8", "css": b"text/css; charset=utf-8"}
 _IMMUTABLE = b"public, max-age=31536000, immutable"
 
 
@@ -61,22 +62,33 @@ class Asset:
 
 
 class BannerAssets:
-    """The banner files by URL path, with their hashed names."""
+    """The banner files by URL path, with their hashed names (and the sites' guard files, see guard.py)."""
 
     def __init__(self, directory: Path | None = None) -> None:
         base = (directory or static_dir()) / "banner"
         self.by_path: dict[str, Asset] = {}
         self.url_of: dict[str, str] = {}
-        for name, content_type in _FILES.items():
-            file = base / name
-            try:
-                data = file.read_bytes()
-            except OSError as exc:
-                raise AssetsMissing(
-                    f"banner asset {file} cannot be read ({exc.strerror}); set {STATIC_ENV} to the folder that "
-                    f"holds banner/{name}") from exc
-            stem, _, ext = name.rpartition(".")
-            hashed = f"{stem}.{hashlib.sha256(data).hexdigest()[:12]}.{ext}"
-            self.by_path[hashed] = Asset(hashed, content_type, data, gzip.compress(data, 9, mtime=0),
+        for name in _FILES:
+            self.url_of[name] = self.add(name, _read(base, name))
+        #: guard.js without a table: each site serves it with its own (consentproxy/banner/guard.py)
+        self.guard_source = _read(base, "guard.js").decode("utf-8")
+
+    def add(self, name: str, data: bytes) -> str:
+        """Serve `data` under `name` with its content's hash in it ("guard.js" → "guard.3f2a9c1d7b0e.js");
+        returns that path. The same content twice is compressed once."""
+        stem, _, ext = name.rpartition(".")
+        hashed = f"{stem}.{hashlib.sha256(data).hexdigest()[:12]}.{ext}"
+        if hashed not in self.by_path:
+            self.by_path[hashed] = Asset(hashed, _TYPES[ext], data, gzip.compress(data, 9, mtime=0),
                                          brotli.compress(data, quality=11))
-            self.url_of[name] = hashed
+        return hashed
+
+
+def _read(base: Path, name: str) -> bytes:
+    file = base / name
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise AssetsMissing(
+            f"banner asset {file} cannot be read ({exc.strerror}); set {STATIC_ENV} to the folder that "
+            f"holds banner/{name}") from exc

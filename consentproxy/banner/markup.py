@@ -17,6 +17,7 @@ from typing import Any
 
 from consentproxy.banner.assets import BannerAssets
 from consentproxy.banner.cookielist import CookieList
+from consentproxy.banner.guard import SiteGuard, build_guard
 from consentproxy.banner.stubs import vendor_stubs
 from consentproxy.banner.theme import theme_css, theme_name
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, AnalyticsConfig, SiteConfig
@@ -25,6 +26,7 @@ from consentproxy.consent.texts import BANNER_TEXTS
 from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.html.csp import NoncePlan
 from consentproxy.html.rewriter import Injection
+from consentproxy.html.trackers import TrackerMatcher
 
 #: Google Consent Mode v2 signals per consent category
 CONSENT_MODE_SIGNALS: dict[str, tuple[str, ...]] = {
@@ -115,7 +117,7 @@ class SiteMarkup:
     """A site's banner markup, rendered once per language."""
 
     def __init__(self, site: SiteConfig, assets: BannerAssets, inventory: CookieInventory | None = None,
-                 prefix: str = "/_consent") -> None:
+                 matcher: TrackerMatcher | None = None, prefix: str = "/_consent") -> None:
         self.site = site
         self.prefix = prefix
         consent = site.consent
@@ -132,6 +134,13 @@ class SiteMarkup:
         self._bundles: dict[tuple[str, str | None, str], tuple[str, str]] = {}
         self._accept_cache: dict[bytes, str] = {}
         self._consent_mode: dict[tuple[frozenset[str] | None, str, bool], str] = {}
+        #: the client-side guard, with this site's tracker table (no matcher: no guard)
+        self.guard: SiteGuard | None = None
+        if matcher is not None:
+            from consentproxy.html.step import analytics_routing  # the HTML step imports this module
+
+            self.guard = build_guard(assets, matcher, analytics_routing(site)[0])
+        self._guard_tags: dict[frozenset[str], str] = {}
 
     def text(self, lang: str, key: str, **values: str) -> str:
         texts = self.site.consent.texts.get(key, {})
@@ -261,6 +270,28 @@ class SiteMarkup:
         return f'{head} data-cp-stamp="{ascii_html(stamp)}"{tail}'
 
     def consent_mode(self, decision: Decision, nonces: NoncePlan) -> str:
+        """What goes before the page's first script: the guard, then the Consent Mode default."""
+        return self.guard_tag(decision.allowed, nonces) + self._consent_mode_script(decision, nonces)
+
+    def guard_tag(self, allowed: frozenset[str], nonces: NoncePlan) -> str:
+        """The guard's script element, first of all scripts; none when nothing in its table is held.
+
+        An external script: a policy that allows our banner script allows it too (a nonce where the page's
+        policy has one or we added ours), and no inline script is needed.
+        """
+        if self.guard is None or not self.guard.needed(allowed):
+            return ""
+        cached = None if nonces.script_nonce else self._guard_tags.get(allowed)
+        if cached is None:
+            granted = " ".join(c for c in CATEGORY_IDS if c in allowed)
+            nonce = f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else ""
+            cached = (f'<script src="{ascii_html(self.prefix)}/{self.guard.path}" data-cp-granted="{granted}"'
+                      f'{nonce}></script>')
+            if not nonces.script_nonce:
+                self._guard_tags[allowed] = cached
+        return cached
+
+    def _consent_mode_script(self, decision: Decision, nonces: NoncePlan) -> str:
         # Undecided: the default (denied) holds, except where an opt-out or notice regime lets trackers run.
         granted = decision.allowed if decision.kind != "none" or decision.regime != "opt-in" else None
         key = (granted, nonces.script_nonce or "", nonces.inline_script_ok)

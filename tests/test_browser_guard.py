@@ -1,0 +1,275 @@
+"""The client-side guard in a real browser: what a page's own script loads after the proxy rewrote the page.
+
+The page's first-party script (an external file, which the proxy does not read) writes a tracker script
+with document.write while the page is parsed and, after load, inserts a tracker script, iframe, pixel and
+markup, and sends a beacon, a fetch and an XHR to catalogued tracker hosts, through the different DOM APIs.
+Nothing of it may be requested before consent; after *Accept all* all of it is, in the order attempted;
+statistics-only consent releases only the statistics ones. The page's own requests are never held and its
+script's result shows in the DOM. Every request to another host is answered here, never sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from conftest import Proxy, serve_page, site_toml
+from playwright.sync_api import Browser, Page
+
+from consentproxy.html.trackers import TrackerMatcher
+
+NONCE = "gu4rdN0nce"
+#: (id, what the page's script does, URL, the kind the server would judge it as), in the order attempted
+ATTEMPTS = [
+    ("write", "document.write while parsing", "https://www.google-analytics.com/analytics.js?cp=write",
+     "scripts"),
+    ("script", "createElement + .src + appendChild",
+     "https://securepubads.g.doubleclick.net/tag/js/gpt.js?cp=script", "scripts"),
+    ("iframe", "setAttribute('src') + insertBefore", "https://www.youtube.com/embed/cpframe?cp=iframe", "iframes"),
+    ("pixel", "new Image().src", "https://www.facebook.com/tr?id=1&cp=pixel", "pixels"),
+    ("markup", "innerHTML of an <img>", "https://sb.scorecardresearch.com/p?c1=2&cp=markup", "pixels"),
+    ("beacon", "navigator.sendBeacon", "https://www.google-analytics.com/g/collect?v=2&cp=beacon", "pixels"),
+    ("fetch", "fetch", "https://ib.adnxs.com/ut/v3?cp=fetch", "pixels"),
+    ("xhr", "XMLHttpRequest", "https://www.google-analytics.com/j/collect?v=1&cp=xhr", "pixels"),
+    ("adjacent", "insertAdjacentHTML of an <iframe>", "https://www.youtube.com/embed/adj?cp=adjacent", "iframes"),
+    ("late", "a script, src set after it was inserted", "https://static.hotjar.com/c/hotjar-1.js?cp=late",
+     "scripts"),
+]
+URL = {name: url for name, _, url, _ in ATTEMPTS}
+
+# The page's own script. Under Trusted Types it goes through its own policy, as such a page must.
+APP = """(function () {
+  var tt = window.trustedTypes && window.trustedTypes.createPolicy ?
+    trustedTypes.createPolicy('app-policy', {createHTML: function (s) { return s; },
+                                             createScriptURL: function (s) { return s; }}) : null;
+  function html(s) { return tt ? tt.createHTML(s) : s; }
+  function url(s) { return tt ? tt.createScriptURL(s) : s; }
+  var U = %(urls)s;
+  document.write(html('<script src="' + U.write + '"><\\/script>'));
+  document.write(html('<p id="written">written by the page</p>'));
+  window.addEventListener('load', function () {
+    var s = document.createElement('script');
+    s.src = url(U.script);
+    document.head.appendChild(s);
+    var f = document.createElement('iframe');
+    f.setAttribute('src', U.iframe);
+    document.body.insertBefore(f, document.body.firstChild);
+    new Image().src = U.pixel;
+    var box = document.createElement('div');
+    box.innerHTML = html('<span>markup</span><img alt="" src="' + U.markup + '">');
+    document.body.appendChild(box);
+    navigator.sendBeacon(U.beacon, 'x');
+    window.heldFetch = fetch(U.fetch).then(function (r) { return r.status; });
+    var x = new XMLHttpRequest();
+    x.open('GET', U.xhr);
+    x.send();
+    box.insertAdjacentHTML('beforeend', html('<iframe src="' + U.adjacent + '"></iframe>'));
+    var late = document.createElement('script');
+    document.body.append(late);
+    late.setAttribute('src', url(U.late));
+    // first party: never held
+    var own = document.createElement('script');
+    own.src = url('/own.js');
+    document.head.appendChild(own);
+    new Image().src = '/own.png';
+    fetch('/api.json').then(function (r) { return r.json(); }).then(function (data) {
+      document.getElementById('result').textContent = 'page script ran: ' + data.answer;
+    });
+  });
+})();"""
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Guarded</title>
+<script%(nonce)s>window.pageInline = true;</script></head>
+<body><h1>Guarded page</h1><p id="result">waiting</p>
+<script%(nonce)s src="/app.js"></script><p id="after">after the script</p></body></html>"""
+#: a nonce policy with Trusted Types ('strict-dynamic': the page's scripts may load others)
+POLICY = (f"script-src 'nonce-{NONCE}' 'strict-dynamic'; object-src 'none'; base-uri 'none'; "
+          "require-trusted-types-for 'script'; trusted-types app-policy")
+WATCH = """
+window.__problems = [];
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__problems.push('violation ' + e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || ''));
+});
+"""
+
+
+def files() -> dict[str, tuple[str, str]]:
+    app = APP % {"urls": json.dumps(URL)}
+    return {"/app.js": (app, "text/javascript"), "/own.js": ("window.ownRan = true;", "text/javascript"),
+            "/own.png": ("", "image/png"), "/api.json": ('{"answer": "first party ok"}', "application/json")}
+
+
+@pytest.fixture(scope="module")
+def plain_site() -> Iterator[int]:
+    with serve_page(PAGE % {"nonce": ""}, files=files()) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def strict_site() -> Iterator[int]:
+    with serve_page(PAGE % {"nonce": f' nonce="{NONCE}"'}, {"Content-Security-Policy": POLICY},
+                    files=files()) as port:
+        yield port
+
+
+@dataclass
+class Visit:
+    page: Page
+    trackers: list[str] = field(default_factory=list)  # every request to another host, in order
+    own: list[str] = field(default_factory=list)  # every request to the proxy
+    problems: list[str] = field(default_factory=list)  # console errors, page errors
+
+    def attempted(self) -> list[str]:
+        """The attempts requested so far, by id, in request order (each once)."""
+        out: list[str] = []
+        for url in self.trackers:
+            name = next((name for name, target in URL.items() if url == target), url)
+            if name not in out:
+                out.append(name)
+        return out
+
+    def wait_for(self, names: set[str], timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while not names <= set(self.attempted()) and time.monotonic() < deadline:
+            self.page.wait_for_timeout(100)
+
+
+def visit(browser: Browser, proxy: Proxy) -> Visit:
+    context = browser.new_context()
+    page = context.new_page()
+    seen = Visit(page)
+
+    def answer(route: Any) -> None:  # nothing leaves this machine
+        url = route.request.url
+        seen.trackers.append(url)
+        if ".js" in url.split("?")[0]:
+            route.fulfill(status=200, content_type="text/javascript",
+                          body=f"(window.trackersRan = window.trackersRan || []).push({json.dumps(url)});")
+        elif "/embed/" in url:
+            route.fulfill(status=200, content_type="text/html", body="<!doctype html><p>embed</p>")
+        else:
+            route.fulfill(status=204, body="", headers={"access-control-allow-origin": "*"})
+
+    context.route("https://**/*", answer)
+    context.add_init_script(WATCH)
+    page.on("request", lambda request: seen.own.append(request.url) if request.url.startswith(proxy.url) else None)
+    page.on("console", lambda message: seen.problems.append("console " + message.text)
+            if message.type == "error" else None)
+    page.on("pageerror", lambda error: seen.problems.append(f"pageerror {error}"))
+    page.goto(proxy.url + "/", wait_until="load")
+    page.wait_for_function("document.getElementById('result').textContent !== 'waiting'")
+    page.wait_for_timeout(800)  # whatever the page's script would load has been asked for by now
+    return seen
+
+
+def categories() -> dict[str, str]:
+    matcher = TrackerMatcher(())
+    out = {}
+    for name, _, url, kind in ATTEMPTS:
+        match = matcher.url(kind, url)  # type: ignore[arg-type]
+        assert match is not None, f"{url} is no catalogued tracker: the test needs another host"
+        out[name] = match.category
+    return out
+
+
+def assert_page_works(seen: Visit, first_load: bool = True) -> None:
+    page = seen.page
+    assert page.locator("#result").text_content() == "page script ran: first party ok"
+    assert page.evaluate("window.pageInline === true && window.ownRan === true")
+    assert page.evaluate("document.getElementById('written').nextElementSibling.id") == "after", \
+        "a write without a tracker stays the browser's own"
+    for path in ("/own.js", "/own.png", "/api.json") if first_load else ():  # (a reload may take them from cache)
+        assert seen.own.count(f"{seen.page.url.rstrip('/')}{path}") == 1, f"{path} not requested once"
+
+
+def test_nothing_before_consent_then_everything_in_order(start_proxy: Any, plain_site: int,
+                                                         browser: Browser) -> None:
+    proxy: Proxy = start_proxy(site_toml("guarded", f"http://127.0.0.1:{plain_site}"))
+    seen = visit(browser, proxy)
+    page = seen.page
+    try:
+        guard = page.locator("script[src*='/_consent/guard.']")
+        assert guard.count() == 1
+        assert page.evaluate("document.scripts[0].src.indexOf('/_consent/guard.') > 0"), "the guard runs first"
+        assert seen.trackers == [], "requested before consent"
+        assert_page_works(seen)
+        assert page.evaluate("typeof window.trackersRan") == "undefined"
+        page.locator("#cp-banner [data-cp-action=accept_all]").click()
+        seen.wait_for(set(URL))
+        assert seen.attempted() == [name for name, *_ in ATTEMPTS], "released out of order"
+        page.wait_for_function("(window.trackersRan || []).length === 3")  # the held scripts ran
+        assert page.evaluate("window.heldFetch") == 204, "the held fetch settles once released"
+        assert_page_works(seen)
+        assert seen.problems == []
+        assert page.evaluate("window.__problems") == []
+    finally:
+        page.context.close()
+
+
+def test_statistics_only_releases_only_statistics(start_proxy: Any, plain_site: int, browser: Browser) -> None:
+    proxy: Proxy = start_proxy(site_toml("guarded", f"http://127.0.0.1:{plain_site}"))
+    by_category = categories()
+    statistics = [name for name, *_ in ATTEMPTS if by_category[name] == "statistics"]
+    assert statistics and len(statistics) < len(ATTEMPTS)
+    seen = visit(browser, proxy)
+    page = seen.page
+    try:
+        assert seen.trackers == []
+        page.locator("#cp-banner [data-cp-action=settings]").click()
+        page.locator(".cp-dialog label[for=cp-sw-statistics]").click()
+        page.locator(".cp-dialog [data-cp-action=save_selection]").click()
+        seen.wait_for(set(statistics))
+        page.wait_for_timeout(1000)  # time for anything else to be (wrongly) released
+        assert seen.attempted() == statistics
+        # granted on the next page: the guard starts from the response's state, and still holds marketing
+        seen.trackers.clear()
+        page.reload(wait_until="load")
+        page.wait_for_function("document.getElementById('result').textContent !== 'waiting'")
+        page.wait_for_timeout(800)
+        assert page.locator("script[src*='/_consent/guard.']").get_attribute("data-cp-granted") == \
+            "necessary statistics"
+        assert set(seen.attempted()) == set(statistics)
+        assert_page_works(seen, first_load=False)
+        assert seen.problems == []
+    finally:
+        page.context.close()
+
+
+def test_no_guard_once_everything_is_granted(start_proxy: Any, plain_site: int, browser: Browser) -> None:
+    proxy: Proxy = start_proxy(site_toml("guarded", f"http://127.0.0.1:{plain_site}"))
+    seen = visit(browser, proxy)
+    try:
+        seen.page.locator("#cp-banner [data-cp-action=accept_all]").click()
+        seen.wait_for(set(URL))
+        seen.trackers.clear()
+        seen.page.reload(wait_until="load")
+        seen.page.wait_for_function("document.getElementById('result').textContent !== 'waiting'")
+        seen.wait_for(set(URL))
+        assert seen.page.locator("script[src*='/_consent/guard.']").count() == 0
+        assert set(seen.attempted()) == set(URL)  # the page loads its trackers itself, as it would directly
+    finally:
+        seen.page.context.close()
+
+
+def test_a_nonce_policy_with_trusted_types_raises_no_violation(start_proxy: Any, strict_site: int,
+                                                               browser: Browser) -> None:
+    proxy: Proxy = start_proxy(site_toml("strict", f"http://127.0.0.1:{strict_site}"))
+    seen = visit(browser, proxy)
+    page = seen.page
+    try:
+        assert page.evaluate("document.scripts[0].src.indexOf('/_consent/guard.') > 0")
+        assert page.evaluate("document.scripts[0].nonce") == NONCE
+        assert seen.trackers == []
+        assert_page_works(seen)
+        page.locator("#cp-banner [data-cp-action=accept_all]").click()
+        seen.wait_for(set(URL))
+        assert seen.attempted() == [name for name, *_ in ATTEMPTS]
+        page.wait_for_function("(window.trackersRan || []).length === 3")
+        page.wait_for_timeout(300)
+        assert page.evaluate("window.__problems") == []
+        assert seen.problems == []
+    finally:
+        page.context.close()
