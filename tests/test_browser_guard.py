@@ -137,6 +137,15 @@ class Visit:
             self.page.wait_for_timeout(100)
 
 
+def poll(page: Page, expression: str, timeout: float = 15) -> None:
+    """Wait until `expression` is true in the page. (Playwright's wait_for_function evaluates a string
+    with eval inside the page, which a policy without 'unsafe-eval' refuses; evaluate itself is exempt.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(100)
+
+
 def visit(browser: Browser, proxy: Proxy) -> Visit:
     context = browser.new_context()
     page = context.new_page()
@@ -160,7 +169,7 @@ def visit(browser: Browser, proxy: Proxy) -> Visit:
             if message.type == "error" else None)
     page.on("pageerror", lambda error: seen.problems.append(f"pageerror {error}"))
     page.goto(proxy.url + "/", wait_until="load")
-    page.wait_for_function("document.getElementById('result').textContent !== 'waiting'")
+    poll(page, "document.getElementById('result').textContent !== 'waiting'")
     page.wait_for_timeout(800)  # whatever the page's script would load has been asked for by now
     return seen
 
@@ -200,7 +209,7 @@ def test_nothing_before_consent_then_everything_in_order(start_proxy: Any, plain
         page.locator("#cp-banner [data-cp-action=accept_all]").click()
         seen.wait_for(set(URL))
         assert seen.attempted() == [name for name, *_ in ATTEMPTS], "released out of order"
-        page.wait_for_function("(window.trackersRan || []).length === 3")  # the held scripts ran
+        poll(page, "(window.trackersRan || []).length === 3")  # the held scripts ran
         assert page.evaluate("window.heldFetch") == 204, "the held fetch settles once released"
         assert_page_works(seen)
         assert seen.problems == []
@@ -227,7 +236,7 @@ def test_statistics_only_releases_only_statistics(start_proxy: Any, plain_site: 
         # granted on the next page: the guard starts from the response's state, and still holds marketing
         seen.trackers.clear()
         page.reload(wait_until="load")
-        page.wait_for_function("document.getElementById('result').textContent !== 'waiting'")
+        poll(page, "document.getElementById('result').textContent !== 'waiting'")
         page.wait_for_timeout(800)
         assert page.locator("script[src*='/_consent/guard.']").get_attribute("data-cp-granted") == \
             "necessary statistics"
@@ -246,7 +255,7 @@ def test_no_guard_once_everything_is_granted(start_proxy: Any, plain_site: int, 
         seen.wait_for(set(URL))
         seen.trackers.clear()
         seen.page.reload(wait_until="load")
-        seen.page.wait_for_function("document.getElementById('result').textContent !== 'waiting'")
+        poll(seen.page, "document.getElementById('result').textContent !== 'waiting'")
         seen.wait_for(set(URL))
         assert seen.page.locator("script[src*='/_consent/guard.']").count() == 0
         assert set(seen.attempted()) == set(URL)  # the page loads its trackers itself, as it would directly
@@ -267,7 +276,7 @@ def test_a_nonce_policy_with_trusted_types_raises_no_violation(start_proxy: Any,
         page.locator("#cp-banner [data-cp-action=accept_all]").click()
         seen.wait_for(set(URL))
         assert seen.attempted() == [name for name, *_ in ATTEMPTS]
-        page.wait_for_function("(window.trackersRan || []).length === 3")
+        poll(page, "(window.trackersRan || []).length === 3")
         page.wait_for_timeout(300)
         assert page.evaluate("window.__problems") == []
         assert seen.problems == []

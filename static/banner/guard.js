@@ -109,8 +109,8 @@
   // An element the proxy blocked (stamped) is the banner's to release: click-to-load needs no grant.
   function intercept(el, attr, value, set) {
     try {
-      const cat = (ATTRS[el.tagName] || []).indexOf(attr) >= 0 && !el.hasAttribute('data-cp-stamp') ?
-        heldAttr(el, attr, value) : '';
+      if ((ATTRS[el.tagName] || []).indexOf(attr) < 0 || el.hasAttribute('data-cp-stamp')) return false;
+      const cat = heldAttr(el, attr, value);
       const map = pending.get(el) || {};
       if (map[attr]) map[attr].dead = true; // the newest value counts
       map[attr] = cat && hold(cat, () => {
@@ -179,7 +179,7 @@
   function scan(node, scripts) {
     if (!node || node.isConnected || (node.nodeType !== 1 && node.nodeType !== 11)) return;
     if (node.nodeType === 1 && node.matches(SEL)) neutralise(node, scripts);
-    node.querySelectorAll(SEL).forEach(el => neutralise(el, scripts));
+    if (node.firstElementChild) node.querySelectorAll(SEL).forEach(el => neutralise(el, scripts));
   }
 
   function wrap(proto, name, nodes) {
@@ -270,7 +270,10 @@
     nav.sendBeacon = function (url, data) {
       const cat = held(url, 'pixels');
       if (!cat) return beacon.apply(nav, arguments);
-      hold(cat, () => { beacon.call(nav, url, data); });
+      hold(cat, () => {
+        beacon.call(nav, url, data);
+        return new Promise(() => {}); // sent when the browser likes: give it the 100 ms before the next
+      });
       return true; // queued
     };
   }
