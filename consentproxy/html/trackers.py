@@ -29,9 +29,13 @@ rules that are more than a host, asked per URL (through adblock-rust) only
 when no host matched at all.
 
 URLs, hosts and inline snippets repeat on every page of a site, so answers
-are cached per matcher (a page's ~50 `<img>` each ask about their URL);
-inline code is searched with one regular expression shaped as a trie (a flat
-alternation of 80 literals costs twice as much in Python's engine), then
+are cached per matcher (a page's ~50 `<img>` each ask about their URL; inline
+code longer than 16 K characters by a digest of it);
+inline code is searched with one regular expression per first character of
+the signatures, each shaped as a trie (Python's engine tries an alternation's
+branches one by one at every position: a flat alternation of 80 literals costs
+twice a trie, and one trie of the 300 signatures of 200 services four times
+these ~45 tries, whose literal first character it finds by fast search), then
 ranked, and for the catalogued hosts it names in URL-like strings
 (`'//sb.scorecardresearch.com/beacon.js'`, `"https://secure" +
 ".quantserve.com/quant.js"`): code that builds a tracker's URL is that
@@ -41,6 +45,7 @@ tracker.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -57,6 +62,9 @@ _CACHE_LIMIT = 4096
 #: inline code is cached up to this many characters in all, a snippet up to 1/16 of it: the regex costs
 #: ~0.1 µs a character, and the snippets of a site's template (gtag, fbq…) repeat on every page
 _INLINE_CACHE_CHARS = 1 << 18
+#: longer snippets (a page's inlined bundle or state, up to megabytes, on every page view) are cached by a
+#: digest instead, this many: hashing costs ~1/100 of searching
+_BIG_INLINE_ENTRIES = 256
 #: what a rule applies to (bits of a rule's mask)
 _BITS: dict[str, int] = {"scripts": 1, "iframes": 2, "pixels": 4, "hosts": 8}
 _INLINE = 16
@@ -243,12 +251,16 @@ class TrackerMatcher:
         self._srcset_cache: dict[str, dict[str, Match | None]] = {kind: {} for kind in _BITS}
         self._inline_cache: dict[str, Match | None] = {}
         self._inline_chars = 0
+        self._big_inline_cache: dict[bytes, Match | None] = {}
         signatures: dict[str, tuple[int, Match]] = {}
         for rank, service in enumerate(services):
             for signature in service.inline:
                 signatures.setdefault(signature, (rank, Match(service.name, service.category)))
         self._signatures = signatures
-        self._inline_re = re.compile(trie_pattern(signatures)) if signatures else None
+        by_first: dict[str, list[str]] = {}
+        for signature in signatures:
+            by_first.setdefault(signature[0], []).append(signature)
+        self._inline_res = tuple(re.compile(trie_pattern(group)) for group in by_first.values())
 
     def __len__(self) -> int:
         """The number of host names with rules (the site's services, the catalogue and the Open Cookie
@@ -372,19 +384,30 @@ class TrackerMatcher:
             return cache[code]
         except KeyError:
             pass
+        if len(code) > _INLINE_CACHE_CHARS // 16:
+            big = self._big_inline_cache
+            digest = hashlib.blake2b(code.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            try:
+                return big[digest]
+            except KeyError:
+                pass
+            found = self._search_inline(code)
+            if len(big) >= _BIG_INLINE_ENTRIES:
+                big.clear()
+            big[digest] = found
+            return found
         found = self._search_inline(code)
-        if len(code) <= _INLINE_CACHE_CHARS // 16:
-            if self._inline_chars + len(code) > _INLINE_CACHE_CHARS:
-                cache.clear()
-                self._inline_chars = 0
-            cache[code] = found
-            self._inline_chars += len(code)
+        if self._inline_chars + len(code) > _INLINE_CACHE_CHARS:
+            cache.clear()
+            self._inline_chars = 0
+        cache[code] = found
+        self._inline_chars += len(code)
         return found
 
     def _search_inline(self, code: str) -> Match | None:
         best: tuple[int, Match] | None = None
-        if self._inline_re is not None:
-            for found in self._inline_re.finditer(code):
+        for pattern in self._inline_res:
+            for found in pattern.finditer(code):
                 candidate = self._signatures[found.group()]
                 if best is None or candidate[0] < best[0]:
                     best = candidate
