@@ -339,3 +339,26 @@ def test_inline_best_rank_between_signature_and_host() -> None:
     matcher = TrackerMatcher((first, second), use_catalogue=False, extra_hosts=())
     assert matcher.inline("secondTracker('x');") == Match("Second", "statistics")
     assert matcher.inline("secondTracker('x'); load('//ads.example.net/a.js');") == Match("First", "marketing")
+
+
+def test_inline_signatures_of_every_first_character_rank_alike() -> None:
+    """The signatures are searched one trie per first character: the best rank wins whatever the group, and a
+    signature inside another group's match is still found."""
+    services = tuple(ServiceConfig(name=name, category="statistics", inline=(signature,)) for name, signature in (
+        ("A", "zeta.track("), ("B", "alpha.send("), ("C", "eta.track(")))
+    matcher = TrackerMatcher(services, use_catalogue=False, extra_hosts=())
+    assert matcher.inline("alpha.send(1); zeta.track(2);") == Match("A", "statistics")
+    assert matcher.inline("alpha.send(1);") == Match("B", "statistics")
+    assert matcher.inline("zeta.track(2);") == Match("A", "statistics")  # holds eta.track( too: A ranks first
+    assert matcher.inline("beta.track(3);") == Match("C", "statistics")
+
+
+def test_long_inline_code_is_cached_by_digest() -> None:
+    matcher = TrackerMatcher(())
+    state = "window.__STATE__ = {" + ",".join(f'"k{i}": "v{i}"' for i in range(3000)) + "};"
+    code = state + " gtag('config', 'G-1');"
+    assert len(code) > 16_384
+    assert matcher.inline(code) == matcher.inline(code) is not None
+    assert len(matcher._big_inline_cache) == 1 and code not in matcher._inline_cache
+    assert matcher.inline(state) is None  # another long snippet, another answer
+    assert len(matcher._big_inline_cache) == 2
