@@ -1,8 +1,9 @@
 """The proxy's own URLs under the consent prefix (`/_consent/…`): never forwarded to the site.
 
 The consent API itself (`/_consent`, `/_consent/receipt`), banner assets by
-content-hashed name, and the Consent Mode default as an external script for
-pages whose CSP refuses inline script.
+content-hashed name (each site's client-side guard with its tracker table among
+them, registered by consentproxy/banner/guard.py), and the Consent Mode default
+as an external script for pages whose CSP refuses inline script.
 """
 
 from __future__ import annotations
