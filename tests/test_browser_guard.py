@@ -282,3 +282,33 @@ def test_a_nonce_policy_with_trusted_types_raises_no_violation(start_proxy: Any,
         assert seen.problems == []
     finally:
         page.context.close()
+
+
+def test_the_guard_holds_what_the_server_blocks_for_every_catalogued_host(start_proxy: Any, plain_site: int,
+                                                                          browser: Browser) -> None:
+    """guard.js itself, with the bundled catalogue's table, against the server's matcher: for each host rule
+    the host and a subdomain, with the rule's path prefix and with a path under no rule. A detached script
+    fetches nothing: whether its src attribute was set says whether the guard held it."""
+    proxy: Proxy = start_proxy(site_toml("guarded", f"http://127.0.0.1:{plain_site}"))
+    matcher = TrackerMatcher(())
+    urls: dict[str, bool] = {}
+    for host, prefix, _ in matcher.host_rules():
+        path = prefix if prefix.startswith("/") else "/" + prefix
+        for name in (host, "sub." + host):
+            for url in (f"https://{name}{path}", f"https://{name}/zz-under-no-rule"):
+                urls[url] = any(m is not None and m.category != "necessary"
+                                for m in (matcher.url(kind, url) for kind in ("scripts", "iframes", "pixels")))
+    assert len(urls) > 1000 and sum(urls.values()) > 500
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(proxy.url + "/", wait_until="load")
+        held = page.evaluate("""urls => urls.filter(url => {
+          const s = document.createElement('script');
+          s.src = url;
+          return !s.hasAttribute('src');
+        })""", list(urls))
+        wrong = {url: blocked for url, blocked in urls.items() if blocked != (url in held)}
+        assert wrong == {}
+    finally:
+        context.close()

@@ -42,7 +42,7 @@
     }
     const host = u.hostname.replace(/\.$/, '');
     if (!/^https?:$/.test(u.protocol) || host === location.hostname) return ''; // the page's own
-    const path = (u.pathname + u.search).toLowerCase();
+    const path = u.href.slice(u.href.indexOf('/', u.protocol.length + 2)).toLowerCase(); // keeps a bare "?"
     for (let name = host; name.indexOf('.') > 0; name = name.slice(name.indexOf('.') + 1)) {
       const rule = hosts.get(name);
       if (rule === undefined) continue;
@@ -272,7 +272,7 @@
       if (!cat) return beacon.apply(nav, arguments);
       hold(cat, () => {
         beacon.call(nav, url, data);
-        return new Promise(() => {}); // sent when the browser likes: give it the 100 ms before the next
+        return new Promise(() => {}); // sent later: wait the 100 ms
       });
       return true; // queued
     };
