@@ -7,8 +7,9 @@
  * 60 KB page on our machines; this scanner walks the page with memchr and
  * touches only tags, then builds Python objects for the ~20 elements that
  * matter (scripts, iframes, images, links, object, embed, video, audio,
- * source, track, <input type=image>, CSP <meta>, <html>, <body>, <noscript>
- * and anything tagged with data-consent-category).
+ * source, track, <input type=image>, CSP <meta>, <html>, <body>, <noscript>,
+ * anything tagged with data-consent-category, and any HTML element whose
+ * style attribute has a url()).
  *
  * It follows the HTML standard's tokenizer (comments, bogus comments, CDATA
  * in foreign content, RAWTEXT/RCDATA/PLAINTEXT elements, the script-data
@@ -21,7 +22,9 @@
  *   (kind, raw start tag, name, [(attr name, value), ...], in_template,
  *    content, raw end tag, self_closing)
  * kind 0: an element (content and end tag None); 1: an HTML <script> with
- * its whole text; 2: a <noscript> with its whole (raw) text. Names are
+ * its whole text; 2: a <noscript> with its whole (raw) text; 3: an HTML
+ * <style> with its whole text, only from a scanner made with styles=True
+ * (cut past the bound as a script is). Names are
  * lower-cased; values are raw (character references as written), decoded as
  * UTF-8 (surrogateescape) or, for the byte-transparent mode, latin-1. Raw
  * start tags found in the `noop` TagSet are passed through as bytes: the
@@ -40,7 +43,7 @@
 enum { ST_DATA, ST_RAW, ST_SCRIPT, ST_PLAIN };
 enum { NS_HTML, NS_SVG, NS_MATH };
 enum { ESC_NONE, ESC_ESCAPED, ESC_DOUBLE };
-enum { KIND_ELEMENT, KIND_SCRIPT, KIND_NOSCRIPT };
+enum { KIND_ELEMENT, KIND_SCRIPT, KIND_NOSCRIPT, KIND_STYLE };
 
 #define MAX_DEPTH 256
 #define NAME_MAX_LEN 32
@@ -106,6 +109,7 @@ enum {
 typedef struct {
     PyObject_HEAD
     int latin1;
+    int styles;                /* hand over HTML <style> elements with their text (a site that holds hosts) */
     struct TagSet *noop; /* raw tags to pass through, or NULL */
     char *buf;                 /* what is being scanned: `own`, or during feed() the caller's bytes */
     char *own;                 /* our buffer, `cap` bytes */
@@ -206,6 +210,7 @@ enum {
     R_FONT = 1024,     /* leaves foreign content with color, face or size */
     R_VOID = 2048,     /* has no end tag */
     R_INPUT = 4096,    /* handed over when its type is image (it loads its src) */
+    R_STYLE = 8192,    /* handed over with its text when the scanner was asked for styles */
 };
 
 #define IS(word) (memcmp(n, word, sizeof(word) - 1) == 0)
@@ -261,7 +266,9 @@ static int role_of(const char *n, Py_ssize_t len)
             return R_INPUT | R_VOID;
         if (IS("param"))
             return R_VOID;
-        if (IS("style") || IS("title"))
+        if (IS("style"))
+            return R_RAW | R_STYLE;
+        if (IS("title"))
             return R_RAW;
         return (IS("small") || IS("table")) ? R_BREAKOUT : 0;
     case 6:
@@ -919,6 +926,32 @@ static int attr_value_is(Scanner *self, const Tag *tag, const char *name, const 
 }
 
 static const char *const IMAGE_TYPE[] = {"image", NULL};
+
+/* Whether a start tag's style attribute (the first) holds "url(", in any case: what it names loads like an
+ * image (an ad widget's background-image). One pass over the value, memchr from parenthesis to parenthesis. */
+static int style_url(Scanner *self, const Tag *tag)
+{
+    for (int k = 0; k < tag->n_attrs; k++) {
+        const AttrSpan *a = &tag->attrs[k];
+        if (a->name_len != 5 || starts_ci(B(self), a->name, L(self), "style", 5) != 1)
+            continue;
+        if (a->value < 0)
+            return 0;
+        const char *v = B(self) + a->value;
+        Py_ssize_t n = a->value_len;
+        for (Py_ssize_t i = 3; i < n; i++) {
+            const char *p = memchr(v + i, '(', (size_t)(n - i));
+            if (p == NULL)
+                return 0;
+            i = p - v;
+            if (lower((unsigned char)v[i - 3]) == 'u' && lower((unsigned char)v[i - 2]) == 'r' &&
+                lower((unsigned char)v[i - 1]) == 'l')
+                return 1;
+        }
+        return 0;
+    }
+    return 0;
+}
 static const char *const HTML_ENCODINGS[] = {"text/html", "application/xhtml+xml", NULL};
 
 /* Whether "<![CDATA[" starts a CDATA section: the current node is an SVG or MathML element, an integration
@@ -1355,6 +1388,10 @@ static int html_start(Scanner *self, const Tag *tag, int *kind)
         *kind = KIND_NOSCRIPT;
         return 1;
     }
+    if ((role & R_STYLE) && self->styles) {
+        *kind = KIND_STYLE; /* raw text, held whole like a script's (cut past the bound the same way) */
+        return 1;
+    }
     if (!(role & (R_SVG | R_MATH)))
         open_html(self, tag);
     int report = tag->tagged || (role & R_REPORT);
@@ -1386,6 +1423,8 @@ static int start_tag_seen(Scanner *self, Tag *tag, int *kind)
             return svg_image;
     }
     int report = html_start(self, tag, kind);
+    if (!report && *kind == KIND_ELEMENT && tag->n_attrs > 0 && style_url(self, tag))
+        report = 1;
     if (*kind == KIND_SCRIPT)
         enter_raw(self, ST_SCRIPT, tag);
     else if (*kind == KIND_NOSCRIPT || (tag->role & R_RAW))
@@ -1733,11 +1772,11 @@ static PyObject *Scanner_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 
 static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds)
 {
-    static char *keywords[] = {"latin1", "noop", "hold_limit", NULL};
-    int latin1 = 0;
+    static char *keywords[] = {"latin1", "noop", "hold_limit", "styles", NULL};
+    int latin1 = 0, styles = 0;
     PyObject *noop = Py_None;
     Py_ssize_t hold_limit = HOLD_LIMIT;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pOn", keywords, &latin1, &noop, &hold_limit))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pOnp", keywords, &latin1, &noop, &hold_limit, &styles))
         return -1;
     if (noop != Py_None && !Py_IS_TYPE(noop, &TagSetType)) {
         PyErr_SetString(PyExc_TypeError, "noop must be a TagSet or None");
@@ -1752,6 +1791,7 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->latin1 = latin1;
+    self->styles = styles;
     self->hold_limit = hold_limit;
     Py_XSETREF(self->noop, noop == Py_None ? NULL : (TagSet *)Py_NewRef(noop));
     return 0;
@@ -1820,6 +1860,7 @@ PyMODINIT_FUNC PyInit__scanner(void)
     if (PyModule_AddObjectRef(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
         PyModule_AddObjectRef(m, "TagSet", (PyObject *)&TagSetType) < 0 ||
         PyModule_AddIntConstant(m, "ELEMENT", KIND_ELEMENT) < 0 || PyModule_AddIntConstant(m, "SCRIPT", KIND_SCRIPT) < 0 ||
+        PyModule_AddIntConstant(m, "STYLE", KIND_STYLE) < 0 ||
         PyModule_AddIntConstant(m, "NOSCRIPT", KIND_NOSCRIPT) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -3,8 +3,9 @@
 ELEMENT: int
 SCRIPT: int
 NOSCRIPT: int
+STYLE: int
 
-#: (kind, raw start tag, name, attributes, in <template>, text, raw end tag, self-closing); a script or
+#: (kind, raw start tag, name, attributes, in <template>, text, raw end tag, self-closing); a script, style or
 #: noscript whose text was longer than hold_limit has raw end tag None (what follows comes as bytes)
 Token = tuple[int, bytes, str, list[tuple[str, str]], bool, bytes | None, bytes | None, bool]
 
@@ -19,7 +20,8 @@ class TagSet:
 class Scanner:
     """feed() and finish() raise RuntimeError when called while the scanner is in one of them (a finalizer)."""
 
-    def __init__(self, latin1: bool = ..., noop: TagSet | None = ..., hold_limit: int = ...) -> None: ...
+    def __init__(self, latin1: bool = ..., noop: TagSet | None = ..., hold_limit: int = ...,
+                 styles: bool = ...) -> None: ...
     def feed(self, data: bytes, /) -> list[bytes | Token]: ...
     def finish(self) -> list[bytes | Token]: ...
     @property

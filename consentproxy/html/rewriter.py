@@ -40,7 +40,7 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 from consentproxy.config.model import CATEGORY_IDS
-from consentproxy.html._scanner import NOSCRIPT, SCRIPT, Scanner, TagSet
+from consentproxy.html._scanner import ELEMENT, NOSCRIPT, SCRIPT, STYLE, Scanner, TagSet
 from consentproxy.html.charset import PRESCAN_BYTES, Mode, sniff
 from consentproxy.html.csp import NoncePlan
 from consentproxy.html.functional import UNKNOWN_SERVICE, ThirdParties
@@ -80,6 +80,10 @@ _LOADING = frozenset({"script", "img", "image", "iframe", "link", "object", "emb
                       "track", "input"})
 #: the markup of a tag, percent-encoded in code that writes it into a document later ("%3Cscript%20src%3D…")
 _ENCODED_TAG = re.compile(r"%3c(?:script|iframe|img|link|object|embed)\b", re.IGNORECASE)
+#: a `url()` of CSS: its URL quoted either way, or bare
+_CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"\s]*))\s*\)""", re.IGNORECASE)
+#: an `@import` of a style sheet by a string (its `url()` form is a `url()`)
+_CSS_IMPORT = re.compile(r"""@import\s+(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
 #: what a browser strips from both ends of a URL (C0 controls and space)
 _URL_EDGES = "".join(map(chr, range(33)))
 _CSP_EQUIV = frozenset({"content-security-policy", "content-security-policy-report-only"})
@@ -144,6 +148,9 @@ class StateMemo:
     #: becomes, with `_STAMP_MARK` for the stamp; what was blocked): a site that holds unknown third parties
     #: holds the same images and stylesheets on every page
     changed: dict[tuple[bytes, str], tuple[bytes, tuple[Blocked, ...]]] = field(default_factory=dict)
+    #: (text, codec) of a `<style>` (handed over under hold only) → (the text with what is held neutralised,
+    #: or None when unchanged; what was held)
+    styles: dict[tuple[bytes, str], tuple[bytes | None, tuple[Blocked, ...]]] = field(default_factory=dict)
 
 
 #: keyed by (allowed, unblocked), and the request's own domain where the site's hosts do not name it (a `*` site)
@@ -155,6 +162,8 @@ _NOSCRIPT_MEMO_ENTRIES = 256
 _NOSCRIPT_MEMO_CHARS = 4096
 _NOOP_TAGS = 4096
 _CHANGED_TAGS = 2048
+_STYLE_MEMO_ENTRIES = 256
+_STYLE_MEMO_BYTES = 1 << 16
 _OWN_DOMAIN_STATES = 64
 _SCRIPT_MEMO_ENTRIES = 512
 _SCRIPT_MEMO_BYTES = 8192
@@ -340,6 +349,7 @@ class _Page:
         #: script outcomes kept across responses; not when the stamp could be mistaken for the mark
         self.scripts: dict[tuple[bytes, bytes, str], tuple[bytes | None, tuple[Blocked, ...]]] | None = None
         self.changed: dict[tuple[bytes, str], tuple[bytes, tuple[Blocked, ...]]] | None = None
+        self.styles: dict[tuple[bytes, str], tuple[bytes | None, tuple[Blocked, ...]]] | None = None
         self.parties = plan.parties
         self.own_domain = plan.own_domain
         #: unknown third parties are held (a site that holds them, a visitor who has not granted marketing)
@@ -361,6 +371,9 @@ class _Page:
                 memo.scripts.clear()
             if len(memo.changed) > _CHANGED_TAGS:
                 memo.changed.clear()
+            if len(memo.styles) > _STYLE_MEMO_ENTRIES:
+                memo.styles.clear()
+            self.styles = memo.styles
             self.noop = memo.noop
             if _PLAIN_STAMP.fullmatch(plan.stamp) and _STAMP_MARK not in plan.stamp:
                 self.scripts = memo.scripts
@@ -372,7 +385,8 @@ class _Page:
 
     # -- plumbing ------------------------------------------------------------
     def scanner(self) -> Scanner:
-        return Scanner(latin1=self.codec != "utf-8", noop=self.noop, hold_limit=HOLD_LIMIT)
+        # <style> text is handed over only where unknown hosts are held: elsewhere it costs nothing
+        return Scanner(latin1=self.codec != "utf-8", noop=self.noop, hold_limit=HOLD_LIMIT, styles=self.hold)
 
     def handle(self, items: list[bytes | Token]) -> bytes:
         """The scanner's output with our changes, as bytes again."""
@@ -391,6 +405,9 @@ class _Page:
                 if self.inventory is not None:
                     self.list_urls(token, len(self.blocked) > before)
                 continue
+            if kind == STYLE:
+                self.style_element(token, out)
+                continue
             texts: list[str] = []
             if kind == NOSCRIPT:
                 self.noscript(token, texts)
@@ -408,6 +425,50 @@ class _Page:
                 if kind:
                     out += (token[5] or b"", token[6] or b"")
         return b"".join(out)
+
+    def style_element(self, token: Token, out: list[bytes]) -> None:
+        """A `<style>` under hold: its `url()`s and `@import`s that load what is held (an unknown host's, a
+        blocked tracker's) are neutralised. Not restored on Accept all (the next page has them): the banner
+        re-activates elements, not style sheets."""
+        _, raw, _, _, _, content, end, _ = token
+        assert content is not None
+        if end is None:  # longer than HOLD_LIMIT: the rest follows as it came; left as it is
+            out += (raw, content)
+            return
+        memo = self.styles if len(content) <= _STYLE_MEMO_BYTES else None
+        key = (content, self.codec)
+        found = memo.get(key) if memo is not None else None
+        if found is None:
+            before = len(self.blocked)
+            css = content.decode(self.codec, self.errors)
+            rewritten = _CSS_IMPORT.sub(lambda m: self._css_url(m, '"data:text/css,"'), css)
+            rewritten = _CSS_URL.sub(lambda m: self._css_url(m, "none"), rewritten)
+            found = (rewritten.encode(self.codec, self.errors) if rewritten != css else None,
+                     tuple(self.blocked[before:]))
+            del self.blocked[before:]
+            if memo is not None:
+                memo[key] = found
+        self.blocked.extend(found[1])
+        out += (raw, content if found[0] is None else found[0], end)
+
+    def _css_url(self, found: re.Match[str], neutral: str) -> str:
+        """One `url()` or `@import` string of a style sheet: as it came, or `neutral` in its place when what it
+        loads is held."""
+        group = next(index for index in range(1, len(found.groups()) + 1) if found.group(index) is not None)
+        url = found.group(group)
+        match = self.matcher.url("pixels", url)
+        if match is None:
+            held = self.third_party("style", (url,))
+            match = held[0] if held is not None else None
+        if not self.blocks(match):
+            return found.group()
+        assert match is not None
+        kind = "third-party-style-sheet" if match.service.startswith(UNKNOWN_SERVICE) else "style-sheet"
+        self.blocked.append(Blocked("noscript-" + kind if self.nested else kind, match.service, match.category,
+                                    url))
+        if found.group().startswith("@"):  # `@import "…"`: the string goes, the at-rule stays
+            return found.string[found.start():found.start(group) - 1] + neutral
+        return neutral
 
     def memoised(self, token: Token, out: list[bytes]) -> None:
         """An element whose outcome is a function of its raw tag at a consent state (no per-page numbering, no
@@ -441,10 +502,42 @@ class _Page:
     def _tag(self, token: Token) -> _Tag:
         return _Tag(token[1].decode(self.codec, self.errors), token[2], list(token[3]), token[7])
 
-    def _unchanged(self, token: Token) -> None:
-        """A tag left as it came: the scanner passes it through from now on (same consent state)."""
+    def _unchanged(self, token: Token, texts: list[str]) -> None:
+        """A tag left as it came (unless its style attribute loads what is blocked): the scanner passes it
+        through from now on (same consent state)."""
+        if token[0] == ELEMENT and self.blocking and _style_url(token[3]) and self.style(token, texts):
+            return
         if self.noop is not None:
             self.noop.add(token[1])
+
+    def style(self, token: Token, texts: list[str]) -> bool:
+        """A `style` attribute whose `url()`s name what is blocked (a tracker's, or an unknown host's under hold):
+        those become `none`, the attribute as it came is kept in `data-cp-style`, the element is marked."""
+        tag = self._tag(token)
+        raw = tag.get("style") or ""
+        value = html.unescape(raw) if "&" in raw else raw
+        found: list[tuple[Match, str]] = []
+
+        def neutral(css_url: re.Match[str]) -> str:
+            url = next(group for group in css_url.groups() if group is not None)
+            match = self.matcher.url("pixels", url)
+            if match is None:
+                held = self.third_party("style", (url,))
+                match = held[0] if held is not None else None
+            if not self.blocks(match):
+                return css_url.group()
+            assert match is not None
+            found.append((match, url))
+            return "none"
+
+        rewritten = _CSS_URL.sub(neutral, value)
+        if not found:
+            return False
+        tag.set("style", rewritten.replace("&", "&amp;"))
+        tag.set("data-cp-style", raw)
+        self.mark(tag, found[0][0], "style", found[0][1])
+        texts.append(tag.text())
+        return True
 
     def _inline(self, code: str) -> Match | None:
         """The service inline code loads: named in it, or in the markup it holds percent-encoded (a tag it
@@ -490,7 +583,7 @@ class _Page:
         """`preview`'s inventory: every URL of the element on another host, with what it was matched to."""
         assert self.inventory is not None and self.parties is not None
         name = token[2]
-        if name not in _LOADING:
+        if name not in _LOADING and not _style_url(token[3]):
             return
         attributes = dict(reversed(token[3]))  # the first of duplicate attributes counts
         if name == "link":
@@ -502,7 +595,12 @@ class _Page:
         kind: Kind = ("scripts" if name in ("script", "link") else "iframes"
                       if name in ("iframe", "object", "embed") else "pixels")
         for attribute, value in attributes.items():
-            if attribute in _SRCSET_NAMES:
+            if attribute == "style":
+                css = html.unescape(value)
+                urls = [next(g for g in found.groups() if g is not None) for found in _CSS_URL.finditer(css)]
+            elif name not in _LOADING:
+                continue
+            elif attribute in _SRCSET_NAMES:
                 urls = srcset_urls(html.unescape(value))
             elif attribute in _URL_NAMES:
                 urls = [value]
@@ -521,7 +619,8 @@ class _Page:
                     matched = "unknown"
                 else:
                     matched = f"{'site-declared' if party.origin == 'declared' else 'functional'}: {party.label}"
-                self.inventory.append(Resource(html.unescape(url), name, party.host, matched, held))
+                element = name + " style" if attribute == "style" else name
+                self.inventory.append(Resource(html.unescape(url), element, party.host, matched, held))
 
     def mark(self, tag: _Tag, match: Match, kind: str, detail: str) -> None:
         tag.set("data-cp-blocked", _escape(match.category))
@@ -655,7 +754,7 @@ class _Page:
                     match, src = held
         match = site_tagged(tag.get("data-consent-category"), match)
         if not self.blocks(match):
-            return self._unchanged(token)
+            return self._unchanged(token, texts)
         assert match is not None
         if srcdoc is not None and "srcdoc" not in moved:
             moved.append("srcdoc")  # a site-tagged one, or one with both: srcdoc is what a browser shows
@@ -734,7 +833,7 @@ class _Page:
         if category is not None:
             match = site_tagged(category, match)
         if not self.blocks(match):
-            return self._unchanged(token)
+            return self._unchanged(token, texts)
         assert match is not None
         tag = self._tag(token)
         if category is not None and match.service == "site-tagged":
@@ -758,7 +857,7 @@ class _Page:
         tag = self._tag(token)
         match = site_tagged(tag.get("data-consent-category"), match)
         if not self.blocks(match):
-            return self._unchanged(token)
+            return self._unchanged(token, texts)
         assert match is not None
         for name in moved or [name for name in _TAGGED_URL_ATTRIBUTES if tag.get(name) is not None]:
             tag.move(name)
@@ -778,7 +877,7 @@ class _Page:
         tag = self._tag(token)
         match = site_tagged(tag.get("data-consent-category"), match)
         if not self.blocks(match):
-            return self._unchanged(token)
+            return self._unchanged(token, texts)
         assert match is not None
         for name in moved or [name for name in _TAGGED_URL_ATTRIBUTES if tag.get(name) is not None]:
             tag.move(name)
@@ -808,7 +907,7 @@ class _Page:
                     match = held[0]
         match = site_tagged(tag.get("data-consent-category"), match)
         if not self.blocks(match):
-            return self._unchanged(token)
+            return self._unchanged(token, texts)
         assert match is not None
         tag.move("href")
         tag.move("imagesrcset")
@@ -821,7 +920,7 @@ class _Page:
         tag = self._tag(token)
         match = site_tagged(tag.get("data-consent-category"), None)
         if not self.blocks(match):
-            return self._unchanged(token)
+            return self._unchanged(token, texts)
         assert match is not None
         moved = [value for name in _TAGGED_URL_ATTRIBUTES if (value := tag.move(name)) is not None]
         self.mark(tag, match, "tagged", moved[0] if moved else tag.name)
@@ -909,6 +1008,14 @@ class _Page:
         for blocked in inner.blocked:
             return Match(blocked.service, blocked.category)
         return None
+
+
+def _style_url(attributes: list[tuple[str, str]]) -> bool:
+    """Whether the element's (first) style attribute has a `url(`."""
+    for key, value in attributes:
+        if key == "style":
+            return "url(" in value.lower()
+    return False
 
 
 def _javascript_url(raw: str) -> str | None:
