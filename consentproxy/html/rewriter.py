@@ -162,8 +162,9 @@ _NOSCRIPT_MEMO_ENTRIES = 256
 _NOSCRIPT_MEMO_CHARS = 4096
 _NOOP_TAGS = 4096
 _CHANGED_TAGS = 2048
-_STYLE_MEMO_ENTRIES = 256
-_STYLE_MEMO_BYTES = 1 << 16
+#: `<style>` texts kept per site and state: up to this many bytes of text in all (a site's template has a few,
+#: some over 100 KB), each up to 1/8 of it
+_STYLE_MEMO_BYTES = 1 << 22
 _OWN_DOMAIN_STATES = 64
 _SCRIPT_MEMO_ENTRIES = 512
 _SCRIPT_MEMO_BYTES = 8192
@@ -371,8 +372,6 @@ class _Page:
                 memo.scripts.clear()
             if len(memo.changed) > _CHANGED_TAGS:
                 memo.changed.clear()
-            if len(memo.styles) > _STYLE_MEMO_ENTRIES:
-                memo.styles.clear()
             self.styles = memo.styles
             self.noop = memo.noop
             if _PLAIN_STAMP.fullmatch(plan.stamp) and _STAMP_MARK not in plan.stamp:
@@ -435,7 +434,7 @@ class _Page:
         if end is None:  # longer than HOLD_LIMIT: the rest follows as it came; left as it is
             out += (raw, content)
             return
-        memo = self.styles if len(content) <= _STYLE_MEMO_BYTES else None
+        memo = self.styles if len(content) <= _STYLE_MEMO_BYTES // 8 else None
         key = (content, self.codec)
         found = memo.get(key) if memo is not None else None
         if found is None:
@@ -447,6 +446,8 @@ class _Page:
                      tuple(self.blocked[before:]))
             del self.blocked[before:]
             if memo is not None:
+                if sum(len(text) for text, _ in memo) + len(content) > _STYLE_MEMO_BYTES:
+                    memo.clear()
                 memo[key] = found
         self.blocked.extend(found[1])
         out += (raw, content if found[0] is None else found[0], end)
