@@ -5,8 +5,19 @@ browser and copies everything it is not asked about through unchanged, so the
 output does not depend on where the chunks break. It hands over only the
 elements we act on: `<script>` (with its whole text, so an inline script is
 judged by its code before anything of it is written), `<noscript>` (its text,
-rewritten as markup), `<iframe>`, `<img>`, `<link>`, CSP `<meta>`, `<html>`,
-`<body>`, and any element a site tagged with `data-consent-category`.
+rewritten as markup), `<iframe>`, `<img>`, `<link>`, `<object>`, `<embed>`,
+SVG `<image>`, `<video>`, `<audio>`, `<source>`, `<track>`, `<input
+type=image>`, CSP `<meta>`, `<html>`, `<body>`, any element whose `style`
+attribute has a `url()`, and any element a site tagged with
+`data-consent-category`. A `javascript:` URL in an iframe is judged by its
+code; inline code is also read percent-decoded when it holds an encoded tag.
+
+Third parties (`PagePlan.parties`, see functional.py): a URL no tracker rule
+knows whose host is not the site's own, declared or functional is recorded
+for the site and, when the site holds them (`third_party = "hold"`) and the
+visitor has not granted marketing, held like a marketing element, with its
+`<style>` texts too (the scanner hands them over only then, so a page of a
+site that holds nothing pays nothing for them).
 
 What the scanner holds is bounded (`HOLD_LIMIT`, 1 MiB each): a start tag until
 its `>`, a script's or noscript's text until its end tag. Past the bound, on
@@ -24,9 +35,9 @@ could hold pixels; a start tag longer than that passes unrewritten, a
 A tag we change is written again the way lol-html writes a modified tag: its
 name and untouched attributes as they came, changed values in place, new
 attributes at the end. What repeats across a site's responses, the tracker
-matcher's answers, the rewritten `<noscript>` snippets and the raw tags that
-need no change at a consent state, is kept per site; a response adds only its
-own stamp.
+matcher's answers, the rewritten `<noscript>` snippets, the raw tags that
+need no change at a consent state and what the blocked ones become, is kept
+per site; a response adds only its own stamp.
 """
 
 from __future__ import annotations
