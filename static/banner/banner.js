@@ -16,9 +16,9 @@
 
   const EVENT = 'consentproxy:change';
   // Attributes the rewriter moves to data-cp-*; srcset goes before src so an
-  // <img> selects its candidate once.
+  // <img> selects its candidate once (a style whose url() was neutralised comes back whole).
   const MOVED = ['srcset', 'src', 'href', 'data', 'poster', 'srcdoc', 'imagesrcset', 'xlink:href',
-    'data-srcset', 'data-lazy-srcset', 'data-src', 'data-lazy-src', 'data-original', 'data-lazy'];
+    'data-srcset', 'data-lazy-srcset', 'data-src', 'data-lazy-src', 'data-original', 'data-lazy', 'style'];
   const FOCUSABLE = 'a[href],button:not([disabled]),input:not([disabled]),summary';
   // The script types a browser executes; for any other type it fetches nothing
   // and fires no load event, so waiting for one would stall the queue.
