@@ -75,7 +75,7 @@
 
   function hold(cat, run) {
     const item = {cat, run};
-    queue.push(item);
+    if (queue.length < 1e3) queue.push(item); // past that (a poller) dropped
     return item;
   }
 
@@ -88,7 +88,7 @@
       try {
         if (!item.dead) await Promise.race([item.run(), new Promise(done => setTimeout(done, 100))]);
       } catch (err) {
-        if (w.console) console.warn('consentproxy guard:', err);
+        console.warn('consentproxy guard:', err);
       }
     }
     releasing = false;
