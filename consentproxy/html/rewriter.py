@@ -110,7 +110,9 @@ class Blocked(NamedTuple):
     A named tuple: made for every blocked element, at half the cost of a frozen dataclass.
     """
 
-    kind: str  # script-src, inline-script, iframe, img, link, media, object, embed, noscript, tagged
+    #: script-src, inline-script, iframe, img, link, media, object, embed, style, style-sheet, tagged...; with
+    #: "third-party-" before it for an unknown host held, "noscript-" for what is inside <noscript>
+    kind: str
     service: str
     category: str
     detail: str
