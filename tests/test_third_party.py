@@ -24,8 +24,9 @@ from conftest import ROOT, Proxy, free_port, mint, serve_app, site_toml
 from html_support import decision_for, markup, parse, random_sizes
 
 from consentproxy.banner.markup import PageInjection
-from consentproxy.config.model import CATEGORY_IDS, ServiceConfig
+from consentproxy.config.model import CATEGORY_IDS, ServiceConfig, SiteConfig
 from consentproxy.html.functional import ThirdParties, builtin_functional, registrable
+from consentproxy.html.preview import preview
 from consentproxy.html.rewriter import Blocked, PagePlan, PageRewriter, Resource, StateMemos
 from consentproxy.html.trackers import TrackerMatcher, split_url, srcset_urls
 
@@ -483,6 +484,16 @@ def test_the_inventory_lists_every_resource_on_another_host_with_what_it_matched
         ("img", "px.vendor.io", "unknown", True),
         ("script", "www.googletagmanager.com", "Google Analytics (statistics)", True),
     }
+
+
+def test_preview_of_a_url_counts_the_pages_own_domain_as_its_own() -> None:
+    site = SiteConfig(name="any", hosts=("*",), upstream="http://127.0.0.1:9", third_party="hold")
+    page = b'<img src="https://img.winkel.be/a.jpg"><img src="https://px.vendor.io/p.gif">'
+    result = preview(site, page, None, decision_for(NECESSARY), page_url="https://www.winkel.be/product/1")
+    assert [(r.host, r.held) for r in result.resources] == [("px.vendor.io", True)]
+    assert [b.service for b in result.blocked] == ["unknown third party: px.vendor.io"]
+    from_file = preview(site, page, None, decision_for(NECESSARY))
+    assert [r.host for r in from_file.resources] == ["img.winkel.be", "px.vendor.io"]
 
 
 def run_preview(*args: str) -> subprocess.CompletedProcess[bytes]:
