@@ -173,3 +173,19 @@ def test_the_proxy_serves_the_guard_immutable_and_compressed(start_proxy: Any) -
         head = urllib.request.Request(proxy.url + found.group(1), method="HEAD")
         with urllib.request.urlopen(head, timeout=10) as response:
             assert response.read() == b""
+
+
+def test_a_routed_service_stays_allowed_where_another_has_a_rule_for_another_kind() -> None:
+    """The guard reads a URL as a script's first: a service the site routes through its anonymiser, which the
+    server lets run as a script, is not held because another service has a pixel rule on the same path."""
+    services = (ServiceConfig("Routed", "statistics", scripts=("t.example/lib.js",)),
+                ServiceConfig("Pixel", "marketing", pixels=("t.example/lib",)))
+    tab = guard_table(TrackerMatcher(services, use_catalogue=False), frozenset({"Routed"}))
+    assert client_category(tab, "https://t.example/lib.js?v=1", "scripts") == ""
+    assert client_category(tab, "https://t.example/library.gif", "pixels") == "marketing"
+    # and with the catalogue: a routed Google Analytics runs, Google Tag Manager's container does not
+    catalogue = guard_table(TrackerMatcher(()), frozenset({"Google Analytics"}))
+    assert client_category(catalogue, "https://www.googletagmanager.com/gtag/js?id=G-1", "scripts") == ""
+    assert client_category(catalogue, "https://www.google-analytics.com/g/collect?v=2", "pixels") == ""
+    assert client_category(catalogue, "https://www.googletagmanager.com/gtm.js?id=GTM-1", "scripts") == \
+        "statistics"

@@ -16,7 +16,8 @@ anonymiser (`unblocked`); such entries stay where they shadow a tracker's parent
 
 Each entry is the server's own answer: the matcher is asked for the host with each path prefix its rules
 (and its parent domains' rules) have, so ranking across hosts, services and parent domains is the
-server's. The guard does not tell element kinds apart: a prefix rule for scripts holds a fetch to it too.
+server's. The guard does not tell element kinds apart: a URL is read as the server reads a script's, else
+(no rule for scripts) an iframe's, else a pixel's; a prefix rule for pixels holds a fetch to it too.
 """
 
 from __future__ import annotations
@@ -87,11 +88,14 @@ def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str]) -> dict[str,
         prefixes.setdefault(host, set()).add(prefix)
 
     def verdict(host: str, prefix: str) -> str:
-        """The server's category for a URL of this host whose path starts with this prefix and no longer one."""
+        """The server's category for a URL of this host whose path starts with this prefix and no longer one:
+        as a script's URL, else (no rule for scripts) an iframe's, else a pixel's. So a service the site
+        routes through its anonymiser stays allowed where another has a rule for another kind of element."""
         for kind in _KINDS:
             match = matcher.url(kind, f"//{host}{prefix or '/'}")  # a browser's path starts with "/"
-            if match is not None and match.category != "necessary" and match.service not in unblocked:
-                return match.category
+            if match is not None:
+                return match.category if match.category != "necessary" and match.service not in unblocked \
+                    else _ALLOWED
         return _ALLOWED
 
     entries: dict[str, dict[str, str]] = {}
