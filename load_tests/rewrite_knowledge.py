@@ -246,8 +246,13 @@ def run(args: argparse.Namespace, tools: dict[str, str]) -> dict[str, Any]:
                 for which in rotated:
                     target = subfilters[name] if which == "nginx-subfilter" else targets[which]
                     url = f"{target.base_url}/{file_name(name)}"
-                    run_wrk(tools["wrk"], url, settings.connections, settings.warmup, cpus=pinning.load)
-                    sat = saturate(target, url, settings)
+                    try:
+                        run_wrk(tools["wrk"], url, settings.connections, settings.warmup, cpus=pinning.load)
+                        sat = saturate(target, url, settings)
+                    except HarnessError as exc:  # e.g. a page so heavy that no request finished: a gap, not an end
+                        print(f"  round {round_no + 1}/{args.rounds} {name} {which}: no sample ({exc})",
+                              file=sys.stderr, flush=True)
+                        continue
                     samples.append(Sample(round_no, name, which, sat.cpu_us_per_req, sat.requests_per_s,
                                           sat.other_processes_cpu_pct))
                     print(f"  round {round_no + 1}/{args.rounds} {name:<28} {which:<16} "
@@ -271,7 +276,7 @@ def summary(samples: list[Sample], pages: list[str]) -> dict[str, dict[str, dict
             ratios = [cpu[r, p, "nginx-subfilter"] / cpu[r, p, knowledge] for r in rounds for p in chosen
                       if (r, p, knowledge) in cpu and (r, p, "nginx-subfilter") in cpu]
             versus = [cpu[r, p, "today"] / cpu[r, p, knowledge] for r in rounds for p in chosen
-                      if (r, p, knowledge) in cpu and (r, p, "today") in cpu]
+                      if (r, p, knowledge) in cpu and (r, p, "today") in cpu] or [float("nan")]
             if ratios:
                 out[page][knowledge] = {"ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
                                         "ratio_max": max(ratios), "vs_today_median": statistics.median(versus),
