@@ -111,10 +111,13 @@ def ratios(measurements: list[Measurement], same_rate: dict[str, HalfRate]) -> d
         ours, theirs = by_key.get(("consentproxy", file_key)), by_key.get(("nginx", file_key))
         if ours is None or theirs is None:
             continue
-        entry: dict[str, float] = {
-            "cpu_us_per_req_ratio": ours.saturation.cpu_us_per_req / theirs.saturation.cpu_us_per_req,
-            "requests_per_s_ratio": ours.saturation.requests_per_s / theirs.saturation.requests_per_s,
-        }
+        entry: dict[str, float] = {}
+        # A run so short or a machine so busy that nginx used no measurable CPU (or served nothing) has no
+        # ratio: the key is left out and printed as n/a, with a note (see `notes`).
+        if theirs.saturation.cpu_us_per_req > 0:
+            entry["cpu_us_per_req_ratio"] = ours.saturation.cpu_us_per_req / theirs.saturation.cpu_us_per_req
+        if theirs.saturation.requests_per_s > 0:
+            entry["requests_per_s_ratio"] = ours.saturation.requests_per_s / theirs.saturation.requests_per_s
         if ours.half_rate.p99_ms is not None and theirs.half_rate.p99_ms is not None:
             entry["p99_half_rate_diff_ms"] = ours.half_rate.p99_ms - theirs.half_rate.p99_ms
         nginx_same = same_rate.get(file_key)
@@ -130,13 +133,15 @@ def format_ratios(derived: dict[str, dict[str, float]]) -> str:
     for file_key, entry in derived.items():
         p99 = entry.get("p99_half_rate_diff_ms")
         p99_text = f"{p99:+.2f} ms" if p99 is not None else "-"
-        cpu = entry["cpu_us_per_req_ratio"]
+        cpu, requests = entry.get("cpu_us_per_req_ratio"), entry.get("requests_per_s_ratio")
+        cpu_text = f"{cpu:.2f}x" if cpu is not None else "n/a"
+        requests_text = f"{requests:.2f}" if requests is not None else "n/a"
         same = entry.get("p99_same_rate_diff_ms")
         same_text = f"{same:+.2f} ms" if same is not None else "-"
-        lines.append(f"  {file_key:<5} CPU us/req consentproxy / nginx = {cpu:.2f}x   "
+        lines.append(f"  {file_key:<5} CPU us/req consentproxy / nginx = {cpu_text}   "
                      f"p99 at half rate consentproxy - nginx = {p99_text} (each at half its own rate), "
                      f"{same_text} (nginx at consentproxy's half rate)   "
-                     f"(req/s ratio {entry['requests_per_s_ratio']:.2f})")
+                     f"(req/s ratio {requests_text})")
     return "\n".join(lines)
 
 
@@ -155,6 +160,9 @@ def notes(measurements: list[Measurement], servers: list[Server]) -> list[str]:
             found.append(f"{where}: paced wrk saw {m.half_rate.non_2xx_3xx} non-2xx/3xx responses")
         if any(m.half_rate.socket_errors.values()):
             found.append(f"{where}: paced wrk socket errors {m.half_rate.socket_errors}")
+        if m.saturation.cpu_us_per_req <= 0:
+            found.append(f"{where}: no CPU time measured in the saturation run (too short, or the machine too "
+                         "busy): no ratio against it")
         if m.saturation.other_processes_cpu_pct > 10:
             found.append(f"{where}: other processes used {m.saturation.other_processes_cpu_pct:.0f}% of the "
                          "machine's CPU during the saturation run")

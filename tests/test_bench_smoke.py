@@ -50,10 +50,14 @@ def test_bench_proxy_smoke(tmp_path: Path) -> None:
     for key, row in rows.items():
         assert row["status"] == 200, key
         assert row["saturation"]["requests_per_s"] > 0, key
-        assert row["saturation"]["cpu_us_per_req"] > 0, key
+        # CPU time is read in clock ticks (10 ms): a 1 s run of a few requests on a busy machine can read 0
+        assert row["saturation"]["cpu_us_per_req"] >= 0, key
         assert row["half_rate"]["p99_ms"] is not None, key
         assert row["half_rate"]["requests"] > 0, key
     assert set(report["ratios"]) == set(FILES)
+    for file_key, entry in report["ratios"].items():  # a ratio wherever nginx's CPU could be measured
+        measured = rows[("nginx", file_key)]["saturation"]["cpu_us_per_req"] > 0
+        assert ("cpu_us_per_req_ratio" in entry) == measured, entry
     assert report["environment"]["nproc"] >= 1
     for tool in ("nginx", "wrk", "python"):
         assert report["environment"]["versions"][tool]
