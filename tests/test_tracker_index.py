@@ -362,3 +362,13 @@ def test_long_inline_code_is_cached_by_digest() -> None:
     assert len(matcher._big_inline_cache) == 1 and code not in matcher._inline_cache
     assert matcher.inline(state) is None  # another long snippet, another answer
     assert len(matcher._big_inline_cache) == 2
+
+
+def test_sites_without_services_share_the_catalogue_tables() -> None:
+    first, second = TrackerMatcher(()), TrackerMatcher(())
+    assert first._index is second._index and first._inline_res is second._inline_res
+    assert first._url_cache is not second._url_cache  # answers stay per site
+    own = TrackerMatcher((ServiceConfig(name="Own", category="statistics", hosts=("stats.example.org",)),))
+    assert own._index is not first._index
+    assert own.url("scripts", "https://stats.example.org/s.js") == Match("Own", "statistics")
+    assert first.url("scripts", "https://stats.example.org/s.js") is None

@@ -28,6 +28,10 @@ overrides the catalogue's or the site's categorisation), then their filter
 rules that are more than a host, asked per URL (through adblock-rust) only
 when no host matched at all.
 
+The tables built from the services (host index, substring patterns, inline
+signatures) are read-only: sites that declare no services of their own share
+the catalogue's one copy (10,000 sites need not build and hold 10,000).
+
 URLs, hosts and inline snippets repeat on every page of a site, so answers
 are cached per matcher (a page's ~50 `<img>` each ask about their URL; inline
 code longer than 16 K characters by a digest of it);
@@ -45,6 +49,7 @@ tracker.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
 import re
@@ -199,19 +204,17 @@ def srcset_urls(value: str) -> list[str]:
             urls.append(url)
 
 
-class TrackerMatcher:
-    """Matches element URLs and inline code against a site's services and the catalogue.
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    """What a matcher looks things up in, built from its services and extra hosts (read-only once built)."""
 
-    `extra_hosts`: (host, service) rules after every service (default, with the catalogue: the Open Cookie
-    Database's, see `open_cookie_database_rules`). `lists`: the operator's tracker lists, consulted last
-    (shared, not copied).
-    """
+    index: dict[str, tuple[_Rule, ...]]
+    residual: dict[str, tuple[tuple[int, str, Match], ...]]
+    signatures: dict[str, tuple[int, Match]]
+    inline_res: tuple[re.Pattern[str], ...]
 
-    def __init__(self, site_services: tuple[ServiceConfig, ...], use_catalogue: bool = True,
-                 extra_hosts: Iterable[tuple[str, Match]] | None = None, lists: ListIndex | None = None) -> None:
-        services = site_services + (builtin_services() if use_catalogue else ())
-        if extra_hosts is None:
-            extra_hosts = open_cookie_database_rules() if use_catalogue else ()
+    @classmethod
+    def build(cls, services: tuple[ServiceConfig, ...], extra_hosts: Iterable[tuple[str, Match]]) -> _Tables:
         index: dict[str, tuple[_Rule, ...]] = {}
         shared: dict[_Rule, tuple[_Rule, ...]] = {}  # one tuple for the many hosts with one same rule
 
@@ -242,25 +245,50 @@ class TrackerMatcher:
                         residual[kind].append((rank, pattern, match))
         for host, match in extra_hosts:
             add(host, (_EXTRA_RANK, _EVERY, "", match))
-        self._index = index
+        signatures: dict[str, tuple[int, Match]] = {}
+        for rank, service in enumerate(services):
+            for signature in service.inline:
+                signatures.setdefault(signature, (rank, Match(service.name, service.category)))
+        by_first: dict[str, list[str]] = {}
+        for signature in signatures:
+            by_first.setdefault(signature[0], []).append(signature)
+        return cls(index, {kind: tuple(rules) for kind, rules in residual.items()}, signatures,
+                   tuple(re.compile(trie_pattern(group)) for group in by_first.values()))
+
+
+@functools.cache
+def _catalogue_tables() -> _Tables:
+    return _Tables.build(builtin_services(), open_cookie_database_rules())
+
+
+class TrackerMatcher:
+    """Matches element URLs and inline code against a site's services and the catalogue.
+
+    `extra_hosts`: (host, service) rules after every service (default, with the catalogue: the Open Cookie
+    Database's, see `open_cookie_database_rules`). `lists`: the operator's tracker lists, consulted last
+    (shared, not copied).
+    """
+
+    def __init__(self, site_services: tuple[ServiceConfig, ...], use_catalogue: bool = True,
+                 extra_hosts: Iterable[tuple[str, Match]] | None = None, lists: ListIndex | None = None) -> None:
+        if not site_services and use_catalogue and extra_hosts is None:
+            tables = _catalogue_tables()  # most sites declare no services: one copy for all of them
+        else:
+            services = site_services + (builtin_services() if use_catalogue else ())
+            tables = _Tables.build(services, (open_cookie_database_rules() if use_catalogue else ())
+                                   if extra_hosts is None else extra_hosts)
+        self._index = tables.index
+        self._residual = tables.residual
+        self._signatures = tables.signatures
+        self._inline_res = tables.inline_res
         self._list_hosts: Mapping[str, Match] = lists.hosts if lists is not None else {}
         self._filters = lists.filters if lists is not None else ()
-        self._residual = {kind: tuple(rules) for kind, rules in residual.items()}
         self._url_cache: dict[str, dict[str, Match | None]] = {kind: {} for kind in _BITS}
         self._host_cache: dict[str, Match | None] = {}
         self._srcset_cache: dict[str, dict[str, Match | None]] = {kind: {} for kind in _BITS}
         self._inline_cache: dict[str, Match | None] = {}
         self._inline_chars = 0
         self._big_inline_cache: dict[bytes, Match | None] = {}
-        signatures: dict[str, tuple[int, Match]] = {}
-        for rank, service in enumerate(services):
-            for signature in service.inline:
-                signatures.setdefault(signature, (rank, Match(service.name, service.category)))
-        self._signatures = signatures
-        by_first: dict[str, list[str]] = {}
-        for signature in signatures:
-            by_first.setdefault(signature[0], []).append(signature)
-        self._inline_res = tuple(re.compile(trie_pattern(group)) for group in by_first.values())
 
     def __len__(self) -> int:
         """The number of host names with rules (the site's services, the catalogue and the Open Cookie
