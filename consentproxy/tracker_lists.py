@@ -99,6 +99,7 @@ def load_tracker_lists(config: Config) -> ListIndex:
     global _cached
     lists = config.trackers.lists
     if not lists:
+        _cached = None  # a reload that drops the lists frees them once the old runtime is gone
         return ListIndex()
     key = tuple(_identity(item) for item in lists)
     if _cached is not None and _cached[0] == key:
