@@ -123,6 +123,8 @@ class Case:
         self.views = bool(self.options & 0x40)
         #: what the scanner holds at most: often small, to reach what it does past the bound
         self.hold_limit = 64 + bound % 1024 if bound < 32768 else _HOLD_LIMIT
+        #: <style> text handed over too (as for a site that holds unknown third parties)
+        self.styles = bool(trickle_at & 0x8000)
 
     def chunks(self) -> list[bytes]:
         html, points = self.html, self.points
@@ -144,7 +146,7 @@ def _flat(items: list[Any]) -> bytes:
 
 
 def _scan(case: Case, chunks: list[bytes] | None, noop: Any = None) -> tuple[list[Any], Scanner]:
-    scanner = Scanner(latin1=case.latin1, noop=noop, hold_limit=case.hold_limit)
+    scanner = Scanner(latin1=case.latin1, noop=noop, hold_limit=case.hold_limit, styles=case.styles)
     if chunks is None:
         return scanner.feed(case.html) + scanner.finish(), scanner
     items: list[Any] = []
