@@ -168,10 +168,12 @@ def cmd_keys_token(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     from consentproxy.html.preview import decision_for, load_page, preview, summary
+    from consentproxy.tracker_lists import load_tracker_lists
 
     try:
         config = load_config(args.config)
         decision = decision_for(args.consent)
+        lists = load_tracker_lists(config)  # as the proxy judges: the operator's lists too
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -184,7 +186,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: cannot read {args.page}: {exc}", file=sys.stderr)
         return 2
-    result = preview(site, page, mode, decision, args.language.encode() if args.language else None, args.page)
+    result = preview(site, page, mode, decision, args.language.encode() if args.language else None, args.page,
+                     lists)
     if args.output:
         Path(args.output).write_bytes(result.html)
     elif not args.summary_only:

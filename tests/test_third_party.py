@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import re
 import subprocess
 import sys
@@ -518,6 +519,23 @@ def test_preview_lists_the_pages_third_parties(tmp_path: Path) -> None:
         assert "unknown hosts (declare the site's own in functional_hosts): px.vendor.io" in report
         held = 'unknown third party: px.vendor.io (third_party = "hold")' in report
         assert held == (policy == "hold")
+
+
+def test_preview_judges_with_the_operators_tracker_lists(tmp_path: Path) -> None:
+    """A host only an operator's list knows (Disconnect's services.json format, written here) is that list's
+    service in preview, as in the proxy, not an unknown third party."""
+    (tmp_path / "services.json").write_text(json.dumps({"license": "test data", "categories": {"Advertising": [
+        {"Flumber": {"https://flumber.example/": ["flumbertrack.com"], "performance": "true"}}]}}))
+    page = tmp_path / "page.html"
+    page.write_bytes(b'<img src="https://t.flumbertrack.com/p.gif"><img src="https://px.vendor.io/p.gif">')
+    config = tmp_path / "site.toml"
+    config.write_text('[sites.shop]\nhosts = ["www.shop.nl"]\nupstream = "http://127.0.0.1:9"\nthird_party = "hold"\n'
+                      '[trackers]\nlists = [{format = "disconnect", path = "services.json"}]\n')
+    result = run_preview("-c", str(config), "--site", "shop", str(page), "--summary-only")
+    assert result.returncode == 0, result.stderr
+    report = result.stderr.decode()
+    assert "  held   img     Flumber (marketing)\n" in report and "  held   img     unknown\n" in report
+    assert "unknown hosts (declare the site's own in functional_hosts): px.vendor.io" in report
 
 
 # --- through a proxy process ----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from consentproxy.html.csp import NoncePlan
 from consentproxy.html.functional import UNKNOWN_SERVICE, registrable
 from consentproxy.html.rewriter import Blocked, PagePlan, PageRewriter, Resource
 from consentproxy.html.step import site_parties
-from consentproxy.html.trackers import TrackerMatcher
+from consentproxy.html.trackers import ListIndex, TrackerMatcher
 
 _MAX_PAGE = 50 * 1024 * 1024
 
@@ -73,8 +73,9 @@ def load_page(source: str) -> tuple[bytes, Mode | None]:
 
 
 def preview(site: SiteConfig, page: bytes, mode: Mode | None, decision: Decision,
-            accept_language: bytes | None = None, page_url: str = "") -> Preview:
-    """`page_url`: where the page came from; its host is the page's own too (as the request's host is)."""
+            accept_language: bytes | None = None, page_url: str = "", lists: ListIndex | None = None) -> Preview:
+    """`page_url`: where the page came from; its host is the page's own too (as the request's host is).
+    `lists`: the operator's tracker lists (`[trackers]`), as the proxy's matcher has them."""
     hold = site.third_party == "hold"
     if mode == "skip":
         return Preview(page, [], decision.allowed, "its charset is not ASCII-compatible (UTF-16/32, ISO-2022)",
@@ -82,7 +83,7 @@ def preview(site: SiteConfig, page: bytes, mode: Mode | None, decision: Decision
     parties = site_parties(site)
     host = (urlsplit(page_url).hostname or "") if page_url.startswith(("http://", "https://")) else ""
     resources: list[Resource] = []
-    plan = PagePlan(TrackerMatcher(site.consent.services), decision.allowed,
+    plan = PagePlan(TrackerMatcher(site.consent.services, lists=lists), decision.allowed,
                     PageInjection(SiteMarkup(site, BannerAssets()), decision, accept_language), NoncePlan(),
                     parties=parties, own_domain=registrable(host) if host and not parties.own(host) else "",
                     inventory=resources)
