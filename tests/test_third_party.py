@@ -25,10 +25,11 @@ from conftest import ROOT, Proxy, free_port, mint, serve_app, site_toml
 from html_support import decision_for, markup, parse, random_sizes
 
 from consentproxy.banner.markup import PageInjection
-from consentproxy.config.model import CATEGORY_IDS, ServiceConfig, SiteConfig
+from consentproxy.config.model import CATEGORY_IDS, ConsentConfig, ServiceConfig, SiteConfig
 from consentproxy.html.functional import ThirdParties, builtin_functional, registrable
 from consentproxy.html.preview import preview
 from consentproxy.html.rewriter import Blocked, PagePlan, PageRewriter, Resource, StateMemos
+from consentproxy.html.step import HtmlRewriting
 from consentproxy.html.trackers import TrackerMatcher, split_url, srcset_urls
 
 REAL = ROOT / "tests" / "data" / "real-pages"
@@ -130,6 +131,21 @@ def test_a_party_is_the_sites_own_declared_functional_or_unknown() -> None:
     assert (unknown.origin, unknown.host) == ("unknown", "widgets.vendor.io")
     assert unknown.hold is not None and (unknown.hold.service, unknown.hold.category) \
         == ("unknown third party: widgets.vendor.io", "marketing")
+
+
+def test_the_html_step_builds_the_sites_parties_and_reads_the_requests_own_domain() -> None:
+    service = ServiceConfig(name="Kade chat", category="preferences", hosts=("chat.kade.example",))
+    site = SiteConfig(name="shop", hosts=("www.shop.nl", "*"), upstream="http://127.0.0.1:9", third_party="hold",
+                      functional_hosts=("maps.example.org",), consent=ConsentConfig(services=(service,)))
+    step = HtmlRewriting(site, markup(), TrackerMatcher(()))
+    assert step.parties.hold
+    assert [step.parties.party(url).origin for url in ("https://static.shop.nl/a.js", "https://maps.example.org/m",
+                                                        "https://chat.kade.example/w.js", "https://x.vendor.io/")] \
+        == ["own", "declared", "declared", "unknown"]
+    assert step._own_domain(b"www.shop.nl") == "" and step._own_domain(b"img.shop.nl:8443") == ""
+    assert step._own_domain(b"Www.Winkel.BE:8080") == "winkel.be" and step._own_domain(b"[::1]:80") == "[::1]"
+    assert not HtmlRewriting(SiteConfig(name="s", hosts=("a.nl",), upstream="http://127.0.0.1:9"), markup(),
+                             TrackerMatcher(())).parties.hold
 
 
 # --- hold -----------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Third parties a page needs to work, and each site's view of the hosts no tracker rule knows.
 
 A site with `third_party = "hold"` holds every script, frame, image, media
-file, stylesheet and fetching `<link>` from a host that is neither its own,
+file, stylesheet, fetching `<link>` and CSS `url()` (style attributes,
+`<style>` sheets: neutralised) from a host that is neither its own,
 nor one it declared (`functional_hosts`, the hosts of its own
 `[[consent.services]]`), nor on the built-in list below, nor known to a
 tracker rule (those keep their own category), like a non-consented marketing
@@ -263,7 +264,7 @@ class ThirdParties:
         self._cache: dict[str, Party] = {}
         self._lock = threading.Lock()
         self.unknown: dict[str, UnknownHost] = {}
-        #: unknown hosts left out of `unknown` once it was full
+        #: elements from unknown hosts left out of `unknown` once it was full
         self.overflow = 0
 
     def own(self, host: str) -> bool:
