@@ -80,7 +80,8 @@ def parse(data: bytes) -> ET.Element:
     return html5lib.parse(data, treebuilder="etree", namespaceHTMLElements=False)  # type: ignore[no-any-return]
 
 
-def _is_injected(element: ET.Element) -> bool:
+def is_injected(element: ET.Element) -> bool:
+    """One of the nodes the proxy adds to a page (the banner, its assets, the Consent Mode script)."""
     tag = element.tag
     if not isinstance(tag, str):
         return False
@@ -96,7 +97,7 @@ def _is_injected(element: ET.Element) -> bool:
 def _remove_injected(parent: ET.Element) -> None:
     previous: ET.Element | None = None
     for child in list(parent):
-        if _is_injected(child):
+        if is_injected(child):
             tail = child.tail or ""
             if previous is None:
                 parent.text = (parent.text or "") + tail
@@ -111,6 +112,9 @@ def _remove_injected(parent: ET.Element) -> None:
 def _restore_blocked(root: ET.Element) -> None:
     for element in root.iter():
         attrs = element.attrib
+        style = attrs.pop("data-cp-style", None)
+        if style is not None:  # a style attribute whose url()s of blocked hosts were neutralised
+            attrs["style"] = style
         if "data-cp-blocked" not in attrs:
             continue
         for name in _MOVED:
