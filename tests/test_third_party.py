@@ -163,6 +163,8 @@ HELD = [
     ('<link rel="preload" as="script" href="//pre.vendor.io/x.js">', "third-party-link", ["href"]),
     ('<link rel="modulepreload" href="https://esm.vendor.io/m.js">', "third-party-link", ["href"]),
     ('<link rel="icon" href="https://icons.vendor.io/favicon.ico">', "third-party-link", ["href"]),
+    ('<link rel="dns-prefetch" href="dns.vendor.io">', "third-party-link", ["href"]),
+    ('<link rel="preconnect" href="https://conn.vendor.io" crossorigin>', "third-party-link", ["href"]),
     ('<video src="https://media.vendor.io/v.mp4" poster="/p.jpg"></video>', "third-party-media", ["src", "poster"]),
     ('<video poster="https://media.vendor.io/p.jpg"></video>', "third-party-media", ["poster"]),
     ('<video><source src="https://media.vendor.io/v.webm" type="video/webm"></video>', "third-party-media", ["src"]),

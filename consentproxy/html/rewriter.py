@@ -916,7 +916,10 @@ class _Page:
             elif href and not (_HINT_RELS.isdisjoint(rels) and _STYLE_RELS.isdisjoint(rels)):
                 match = self.matcher.host(href)  # a hint, or an ad vendor's CSS (htlbid.css, revcontent)
             if match is None and self.parties is not None and not _HELD_RELS.isdisjoint(rels):
-                held = self.third_party("link", _values(tag.attributes, ("href",), ("imagesrcset",)))
+                urls = _values(tag.attributes, ("href",), ("imagesrcset",))
+                if not _HINT_RELS.isdisjoint(rels):  # "example.com" in a dns-prefetch is a host name
+                    urls = [url if "/" in url or ":" in url else "//" + url for url in urls]
+                held = self.third_party("link", urls)
                 if held is not None:
                     match = held[0]
         match = site_tagged(tag.get("data-consent-category"), match)
