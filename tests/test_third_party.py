@@ -110,11 +110,13 @@ def test_what_is_not_on_the_functional_list(url: str) -> None:
 
 
 def test_a_sites_own_hosts_are_its_names_their_registrable_domains_and_subdomains() -> None:
-    parties = ThirdParties(("www.shop.nl", "*.shop-media.nl", "*", "www.winkel.co.uk", "127.0.0.1"))
+    parties = ThirdParties(("www.shop.nl", "*.shop-media.nl", "*", "www.winkel.co.uk", "127.0.0.1",
+                            "winkel.netlify.app"))
     for host in ("www.shop.nl", "shop.nl", "static.shop.nl", "a.b.shop.nl", "shop-media.nl", "img.shop-media.nl",
-                 "www.winkel.co.uk", "img.winkel.co.uk", "127.0.0.1"):
+                 "www.winkel.co.uk", "img.winkel.co.uk", "127.0.0.1", "img.winkel.netlify.app"):
         assert parties.own(host), host
-    for host in ("shop.nl.evil.example", "othershop.nl", "co.uk", "other.co.uk", "127.0.0.2", "nl"):
+    for host in ("shop.nl.evil.example", "othershop.nl", "co.uk", "other.co.uk", "127.0.0.2", "nl",
+                 "other.netlify.app", "netlify.app"):
         assert not parties.own(host), host
     assert registrable("static.shop.nl") == "shop.nl" and registrable("a.b.winkel.co.uk") == "winkel.co.uk"
     assert registrable("192.0.2.1") == "192.0.2.1"

@@ -138,14 +138,18 @@ FUNCTIONAL: dict[str, str] = {
     "friendlycaptcha.com": "captcha (Friendly Captcha)",
 }
 
-#: public suffixes of two labels under which names are registered ("shop.co.uk"): ours, the common ones; a
-#: suffix not here counts its last two labels as the registrable domain
+#: public suffixes of two labels under which names are registered ("shop.co.uk", "shop.netlify.app"): ours, the
+#: common ones; a suffix not here counts its last two labels as the registrable domain
 _SECOND_LEVEL = frozenset({
     "co.uk", "org.uk", "ac.uk", "gov.uk", "me.uk", "ltd.uk", "plc.uk", "com.au", "net.au", "org.au", "edu.au",
     "gov.au", "co.nz", "org.nz", "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "co.kr", "or.kr", "com.br",
     "com.cn", "net.cn", "org.cn", "com.hk", "com.sg", "com.tw", "com.mx", "com.ar", "com.tr", "co.in", "gov.in",
     "co.za", "co.il", "com.pl", "co.at", "or.at", "gv.at", "com.es", "com.pt", "com.gr", "com.cy", "co.hu",
     "com.ua", "com.ru", "co.id", "com.my", "com.ph", "com.vn", "com.sa", "com.eg", "co.th", "in.th",
+    # hosting shared by many sites, each under a name of its own: another tenant is another party
+    "github.io", "gitlab.io", "netlify.app", "vercel.app", "pages.dev", "workers.dev", "herokuapp.com",
+    "azurewebsites.net", "appspot.com", "firebaseapp.com", "web.app", "onrender.com", "fly.dev", "blogspot.com",
+    "wordpress.com", "myshopify.com", "cloudfront.net", "s3.amazonaws.com", "azureedge.net", "b-cdn.net",
 })
 
 Origin = Literal["own", "functional", "declared", "unknown"]
