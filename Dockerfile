@@ -19,7 +19,7 @@ COPY consentproxy ./consentproxy
 COPY static ./static
 RUN python -m venv /opt/consentproxy \
  && /opt/consentproxy/bin/pip install --upgrade pip \
- && /opt/consentproxy/bin/pip install .
+ && /opt/consentproxy/bin/pip install '.[abp]'
 
 FROM python:3.11-slim-bookworm
 ENV PATH=/opt/consentproxy/bin:$PATH \

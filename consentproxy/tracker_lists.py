@@ -44,8 +44,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import braveblock
-
 from consentproxy.config.model import Config, TrackerListConfig, TrackerListFormat
 from consentproxy.config.reader import ConfigError, Problem
 from consentproxy.html.trackers import Kind, ListIndex, Match, UrlFilter
@@ -383,6 +381,11 @@ class AbpFilter:
     """An ABP list's rules that are more than a host, in adblock-rust (without braveblock's bundled lists)."""
 
     def __init__(self, rules: list[str], match: Match) -> None:
+        try:  # an optional dependency: wheels for CPython 3.11 only, and they carry EasyList copies we never use
+            import braveblock
+        except ImportError:
+            raise ListError("its rules beyond bare hosts need the braveblock package (adblock-rust): install "
+                            "consentproxy[abp], or keep only ||host^ rules in the list") from None
         self._engine = braveblock.Adblocker(rules=rules, include_easylist=False, include_easyprivacy=False)
         self._match = match
 

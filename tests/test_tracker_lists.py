@@ -263,6 +263,18 @@ def _get(proxy: Proxy, cookie: str | None = None) -> str:
         return str(response.read().decode())
 
 
+def test_without_braveblock_host_rules_still_load_and_other_rules_are_refused_with_the_extra_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """braveblock is the optional extra `abp` (wheels for CPython 3.11 only): a list of bare ||host^ rules needs
+    none; one with more names the extra instead of failing at import."""
+    monkeypatch.setitem(sys.modules, "braveblock", None)  # `import braveblock` raises ImportError
+    hosts_only = read_list(TrackerListConfig("abp", abp(tmp_path / "hosts.txt", ["||hostonly.test^"])))
+    assert set(hosts_only.hosts) == {"hostonly.test"} and not hosts_only.filters
+    path = abp(tmp_path / "list.txt", ["||hostonly.test^", "/pixel/collect.gif$image"])
+    with pytest.raises(Exception, match=r"consentproxy\[abp\]"):
+        read_list(TrackerListConfig("abp", path))
+
+
 def test_a_page_through_the_proxy_blocks_what_each_list_names_until_consent(tmp_path: Path) -> None:
 
     urls = {name: f"https://{host}/t.js" for name, host in HOSTS.items()}
