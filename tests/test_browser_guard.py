@@ -27,6 +27,8 @@ NONCE = "gu4rdN0nce"
 ATTEMPTS = [
     ("write", "document.write while parsing", "https://www.google-analytics.com/analytics.js?cp=write",
      "scripts"),
+    ("writeframe", "document.write of an <iframe> while parsing", "https://www.youtube.com/embed/wr?cp=writeframe",
+     "iframes"),
     ("script", "createElement + .src + appendChild",
      "https://securepubads.g.doubleclick.net/tag/js/gpt.js?cp=script", "scripts"),
     ("iframe", "setAttribute('src') + insertBefore", "https://www.youtube.com/embed/cpframe?cp=iframe", "iframes"),
@@ -49,7 +51,13 @@ APP = """(function () {
   function html(s) { return tt ? tt.createHTML(s) : s; }
   function url(s) { return tt ? tt.createScriptURL(s) : s; }
   var U = %(urls)s;
+  // every load event of an iframe: a held one must not report its empty document as loaded
+  window.frameLoads = [];
+  document.addEventListener('load', function (e) {
+    if (e.target.tagName === 'IFRAME') frameLoads.push(e.target.src);
+  }, true);
   document.write(html('<script src="' + U.write + '"><\\/script>'));
+  document.write(html('<iframe src="' + U.writeframe + '"></iframe>'));
   document.write(html('<p id="written">written by the page</p>'));
   window.addEventListener('load', function () {
     var s = document.createElement('script');
@@ -206,11 +214,16 @@ def test_nothing_before_consent_then_everything_in_order(start_proxy: Any, plain
         assert seen.trackers == [], "requested before consent"
         assert_page_works(seen)
         assert page.evaluate("typeof window.trackersRan") == "undefined"
+        assert page.evaluate("window.frameLoads") == [], "a held iframe reported a load"
         page.locator("#cp-banner [data-cp-action=accept_all]").click()
         seen.wait_for(set(URL))
         assert seen.attempted() == [name for name, *_ in ATTEMPTS], "released out of order"
         poll(page, "(window.trackersRan || []).length === 3")  # the held scripts ran
         assert page.evaluate("window.heldFetch") == 204, "the held fetch settles once released"
+        poll(page, "window.frameLoads.length >= 3")
+        page.wait_for_timeout(200)
+        assert sorted(page.evaluate("window.frameLoads")) == sorted(
+            URL[name] for name, _, _, kind in ATTEMPTS if kind == "iframes"), "each released frame loads once"
         assert_page_works(seen)
         assert seen.problems == []
         assert page.evaluate("window.__problems") == []

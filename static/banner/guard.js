@@ -1,5 +1,5 @@
-/* consentproxy guard, the page's first script: holds what page scripts load from a host of a category not
- * granted, releases it in order on a grant. Table and rules: consentproxy/banner/guard.py. */
+/* consentproxy guard, the page's first script: holds what page scripts load from trackers of categories
+ * not granted; releases it in order on a grant. See consentproxy/banner/guard.py. */
 (function (T) {
   'use strict';
 
@@ -14,16 +14,19 @@
   for (const cat in T.c) T.c[cat].split(' ').forEach(h => hosts.set(h, cat));
   for (const h in T.p) hosts.set(h, T.p[h]);
   const KIND = {SCRIPT: 'scripts', IFRAME: 'iframes'};
-  const ATTRS = {SCRIPT: ['src'], IFRAME: ['src'], IMG: ['src', 'srcset'],
-    SOURCE: ['src', 'srcset'], LINK: ['href'], EMBED: ['src'], OBJECT: ['data'],
-    VIDEO: ['src', 'poster'], AUDIO: ['src']};
+  const ATTRS = {SCRIPT: ['src'], IFRAME: ['src'], IMG: ['src', 'srcset'], LINK: ['href'], EMBED: ['src'],
+    OBJECT: ['data']};
   const SEL = Object.keys(ATTRS).map(tag => ATTRS[tag].map(a => tag + '[' + a + ']')).join();
   const URLS = /(?:https?:)?\/\/[^\s"'`<>()\\]+/gi;
   // a template would not parse their markup alike
-  const NATIVE = /^(?:script|style|textarea|title|xmp|iframe|noembed|noframes|noscript|plaintext|template)$/;
+  const NATIVE = /^(?:script|style|textarea|title|iframe|noscript|template)$/;
   const queue = [];
   const pending = new WeakMap();
   const seen = new WeakSet();
+  const quiet = new WeakSet(); // held iframes: the load of their about:blank is not the page's
+  d.addEventListener('load', e => {
+    if (quiet.has(e.target) && e.target.tagName === 'IFRAME') e.stopImmediatePropagation();
+  }, true);
   const E = Element.prototype;
   const N = Node.prototype;
   const D = Document.prototype;
@@ -51,7 +54,7 @@
       for (const prefix in rule) if (path.startsWith(prefix) && prefix.length >= best.length) best = prefix;
       return rule[best] || '';
     }
-    const found = (T.u[kind] || []).find(p => u.href.toLowerCase().indexOf(p[0]) >= 0);
+    const found = (T.u[kind] || []).find(p => u.href.toLowerCase().includes(p[0]));
     return found ? found[1] : '';
   }
 
@@ -109,12 +112,14 @@
   // An element the proxy blocked (stamped) is the banner's to release: click-to-load needs no grant.
   function intercept(el, attr, value, set) {
     try {
-      if ((ATTRS[el.tagName] || []).indexOf(attr) < 0 || el.hasAttribute('data-cp-stamp')) return false;
+      if (!(ATTRS[el.tagName] || []).includes(attr) || el.hasAttribute('data-cp-stamp')) return false;
       const cat = heldAttr(el, attr, value);
       const map = pending.get(el) || {};
       if (map[attr]) map[attr].dead = true; // the newest value counts
+      quiet[cat ? 'add' : 'delete'](el);
       map[attr] = cat && hold(cat, () => {
         map[attr] = '';
+        quiet.delete(el);
         set.call(el, value);
         return settled(el);
       });
@@ -127,15 +132,13 @@
 
   for (const tag in ATTRS) {
     ATTRS[tag].forEach(prop => {
-      let proto = d.createElement(tag);
-      while (proto && !Object.prototype.hasOwnProperty.call(proto, prop)) proto = Object.getPrototypeOf(proto);
-      const desc = proto && Object.getOwnPropertyDescriptor(proto, prop);
-      if (!desc || !desc.set || desc.set.cp) return; // <video> and <audio> share HTMLMediaElement's src
-      const set = function (value) {
-        if (!intercept(this, prop, value, desc.set)) desc.set.call(this, value);
-      };
-      set.cp = 1;
-      Object.defineProperty(proto, prop, Object.assign({}, desc, {set}));
+      const proto = Object.getPrototypeOf(d.createElement(tag));
+      const desc = Object.getOwnPropertyDescriptor(proto, prop);
+      if (desc && desc.set) {
+        Object.defineProperty(proto, prop, Object.assign({}, desc, {set(value) {
+          if (!intercept(this, prop, value, desc.set)) desc.set.call(this, value);
+        }}));
+      }
     });
   }
 
@@ -155,7 +158,9 @@
       if (!cat) return;
       if (el.tagName !== 'SCRIPT') {
         own.remove.call(el, attr);
+        quiet.add(el);
         hold(cat, () => {
+          quiet.delete(el);
           own.set.call(el, attr, value);
           return settled(el);
         });
@@ -195,7 +200,7 @@
   const first = args => [args[0]];
   ['appendChild', 'insertBefore', 'replaceChild'].forEach(name => wrap(N, name, first));
   wrap(E, 'insertAdjacentElement', args => [args[1]]);
-  [E, D, DocumentFragment.prototype, CharacterData.prototype].forEach(proto => {
+  [E, D, DocumentFragment.prototype].forEach(proto => {
     ['append', 'prepend', 'before', 'after', 'replaceWith', 'replaceChildren'].forEach(name => {
       if (proto.hasOwnProperty(name)) wrap(proto, name, Array.from);
     });
@@ -217,8 +222,9 @@
         inner.set.call(template, value);
         fragment = template.content;
       }
+      const count = queue.length;
       scan(fragment, write);
-      return fragment;
+      return queue.length > count ? fragment : null; // else the browser's own call
     } catch (err) {
       return null;
     }
