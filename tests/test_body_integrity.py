@@ -296,7 +296,8 @@ class Site:
     def rewriter_parts(self) -> tuple[SiteMarkup, TrackerMatcher, frozenset[str], dict[str, tuple[str, str]]]:
         site = load_config(self.config_path).sites[0]
         unblocked, attributes = analytics_routing(site)
-        return SiteMarkup(site, BannerAssets()), TrackerMatcher(site.consent.services), unblocked, attributes
+        matcher = TrackerMatcher(site.consent.services)
+        return SiteMarkup(site, BannerAssets(), matcher=matcher), matcher, unblocked, attributes  # as the runtime
 
     def reference(self, page: bytes, cookie: str | None, csp: str | None = None) -> bytes:
         """The page rewritten in-process, whole, at the consent state of `cookie` (and under a CSP header)."""
