@@ -96,8 +96,10 @@ FAKE_LIBRARIES = {
     "https://www.google-analytics.com/analytics.js":
         "var h = function (a) { return a[0] + ':' + a[1]; }; window.gaCalls = Array.from(ga.q, h);"
         "ga = function () { gaCalls.push(h(arguments)); };",
-    "http://static.chartbeat.com/js/chartbeat.js": "window.cbSeen = _sf_async_config.uid + ':' + "
-                                                    "_sf_async_config.sections;",
+    # read once the page has loaded, as Chartbeat does (on the page loaded directly it may arrive before /app.js)
+    "http://static.chartbeat.com/js/chartbeat.js":
+        "var r = function () { window.cbSeen = _sf_async_config.uid + ':' + _sf_async_config.sections; };"
+        "if (document.readyState === 'complete') r(); else window.addEventListener('load', r);",
 }
 #: what each library saw, on the page loaded directly and, after Accept all, through the proxy
 EXPECTED = {
