@@ -31,7 +31,8 @@ import browser_leaks
 
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (`make system-deps` installs it)"),
-    pytest.mark.timeout(240),
+    # the module fixture loads 12 pages three times each: ~1 min on a quiet machine, 4+ at a load of 15
+    pytest.mark.timeout(900),
 ]
 
 #: 12 pages that request trackers when loaded directly, each in its own way: parser-inserted scripts and
