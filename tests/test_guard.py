@@ -188,4 +188,4 @@ def test_a_routed_service_stays_allowed_where_another_has_a_rule_for_another_kin
     assert client_category(catalogue, "https://www.googletagmanager.com/gtag/js?id=G-1", "scripts") == ""
     assert client_category(catalogue, "https://www.google-analytics.com/g/collect?v=2", "pixels") == ""
     assert client_category(catalogue, "https://www.googletagmanager.com/gtm.js?id=GTM-1", "scripts") == \
-        "statistics"
+        "marketing"
