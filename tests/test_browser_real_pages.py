@@ -1,16 +1,18 @@
-"""Issue 16: real pages in a real browser, directly and through a real proxy process (a fixed subset).
+"""Issue 16's acceptance, in a real browser: the real pages that request a tracker, directly and through a proxy.
 
-The machinery is load_tests/browser_leaks.py's (see its docstring; `--pages all` there is the full
-measurement): a local upstream serves each page, a proxy process stands in front of it, and headless
-chromium loads every page directly, through the proxy without a decision (then clicks *Accept all*), and
-through the proxy with statistics-only consent, recording and aborting every request to another host.
+The machinery is load_tests/browser_leaks.py's (see its docstring; `--pages all` there measures the whole
+corpus and prints the per-host leak table): a local upstream serves each page, a real proxy process stands
+in front of it, and headless chromium loads every page directly, through the proxy without a decision
+(then clicks *Accept all*), and through the proxy with statistics-only consent, recording and aborting every
+request to another host. Trackers are judged by load_tests/tracker_oracle.py, written for this test and
+independent of the catalogue under test.
 
-What is asserted is what already holds and must not regress: the banner is shown on every proxied page and
-not once a decision is made; blocking is reversible (after *Accept all* every tracker the page requests
-directly is requested again); the proxy breaks no page's JavaScript that it did not break before. The
-issue's acceptance target -- at least 98 % of the pages that request a tracker request none through the
-proxy before consent -- is NOT asserted yet (it fails today): the leak figures are printed instead, and
-the assertion is to be added when the blocking work lands.
+The pages are the 45 of the 170 whose direct load requests a tracker (measured on the whole corpus; the
+rest request none, so they cannot leak): the whole corpus takes ~10 minutes, these ~3. Asserted, as the
+issue asks: at least 98 % of them request no tracker through the proxy before consent; the proxy adds a
+JavaScript error on at most 5 % of them (and on none but the known ones); after *Accept all* they request
+their trackers again (blocking is reversible); with statistics-only consent no marketing host is requested;
+the banner is shown until a decision.
 """
 
 from __future__ import annotations
@@ -31,19 +33,27 @@ import browser_leaks
 
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (`make system-deps` installs it)"),
-    # the module fixture loads 12 pages three times each: ~1 min on a quiet machine, 4+ at a load of 15
-    pytest.mark.timeout(900),
+    # the module fixture loads 45 pages three times each: ~3 min on a quiet machine, 10+ at a load of 15
+    pytest.mark.timeout(1500),
 ]
 
-#: 12 pages that request trackers when loaded directly, each in its own way: parser-inserted scripts and
-#: preloads (newrepublic, timesofindia, ipa.go.jp), ad iframes with srcdoc and pixels (hellogiggles,
-#: littlethings, buzzfeed splash), tracking images (bloomberg graphics, phpspot), inline snippets (vulture,
-#: wired), a javascript: URL iframe and document.write (latimes old), and a <base href> elsewhere (genius)
+#: the pages whose direct load requests a tracker (load_tests/browser_leaks.py --pages all, 2026-12-06): parser-
+#: inserted scripts and preloads, ad iframes with srcdoc, tracking images, inline snippets, document.write,
+#: stylesheets and media from ad hosts, a <base href> elsewhere (genius)
 PAGES = [
-    "newrepublic.com--minutes", "hellogiggles.com", "www.littlethings.com", "www.buzzfeed.com--splash",
-    "www.latimes.com--old", "www.wired.com--content-test", "www.vulture.com--content-test",
-    "www.bloomberg.com--graphics", "phpspot.org", "www.ipa.go.jp", "timesofindia.indiatimes.com", "genius.com",
+    "blisterreview.com", "buzzap.jp", "genius.com", "getnews.jp", "gothamist.com", "hellogiggles.com",
+    "ici.radio-canada.ca", "japan.cnet.com", "japan.zdnet.com", "mashable.com", "newrepublic.com--minutes",
+    "pagesix.com", "phpspot.org", "techlog.iij.ad.jp", "thefederalistpapers.org", "timesofindia.indiatimes.com",
+    "weekly.ascii.jp", "www.aol.com", "www.apartmenttherapy.com", "www.asahi.com", "www.bloomberg.com",
+    "www.bloomberg.com--graphics", "www.broadwayworld.com", "www.buzzfeed.com", "www.buzzfeed.com--splash",
+    "www.cnbc.com", "www.cnbc.com--redesign", "www.cnn.com", "www.fastcompany.com", "www.gizmodo.jp",
+    "www.ipa.go.jp", "www.latimes.com--old", "www.lifehacker.jp", "www.littlethings.com", "www.msn.com",
+    "www.ndtv.com", "www.opposingviews.com", "www.phoronix.com", "www.publickey1.jp", "www.si.com",
+    "www.thepoliticalinsider.com", "www.usmagazine.com", "www.vulture.com--content-test",
+    "www.westernjournalism.com", "www.wired.com--content-test",
 ]
+CLEAN_TARGET = 0.98
+ERROR_TARGET = 0.05
 JOBS = 3
 SETTLE = 1.5
 
@@ -79,22 +89,28 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     yield data
 
 
-def test_leak_figures(measured: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
-    """The issue's figures on this subset, printed (not asserted yet: see the module's docstring)."""
+def test_at_least_98_percent_of_the_tracker_pages_request_no_tracker_before_consent(
+        measured: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     totals = measured["totals"]
+    leaking = {name: page["proxy_trackers_before_consent"] for name, page in measured["pages"].items()
+               if page["direct_trackers"] and page["proxy_trackers_before_consent"]}
     with capsys.disabled():
-        print(f"\n[issue 16, {len(PAGES)} real pages] pages requesting a tracker directly: "
+        print(f"\n[issue 16, {len(PAGES)} real pages] requesting a tracker directly: "
               f"{totals['pages_direct_requesting_a_tracker']}; of those clean through the proxy before consent: "
-              f"{totals['of_those_clean_through_proxy']} ({100 * totals['clean_share']:.0f} %, target 98 %); "
+              f"{totals['of_those_clean_through_proxy']} ({100 * totals['clean_share']:.1f} %, target 98 %); "
               f"tracker requests direct/proxy: {totals['tracker_requests_direct']}/"
               f"{totals['tracker_requests_proxy_before_consent']}; pages where the proxy adds a JS error: "
-              f"{totals['pages_where_proxy_adds_js_error']}")
-        for row in measured["hosts"][:10]:
-            if row["pages_leaking"]:
-                print(f"  leaking: {row['host']} ({row['category']}) on {row['pages_leaking']} of "
-                      f"{row['pages_direct']} pages")
+              f"{totals['pages_where_proxy_adds_js_error']}; leaking: {leaking}")
     assert totals["pages"] == len(PAGES)
-    assert totals["pages_direct_requesting_a_tracker"] > 0  # the subset still measures something
+    # the list is still the corpus' tracker pages (a page's direct load is the page's own HTML and scripts)
+    assert totals["pages_direct_requesting_a_tracker"] >= 0.9 * len(PAGES)
+    assert totals["clean_share"] >= CLEAN_TARGET, f"tracker pages leaking before consent: {leaking}"
+
+
+def test_with_statistics_only_no_marketing_host_is_requested(measured: dict[str, Any]) -> None:
+    marketing = {name: page["statistics_only_marketing"] for name, page in measured["pages"].items()
+                 if page["statistics_only_marketing"]}
+    assert not marketing
 
 
 def test_the_banner_is_on_every_proxied_page_until_a_decision(measured: dict[str, Any]) -> None:
@@ -119,6 +135,7 @@ def test_blocking_is_reversible(measured: dict[str, Any]) -> None:
 def test_the_proxy_breaks_no_more_javascript_than_today(measured: dict[str, Any]) -> None:
     added = {name: page["js_errors_added_by_proxy"] for name, page in measured["pages"].items()
              if page["js_errors_added_by_proxy"]}
+    assert len(added) <= ERROR_TARGET * len(PAGES), added
     _check_known(added, KNOWN_ADDED_JS_ERRORS, "JavaScript errors the proxy adds before consent")
     for name, page in measured["pages"].items():
         # Thrown in our scripts: their frame on top. (The guard wraps document.write and the DOM's insertion
