@@ -52,6 +52,13 @@ PAGES = [
     "www.thepoliticalinsider.com", "www.usmagazine.com", "www.vulture.com--content-test",
     "www.westernjournalism.com", "www.wired.com--content-test",
 ]
+#: the 12 pages this test ran before the whole tracker set: on them any new JavaScript error fails, as before; on
+#: the others the issue's target applies (at most 5 % of the pages), and a new error is reported
+STRICT = frozenset({
+    "newrepublic.com--minutes", "hellogiggles.com", "www.littlethings.com", "www.buzzfeed.com--splash",
+    "www.latimes.com--old", "www.wired.com--content-test", "www.vulture.com--content-test",
+    "www.bloomberg.com--graphics", "phpspot.org", "www.ipa.go.jp", "timesofindia.indiatimes.com", "genius.com",
+})
 CLEAN_TARGET = 0.98
 ERROR_TARGET = 0.05
 JOBS = 3
@@ -136,7 +143,13 @@ def test_the_proxy_breaks_no_more_javascript_than_today(measured: dict[str, Any]
     added = {name: page["js_errors_added_by_proxy"] for name, page in measured["pages"].items()
              if page["js_errors_added_by_proxy"]}
     assert len(added) <= ERROR_TARGET * len(PAGES), added
-    _check_known(added, KNOWN_ADDED_JS_ERRORS, "JavaScript errors the proxy adds before consent")
+    _check_known({name: errors for name, errors in added.items() if name in STRICT}, KNOWN_ADDED_JS_ERRORS,
+                 "JavaScript errors the proxy adds before consent")
+    others = {name: errors for name, errors in added.items()
+              if name not in STRICT and name not in KNOWN_ADDED_JS_ERRORS}
+    if others:
+        warnings.warn(f"JavaScript errors the proxy adds before consent (within the 5 % target): {others}",
+                      stacklevel=2)
     for name, page in measured["pages"].items():
         # Thrown in our scripts: their frame on top. (The guard wraps document.write and the DOM's insertion
         # methods, so an error of the page's own code run by them has a /_consent/ frame further down; such
