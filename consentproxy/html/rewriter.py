@@ -862,30 +862,21 @@ class _Page:
 
     def embedded(self, token: Token, texts: list[str]) -> None:
         """`<object data>` and `<embed src>`: what they load is a document, like an iframe's."""
-        urls = ("data", "src", *_LAZY_URLS)
-        match, detail, moved = self._urls("iframes", token[3], urls, ())
-        if match is None and self.parties is not None:
-            held = self.third_party(token[2], _values(token[3], urls, ()))
-            if held is not None:
-                match, detail = held
-        tag = self._tag(token)
-        match = site_tagged(tag.get("data-consent-category"), match)
-        if not self.blocks(match):
-            return self._unchanged(token, texts)
-        assert match is not None
-        for name in moved or [name for name in _TAGGED_URL_ATTRIBUTES if tag.get(name) is not None]:
-            tag.move(name)
-        self.mark(tag, match, token[2], detail)
-        texts.append(tag.text())
-        return None
+        self._loader(token, texts, "iframes", ("data", "src", *_LAZY_URLS), (), token[2])
 
     def media(self, token: Token, texts: list[str]) -> None:
         """`<video src poster>`, `<audio src>`, `<source src|srcset>`, `<track src>`, `<input type=image src>`:
         what they load is fetched like an image (a video ad's file from the ad server)."""
+        self._loader(token, texts, "pixels", _MEDIA_URLS, _MEDIA_SRCSETS, "media")
+
+    def _loader(self, token: Token, texts: list[str], kind: Kind, urls: tuple[str, ...],
+                srcsets: tuple[str, ...], label: str) -> None:
+        """An element that loads what its URL attributes name: blocked as the tracker it names, or held as an
+        unknown third party; its URLs moved aside."""
         attributes = token[3]
-        match, detail, moved = self._urls("pixels", attributes, _MEDIA_URLS, _MEDIA_SRCSETS)
+        match, detail, moved = self._urls(kind, attributes, urls, srcsets)
         if match is None and self.parties is not None:
-            held = self.third_party(token[2], _values(attributes, _MEDIA_URLS, _MEDIA_SRCSETS))
+            held = self.third_party(token[2], _values(attributes, urls, srcsets))
             if held is not None:
                 match, detail = held
         tag = self._tag(token)
@@ -895,7 +886,7 @@ class _Page:
         assert match is not None
         for name in moved or [name for name in _TAGGED_URL_ATTRIBUTES if tag.get(name) is not None]:
             tag.move(name)
-        self.mark(tag, match, "media", detail)
+        self.mark(tag, match, label, detail)
         texts.append(tag.text())
         return None
 
