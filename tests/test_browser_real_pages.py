@@ -69,10 +69,7 @@ SETTLE = 1.5
 BASE_ELSEWHERE = "<base href=//genius.com/> resolves the banner's relative /_consent/ script, CSS and API on genius.com"
 KNOWN_ACCEPT_NOT_RECORDED = {"genius.com": BASE_ELSEWHERE}
 KNOWN_WIPED: dict[str, str] = {}  # latimes--old was, until the banner caught a released snippet's document.write
-KNOWN_NOT_REVERSIBLE = {
-    "genius.com": BASE_ELSEWHERE,
-    "www.wired.com--content-test": "chartbeat's loader is a window.onload handler: re-run after load, it never fires",
-}
+KNOWN_NOT_REVERSIBLE = {"genius.com": BASE_ELSEWHERE}  # wired's onload Chartbeat loader: since the banner runs it
 KNOWN_ADDED_JS_ERRORS = {
     "www.wired.com--content-test": "the inline script defining the site's CN object (it names Omniture's s_account) "
                                    "is blocked as Adobe Analytics: the site's own later scripts throw",

@@ -460,7 +460,9 @@
       const inline = src === null && executes(s);
       const written = inline ? captureWrites() : null;
       const stubs = inline ? unstub() : null;
+      const late = inline ? catchLateLoad() : null;
       old.replaceWith(s); // an inline script runs here, at once
+      if (late) late();
       if (stubs) restub(stubs);
       if (written) written(s);
       if (!wait) done();
@@ -491,6 +493,46 @@
       } catch (err) {
         report(err);
       }
+    };
+  }
+
+  // A released snippet that waits for the page's load (`window.onload = …`, the classic Chartbeat loader, or a
+  // 'load' / 'DOMContentLoaded' listener) would wait for ever once the page has loaded: what it hands over
+  // then runs right after it. While it runs, the page's own onload handler is set aside, so the snippet's
+  // chaining (`oldonload(); load()`) does not run the page's handler a second time.
+  function catchLateLoad() {
+    if (doc.readyState !== 'complete') return null;
+    const late = [];
+    const own = window.onload;
+    const add = {win: Object.getOwnPropertyDescriptor(window, 'addEventListener'),
+                 doc: Object.getOwnPropertyDescriptor(doc, 'addEventListener')};
+    const catcher = function (target, kind) {
+      return function (type, listener) {
+        if (type === kind && listener) late.push([target, listener, kind]);
+        else EventTarget.prototype.addEventListener.apply(this, arguments);
+      };
+    };
+    window.onload = null;
+    window.addEventListener = catcher(window, 'load');
+    doc.addEventListener = catcher(doc, 'DOMContentLoaded');
+    return function () {
+      [[window, 'win'], [doc, 'doc']].forEach(function (pair) {
+        if (add[pair[1]]) Object.defineProperty(pair[0], 'addEventListener', add[pair[1]]);
+        else delete pair[0].addEventListener;
+      });
+      const set = window.onload;
+      window.onload = own;
+      if (typeof set === 'function') late.push([window, set, 'load']);
+      late.forEach(function (call) {
+        setTimeout(function () {
+          try {
+            if (typeof call[1] === 'function') call[1].call(call[0], new Event(call[2]));
+            else call[1].handleEvent(new Event(call[2]));
+          } catch (err) {
+            report(err);
+          }
+        }, 0);
+      });
     };
   }
 
