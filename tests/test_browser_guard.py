@@ -10,6 +10,7 @@ script's result shows in the DOM. Every request to another host is answered here
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -323,5 +324,109 @@ def test_the_guard_holds_what_the_server_blocks_for_every_catalogued_host(start_
         })""", list(urls))
         wrong = {url: blocked for url, blocked in urls.items() if blocked != (url in held)}
         assert wrong == {}
+    finally:
+        context.close()
+
+
+# -- third_party = "hold": the guard holds what page scripts load from hosts no rule knows ----------------------
+
+DECLARED = "declared-maps.example"
+#: (id, URL, held before Accept all): an unknown vendor's script, pixel and fetch; a CDN on the functional
+#: list; a host the site declared in functional_hosts
+HOLD_ATTEMPTS = [
+    ("uscript", "https://widgets.unknown-vendor.example/w.js?cp=uscript", True),
+    ("upixel", "https://img.unknown-cdn.example/p.png?cp=upixel", True),
+    ("ufetch", "https://api.unknown-api.example/v1?cp=ufetch", True),
+    ("functional", "https://cdnjs.cloudflare.com/ajax/libs/lib/1/lib.js?cp=functional", False),
+    ("declared", f"https://tiles.{DECLARED}/t.png?cp=declared", False),
+]
+HOLD_APP = """window.addEventListener('load', function () {
+  var U = %(urls)s;
+  var s = document.createElement('script');
+  s.src = U.uscript;
+  document.head.appendChild(s);
+  new Image().src = U.upixel;
+  fetch(U.ufetch).catch(function () {});
+  var lib = document.createElement('script');
+  lib.src = U.functional;
+  document.head.appendChild(lib);
+  new Image().src = U.declared;
+  document.getElementById('result').textContent = 'page script ran';
+});"""
+
+
+@pytest.fixture(scope="module")
+def hold_site() -> Iterator[int]:
+    app = HOLD_APP % {"urls": json.dumps({name: url for name, url, _ in HOLD_ATTEMPTS})}
+    with serve_page(PAGE % {"nonce": ""}, files={"/app.js": (app, "text/javascript")}) as port:
+        yield port
+
+
+def _ids(seen: Visit) -> set[str]:
+    return {url.rsplit("cp=", 1)[-1] for url in seen.trackers if "cp=" in url}
+
+
+def test_under_hold_unknown_hosts_wait_for_accept_all_and_functional_ones_do_not(
+        start_proxy: Any, hold_site: int, browser: Browser) -> None:
+    proxy: Proxy = start_proxy(site_toml("held", f"http://127.0.0.1:{hold_site}", third_party="hold",
+                                         functional_hosts=[DECLARED]))
+    free = {name for name, _, held in HOLD_ATTEMPTS if not held}
+    seen = visit(browser, proxy)
+    page = seen.page
+    try:
+        assert page.locator("#result").text_content() == "page script ran"
+        assert _ids(seen) == free, "before consent only the functional and declared hosts load"
+        page.locator("#cp-banner [data-cp-action=settings]").click()
+        page.locator(".cp-dialog label[for=cp-sw-statistics]").click()
+        page.locator(".cp-dialog [data-cp-action=save_selection]").click()
+        page.wait_for_timeout(1000)
+        assert _ids(seen) == free, "statistics only releases no unknown third party (held as marketing)"
+        page.locator("#cp-reopen, [data-cp-action=reopen]").first.click()
+        page.locator("#cp-banner [data-cp-action=accept_all], .cp-dialog [data-cp-action=accept_all]").first.click()
+        deadline = time.monotonic() + 15
+        while _ids(seen) != {name for name, *_ in HOLD_ATTEMPTS} and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert _ids(seen) == {name for name, *_ in HOLD_ATTEMPTS}
+        assert seen.problems == []
+    finally:
+        page.context.close()
+
+
+def test_under_hold_the_guard_decides_as_the_server_does(start_proxy: Any, hold_site: int,
+                                                         browser: Browser) -> None:
+    """For unknown hosts, the functional list (with and without its path prefixes), declared and own hosts
+    and catalogued trackers: the guard holds exactly the URLs the server would hold."""
+    from consentproxy.html.functional import FUNCTIONAL, ThirdParties
+
+    proxy: Proxy = start_proxy(site_toml("held", f"http://127.0.0.1:{hold_site}", third_party="hold",
+                                         functional_hosts=[DECLARED]))
+    parties = ThirdParties(("127.0.0.1", "localhost"), (DECLARED,), hold=True)
+    matcher = TrackerMatcher(())
+    functional_hosts = [entry.split("/", 1)[0] for entry in FUNCTIONAL]
+    lookalikes = [f"not{host}" for host in functional_hosts] + [f"{host}.other.example" for host in functional_hosts]
+    trackers = [host for host, _, _ in itertools.islice(matcher.host_rules(), 300)]
+    names = functional_hosts + lookalikes + trackers + [
+        DECLARED, "localhost", "unknown-vendor.example", "www.google-analytics.com", "cdn.cookielaw.org"]
+    urls: dict[str, bool] = {}
+    for entry in list(FUNCTIONAL) + names:
+        host, _, path = entry.partition("/")
+        for name in (host, "sub." + host):
+            for url in (f"https://{name}/{path}x.js", f"https://{name}/zz-under-no-rule.js"):
+                tracker = next((m for m in (matcher.url(kind, url) for kind in ("scripts", "iframes", "pixels"))
+                                if m is not None), None)
+                urls[url] = tracker.category != "necessary" if tracker is not None else \
+                    parties.party(url).origin == "unknown"
+    assert sum(urls.values()) > 100 and sum(not held for held in urls.values()) > 100
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(proxy.url + "/", wait_until="load")
+        held = page.evaluate("""urls => urls.filter(url => {
+          const s = document.createElement('script');
+          s.src = url;
+          return !s.hasAttribute('src');
+        })""", list(urls))
+        wrong = {url: blocked for url, blocked in urls.items() if blocked != (url in held)}
+        assert wrong == {}, sorted(wrong.items())
     finally:
         context.close()

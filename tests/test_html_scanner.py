@@ -41,7 +41,8 @@ PIECES = [
     "<SCRIPT type=text/javascript>", "</SCRIPT >", "</script\n>", "<script/>", "<noscript>", "</noscript>",
     '<div data-consent-category="marketing">', "<video DATA-CONSENT-CATEGORY=ads src=v.mp4>",
     "<input type=image src=i.png data-consent-category=statistics>",
-    "<object data=o.swf>", "</object>", "<embed src=e.swf>", "<svg><image href=si.png /></svg>", "<image href=h>",
+    "<object data=o.swf>", "</object>", "<embed src=e.swf>", "<base href=//other.example/>",
+    "<svg><image href=si.png /></svg>", "<image href=h>",
     "<svg><image xlink:href=sx.png></image></svg>", "<svg><image src=no.png>",
     "<video src=v.mp4 poster=p.jpg>", "</video>", "<audio src=a.mp3>", "</audio>", "<source src=s.mp4>",
     "<track src=t.vtt>", "<input type=image src=i.png>", "<input TYPE=IMAGE src=j.png>", "<input type=text>",
@@ -72,7 +73,8 @@ PIECES = [
     # NUL bytes (the parser reads them as U+FFFD; the scanner's loops stop at a NUL after the buffer)
     "te\x00xt ", "<img src=nul\x00.png>", "<img da\x00ta-x=1 src='q\x00'>", "<p\x00>", "<img src=\x00",
 ]
-REPORTED = {"script", "iframe", "img", "link", "noscript", "object", "embed", "video", "audio", "source", "track"}
+REPORTED = {"script", "iframe", "img", "link", "noscript", "object", "embed", "video", "audio", "source", "track",
+            "base"}
 #: SVG's <image> loads its href: reported too (the scanner's name for it, "image", is read as "img" below)
 _SVG_IMAGE = "{http://www.w3.org/2000/svg}image"
 _XLINK_HREF = "{http://www.w3.org/1999/xlink}href"

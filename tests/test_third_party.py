@@ -464,6 +464,22 @@ def test_a_style_attribute_naming_an_ad_image_is_neutralised() -> None:
     assert rewrite(page, shop(hold=False))[1] == [] and rewrite(page, shop(), ALL)[1] == []
 
 
+def test_a_held_element_holds_the_images_of_its_style_attribute_too() -> None:
+    """yahoo.com: `<img style="background-image:url(https://s.yimg.com/…)" src="https://s.yimg.com/…/spaceball.gif">`
+    was held for its src while its style's image loaded; a tracker's pixel with a style image likewise."""
+    out, blocked, _ = rewrite(real("www.yahoo.com"), ThirdParties(("127.0.0.1",), hold=True))
+    element = _element_with(out, "mjXKuugysurlt_2ir3S0Yg")
+    assert "yimg" not in element.attrib["style"] and "s.yimg.com/uu/api" in element.attrib["data-cp-style"]
+    assert element.attrib["data-cp-src"].endswith("spaceball.gif") and element.attrib["data-cp-blocked"] == "marketing"
+    page = (b'<img src="https://www.facebook.com/tr?id=1" style="width:1px;background:url(https://img.vendor.io/b.png)">'
+            b'<img src="https://www.facebook.com/tr?id=2" style="background:url(/own.png)">')
+    out, blocked, _ = rewrite(page, shop())
+    assert '<img style="width:1px;background:none" ' in out
+    assert 'data-cp-style="width:1px;background:url(https://img.vendor.io/b.png)"' in out
+    assert 'style="background:url(/own.png)"' in out and out.count("data-cp-style") == 1
+    assert [b.kind for b in blocked] == ["img", "img"]
+
+
 def test_under_hold_style_sheets_in_the_page_load_nothing_from_unknown_hosts() -> None:
     """vulture.com: `<style>` rules with `background-image: url(//cache.nymag.com/media/…)`; and `@import`s,
     `@font-face` sources. Handed over by the scanner only under hold: report mode leaves `<style>` alone."""

@@ -8,7 +8,11 @@ page's scripts load later. It decides with the server's rules, shipped as a tabl
 - `p`: {host: {path prefix: category}}: hosts whose category depends on the path (the longest prefix the
   URL's path and query start with wins; "" is the host's default);
 - `u`: {kind: [[substring, category], …]}: the patterns that name no host ("matomo.js"), for third-party
-  URLs whose host has no entry.
+  URLs whose host has no entry;
+- only for a site that holds unknown third parties (`third_party = "hold"`, see consentproxy/html/functional.py):
+  `d`, the category such a host is held under, and `a`, "host host/path …": what is not held (the site's own
+  names and their registrable domains, its declared hosts, the built-in functional list; a page's own host and
+  its subdomains, "www." left out, are its own too).
 
 A URL's host is looked up, then each parent domain down to two labels: the first host with an entry
 decides. Category "" means allowed: a necessary service, or one the site routes through the proxy's
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from consentproxy.banner.assets import BannerAssets
+from consentproxy.html.functional import UNKNOWN_CATEGORY, ThirdParties
 from consentproxy.html.trackers import Kind, TrackerMatcher
 
 logger = logging.getLogger("consentproxy.banner")
@@ -39,6 +45,9 @@ TABLE_MARKER = "/*table*/{c: {}, p: {}, u: {}}"
 HOST_LIMIT = 20000
 _KINDS: tuple[Kind, ...] = ("scripts", "iframes", "pixels")
 _ALLOWED = ""
+_HEADER = re.compile(r"\A/\*.*?\*/\n", re.S)
+#: a comment after code whose text has no quote or slash (so it is no string's or regular expression's part)
+_TRAILING = re.compile(r"\s+// [^'\"/`]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +62,33 @@ class SiteGuard:
         return not self.categories <= allowed
 
 
-def build_guard(assets: BannerAssets, matcher: TrackerMatcher, unblocked: frozenset[str]) -> SiteGuard:
+def build_guard(assets: BannerAssets, matcher: TrackerMatcher, unblocked: frozenset[str],
+                parties: ThirdParties | None = None) -> SiteGuard:
     """The site's guard, registered with `assets` (so the consent endpoints serve it, compressed once)."""
-    table = guard_table(matcher, unblocked)
+    table = guard_table(matcher, unblocked, parties)
     path = assets.add("guard.js", guard_script(assets.guard_source, table))
     return SiteGuard(path, table_categories(table))
 
 
 def guard_script(source: str, table: dict[str, Any]) -> bytes:
-    """guard.js with the table in place of its empty one."""
+    """guard.js as served: compact, with the table in place of its empty one."""
     if source.count(TABLE_MARKER) != 1:
         raise ValueError(f"guard.js must hold {TABLE_MARKER!r} once, where the table goes")
     encoded = json.dumps(table, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
-    return source.replace(TABLE_MARKER, encoded).encode("ascii")
+    return compact_script(source).replace(TABLE_MARKER, encoded).encode("ascii")
+
+
+def compact_script(source: str) -> str:
+    """The script without its header comment, comment lines, trailing comments and indentation: every page
+    loads the guard, its comments are for us. Lines stay lines (no semicolon is inserted or lost)."""
+    lines = (_TRAILING.sub("", line).strip() for line in _HEADER.sub("", source).split("\n"))
+    return "".join(f"{line}\n" for line in lines if line and not line.startswith("//"))
 
 
 def table_categories(table: dict[str, Any]) -> frozenset[str]:
     found = set(table["c"])
+    if "d" in table:
+        found.add(table["d"])
     for entry in table["p"].values():
         found.update(entry.values())
     for patterns in table["u"].values():
@@ -77,7 +96,8 @@ def table_categories(table: dict[str, Any]) -> frozenset[str]:
     return frozenset(found - {_ALLOWED})
 
 
-def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str]) -> dict[str, Any]:
+def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str],
+                parties: ThirdParties | None = None) -> dict[str, Any]:
     """The compact table of the matcher's host rules and URL patterns (see the module docstring)."""
     prefixes: dict[str, set[str]] = {}
     for host, prefix, _ in matcher.host_rules():
@@ -87,15 +107,26 @@ def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str]) -> dict[str,
             break
         prefixes.setdefault(host, set()).add(prefix)
 
+    hold = parties is not None and parties.hold
+    if hold:  # what is not held under a tracker's domain gets entries (and prefixes) of its own
+        for allowed in parties.not_held if parties is not None else ():
+            host, slash, path = allowed.partition("/")
+            if any(name in prefixes for name in _self_and_parents(host)):
+                prefixes.setdefault(host, set()).add(slash + path)
+
     def verdict(host: str, prefix: str) -> str:
         """The server's category for a URL of this host whose path starts with this prefix and no longer one:
         as a script's URL, else (no rule for scripts) an iframe's, else a pixel's. So a service the site
-        routes through its anonymiser stays allowed where another has a rule for another kind of element."""
+        routes through its anonymiser stays allowed where another has a rule for another kind of element.
+        Under hold, a URL no rule knows is held unless the site's third parties allow it."""
+        url = f"//{host}{prefix or '/'}"  # a browser's path starts with "/"
         for kind in _KINDS:
-            match = matcher.url(kind, f"//{host}{prefix or '/'}")  # a browser's path starts with "/"
+            match = matcher.url(kind, url)
             if match is not None:
                 return match.category if match.category != "necessary" and match.service not in unblocked \
                     else _ALLOWED
+        if parties is not None and hold and parties.party(url).origin == "unknown":
+            return UNKNOWN_CATEGORY
         return _ALLOWED
 
     entries: dict[str, dict[str, str]] = {}
@@ -116,7 +147,7 @@ def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str]) -> dict[str,
         entry = entries[host]
         fallback = next((kept[name] for name in _self_and_parents(host)[1:] if name in kept), None)
         if fallback is None:
-            if set(entry.values()) != {_ALLOWED}:
+            if hold or set(entry.values()) != {_ALLOWED}:  # under hold, no entry is not "allowed"
                 kept[host] = entry
         elif any(_pick(entry, prefix) != _pick(fallback, prefix) for prefix in {*entry, *fallback}):
             kept[host] = entry
@@ -132,7 +163,12 @@ def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str]) -> dict[str,
     for kind, pattern, match in matcher.url_patterns():
         if match.category != "necessary" and match.service not in unblocked:
             patterns.setdefault(kind, []).append([pattern, match.category])
-    return {"c": {category: " ".join(hosts) for category, hosts in simple.items()}, "p": by_path, "u": patterns}
+    table: dict[str, Any] = {"c": {category: " ".join(hosts) for category, hosts in simple.items()},
+                             "p": by_path, "u": patterns}
+    if parties is not None and parties.hold:
+        table["d"] = UNKNOWN_CATEGORY
+        table["a"] = " ".join(parties.not_held)
+    return table
 
 
 def _self_and_parents(host: str) -> list[str]:

@@ -137,9 +137,9 @@ class SiteMarkup:
         #: the client-side guard, with this site's tracker table (no matcher: no guard)
         self.guard: SiteGuard | None = None
         if matcher is not None:
-            from consentproxy.html.step import analytics_routing  # the HTML step imports this module
+            from consentproxy.html.step import analytics_routing, site_parties  # the HTML step imports this module
 
-            self.guard = build_guard(assets, matcher, analytics_routing(site)[0])
+            self.guard = build_guard(assets, matcher, analytics_routing(site)[0], site_parties(site))
         self._guard_tags: dict[frozenset[str], str] = {}
 
     def text(self, lang: str, key: str, **values: str) -> str:
@@ -307,6 +307,11 @@ class SiteMarkup:
                 self._consent_mode[key] = cached
         return cached
 
+    def absolute(self, code: str, origin: str) -> str:
+        """Markup of ours with its URLs (`src="/_consent/…"`, `href=…`) on `origin` when one is given (a page
+        with a base URL); `origin` is a validated scheme and host, safe in an attribute."""
+        return code.replace(f'="{self.prefix}/', f'="{origin}{self.prefix}/') if origin else code
+
     def placeholder(self, lang: str, service: str, embed_id: str) -> str:
         e = ascii_html
         # Phrasing content only (span, button): an iframe may sit inside a <p>, which a <div> would close.
@@ -337,12 +342,12 @@ class PageInjection(Injection):
         self.decision = decision
         self.accept_language = accept_language
 
-    def consent_mode(self, nonces: NoncePlan) -> str:
-        return self.markup.consent_mode(self.decision, nonces)
+    def consent_mode(self, nonces: NoncePlan, origin: str = "") -> str:
+        return self.markup.absolute(self.markup.consent_mode(self.decision, nonces), origin)
 
-    def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str) -> str:
-        return self.markup.bundle(self.markup.language(page_lang, self.accept_language), self.decision, nonces,
-                                  stamp)
+    def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str, origin: str = "") -> str:
+        return self.markup.absolute(self.markup.bundle(self.markup.language(page_lang, self.accept_language),
+                                                       self.decision, nonces, stamp), origin)
 
     def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
         return self.markup.placeholder(self.markup.language(page_lang, self.accept_language), service, embed_id)

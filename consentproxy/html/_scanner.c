@@ -246,7 +246,9 @@ static int role_of(const char *n, Py_ssize_t len)
             return R_REPORT | R_VOID;
         if (IS("meta"))
             return R_META | R_BREAKOUT | R_VOID;
-        if (IS("area") || IS("base"))
+        if (IS("base"))
+            return R_REPORT | R_VOID; /* a base URL: what we inject then names our origin */
+        if (IS("area"))
             return R_VOID;
         if (IS("math"))
             return R_MATH;

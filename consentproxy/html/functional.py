@@ -155,6 +155,8 @@ _SECOND_LEVEL = frozenset({
 Origin = Literal["own", "functional", "declared", "unknown"]
 #: the service name an unknown third party is held under, before its host
 UNKNOWN_SERVICE = "unknown third party: "
+#: the category an unknown third party is held under, with `hold`
+UNKNOWN_CATEGORY = "marketing"
 _RECORD_LIMIT = 256
 _CACHE_LIMIT = 4096
 
@@ -264,7 +266,11 @@ class ThirdParties:
                 own.add(name)
                 own.add(registrable(name))
         self._own = frozenset(own)
-        self._declared = HostRules({host.removeprefix("*."): host for host in declared if host.strip("*. ")})
+        declared_entries = {host.removeprefix("*."): host for host in declared if host.strip("*. ")}
+        self._declared = HostRules(declared_entries)
+        #: what a held unknown host is tested against, for the client-side guard (`not_held`)
+        self.not_held = tuple(sorted(self._own | {entry.lower().strip().rstrip(".") for entry in declared_entries}
+                                     | set(FUNCTIONAL)))
         self._cache: dict[str, Party] = {}
         self._lock = threading.Lock()
         self.unknown: dict[str, UnknownHost] = {}
@@ -311,7 +317,7 @@ class ThirdParties:
                 if builtin is not None:
                     found = Party(host, "functional", builtin)
                 else:
-                    found = Party(host, "unknown", "", Match(UNKNOWN_SERVICE + host, "marketing"))
+                    found = Party(host, "unknown", "", Match(UNKNOWN_SERVICE + host, UNKNOWN_CATEGORY))
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         cache[raw_url] = found

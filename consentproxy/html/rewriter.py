@@ -130,12 +130,16 @@ class Resource(NamedTuple):
 
 
 class Injection:
-    """What the page gets from us; supplied by the banner layer so the rewriter stays generic."""
+    """What the page gets from us; supplied by the banner layer so the rewriter stays generic.
 
-    def consent_mode(self, nonces: NoncePlan) -> str:
+    `origin`: "" for URLs of our own as root-relative paths, or the request's own origin ("https://shop.nl") to
+    put before them, once the page has set a base URL (`<base href>`), which would resolve them elsewhere.
+    """
+
+    def consent_mode(self, nonces: NoncePlan, origin: str = "") -> str:
         return ""
 
-    def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str) -> str:
+    def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str, origin: str = "") -> str:
         return ""
 
     def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
@@ -214,6 +218,9 @@ class PagePlan:
     #: the registrable domain of the request's host where the site's `hosts` do not name it (a `*` site):
     #: its own too; part of the memos' keys
     own_domain: str = ""
+    #: the request's own origin ("https://shop.nl"; "" when not known for sure): what we inject names it once
+    #: the page has a `<base href>`
+    origin: str = ""
     #: when a list: every URL on another host of every element, with what it was matched to (`preview`;
     #: the memos are not used, so every element is looked at)
     inventory: list[Resource] | None = None
@@ -357,6 +364,8 @@ class _Page:
         #: inside `<noscript>` only what loads without scripts is rewritten, and an iframe gets no placeholder
         self.nested = nested
         self.consent_mode_done = self.bundle_done = nested
+        #: what our injected URLs start with: "" until the page sets a base URL (see `base`)
+        self.origin = ""
         self.embeds = 0
         self.pixel_answers = self.matcher.answers("pixels")
         self.noop: TagSet | None = None
@@ -506,12 +515,22 @@ class _Page:
             self.blocked.extend(found[1])
         out.append(found[0].replace(_STAMP_MARK_BYTES, self.stamp.encode("ascii")))
 
+    def first_scripts(self) -> str:
+        """What must run before any of the page's scripts (the guard, the Consent Mode default), once: before
+        its first `<script>`, else before `<body>` (its event handler attributes are scripts too), else at
+        the end."""
+        if self.consent_mode_done:
+            return ""
+        self.consent_mode_done = True
+        return self.plan.injection.consent_mode(self.plan.nonces, self.origin)
+
     def end(self) -> bytes:
         if self.bundle_done:
             return b""
         self.bundle_done = True  # a document without <body>: the parser puts this in the implied body
-        return self.plan.injection.bundle(self.page_lang, self.plan.nonces, self.stamp).encode(self.codec,
-                                                                                               self.errors)
+        code = self.first_scripts() + self.plan.injection.bundle(self.page_lang, self.plan.nonces, self.stamp,
+                                                                 self.origin)
+        return code.encode(self.codec, self.errors)
 
     def _tag(self, token: Token) -> _Tag:
         return _Tag(token[1].decode(self.codec, self.errors), token[2], list(token[3]), token[7])
@@ -528,6 +547,16 @@ class _Page:
         """A `style` attribute whose `url()`s name what is blocked (a tracker's, or an unknown host's under hold):
         those become `none`, the attribute as it came is kept in `data-cp-style`, the element is marked."""
         tag = self._tag(token)
+        found = self._neutralise_style(tag)
+        if not found:
+            return False
+        self.mark(tag, found[0][0], "style", found[0][1])
+        texts.append(tag.text())
+        return True
+
+    def _neutralise_style(self, tag: _Tag) -> list[tuple[Match, str]]:
+        """The blocked `url()`s of the tag's style attribute made `none` (the attribute as it came kept in
+        `data-cp-style`); what they were."""
         raw = tag.get("style") or ""
         value = html.unescape(raw) if "&" in raw else raw
         found: list[tuple[Match, str]] = []
@@ -545,13 +574,10 @@ class _Page:
             return "none"
 
         rewritten = _CSS_URL.sub(neutral, value)
-        if not found:
-            return False
-        tag.set("style", rewritten.replace("&", "&amp;"))
-        tag.set("data-cp-style", raw)
-        self.mark(tag, found[0][0], "style", found[0][1])
-        texts.append(tag.text())
-        return True
+        if found:
+            tag.set("style", rewritten.replace("&", "&amp;"))
+            tag.set("data-cp-style", raw)
+        return found
 
     def _inline(self, code: str) -> Match | None:
         """The service inline code loads: named in it, or in the markup it holds percent-encoded (a tag it
@@ -637,6 +663,9 @@ class _Page:
                 self.inventory.append(Resource(html.unescape(url), element, party.host, matched, held))
 
     def mark(self, tag: _Tag, match: Match, kind: str, detail: str) -> None:
+        """Mark a blocked element; a `url()` of its style attribute that is blocked too waits with it."""
+        if kind != "style" and "url(" in (tag.get("style") or "").lower() and tag.get("data-cp-style") is None:
+            self._neutralise_style(tag)
         tag.set("data-cp-blocked", _escape(match.category))
         tag.set("data-cp-service", _escape(match.service))
         tag.set("data-cp-stamp", self.stamp)
@@ -652,9 +681,8 @@ class _Page:
         the same snippets come on every page, and their outcome is kept encoded)."""
         _, raw, _, _, in_template, content, end, _ = token
         assert content is not None
-        if not self.nested and not in_template and not self.consent_mode_done:  # a template's script is inert
-            self.consent_mode_done = True
-            code = self.plan.injection.consent_mode(self.plan.nonces)
+        if not in_template:  # a template's script is inert
+            code = self.first_scripts()
             if code:
                 out.append(code.encode(self.codec, self.errors))
         memo = self.scripts
@@ -945,8 +973,14 @@ class _Page:
     def body(self, token: Token, texts: list[str]) -> None:
         if not self.bundle_done:
             self.bundle_done = True
-            texts += [token[1].decode(self.codec, self.errors),
-                      self.plan.injection.bundle(self.page_lang, self.plan.nonces, self.stamp)]
+            texts += [self.first_scripts(), token[1].decode(self.codec, self.errors),
+                      self.plan.injection.bundle(self.page_lang, self.plan.nonces, self.stamp, self.origin)]
+
+    def base(self, token: Token, texts: list[str]) -> None:
+        """A base URL would resolve our root-relative URLs against another origin: from here on they name
+        the request's own (the first `<base href>` sets the document's base URL, even one we cannot parse)."""
+        if not self.nested and any(key == "href" for key, _ in token[3]):
+            self.origin = self.plan.origin
 
     def meta(self, token: Token, texts: list[str]) -> None:
         tag = self._tag(token)
@@ -1062,6 +1096,7 @@ def _present(attributes: list[tuple[str, str]], names: tuple[str, ...]) -> list[
 _Handler = Callable[[_Page, Token, list[str]], None]
 _HANDLERS: dict[str, _Handler] = {"img": _Page.img, "image": _Page.img, "iframe": _Page.iframe, "link": _Page.link,
                                   "meta": _Page.meta, "html": _Page.html, "body": _Page.body,
+                                  "base": _Page.base,
                                   "object": _Page.embedded, "embed": _Page.embedded, "video": _Page.media,
                                   "audio": _Page.media, "source": _Page.media, "track": _Page.media,
                                   "input": _Page.media}

@@ -173,7 +173,7 @@ class HtmlRewriting(Step):
         plan = PagePlan(self.matcher, decision.allowed, injection, nonces, unblocked=self.unblocked,
                         script_attributes=self.script_attributes, noscript_memo=self.noscript_memo,
                         state_memos=self.state_memos, parties=self.parties,
-                        own_domain=self._own_domain(exchange.host))
+                        own_domain=self._own_domain(exchange.host), origin=exchange.public_origin())
         headers[:] = [row for row in headers if row[0] not in _DROPPED_ON_REWRITE]
         if out_coding is not None:
             headers.append((b"content-encoding", out_coding))

@@ -10,11 +10,15 @@ request.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from consentproxy.proxy.sites import Site
+
+#: a host name or an IP address, with an optional port: what an origin we write into a page may hold
+_ORIGIN_HOST = re.compile(r"(?:[a-z0-9_-]+\.)*[a-z0-9_-]+\.?(?::[0-9]{1,5})?|\[[0-9a-f:.]+\](?::[0-9]{1,5})?")
 
 
 class Exchange:
@@ -64,6 +68,20 @@ class Exchange:
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.extra: dict[str, Any] = {}
+
+
+    def public_origin(self) -> str:
+        """The origin the visitor's browser is on ("https://shop.nl:8443"): the scheme and host a trusted proxy
+        in front of us forwarded, else ours; "" when the host is no plain host name or address (nothing
+        taken from a request goes into a page unchecked)."""
+        owned = self.owned_headers
+        proto = owned.get(b"x-forwarded-proto", b"") if self.trusted_peer else b""
+        scheme = proto.split(b",")[0].strip().lower().decode("latin-1") or self.scheme
+        host = (owned.get(b"x-forwarded-host") if self.trusted_peer else None) or self.host
+        name = host.split(b",")[0].strip().lower().decode("latin-1")
+        if scheme not in ("http", "https") or not _ORIGIN_HOST.fullmatch(name):
+            return ""
+        return f"{scheme}://{name}"
 
 
 class Reply:

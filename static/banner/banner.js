@@ -25,7 +25,8 @@
   const JS_TYPE = /^(?:(?:text|application)\/(?:x-)?(?:java|ecma)script|text\/(?:jscript|livescript|javascript1\.[0-5]))$/;
   const TT_KIND = {TrustedScript: 'createScript', TrustedScriptURL: 'createScriptURL'};
 
-  const api = root.getAttribute('data-cp-api') || '/_consent';
+  // on our own origin, whatever base URL the page set
+  const api = location.origin + (root.getAttribute('data-cp-api') || '/_consent');
   const config = readConfig();
   const texts = config.texts || {};
   let granted = new Set(normalise((root.getAttribute('data-cp-granted') || '').split(/\s+/)));

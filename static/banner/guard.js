@@ -13,6 +13,12 @@
   const hosts = new Map();
   for (const cat in T.c) T.c[cat].split(' ').forEach(h => hosts.set(h, cat));
   for (const h in T.p) hosts.set(h, T.p[h]);
+  const ok = new Map(); // under hold: host → path prefixes not held
+  (T.a || '').split(' ').forEach(e => {
+    const i = (e + '/').indexOf('/');
+    ok.set(e.slice(0, i), (ok.get(e.slice(0, i)) || []).concat(e.slice(i)));
+  });
+  const S = location.hostname.replace(/^www\./, '');
   const KIND = {SCRIPT: 'scripts', IFRAME: 'iframes'};
   const ATTRS = {SCRIPT: ['src'], IFRAME: ['src'], IMG: ['src', 'srcset'], LINK: ['href'], EMBED: ['src'],
     OBJECT: ['data']};
@@ -23,7 +29,7 @@
   const queue = [];
   const pending = new WeakMap();
   const seen = new WeakSet();
-  const quiet = new WeakSet(); // held iframes: the load of their about:blank is not the page's
+  const quiet = new WeakSet(); // held iframes: the load of their about:blank is not for the page
   d.addEventListener('load', e => {
     if (quiet.has(e.target) && e.target.tagName === 'IFRAME') e.stopImmediatePropagation();
   }, true);
@@ -44,8 +50,8 @@
       return '';
     }
     const host = u.hostname.replace(/\.$/, '');
-    if (!/^https?:$/.test(u.protocol) || host === location.hostname) return ''; // the page's own
-    const path = u.href.slice(u.href.indexOf('/', u.protocol.length + 2)).toLowerCase(); // keeps a bare "?"
+    if (!/^https?:$/.test(u.protocol) || host === location.hostname) return ''; // own host
+    const path = u.href.slice(u.href.indexOf('/', u.protocol.length + 2)).toLowerCase(); // keeps a bare ?
     for (let name = host; name.indexOf('.') > 0; name = name.slice(name.indexOf('.') + 1)) {
       const rule = hosts.get(name);
       if (rule === undefined) continue;
@@ -55,7 +61,11 @@
       return rule[best] || '';
     }
     const found = (T.u[kind] || []).find(p => u.href.toLowerCase().includes(p[0]));
-    return found ? found[1] : '';
+    if (found) return found[1];
+    for (let name = host; T.d && name; name = name.slice(name.indexOf('.') + 1 || name.length)) {
+      if (name === S || (ok.get(name) || []).some(p => path.startsWith(p))) return '';
+    }
+    return T.d || '';
   }
 
   function held(value, kind) {
@@ -193,7 +203,7 @@
     proto[name] = function () {
       try {
         nodes(arguments).forEach(node => scan(node, true));
-      } catch (err) { /* inserted as asked */ }
+      } catch (err) {} // inserted as asked
       return orig.apply(this, arguments);
     };
   }
@@ -224,7 +234,7 @@
       }
       const count = queue.length;
       scan(fragment, write);
-      return queue.length > count ? fragment : null; // else the browser's own call
+      return queue.length > count ? fragment : null; // else the call of the browser
     } catch (err) {
       return null;
     }
