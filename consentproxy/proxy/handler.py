@@ -197,6 +197,15 @@ class ProxyHandler:
 
     async def _respond(self, exchange: Exchange, response: aiohttp.ClientResponse, send: Send) -> tuple[int, int]:
         status = response.status
+        if not 200 <= status <= 599:
+            # aiohttp skips interim 1xx answers itself; what is left is no final answer to a request that
+            # asked for no upgrade (101, 1xx), or no HTTP status at all (600, 099): the server could not
+            # even write its status line.
+            response.close()
+            metrics.inc(metrics.UPSTREAM_ERRORS, exchange.site.name, "status")
+            logger.warning("site %s: upstream answered %s %s with status %d, not a final HTTP status",
+                           exchange.site.name, exchange.method, exchange.scope["path"], status)
+            return await send_error(send, 502), 0
         bodyless_status = status in _BODYLESS_STATUS
         has_body = exchange.method != "HEAD" and not bodyless_status
         exchange.status = status
