@@ -8,6 +8,8 @@ origin is recorded and aborted (nothing leaves the machine, no third-party scrip
 when its URL is on the built-in functional list or belongs to a catalogued service of the necessary
 category (a consent platform's); anything else is reported with its resource type and Chromium's initiator.
 Here even a page's own CDN is another host (the page is served from 127.0.0.1): its requests are held too.
+A request to the page's own host name on another port (a script that builds `//` + location.hostname +
+path drops the harness's port) is the page's own origin on a real site: listed apart, not counted.
 
 With --accept, the banner's *Accept all* is clicked afterwards and the report also says which held hosts
 were requested after it (what released elements load depends on the page's own scripts, so this is a
@@ -59,6 +61,9 @@ class PageHold:
     #: requests elsewhere before consent that are neither functional nor necessary: url, type, initiator
     leaks: list[dict[str, str]] = field(default_factory=list)
     allowed: int = 0  # requests elsewhere before consent that were allowed
+    #: requests to the page's own host name on another port (a script that builds `//` + location.hostname
+    #: + path drops the harness's port; on a real site that is the page's own origin)
+    own_host: list[str] = field(default_factory=list)
     after_accept: list[str] = field(default_factory=list)  # hosts requested after Accept all (--accept)
     error: str = ""
 
@@ -92,6 +97,8 @@ async def load_page(browser: Any, url: str, settle: float, timeout: float, accep
                         result.after_accept.append(host)
                 elif allowed_before_consent(request.url):
                     result.allowed += 1
+                elif parts.hostname == urlsplit(url).hostname:
+                    result.own_host.append(request.url[:200])
                 else:
                     result.leaks.append({"url": request.url[:200], "type": request.resource_type,
                                          "initiator": initiators.get(request.url, "")})
@@ -150,6 +157,7 @@ def report(results: list[PageHold]) -> dict[str, Any]:
     return {"pages": len(results), "clean": len(clean),
             "leaking": {r.name: r.leaks for r in results if r.leaks},
             "allowed_requests": sum(r.allowed for r in results),
+            "own_host_other_port": {r.name: r.own_host for r in results if r.own_host},
             "errors": {r.name: r.error for r in results if r.error}}
 
 
@@ -169,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     data["seconds"] = round(time.monotonic() - start, 1)
     print(f"third_party = \"hold\": {data['clean']} of {data['pages']} pages request nothing outside their origin "
           f"and the functional list before consent ({data['allowed_requests']} allowed requests)")
+    for name, urls in data["own_host_other_port"].items():
+        print(f"  own host name on another port, not counted (the harness serves on a port): {name}: {urls[:3]}")
     for name, leaks in data["leaking"].items():
         print(f"  {name}:")
         for leak in leaks[:10]:
