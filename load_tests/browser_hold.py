@@ -163,10 +163,7 @@ def report(results: list[PageHold]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--pages", default="all", help="all, a number (spread over the corpus), or names a,b,c")
-    parser.add_argument("--jobs", type=int, default=3, help="page loads in flight at once (default 3)")
-    parser.add_argument("--settle", type=float, default=1.5, help="seconds to wait after load (default 1.5)")
-    parser.add_argument("--timeout", type=float, default=45, help="seconds for a page's load event (default 45)")
+    browser_leaks.page_options(parser)
     parser.add_argument("--accept", action="store_true", help="click Accept all and record what loads after it")
     parser.add_argument("--out", type=Path, help="write the whole report as JSON here")
     args = parser.parse_args(argv)

@@ -737,12 +737,17 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def page_options(parser: argparse.ArgumentParser) -> None:
+    """The options every real-page browser run takes (this script's and browser_hold.py's)."""
     parser.add_argument("--pages", default="all", help="all, a number (spread over the corpus), or names a,b,c")
     parser.add_argument("--jobs", type=int, default=3, help="page loads in flight at once (default 3)")
     parser.add_argument("--settle", type=float, default=1.5, help="seconds to wait after load (default 1.5)")
     parser.add_argument("--timeout", type=float, default=45, help="seconds for a page's load event (default 45)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    page_options(parser)
     parser.add_argument("--top", type=int, default=30, help="leaking hosts to print (default 30)")
     parser.add_argument("--explain", type=int, default=10,
                         help="leaking hosts whose loading is printed in detail (default 10; the JSON has all)")

@@ -298,6 +298,23 @@ def test_a_nonce_policy_with_trusted_types_raises_no_violation(start_proxy: Any,
         page.context.close()
 
 
+def guard_disagrees(browser: Browser, proxy: Proxy, urls: dict[str, bool]) -> dict[str, bool]:
+    """The URLs whose script the guard holds other than `urls` says (url → whether the server blocks it). A
+    detached script fetches nothing: whether its src attribute was set says whether the guard held it."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(proxy.url + "/", wait_until="load")
+        held = page.evaluate("""urls => urls.filter(url => {
+          const s = document.createElement('script');
+          s.src = url;
+          return !s.hasAttribute('src');
+        })""", list(urls))
+    finally:
+        context.close()
+    return {url: blocked for url, blocked in urls.items() if blocked != (url in held)}
+
+
 def test_the_guard_holds_what_the_server_blocks_for_every_catalogued_host(start_proxy: Any, plain_site: int,
                                                                           browser: Browser) -> None:
     """guard.js itself, with the bundled catalogue's table, against the server's matcher: for each host rule
@@ -313,19 +330,7 @@ def test_the_guard_holds_what_the_server_blocks_for_every_catalogued_host(start_
                 urls[url] = any(m is not None and m.category != "necessary"
                                 for m in (matcher.url(kind, url) for kind in ("scripts", "iframes", "pixels")))
     assert len(urls) > 1000 and sum(urls.values()) > 500
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(proxy.url + "/", wait_until="load")
-        held = page.evaluate("""urls => urls.filter(url => {
-          const s = document.createElement('script');
-          s.src = url;
-          return !s.hasAttribute('src');
-        })""", list(urls))
-        wrong = {url: blocked for url, blocked in urls.items() if blocked != (url in held)}
-        assert wrong == {}
-    finally:
-        context.close()
+    assert guard_disagrees(browser, proxy, urls) == {}
 
 
 # -- third_party = "hold": the guard holds what page scripts load from hosts no rule knows ----------------------
@@ -417,16 +422,5 @@ def test_under_hold_the_guard_decides_as_the_server_does(start_proxy: Any, hold_
                 urls[url] = tracker.category != "necessary" if tracker is not None else \
                     parties.party(url).origin == "unknown"
     assert sum(urls.values()) > 100 and sum(not held for held in urls.values()) > 100
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(proxy.url + "/", wait_until="load")
-        held = page.evaluate("""urls => urls.filter(url => {
-          const s = document.createElement('script');
-          s.src = url;
-          return !s.hasAttribute('src');
-        })""", list(urls))
-        wrong = {url: blocked for url, blocked in urls.items() if blocked != (url in held)}
-        assert wrong == {}, sorted(wrong.items())
-    finally:
-        context.close()
+    wrong = guard_disagrees(browser, proxy, urls)
+    assert wrong == {}, sorted(wrong.items())
