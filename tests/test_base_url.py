@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHROMIUM, Proxy, serve_page, site_toml
+from conftest import CHROMIUM, Proxy, mint, serve_page, site_toml
 
 from consentproxy.proxy.pipeline import Exchange
 
@@ -64,6 +64,28 @@ def test_after_a_base_url_our_urls_name_the_request_origin_and_before_it_they_st
         plain = fetch(proxy.url + "/plain")
         assert re.findall(r'(?:src|href)="([^"]*/_consent/[^"]*)"', plain)
         assert origin not in plain, "without a base URL our URLs stay root-relative"
+
+
+def test_after_a_base_url_the_analytics_endpoints_we_point_scripts_at_name_the_request_origin(
+        start_proxy: Any) -> None:
+    """Plausible sends to its data-api, Umami to its data-host-url: resolved against the page's base URL."""
+    scripts = ('<script defer data-domain="shop.example" src="https://plausible.io/js/script.js"></script>'
+               '<script defer src="https://cloud.umami.is/script.js" data-website-id="x"></script>')
+    page = f'<!doctype html><html><head><title>t</title>{{base}}{scripts}</head><body><p>x</p></body></html>'
+    with serve_page(page.format(base='<base href="https://cdn.other.example/">'),
+                    files={"/plain": (page.format(base=""), "text/html")}) as port:
+        proxy: Proxy = start_proxy(site_toml("shop", f"http://127.0.0.1:{port}")
+                                   + '[sites.shop.analytics]\nplausible = "http://127.0.0.1:9/p"\n'
+                                   + 'umami = "http://127.0.0.1:9/u"\n')
+        origin = proxy.url.rstrip("/")
+        consented = {"Cookie": f"cp_consent={mint(proxy, {'statistics'})}"}
+        for path in ("/", "/", "/plain", "/plain", "/"):  # again: the outcomes kept per site must not mix
+            request = urllib.request.Request(proxy.url + path, headers=consented)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                html = response.read().decode()
+            prefix = origin if path == "/" else ""
+            assert f'data-api="{prefix}/_consent/a/api/event"' in html, html
+            assert f'data-host-url="{prefix}/_consent/a"' in html, html
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (`make system-deps` installs it)")

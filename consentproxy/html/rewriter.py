@@ -685,7 +685,7 @@ class _Page:
             code = self.first_scripts()
             if code:
                 out.append(code.encode(self.codec, self.errors))
-        memo = self.scripts
+        memo = self.scripts if not (self.origin and self.rewrites) else None  # endpoints on the page's base
         if not self.judge_scripts:
             written = None
         elif memo is None or end is None or len(content) > _SCRIPT_MEMO_BYTES or _STAMP_MARK_BYTES in content:
@@ -751,7 +751,8 @@ class _Page:
                     tag.move("src")
                 self.mark(tag, match, "script-src", src)
             elif match is not None and match.service in rewrites:
-                tag.set(*rewrites[match.service])  # its hits go to our endpoint, not the vendor's host
+                name, value = rewrites[match.service]  # its hits go to our endpoint, not the vendor's host
+                tag.set(name, self.origin + value if value.startswith("/") else value)
             else:
                 return None
             return tag.text() + content.decode(self.codec, self.errors) + end.decode(self.codec, self.errors)
