@@ -140,3 +140,20 @@ def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "kade" in result.stdout and "shop" in result.stdout
+
+
+def test_connections_per_client_limit_is_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "consentproxy.toml"
+    assert load_config(_with_limits(path, "")).server.limits.max_connections_per_client == 256
+    assert load_config(_with_limits(path, "max_connections_per_client = 0")).server.limits \
+        .max_connections_per_client == 0  # 0: no limit
+    assert load_config(_with_limits(path, "max_connections_per_client = 12")).server.limits \
+        .max_connections_per_client == 12
+    with pytest.raises(ConfigError, match="max_connections_per_client: expected a whole number of at least 0"):
+        load_config(_with_limits(path, "max_connections_per_client = -1"))
+
+
+def _with_limits(path: Path, line: str) -> Path:
+    server, _, sites = GOOD.partition("[sites.shop]")
+    path.write_text(server + "\n[server.limits]\n" + line + "\n\n[sites.shop]" + sites)
+    return path

@@ -158,6 +158,12 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number of at least 0, got {describe(value)}")
+    return value
+
+
 def _read_limits(reader: Reader | None) -> Limits:
     base = Limits()
     if reader is None:
@@ -168,6 +174,8 @@ def _read_limits(reader: Reader | None) -> Limits:
         max_url_bytes=reader.converted("max_url_bytes", base.max_url_bytes, parse_size),
         header_timeout=reader.converted("header_timeout", base.header_timeout, parse_duration),
         keepalive_timeout=reader.converted("keepalive_timeout", base.keepalive_timeout, parse_duration),
+        max_connections_per_client=reader.converted("max_connections_per_client", base.max_connections_per_client,
+                                                    _non_negative_int),
     )
     reader.finish()
     return limits

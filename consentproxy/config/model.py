@@ -33,6 +33,8 @@ class Limits:
     max_url_bytes: int = 8 * 1024
     header_timeout: float = 10.0
     keepalive_timeout: float = 5.0
+    #: connections one client address may hold open in one worker (0: no limit); trusted proxies are exempt
+    max_connections_per_client: int = 256
 
 
 AdminScope = Literal["read", "full"]

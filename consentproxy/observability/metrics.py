@@ -33,6 +33,10 @@ UPSTREAM_LATENCY = Histogram(
 )
 UPSTREAM_ERRORS = Counter("consentproxy_upstream_errors", "Upstream failures by site and kind", ["site", "kind"])
 OPEN_CONNECTIONS = Gauge("consentproxy_open_connections", "Open client connections", multiprocess_mode="livesum")
+CONNECTIONS_REFUSED = Counter(
+    "consentproxy_refused_connections", "Client connections refused on arrival, by reason (per_client_limit)",
+    ["reason"],
+)
 REJECTED = Counter("consentproxy_rejected_requests", "Requests refused before routing, by status", ["status"])
 DROPPED_HEADERS = Counter(
     "consentproxy_dropped_response_headers", "Upstream response headers dropped as unsafe", ["site"]

@@ -1,12 +1,17 @@
 """Choosing the site for a request from its Host header.
 
 Exact host names win over wildcards (`*.example.nl`, longest suffix first),
-and a site listing `*` takes every other host. A Host that matches nothing
-gets 421 from the caller and the request goes nowhere.
+and a site listing `*` takes every other host. A wildcard matches whole
+labels only (`*.example.nl` takes `a.example.nl` and `a.b.example.nl`, never
+`example.nl` or `badexample.nl`). A Host that matches nothing gets 421 from
+the caller and the request goes nowhere; an invalid Host never gets here
+(the protocol answers it with 400), and `route` gives None for it anyway.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -18,6 +23,12 @@ from consentproxy.observability import metrics
 from consentproxy.proxy.pipeline import Step
 
 _CACHE_LIMIT = 4096
+#: a DNS host name as configured hosts are (loader's `_HOST_RE`), with the port split off: labels of
+#: letters, digits, `_` and inner `-`, at most 63 bytes each, none empty; one trailing dot allowed
+_HOST_NAME = re.compile(
+    rb"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.?"
+)
+_MAX_HOST_NAME = 254  # 253 and the trailing dot
 
 
 @dataclass(slots=True)
@@ -66,6 +77,46 @@ class Site:
         )
 
 
+def normalise_host(value: bytes) -> bytes | None:
+    """The Host header in its one normal form, or None when it is no valid `uri-host [":" port]`.
+
+    RFC 9110 §7.2 and RFC 3986 §3.2.2: a host name or an IP literal, an optional port of 1 to 65535.
+    Stricter than RFC 3986's reg-name, whose sub-delims (`!$&'()*+,;=`) and percent-encodings no DNS
+    name holds: what is left cannot smuggle a userinfo, path, query, fragment or space into links a site
+    builds from its Host. The normal form is lower-case, without the trailing dot of a fully qualified
+    name (`Example.NL.:0443` → `example.nl:443`; `[0:0::1]` → `[::1]`), so routing sees one spelling
+    and the upstream gets the one it is configured for (virtual hosts are named without the dot).
+    """
+    text = value.strip(b" \t").lower()
+    if text[:1] == b"[":
+        end = text.find(b"]")
+        if end < 0:
+            return None
+        literal, rest = text[1:end], text[end + 1 :]
+        if not literal or literal[:1] == b"v" or b"%" in literal:
+            return None  # IPvFuture, or a zone ID (RFC 6874): nothing another host could route
+        try:
+            address = ipaddress.IPv6Address(literal.decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        name = b"[" + address.compressed.encode("ascii") + b"]"
+    else:
+        name, colon, port = text.partition(b":")
+        rest = colon + port
+        if len(name) > _MAX_HOST_NAME or not _HOST_NAME.fullmatch(name):
+            return None
+        name = name.rstrip(b".")
+    if not rest:
+        return name
+    port = rest[1:]
+    if rest[:1] != b":" or not port.isdigit():  # isdigit: ASCII digits only, for bytes
+        return None if port or rest != b":" else name  # an empty port is no port (RFC 3986 §6.2.3)
+    number = int(port)
+    if not 1 <= number <= 65535:
+        return None
+    return b"%s:%d" % (name, number)
+
+
 def host_name(host_header: bytes) -> str:
     """`Example.NL:8080` → `example.nl`; `[::1]:80` → `::1`."""
     text = host_header.strip().decode("latin-1").lower()
@@ -95,11 +146,13 @@ class SiteRouter:
         self._cache: dict[bytes, Site | None] = {}
 
     def route(self, host_header: bytes) -> Site | None:
+        """The site for a Host header; None for an invalid one, which the protocol refuses before this."""
         try:
             return self._cache[host_header]
         except KeyError:
             pass
-        site = self._lookup(host_name(host_header))
+        normal = normalise_host(host_header)
+        site = self._lookup(host_name(normal)) if normal is not None else None
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[host_header] = site

@@ -1,16 +1,29 @@
 """uvicorn's httptools protocol with the limits a public-facing proxy needs.
 
-httptools accepts unbounded header blocks and counts, and uvicorn has no
-deadline for reading a request's headers (slow-loris). This subclass adds,
-per connection and before any application code runs:
+httptools accepts unbounded header blocks and counts (it gathers a header
+line in memory until the line ends), and uvicorn has no deadline for reading
+a request's headers (slow-loris). This subclass adds, per connection and
+before any application code runs:
 
+- a cap on the connections one client address holds open in this worker
+  (503, then close; trusted proxies and the admin listener are exempt);
 - a deadline for the complete header block (408, then close);
-- a cap on the header block's size and on the header count (431);
+- a cap on the header block's size, counted on the bytes as they arrive, so
+  a line that never ends gets its 431 as soon as it crosses the cap and a
+  connection's head never holds much more than the cap in memory; and a cap
+  on the header count (431);
 - a cap on the request-target length (414);
 - refusal of CONNECT (405) and of absolute-form targets that name a host
   other than the Host header (400) — we are never an open forward proxy;
-- refusal of a missing or repeated Host and of ambiguous message framing
+- refusal of a missing, repeated or invalid Host (see
+  `proxy.sites.normalise_host`) and of ambiguous message framing
   (Content-Length with Transfer-Encoding, repeated Content-Length) with 400;
+  the Host the application (and so the upstream) sees is the normal form;
+- refusal of an upgrade to anything but a WebSocket (400) before the
+  request is handed on;
+- refusals that are final: a refused request is never handed to the
+  application (so never sent upstream), nothing after it is read, and the
+  requests pipelined before it are answered first;
 - cancellation of the request's task, with the message `CLIENT_GONE`, when
   the client disconnects before its response is complete — so the proxy
   frees the upstream connection at no per-request cost (ASGI alone could only
@@ -21,15 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import http
+import ipaddress
 import logging
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from consentproxy.cancellation import CLIENT_GONE
-from consentproxy.config.model import Limits
+from consentproxy.config.model import IPNetwork, Limits
 from consentproxy.observability import metrics
+from consentproxy.proxy.sites import normalise_host
 
 logger = logging.getLogger("consentproxy.protocol")
 
@@ -37,6 +52,16 @@ logger = logging.getLogger("consentproxy.protocol")
 _FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
 #: a timer may fire this early (the event loop's clock has millisecond steps)
 _TIMER_SLACK = 0.001
+#: the bytes of a request head besides its target and header lines: the longest method llhttp knows
+#: (11), two spaces, `HTTP/1.1`, the request line's CRLF and the blank line's
+_HEAD_SLACK = 11 + 2 + 8 + 2 + 2
+#: where the parser is: between messages, in a request head, or past the head (in the body, if any)
+_IDLE, _HEAD, _BODY = 0, 1, 2
+
+#: this worker's open connections by client address, for `Limits.max_connections_per_client`
+_open_by_address: dict[str, int] = {}
+#: the addresses at their limit that were logged: one line each until they drop below it
+_logged_at_limit: set[str] = set()
 
 
 class Rejected(Exception):
@@ -58,9 +83,13 @@ def _response(status: int, reason: str) -> bytes:
 
 
 class HardenedHttpToolsProtocol(HttpToolsProtocol):
-    """Set `limits` on the class (see `protocol_class`) before uvicorn uses it."""
+    """Set `limits` (and the rest below) on the class (see `protocol_class`) before uvicorn uses it."""
 
     limits: Limits = Limits()
+    #: peers whose connections carry many clients: no per-address connection limit for them
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    #: local ports with no per-address connection limit (the admin listener: scrapes and operators)
+    unlimited_ports: frozenset[int] = frozenset()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,29 +100,111 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._framing: list[tuple[bytes, bytes]] = []
         self._in_headers = False
+        self.url = b""
+        self._phase = _IDLE
+        #: bytes of the current head fed to the parser (an upper bound), and what a head may take besides
+        #: its target
+        self._head_bytes = 0
+        self._head_limit = self.limits.max_header_bytes + _HEAD_SLACK
+        #: heads begun on this connection: tells whether a feed began a new one
+        self._messages = 0
+        #: the body bytes still due of the request being read, when it has a Content-Length
+        self._body_left: int | None = None
+        #: the cycle whose ASGI task runs (uvicorn's `cycle` is the last one parsed, maybe queued)
+        self._running: RequestResponseCycle | None = None
+        #: once set, nothing more is read; it is sent when the requests before it are answered
+        self._refusal: Rejected | None = None
+        #: the client address this connection counts against, once counted
+        self._counted: str | None = None
 
     # -- connection lifecycle -------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         metrics.OPEN_CONNECTIONS.inc()
+        if not self._admit():
+            return
         self._arm_deadline()
+
+    def _admit(self) -> bool:
+        """Count this connection against its client address; over the limit, answer 503 and close.
+
+        At the TCP level the peer address is all there is: behind a trusted proxy every visitor shares
+        its address, so connections from trusted proxies are not limited (that proxy limits its own).
+        """
+        limit = self.limits.max_connections_per_client
+        client = self.client
+        if not limit or client is None or (self.server is not None and self.server[1] in self.unlimited_ports):
+            return True
+        address = client[0]
+        if self.trusted_proxies and _is_trusted(address, self.trusted_proxies):
+            return True
+        count = _open_by_address.get(address, 0)
+        if count >= limit:
+            metrics.inc(metrics.CONNECTIONS_REFUSED, "per_client_limit")
+            if address not in _logged_at_limit:
+                _logged_at_limit.add(address)
+                logger.warning("refusing connections from %s: it holds %d, the limit per client address "
+                               "(max_connections_per_client)", address, count)
+            self._refusal = Rejected(503, "too many connections from your address")
+            self._write_refusal()
+            return False
+        _open_by_address[address] = count + 1
+        self._counted = address
+        return True
+
+    def _release(self) -> None:
+        address = self._counted
+        if address is not None:
+            self._counted = None
+            count = _open_by_address.pop(address, 1) - 1
+            if count > 0:
+                _open_by_address[address] = count
+            _logged_at_limit.discard(address)
 
     def connection_lost(self, exc: Exception | None) -> None:
         metrics.OPEN_CONNECTIONS.dec()
+        self._release()
         self._stop_deadline_timer()
-        cycle = self.cycle
+        cycles = {self.cycle, self._running}
         super().connection_lost(exc)
-        if cycle is not None and not cycle.response_complete:
-            task: asyncio.Task[None] | None = getattr(cycle, "asgi_task", None)
-            if task is not None and not task.done():
-                task.cancel(CLIENT_GONE)
+        for cycle in cycles:
+            if cycle is not None and not cycle.response_complete:
+                _cancel(cycle)
+
+    def handle_websocket_upgrade(self) -> None:
+        """As uvicorn's; the WebSocket protocol that takes the transport over releases what we counted."""
+        super().handle_websocket_upgrade()
+        protocol = self.transport.get_protocol()
+        if protocol is self:
+            return
+        lost = protocol.connection_lost
+        self._stop_deadline_timer()
+
+        def connection_lost(exc: Exception | None) -> None:
+            try:
+                lost(exc)
+            finally:
+                metrics.OPEN_CONNECTIONS.dec()
+                self._release()
+
+        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         # As uvicorn's, but the cycle remembers its task for connection_lost.
         task = self.loop.create_task(cycle.run_asgi(app))
         cycle.asgi_task = task
+        self._running = cycle
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal is not None and not self._answers_pending():
+            self._write_refusal()
+
+    def _answers_pending(self) -> bool:
+        running = self._running
+        return bool(self.pipeline) or (running is not None and not running.response_complete)
 
     def _arm_deadline(self) -> None:
         """Start the header deadline unless one is running (the first request keeps the connection's).
@@ -134,16 +245,49 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _reject(self, rejection: Rejected) -> None:
+        """Refuse the request being read: final, and answered after the requests before it.
+
+        Nothing more is read. When the request's head was accepted and its body cannot be framed, the
+        request is taken back: dropped if it is still queued behind others, otherwise its task is ended
+        (the upstream, if it was reached, sees an incomplete request) and the refusal is its answer —
+        unless its response has begun, when the connection can only be cut.
+        """
         self._stop_deadline_timer()
+        if self._refusal is not None:
+            return
+        self._refusal = rejection
         metrics.inc(metrics.REJECTED, str(rejection.status))
-        if not self.transport.is_closing():
+        cycle = self.cycle
+        if self._phase == _BODY and cycle is not None and not cycle.response_complete:
+            queued = [entry for entry in self.pipeline if entry[0] is cycle]
+            for entry in queued:
+                self.pipeline.remove(entry)
+            if not queued:  # it runs, so every request before it is answered
+                started = cycle.response_started
+                _cancel(cycle)
+                if started:
+                    self.transport.close()
+                else:
+                    self._write_refusal()
+                return
+        if not self._answers_pending():
+            self._write_refusal()
+
+    def _write_refusal(self) -> None:
+        rejection = self._refusal
+        self._unset_keepalive_if_required()
+        if rejection is not None and not self.transport.is_closing():
             self.transport.write(_response(rejection.status, rejection.reason))
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
+        if self._refusal is not None:
+            return  # a refused request ends what this connection sends
         try:
-            self.parser.feed_data(data)
+            self._feed(data)
+        except Rejected as rejection:
+            self._reject(rejection)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, Rejected):
@@ -152,19 +296,54 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
                 logger.warning("invalid HTTP request from %s: %s", self.client, cause or exc)
                 self._reject(Rejected(400, "invalid HTTP request"))
         except httptools.HttpParserUpgrade:
-            if self.scope.get("method") == "CONNECT":
-                self._reject(Rejected(405, "CONNECT is not supported: this is not a forward proxy"))
-            elif self._should_upgrade():
+            # on_headers_complete refused CONNECT and every upgrade but a WebSocket one
+            if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
                 self._reject(Rejected(400, "unsupported upgrade"))
         except httptools.HttpParserError as exc:
             self._reject(Rejected(400, f"invalid HTTP request ({exc})"))
 
+    def _feed(self, data: bytes) -> None:
+        """Feed the parser so that a request head never takes more than its cap, wherever lines end.
+
+        httptools keeps a header line in memory until it ends, so the cap is counted here, on the bytes
+        given to it: a head is fed at most what it may still take, and one still unfinished at its cap
+        gets 431. A body is fed up to its declared end, so the head after it is counted from its start
+        (after a chunked body, from the next read: one read at most goes uncounted).
+        """
+        parser = self.parser
+        rest: bytes | memoryview = data
+        while rest:
+            phase = self._phase
+            size = (self._body_left or len(rest)) if phase == _BODY else max(1, self._head_room())
+            piece: bytes | memoryview = rest
+            if size < len(rest):
+                view = memoryview(rest)
+                piece, rest = view[:size], view[size:]
+            else:
+                rest = b""
+            messages = self._messages
+            parser.feed_data(piece)
+            if self._phase == _HEAD:
+                if phase != _BODY:
+                    self._head_bytes = (self._head_bytes if messages == self._messages else 0) + len(piece)
+                if self._head_room() <= 0:
+                    raise Rejected(431, f"request header block larger than {self.limits.max_header_bytes} bytes")
+
+    def _head_room(self) -> int:
+        """How many more bytes the head being read may take (its target has its own cap, in on_url)."""
+        target = len(self.url) if self._phase == _HEAD else 0
+        return self._head_limit + target - self._head_bytes
+
     # -- parser callbacks -----------------------------------------------------
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
+        self._head_bytes = 0
+        self._messages += 1
+        self._phase = _HEAD
+        self._body_left = None
         self._framing = []
         self._in_headers = True
         self._arm_deadline()
@@ -197,7 +376,21 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.scope["method"] = "CONNECT"
             raise Rejected(405, "CONNECT is not supported: this is not a forward proxy")
         self._check_framing_and_host()
+        if self.parser.should_upgrade() and not self._should_upgrade():
+            # uvicorn would start the request and refuse the upgrade after: refused, it goes nowhere
+            raise Rejected(400, "unsupported upgrade")
         super().on_headers_complete()
+        self._phase = _BODY
+
+    def on_body(self, body: bytes) -> None:
+        if self._body_left is not None:
+            self._body_left -= len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._phase = _IDLE
+        self._head_bytes = 0
+        super().on_message_complete()
 
     def _check_framing_and_host(self) -> None:
         host: bytes | None = None
@@ -216,8 +409,15 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             raise Rejected(400, "both Content-Length and Transfer-Encoding")
         if content_length > 1 or transfer_encoding > 1:
             raise Rejected(400, "repeated message framing headers")
+        if content_length:
+            self._body_left = _declared_length(self._framing)
         if host is None or not host.strip():
             raise Rejected(400, "missing Host header")
+        normal = normalise_host(host)
+        if normal is None:
+            raise Rejected(400, "invalid Host header")
+        if normal != host:
+            self._set_host(normal)
         url = self.url
         if url[:1] != b"/":
             if url == b"*":
@@ -226,8 +426,43 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
                 target = httptools.parse_url(url)
             except httptools.HttpParserInvalidURLError:
                 raise Rejected(400, "invalid request target") from None
-            if not target.schema or not target.host:
+            if not target.schema or not target.host or target.userinfo:
                 raise Rejected(400, "invalid request target")
-            authority = target.host + (b":%d" % target.port if target.port else b"")
-            if authority.lower() != host.strip().lower():
+            name = b"[" + target.host + b"]" if b":" in target.host else target.host
+            authority = name + (b":%d" % target.port if target.port else b"")
+            if normalise_host(authority) != normal:
                 raise Rejected(400, "absolute request target names another host than the Host header")
+
+    def _set_host(self, normal: bytes) -> None:
+        """Give the application (and so the upstream) the Host in its normal form."""
+        headers = self.headers
+        for index, (name, _value) in enumerate(headers):
+            if name == b"host":
+                headers[index] = (name, normal)
+                return
+
+
+def _declared_length(framing: list[tuple[bytes, bytes]]) -> int | None:
+    """The one Content-Length's value; None when the parser would not take it (it then refuses the request)."""
+    for name, value in framing:
+        if name == b"content-length":
+            value = value.strip()
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _is_trusted(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def _cancel(cycle: RequestResponseCycle) -> None:
+    """End a cycle whose client is gone or whose request was refused: it sends nothing more."""
+    cycle.disconnected = True
+    cycle.message_event.set()
+    task: asyncio.Task[None] | None = getattr(cycle, "asgi_task", None)
+    if task is not None and not task.done():
+        task.cancel(CLIENT_GONE)

@@ -11,7 +11,7 @@ from types import FrameType
 
 import uvicorn
 
-from consentproxy.config.model import Config, Limits, ListenAddress
+from consentproxy.config.model import Config, Limits, ListenAddress, ServerConfig
 from consentproxy.observability.accesslog import setup_access_log
 from consentproxy.server.protocol import HardenedHttpToolsProtocol
 
@@ -73,8 +73,14 @@ def bind_all(config: Config) -> list[socket.socket]:
     return sockets
 
 
-def protocol_class(limits: Limits) -> type[HardenedHttpToolsProtocol]:
-    return type("ConfiguredHttpProtocol", (HardenedHttpToolsProtocol,), {"limits": limits})
+def protocol_class(limits: Limits, server: ServerConfig | None = None) -> type[HardenedHttpToolsProtocol]:
+    """The protocol with this configuration; `server`'s trusted proxies and admin port skip the per-address limit."""
+    attributes: dict[str, object] = {"limits": limits}
+    if server is not None:
+        attributes["trusted_proxies"] = server.trusted_proxies
+        if server.admin_listen is not None:
+            attributes["unlimited_ports"] = frozenset({server.admin_listen.port})
+    return type("ConfiguredHttpProtocol", (HardenedHttpToolsProtocol,), attributes)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -96,7 +102,7 @@ def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str 
     server_config = config.server
     uconfig = uvicorn.Config(
         Application(config),
-        http=protocol_class(server_config.limits),
+        http=protocol_class(server_config.limits, server_config),
         ws="websockets-sansio",
         loop="uvloop",
         lifespan="on",
