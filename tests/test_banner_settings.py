@@ -92,7 +92,7 @@ def _consent() -> ConsentConfig:
 def test_the_settings_layer_lists_configured_and_seen_cookies(tmp_path: Path) -> None:
     consent = _consent()
     inventory = CookieInventory(tmp_path)
-    listing = CookieList("shop", consent, "Shop B.V.", inventory)
+    listing = CookieList("shop", consent, lambda lang: "Shop B.V.", inventory)
     version = listing.version
     classifier = CookieClassifier(consent)
     for header in (b"_ga=GA1.1.1.1; Max-Age=34128000; Path=/", b"_fbp=fb.1.2; Max-Age=7776000; Path=/",
@@ -174,3 +174,27 @@ def test_the_privacy_statement_may_differ_per_language(tmp_path: Path) -> None:
         tmp_path, '[sites.shop.consent]\nprivacy_url = { es = "/es/privacidad" }\n')
     assert "sites.shop.consent.privacy_url.en: expected a path" in problems(
         tmp_path, '[sites.shop.consent]\nprivacy_url = { en = "javascript:alert(1)" }\n')
+
+
+def test_without_a_controller_the_banner_names_the_site_by_its_host_never_its_internal_name() -> None:
+    """Issue 22 item 4: through the quick start the banner read "default uses necessary cookies"."""
+    from consentproxy.banner.assets import BannerAssets
+    from consentproxy.banner.markup import SiteMarkup
+    from consentproxy.config.model import SiteConfig
+    from consentproxy.consent.decision import NO_DECISION
+    from consentproxy.consent.notice import site_notice
+    from consentproxy.consent.texts import controller_name
+    from consentproxy.html.csp import NoncePlan
+
+    assert controller_name("Shop B.V.", ("www.shop.example",), "en") == "Shop B.V."
+    assert controller_name("", ("www.shop.example", "shop.example"), "en") == "shop.example"
+    assert controller_name("", ("*.shop.example", "127.0.0.1", "localhost", "SHOP.example."), "nl") == "shop.example"
+    assert controller_name("", ("*",), "nl") == "Deze website"
+    assert controller_name("", (), "fr") == "Ce site"
+    consent = ConsentConfig(categories=default_categories())
+    for hosts, expected in ((("www.kade.example",), "kade.example uses necessary cookies"),
+                            (("*",), "This website uses necessary cookies")):
+        site = SiteConfig(name="default", hosts=hosts, upstream="http://127.0.0.1:9", consent=consent)
+        bundle = SiteMarkup(site, BannerAssets()).bundle("en", NO_DECISION, NoncePlan(), "stamp")
+        assert expected in bundle and "default uses" not in bundle
+        assert expected in site_notice(site).content["texts"]["en"]

@@ -9,6 +9,7 @@ a lifetime seen in a real Set-Cookie wins over any text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from consentproxy.config.model import CATEGORY_IDS, ConsentConfig
@@ -35,7 +36,7 @@ def lifetime_words(seconds: int | None, lang: str) -> str:
 class CookieList:
     """Per site; `groups(lang)` is recomputed only when the inventory learns a new cookie name."""
 
-    def __init__(self, site: str, consent: ConsentConfig, controller: str,
+    def __init__(self, site: str, consent: ConsentConfig, controller: Callable[[str], str],
                  inventory: CookieInventory | None = None) -> None:
         self.site = site
         self.consent = consent
@@ -63,14 +64,15 @@ class CookieList:
             found = self.classifier.classify(name)
             if name == self.consent.cookie_name or found.source == "declared" or found.category not in groups:
                 continue  # listed above already; unknown cookies are blocked, nothing to consent to
-            provider = found.service if found.source in ("database", "catalogue") else self.controller
+            provider = found.service if found.source in ("database", "catalogue") else self.controller(lang)
             undeclared.setdefault((found.category, provider), []).append(self._cookie(name, "", "", seen, lang))
         # Our own cookie is necessary too, and the visitor should see it like any other.
         own["necessary"].insert(0, {"name": self.consent.cookie_name, "purpose": CONSENT_COOKIE_PURPOSE[lang],
                                     "lifetime": lifetime_words(self.consent.validity_days * 86400, lang)})
         for category in CATEGORY_IDS:
             if own[category]:
-                groups[category].insert(0, _service(self.controller, self.controller, self.consent.privacy_url[lang],
+                name = self.controller(lang)
+                groups[category].insert(0, _service(name, name, self.consent.privacy_url[lang],
                                                     own[category]))
         for (category, provider), cookies in sorted(undeclared.items()):
             groups[category].append(_service(provider, provider, "", cookies))

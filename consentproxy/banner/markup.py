@@ -22,7 +22,7 @@ from consentproxy.banner.stubs import vendor_stubs
 from consentproxy.banner.theme import theme_css, theme_name
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, AnalyticsConfig, SiteConfig
 from consentproxy.consent.decision import Decision
-from consentproxy.consent.texts import BANNER_TEXTS
+from consentproxy.consent.texts import BANNER_TEXTS, controller_name
 from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.html.csp import NoncePlan
 from consentproxy.html.rewriter import Injection
@@ -121,7 +121,7 @@ class SiteMarkup:
         self.site = site
         self.prefix = prefix
         consent = site.consent
-        self.cookie_list = CookieList(site.name, consent, self.controller(), inventory)
+        self.cookie_list = CookieList(site.name, consent, self.controller, inventory)
         self.default_language = consent.default_language
         self.css_url = f"{prefix}/{assets.url_of['banner.css']}"
         self.js_url = f"{prefix}/{assets.url_of['banner.js']}"
@@ -194,8 +194,8 @@ class SiteMarkup:
         }
         return script_json(config)
 
-    def controller(self) -> str:
-        return self.site.consent.controller or self.site.name
+    def controller(self, lang: str) -> str:
+        return controller_name(self.site.consent.controller, self.site.hosts, lang)
 
     def _template(self, lang: str, variant: str | None, config_json: str) -> list[str]:
         """The markup for one language and first-layer variant (a regime, or None: no first layer)."""
@@ -214,7 +214,7 @@ class SiteMarkup:
                 f'aria-labelledby="cp-title" aria-describedby="cp-desc" data-cp-regime="{variant}">'
                 '<div class="cp-panel">'
                 f'<h2 id="cp-title" class="cp-title">{e(self.text(lang, "title"))}</h2>'
-                f'<p id="cp-desc" class="cp-desc">{e(self.text(lang, text_key, controller=self.controller()))} '
+                f'<p id="cp-desc" class="cp-desc">{e(self.text(lang, text_key, controller=self.controller(lang)))} '
                 f'<a class="cp-link" href="{e(self.site.consent.privacy_url[lang])}">'
                 f'{e(self.text(lang, "privacy"))}</a>'
                 f'</p><div class="cp-actions cp-actions-{len(buttons)}">'

@@ -12,7 +12,7 @@ from typing import Any
 
 from consentproxy.banner.cookielist import CookieList
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, SiteConfig
-from consentproxy.consent.texts import BANNER_TEXTS
+from consentproxy.consent.texts import BANNER_TEXTS, controller_name
 from consentproxy.records.model import NoticeVersion
 
 #: GDPR art. 6(1)(a) for everything optional; the necessary category rests on the
@@ -25,7 +25,11 @@ DATA_CATEGORIES = ["pseudonymous consent id", "consent choices", "browser family
 def site_notice(site: SiteConfig) -> NoticeVersion:
     consent = site.consent
     controller = consent.controller or site.name
-    listing = CookieList(site.name, consent, controller)  # configuration only: the same in every process
+
+    def shown(lang: str) -> str:  # the name the banner shows
+        return controller_name(consent.controller, site.hosts, lang)
+
+    listing = CookieList(site.name, consent, shown)  # configuration only: the same in every process
 
     def text(lang: str, key: str, **values: str) -> str:
         template = consent.texts.get(key, {}).get(lang) or BANNER_TEXTS[key][lang]
@@ -33,11 +37,11 @@ def site_notice(site: SiteConfig) -> NoticeVersion:
 
     texts = {}
     for lang in LANGUAGES:
-        lines = [text(lang, "title"), text(lang, "text", controller=controller)]
+        lines = [text(lang, "title"), text(lang, "text", controller=shown(lang))]
         lines += [f"{c.label[lang]}: {c.description[lang]}" for c in consent.categories]
         texts[lang] = "\n".join(lines)
     # Where a site asks differently by place, the first layer's other wordings were shown too.
-    regime_texts = {regime: {lang: text(lang, key, controller=controller) for lang in LANGUAGES}
+    regime_texts = {regime: {lang: text(lang, key, controller=shown(lang)) for lang in LANGUAGES}
                     for regime, key, places in (("opt-out", "optout_text", site.opt_out),
                                                 ("notice-only", "notice_text", site.notice_only)) if places}
     purposes: list[dict[str, Any]] = [

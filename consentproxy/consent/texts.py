@@ -41,6 +41,24 @@ DEFAULT_DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
 }
 
+#: who "uses cookies" where a site names no controller and has no plain host name (a `*` or wildcard site)
+THIS_WEBSITE = {"nl": "Deze website", "en": "This website", "de": "Diese Website", "fr": "Ce site"}
+
+
+def controller_name(controller: str, hosts: tuple[str, ...], lang: str) -> str:
+    """Who the banner says uses cookies: the configured controller, else the site's first host name as a
+    visitor knows it ("www." left out), else "this website" in the visitor's language -- never the internal
+    name the configuration gives the site."""
+    if controller:
+        return controller
+    for host in hosts:
+        name = host.strip().lower().rstrip(".")
+        if name and "*" not in name and not name.replace(".", "").isdigit() and ":" not in name \
+                and name != "localhost":
+            return name.removeprefix("www.")
+    return THIS_WEBSITE[lang]
+
+
 #: The banner's own texts. `{controller}` is the site's controller name; `{service}` an embed's service.
 BANNER_TEXTS: dict[str, dict[str, str]] = {
     "title": {"nl": "Cookies op deze website", "en": "Cookies on this website",
