@@ -247,3 +247,58 @@ def test_connections_per_client_address_are_capped(start_proxy: Any, upstream: U
     for sock in held:
         sock.close()
     assert "/again" in [seen.raw_path for seen in upstream.seen]
+
+
+# -- item 7: the consent API's Origin and its single headers --------------------------------------------------
+
+def _decide(port: int, headers: list[tuple[str, str]], host: str = "") -> tuple[int, bytes]:
+    body = b'{"action": "accept_all"}'
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    request = (f"POST /_consent HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n{lines}"
+               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    response = raw_request(port, request)
+    return status_of(response), response.partition(b"\r\n\r\n")[2]
+
+
+def test_the_consent_api_compares_scheme_host_and_port_of_the_origin(start_proxy: Any, upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("kade", upstream.url))
+    port = proxy.port
+    json = ("Content-Type", "application/json")
+    assert _decide(port, [json, ("Origin", f"http://127.0.0.1:{port}")])[0] == 200
+    assert _decide(port, [json, ("Origin", f"HTTP://127.0.0.1:{port}")])[0] == 200
+    for origin in (f"https://127.0.0.1:{port}", "http://127.0.0.1", f"http://127.0.0.1:{port}/x",
+                   f"http://127.0.0.2:{port}", f"http://127.0.0.1:0{port}0", "null"):
+        status, body = _decide(port, [json, ("Origin", origin)])
+        assert (status, b"cross_site" in body) == (403, True), origin
+    # the default port of the scheme is the port of an Origin without one
+    assert _decide(port, [json, ("Origin", "http://localhost")], host="localhost:80")[0] == 200
+    assert _decide(port, [json, ("Origin", "https://localhost")], host="localhost:80")[0] == 403
+
+
+def test_the_consent_api_takes_the_scheme_a_trusted_proxy_forwarded(start_proxy: Any, upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("kade", upstream.url), server={"trusted_proxies": ["127.0.0.1/32"]})
+    port = proxy.port
+    forwarded = [("Content-Type", "application/json"), ("X-Forwarded-Proto", "https")]
+    assert _decide(port, [*forwarded, ("Origin", f"https://127.0.0.1:{port}")])[0] == 200
+    assert _decide(port, [*forwarded, ("Origin", f"http://127.0.0.1:{port}")])[0] == 403
+
+
+REPEATED = [
+    [("Origin", "https://evil.example"), ("Origin", "http://127.0.0.1:{port}")],
+    [("Origin", "http://127.0.0.1:{port}"), ("Origin", "https://evil.example")],
+    [("Content-Type", "text/plain"), ("Content-Type", "application/json")],
+    [("Content-Type", "application/json"), ("Content-Type", "application/json")],
+    [("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Site", "same-origin")],
+]
+
+
+def test_the_consent_api_refuses_a_repeated_origin_content_type_or_fetch_site(start_proxy: Any,
+                                                                              upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("kade", upstream.url))
+    for headers in REPEATED:
+        sent = [(name, value.format(port=proxy.port)) for name, value in headers]
+        if not any(name == "Content-Type" for name, _ in sent):
+            sent.append(("Content-Type", "application/json"))
+        status, body = _decide(proxy.port, sent)
+        assert (status, b"duplicate_header" in body) == (400, True), (headers, body)
+    assert upstream.seen == []

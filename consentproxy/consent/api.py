@@ -4,9 +4,12 @@ The banner calls it with `fetch`; the answer is the new state as JSON and
 the signed consent cookie, sent only once the decision is committed to the
 consent log (503 with Retry-After otherwise: nothing is acknowledged that is
 not stored, and the visitor stays undecided). A decision can only be made by the site's own
-pages: a cross-site Origin or Sec-Fetch-Site is refused, and a JSON content
-type is required (an HTML form cannot send one without a CORS preflight,
-which is never granted). Errors are JSON with a stable code and a sentence.
+pages: a cross-site Origin or Sec-Fetch-Site is refused (the Origin's scheme,
+host and port must all be the site's), and a JSON content type is required
+(an HTML form cannot send one without a CORS preflight, which is never
+granted). Each of these three headers may come once: which of two a check
+would read is a guess an attacker could steer. Errors are JSON with a stable
+code and a sentence.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from consentproxy.observability import metrics
 from consentproxy.privacy.ip import reduce_ip
 from consentproxy.proxy.pipeline import Endpoint, Exchange, Receive, Reply
 from consentproxy.proxy.requestbody import BodyTooLarge, ClientGone, read_body
+from consentproxy.proxy.sites import normalise_host
 from consentproxy.records import (
     ConsentEvent,
     NoticeVersion,
@@ -45,6 +49,9 @@ from consentproxy.records.store import AuditEntry, subject_commitment
 ACTIONS = ("accept_all", "reject_all", "save_selection", "withdraw", "gpc_signal")
 MAX_BODY = 4096
 _MAX_KEY = 200
+#: the request headers a decision is judged by: each may come once
+_SINGLE_HEADERS = (b"origin", b"content-type", b"sec-fetch-site")
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _JSON_HEADERS = [
     (b"content-type", b"application/json"),
     (b"cache-control", b"no-store"),
@@ -158,8 +165,8 @@ class ConsentApi(Endpoint):
             return error_reply(error)
 
     async def _decide(self, exchange: Exchange, receive: Receive) -> Reply:
-        headers = {name: value for name, value in exchange.request_headers}
-        check_same_origin(headers, exchange.host)
+        headers = single_headers(exchange.request_headers)
+        check_same_origin(headers, exchange.public_origin())
         key = idempotency_key(headers)
         content_type = headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
         if content_type != b"application/json":
@@ -244,16 +251,48 @@ def _receipt_event(event: ConsentEvent) -> dict[str, Any]:
                                  "notice_id", "ua", "ip", "country", "hash")}
 
 
-def check_same_origin(headers: dict[bytes, bytes], host: bytes) -> None:
-    """Refuse what a browser marks as coming from another site; non-browser clients send neither header."""
+def single_headers(rows: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The request headers by name; 400 when one of those a decision is judged by came more than once."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in rows:
+        if name in headers and name in _SINGLE_HEADERS:
+            raise ApiError(400, "duplicate_header", f"the {name.decode('ascii').title()} header came more than "
+                                                    "once")
+        headers[name] = value
+    return headers
+
+
+def check_same_origin(headers: dict[bytes, bytes], public_origin: str) -> None:
+    """Refuse what a browser marks as coming from another site; non-browser clients send neither header.
+
+    `public_origin` is the origin the visitor's browser is on (`Exchange.public_origin`: our scheme and
+    Host, or what a trusted proxy in front of us forwarded); an Origin matches it only with the same
+    scheme, host and port (a missing port is the scheme's default).
+    """
     site = headers.get(b"sec-fetch-site")
     if site is not None and site.strip().lower() not in (b"same-origin", b"none"):
         raise ApiError(403, "cross_site", "a decision can only be sent from the site's own pages")
     origin = headers.get(b"origin")
     if origin is not None:
-        scheme, sep, netloc = origin.strip().lower().partition(b"://")
-        if not sep or scheme not in (b"http", b"https") or netloc != host.lower():
+        ours = _origin_key(public_origin.encode("latin-1"))
+        if ours is None or _origin_key(origin.strip()) != ours:
             raise ApiError(403, "cross_site", "a decision can only be sent from the site's own pages")
+
+
+def _origin_key(origin: bytes) -> tuple[bytes, bytes, int] | None:
+    """`https://Shop.NL` → (b"https", b"shop.nl", 443); None for `null` or anything not an http(s) origin."""
+    scheme, sep, authority = origin.partition(b"://")
+    scheme = scheme.lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if not sep or default is None:
+        return None
+    host = normalise_host(authority)
+    if host is None or authority != authority.strip():
+        return None
+    name, colon, port = host.rpartition(b":")
+    if colon and port.isdigit() and not host.endswith(b"]"):
+        return scheme, name, int(port)
+    return scheme, host, default
 
 
 def idempotency_key(headers: dict[bytes, bytes]) -> bytes | None:
