@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import raw_request, recv_head, site_toml, status_of
+from conftest import Proxy, Upstream, raw_request, recv_head, recv_response, site_toml, status_of
 
 
 @pytest.fixture
@@ -72,3 +72,238 @@ def test_an_interim_answer_is_not_forwarded_as_the_final_one(start_proxy: Any, r
     response = raw_request(proxy.port, b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 200 ")
     assert response.endswith(b"\r\n\r\nok")
+
+
+# -- item 6: client-address headers, and header bytes as they came ----------------------------------------
+
+SPOOFED = [
+    (b"X-Real-IP", b"203.0.113.66"), (b"True-Client-IP", b"203.0.113.66"), (b"CF-Connecting-IP", b"203.0.113.66"),
+    (b"X-Client-IP", b"203.0.113.66"), (b"X-Cluster-Client-IP", b"203.0.113.66"), (b"Client-IP", b"203.0.113.66"),
+    (b"Fastly-Client-IP", b"203.0.113.66"), (b"X-Original-Forwarded-For", b"203.0.113.66"),
+    (b"X-Forwarded-Port", b"443"), (b"X_Forwarded_For", b"203.0.113.66"), (b"X_Real_IP", b"203.0.113.66"),
+    (b"X-Visitor-IP", b"203.0.113.66"), (b"X_Visitor_IP", b"203.0.113.66"), (b"X-Forwarded-For", b"203.0.113.66"),
+    (b"Forwarded", b"for=203.0.113.66"),
+]
+
+
+def _send_headers(port: int, headers: list[tuple[bytes, bytes]], path: bytes = b"/who") -> bytes:
+    head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    return raw_request(port, b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n" + head
+                       + b"Connection: close\r\n\r\n")
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_client_address_headers_from_an_untrusted_peer_never_reach_the_site(start_proxy: Any, upstream: Upstream,
+                                                                            configured: bool) -> None:
+    """The built-in list, and (`configured`) one more header the site names."""
+    extra = {"client_address_headers": ["X-Visitor-IP"]} if configured else {}
+    proxy = start_proxy(site_toml("main", upstream.url, **extra))
+    sent = SPOOFED if configured else [row for row in SPOOFED if b"Visitor" not in row[0]]
+    response = _send_headers(proxy.port, [*sent, (b"X-Kept", b"yes")])
+    assert status_of(response) == 200
+    seen = upstream.seen[-1]
+    assert not any("203.0.113.66" in value for _, value in seen.headers), seen.headers
+    assert seen.header("x-forwarded-port") == []
+    assert seen.header("x-forwarded-for") == ["127.0.0.1"]
+    assert seen.header("x-kept") == ["yes"]
+
+
+def test_a_trusted_proxy_passes_only_the_client_address_headers_the_site_names(start_proxy: Any,
+                                                                              upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("main", upstream.url, client_address_headers=["X-Visitor-IP"],
+                                  pass_client_headers=["X-Real-IP", "X-Visitor-IP"]),
+                        server={"trusted_proxies": ["127.0.0.1/32"]})
+    response = _send_headers(proxy.port, SPOOFED)
+    assert status_of(response) == 200
+    seen = upstream.seen[-1]
+    assert seen.header("x-real-ip") == ["203.0.113.66"]
+    assert seen.header("x-visitor-ip") == ["203.0.113.66"]
+    for name in (b"True-Client-IP", b"CF-Connecting-IP", b"X-Client-IP", b"Client-IP", b"X-Forwarded-Port",
+                 b"X_Forwarded_For", b"X_Real_IP", b"X_Visitor_IP"):
+        assert seen.header(name.decode()) == [], name
+    assert seen.header("x-forwarded-for") == ["203.0.113.66, 127.0.0.1"]  # the chain, as before
+
+
+def test_pass_client_headers_needs_full_addresses_and_a_client_address_header() -> None:
+    from pathlib import Path
+
+    from consentproxy.config.loader import ConfigError, config_from_dict
+
+    site = {"hosts": ["a.test"], "upstream": "http://127.0.0.1:1", "forward_client_ip": "truncated",
+            "pass_client_headers": ["X-Real-IP", "X-Session"]}
+    with pytest.raises(ConfigError) as refused:
+        config_from_dict({"sites": {"a": site}}, "c.toml", Path("."))
+    text = str(refused.value)
+    assert "X-Session".lower() in text and "no client-address header" in text
+    assert "forward_client_ip" in text
+
+
+def test_header_bytes_reach_the_site_byte_identical(start_proxy: Any, upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("main", upstream.url, necessary=("PHPSESSID",)))
+    values = [(b"Cookie", b"PHPSESSID=caf\xe9"), (b"X-Latin", b"\x80\xa0\xff end"),
+              (b"X-Utf8", b"caf\xc3\xa9 \xe2\x82\xac"), (b"X-Mixed", b"\xc3\xa9\xe9\xc3")]
+    response = _send_headers(proxy.port, values)
+    assert status_of(response) == 200
+    seen = upstream.seen[-1]  # the test upstream records raw header bytes as latin-1 text
+    for name, value in values:
+        assert [v.encode("latin-1") for v in seen.header(name.decode())] == [value], name
+
+
+# -- item 1: fair use of the worker ---------------------------------------------------------------------
+
+def _metric(proxy: Proxy, name: str, labels: str) -> float:
+    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+    for line in proxy.metrics().splitlines():
+        if line.startswith(prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _wait_for(check: Any, what: str, timeout: float = 30) -> None:
+    """Poll until `check()` holds: a condition to synchronise on, never a timing to assert."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.05)
+
+
+def _start_upload(port: int, path: str, declared: int, first: bytes, source: str = "127.0.0.1",
+                  headers: bytes = b"") -> socket.socket:
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {declared}\r\n".encode() + headers
+                 + b"\r\n" + first)
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes]:
+    """The status of the reply on `sock`, and the whole reply (read until the proxy closes)."""
+    data = b""
+    with sock:
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            data += chunk
+    return status_of(data), data
+
+
+@pytest.mark.parametrize("other_client", ["address", "forwarded"])
+def test_slow_uploads_from_one_client_starve_nobody(start_proxy: Any, upstream: Upstream, other_client: str) -> None:
+    """60 uploads that stall after their first byte, from one client: the site's pool (4 connections here) is
+    not theirs to hold, another client's GET is answered while they wait, the client gets 429 beyond its
+    20 requests in flight, and each stalled upload gets 408 at its deadline without reaching the site.
+
+    The other client is another source address, or (`forwarded`) another address named by a trusted proxy.
+    """
+    server: dict[str, Any] = {"upstream_connections": 4}
+    if other_client == "forwarded":
+        server["trusted_proxies"] = ["127.0.0.1/32"]
+    proxy = start_proxy(site_toml("main", upstream.url, body_grace=8, body_min_rate=100, body_timeout=10),
+                        server=server, limits={"max_requests_per_client": 20})
+    source, spoofer = ("127.0.0.2", b"") if other_client == "address" else ("127.0.0.1",
+                                                                           b"X-Forwarded-For: 198.51.100.1\r\n")
+    uploads = [_start_upload(proxy.port, f"/slow/{index}", 1000, b"x", source, spoofer) for index in range(60)]
+    try:
+        _wait_for(lambda: _metric(proxy, "consentproxy_limited_requests_total", 'limit="client_requests"') >= 40,
+                  "40 uploads over the client's limit refused")
+        other = b"X-Forwarded-For: 198.51.100.2\r\n" if other_client == "forwarded" else b""
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=8) as sock:  # the body deadline
+            sock.sendall(b"GET /page HTTP/1.1\r\nHost: localhost\r\n" + other + b"Connection: close\r\n\r\n")
+            assert status_of(recv_head(sock)) == 200
+        assert not any(seen.raw_path.startswith("/slow/") for seen in upstream.seen)
+        answers = [_answer(sock) for sock in uploads]
+    finally:
+        for sock in uploads:
+            sock.close()
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [408] * 20 + [429] * 40
+    assert all(b"retry-after: 1" in reply.lower() for status, reply in answers if status == 429)
+    assert not any(seen.raw_path.startswith("/slow/") for seen in upstream.seen)  # nothing half-sent upstream
+    assert _metric(proxy, "consentproxy_limited_requests_total", 'limit="body_deadline"') == 20
+    log = proxy.log()
+    assert "max_requests_per_client" in log and "request body from" in log and "too slow" in log
+
+
+def test_a_streamed_upload_that_stalls_is_cut_off_upstream_and_answered_408(start_proxy: Any) -> None:
+    """A body larger than body_buffer_bytes streams upstream as it comes; when it stalls, its deadline aborts
+    the upstream request (the site's connection ends before the body is complete) and the client gets 408
+    and the connection closed."""
+    received: list[int] = []  # what the site had of the body when its connection ended
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def site() -> None:
+        conn, _ = server.accept()
+        with conn:
+            head = recv_head(conn)
+            total = len(head.partition(b"\r\n\r\n")[2])
+            try:
+                while chunk := conn.recv(65536):
+                    total += len(chunk)
+            except OSError:
+                pass
+            received.append(total)
+
+    threading.Thread(target=site, daemon=True).start()
+    try:
+        proxy = start_proxy(site_toml("main", f"http://127.0.0.1:{server.getsockname()[1]}", body_grace=2,
+                                      body_min_rate=1000, body_timeout=30), limits={"body_buffer_bytes": 1024})
+        sock = _start_upload(proxy.port, "/big", 10_000_000, b"y" * 4000)
+        status, reply = _answer(sock)
+        assert status == 408
+        assert b"connection: close" in reply.lower()
+        _wait_for(lambda: received, "the site's connection ended")
+        assert 0 < received[0] < 10_000_000
+        assert "request body from" in proxy.log()
+    finally:
+        server.close()
+
+
+def test_the_buffer_budget_makes_further_bodies_stream(start_proxy: Any, upstream: Upstream) -> None:
+    """Bodies are held whole until complete, within the worker's max_buffered_bytes; the next one that does
+    not fit streams upstream at once (a metric and a log line), and every one arrives whole."""
+    proxy = start_proxy(site_toml("main", upstream.url), limits={"body_buffer_bytes": 2000,
+                                                                 "max_buffered_bytes": 2000})
+    held = [_start_upload(proxy.port, f"/held/{index}", 1500, b"h" * 900) for index in range(2)]
+    _wait_for(lambda: _metric(proxy, "consentproxy_buffered_body_bytes", "") >= 1800
+              or _metric(proxy, "consentproxy_limited_requests_total", 'limit="buffer_budget"') >= 1,
+              "two bodies buffered")
+    streamed = _start_upload(proxy.port, "/streamed", 1500, b"s" * 900)
+    _wait_for(lambda: any(seen.raw_path == "/streamed" for seen in upstream.seen), "the third body streaming")
+    assert not any(seen.raw_path.startswith("/held/") for seen in upstream.seen)
+    for sock in [*held, streamed]:
+        sock.sendall(b"z" * 600)
+    for sock in [*held, streamed]:
+        status, reply = _answer_one(sock)
+        assert status == 200
+        assert b'"body_size": 1500' in reply
+    assert _metric(proxy, "consentproxy_limited_requests_total", 'limit="buffer_budget"') >= 1
+    assert "max_buffered_bytes" in proxy.log()
+
+
+def _answer_one(sock: socket.socket) -> tuple[int, bytes]:
+    with sock:
+        reply = recv_response(sock)
+    return status_of(reply), reply
+
+
+def test_a_client_counts_by_its_ipv4_address_or_ipv6_64() -> None:
+    from consentproxy.proxy.limits import ClientSlots, client_key
+
+    assert client_key("198.51.100.7") == "198.51.100.7"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:198.51.100.7") == "198.51.100.7"
+    slots = ClientSlots(2)
+    keys = [slots.acquire("2001:db8:1:2::1"), slots.acquire("2001:db8:1:2::2")]
+    assert None not in keys and slots.acquire("2001:db8:1:2::3") is None
+    assert slots.acquire("2001:db8:1:3::1") is not None
+    slots.release(keys[0] or "")
+    assert slots.acquire("2001:db8:1:2::3") is not None

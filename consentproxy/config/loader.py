@@ -176,6 +176,10 @@ def _read_limits(reader: Reader | None) -> Limits:
         keepalive_timeout=reader.converted("keepalive_timeout", base.keepalive_timeout, parse_duration),
         max_connections_per_client=reader.converted("max_connections_per_client", base.max_connections_per_client,
                                                     _non_negative_int),
+        max_requests_per_client=reader.converted("max_requests_per_client", base.max_requests_per_client,
+                                                 _non_negative_int),
+        body_buffer_bytes=reader.converted("body_buffer_bytes", base.body_buffer_bytes, parse_size),
+        max_buffered_bytes=reader.converted("max_buffered_bytes", base.max_buffered_bytes, parse_size),
     )
     reader.finish()
     return limits
@@ -318,6 +322,10 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
         rewrite_html=reader.get("rewrite_html", bool, base.rewrite_html),
         compress_html=reader.get("compress_html", bool, base.compress_html),
         forward_client_ip=reader.converted("forward_client_ip", base.forward_client_ip, _forward_client_ip),
+        body_grace=reader.converted("body_grace", base.body_grace, parse_duration),
+        body_min_rate=reader.converted("body_min_rate", base.body_min_rate, parse_size),
+        body_timeout=reader.converted("body_timeout", base.body_timeout, parse_duration),
+        **_read_client_headers(reader),
         consent=read_consent(reader),
         analytics=_read_analytics(reader.sub("analytics")),
         **_read_regimes(reader.sub("regimes")),
@@ -326,6 +334,37 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
     )
     reader.finish()
     return site if len(reader.problems) == before else None
+
+
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
+#: the forwarding headers the proxy writes itself (forward_client_ip decides what they hold)
+_OWN_FORWARDING = ("x-forwarded-for", "forwarded", "x-forwarded-proto", "x-forwarded-host")
+
+
+def _header_name(value: Any) -> str:
+    if not isinstance(value, str) or not _HEADER_NAME_RE.match(value.lower()):
+        raise ValueError(f"expected a header name such as \"X-Visitor-IP\", got {describe(value)}")
+    if value.lower() in _OWN_FORWARDING:
+        raise ValueError(f"{value} is written by the proxy itself (see forward_client_ip)")
+    return value.lower()
+
+
+def _read_client_headers(reader: Reader) -> dict[str, tuple[str, ...]]:
+    """`client_address_headers` (removed like the built-in ones) and `pass_client_headers` (passed from a
+    trusted proxy: only client-address headers, and only where the site sees full addresses)."""
+    from consentproxy.proxy.headers import CLIENT_ADDRESS_HEADERS
+
+    extra = list_of(reader, "client_address_headers", _header_name, ())
+    passed = list_of(reader, "pass_client_headers", _header_name, ())
+    known = {name.decode("latin-1") for name in CLIENT_ADDRESS_HEADERS} | set(extra)
+    for name in passed:
+        if name not in known:
+            reader.problem("pass_client_headers", f"{name} is no client-address header (add it to "
+                                                  "client_address_headers if it is one)")
+    if passed and reader.table.get("forward_client_ip", "full") != "full":
+        reader.problem("pass_client_headers", "would hand the site full visitor addresses, while "
+                                              "forward_client_ip promises it none or truncated ones")
+    return {"client_address_headers": extra, "pass_client_headers": passed}
 
 
 def _third_party(value: Any) -> Literal["report", "hold"]:

@@ -35,6 +35,12 @@ class Limits:
     keepalive_timeout: float = 5.0
     #: connections one client address may hold open in one worker (0: no limit); trusted proxies are exempt
     max_connections_per_client: int = 256
+    #: requests one client address may have in flight in one worker (0: no limit); beyond, 429
+    max_requests_per_client: int = 100
+    #: request bodies up to this size are read whole before an upstream connection is taken
+    body_buffer_bytes: int = 1024 * 1024
+    #: what one worker may hold of such bodies at once; beyond, they stream as they come
+    max_buffered_bytes: int = 64 * 1024 * 1024
 
 
 AdminScope = Literal["read", "full"]
@@ -222,6 +228,15 @@ class SiteConfig:
     #: the visitor addresses the site sees in X-Forwarded-For: full, truncated (/24, /48) or none,
     #: so its own access logs hold no full IP address
     forward_client_ip: Literal["full", "truncated", "none"] = "full"
+    #: a request body may take `body_grace` plus one second per `body_min_rate` bytes received (0: no
+    #: rate), and `body_timeout` at most; a slower one gets 408
+    body_grace: float = 10.0
+    body_min_rate: int = 1024
+    body_timeout: float = 300.0
+    #: request headers besides the built-in ones that carry a visitor's address: removed before the site
+    client_address_headers: tuple[str, ...] = ()
+    #: client-address headers the site gets as they came, when a trusted proxy sent them (default: none)
+    pass_client_headers: tuple[str, ...] = ()
     consent: ConsentConfig = field(default_factory=ConsentConfig)
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
     #: consent regimes by place (country "US" or subdivision "US-CA"); everywhere else opt-in

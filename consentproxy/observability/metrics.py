@@ -37,6 +37,14 @@ CONNECTIONS_REFUSED = Counter(
     "consentproxy_refused_connections", "Client connections refused on arrival, by reason (per_client_limit)",
     ["reason"],
 )
+LIMITED = Counter(
+    "consentproxy_limited_requests", "Requests a fair-use limit stopped or changed, by limit (client_requests, "
+    "body_deadline, buffer_budget)", ["limit"],
+)
+BUFFERED_BODY_BYTES = Gauge(
+    "consentproxy_buffered_body_bytes", "Request body bytes held in memory before going upstream",
+    multiprocess_mode="livesum",
+)
 REJECTED = Counter("consentproxy_rejected_requests", "Requests refused before routing, by status", ["status"])
 DROPPED_HEADERS = Counter(
     "consentproxy_dropped_response_headers", "Upstream response headers dropped as unsafe", ["site"]

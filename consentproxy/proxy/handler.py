@@ -19,13 +19,16 @@ import aiohttp
 from yarl import URL
 
 from consentproxy.cancellation import is_client_gone
+from consentproxy.config.model import Limits
 from consentproxy.observability import metrics
 from consentproxy.observability.accesslog import log_request
 from consentproxy.proxy.errors import error_page
 from consentproxy.proxy.forwarded import truncated_chain
-from consentproxy.proxy.headers import filter_response_headers
+from consentproxy.proxy.headers import filter_response_headers, header_names
+from consentproxy.proxy.limits import BodyBudget, LimitLog
 from consentproxy.proxy.pipeline import BodyFilter, Endpoint, Exchange, FilterFailed, Reply
-from consentproxy.proxy.sites import Site
+from consentproxy.proxy.requestbody import BodyTimeout, BodyTooLarge, ClientGone, RequestBody
+from consentproxy.proxy.upstream import header_text
 
 logger = logging.getLogger("consentproxy.proxy")
 
@@ -46,27 +49,18 @@ class UpstreamAborted(Exception):
     """
 
 
-class _BodyState:
-    """What the upload generator learned, for the handler to act on."""
-
-    __slots__ = ("client_gone", "done", "too_large")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.too_large = False
-        self.client_gone = False
-
-
-#: the body state of requests without a body: nothing is ever set on it
-_NO_BODY = _BodyState()
-
-
 class ProxyHandler:
     """Forwards one HTTP request for a routed site. Holds per-worker state only."""
 
-    def __init__(self, session: aiohttp.ClientSession, access_log: bool) -> None:
+    def __init__(self, session: aiohttp.ClientSession, access_log: bool, limits: Limits | None = None,
+                 limit_log: LimitLog | None = None) -> None:
         self.session = session
         self.access_log = access_log
+        limits = limits or Limits()
+        #: bodies up to this size are read whole before an upstream connection is taken
+        self.buffer_bytes = limits.body_buffer_bytes
+        self.budget = BodyBudget(limits.max_buffered_bytes)
+        self.limit_log = limit_log or LimitLog()
 
     async def __call__(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -115,26 +109,38 @@ class ProxyHandler:
                 return await send_error(send, 413, close=True), 0
 
         upstream_headers = self._upstream_headers(exchange, owned, content_length)
-        url = site.upstream_base + scope["raw_path"].decode("latin-1")
+        url = site.upstream_base + header_text(scope["raw_path"])
         query = scope["query_string"]
         if query:
-            url += "?" + query.decode("latin-1")
+            url += "?" + header_text(query)
 
-        body_state = _NO_BODY  # a request with a body gets a state of its own
-        data: Any = None
-        if transfer_encoding is not None or content_length:
-            body_state = _BodyState()
-            data = await self._first_body(receive, content_length, transfer_encoding is not None, site,
-                                          body_state)
-            if body_state.client_gone:
-                return 499, 0
-            if body_state.too_large:
-                return await send_error(send, 413, close=True), 0
+        body: RequestBody | None = None
+        data: bytes | _StreamedBody | None = None
+        held = 0  # bytes of the budget this request holds
+        try:
+            if transfer_encoding is not None or content_length:
+                body = RequestBody(receive, site.config)
+                try:
+                    data, held = await self._read_body(body, content_length)
+                except BodyTimeout:
+                    return await self._body_late(exchange, send, body), 0
+                except ClientGone:
+                    return 499, 0
+                except BodyTooLarge:
+                    return await send_error(send, 413, close=True), 0
+            return await self._forward(exchange, send, started, url, upstream_headers, data, body)
+        finally:
+            self.budget.give(held)
 
+    async def _forward(
+        self, exchange: Exchange, send: Send, started: float, url: str, upstream_headers: list[tuple[str, str]],
+        data: bytes | _StreamedBody | None, body: RequestBody | None,
+    ) -> tuple[int, int]:
+        site = exchange.site
         response: aiohttp.ClientResponse | None = None
         try:
             response = await self.session.request(
-                scope["method"], URL(url, encoded=True), headers=upstream_headers, data=data,
+                exchange.method, URL(url, encoded=True), headers=upstream_headers, data=data,
                 allow_redirects=False, timeout=site.timeout, compress=None,
             )
             site.latency.observe(time.perf_counter() - started)
@@ -144,18 +150,18 @@ class ProxyHandler:
                 response.close()  # a half-read upstream connection cannot be reused
             raise
         except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
-            return await self._upstream_failed(exchange, send, response, body_state, "timeout", 504, exc)
+            return await self._upstream_failed(exchange, send, response, body, "timeout", 504, exc)
         except aiohttp.ClientConnectorError as exc:
-            return await self._upstream_failed(exchange, send, response, body_state, "connect", 502, exc)
+            return await self._upstream_failed(exchange, send, response, body, "connect", 502, exc)
         except (aiohttp.ClientError, OSError) as exc:
-            return await self._upstream_failed(exchange, send, response, body_state, "protocol", 502, exc)
+            return await self._upstream_failed(exchange, send, response, body, "protocol", 502, exc)
 
     def _upstream_headers(
         self, exchange: Exchange, owned: dict[bytes, bytes], content_length: int | None
     ) -> list[tuple[str, str]]:
         site = exchange.site
-        out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in exchange.request_headers]
-        host = site.fixed_host if site.fixed_host is not None else exchange.host.decode("latin-1")
+        out = [(name.decode("latin-1"), header_text(value)) for name, value in exchange.request_headers]
+        host = site.fixed_host if site.fixed_host is not None else header_text(exchange.host)
         out.append(("Host", host))
         if content_length is not None:
             out.append(("Content-Length", str(content_length)))
@@ -164,36 +170,62 @@ class ProxyHandler:
         ip_policy = site.config.forward_client_ip
         if ip_policy != "none":
             previous = owned.get(b"x-forwarded-for") if trusted else None
-            forwarded_for = f"{previous.decode('latin-1')}, {peer}" if previous else peer
+            forwarded_for = f"{header_text(previous)}, {peer}" if previous else peer
             out.append(("X-Forwarded-For", forwarded_for if ip_policy == "full" else truncated_chain(forwarded_for)))
         proto = owned.get(b"x-forwarded-proto") if trusted else None
-        out.append(("X-Forwarded-Proto", proto.decode("latin-1") if proto else exchange.scheme))
+        out.append(("X-Forwarded-Proto", header_text(proto) if proto else exchange.scheme))
         fwd_host = owned.get(b"x-forwarded-host") if trusted else None
-        out.append(("X-Forwarded-Host", (fwd_host or exchange.host).decode("latin-1")))
-        if trusted and b"forwarded" in owned and ip_policy == "full":
-            out.append(("Forwarded", owned[b"forwarded"].decode("latin-1")))
+        out.append(("X-Forwarded-Host", header_text(fwd_host or exchange.host)))
+        if trusted and ip_policy == "full":
+            if b"forwarded" in owned:
+                out.append(("Forwarded", header_text(owned[b"forwarded"])))
+            passing = site.config.pass_client_headers
+            if passing:  # the loader allows it only where the site sees full addresses
+                out += [(name.decode("latin-1"), header_text(owned[name]))
+                        for name in header_names(passing) if name in owned]
         via = owned.get(b"via")
-        out.append(("Via", f"{via.decode('latin-1')}, 1.1 consentproxy" if via else "1.1 consentproxy"))
+        out.append(("Via", f"{header_text(via)}, 1.1 consentproxy" if via else "1.1 consentproxy"))
         return out
 
-    async def _first_body(
-        self, receive: Receive, content_length: int | None, chunked: bool, site: Site, state: _BodyState
-    ) -> bytes | _StreamedBody | None:
-        """Read the first body message; small bodies go upstream as bytes, the rest stream."""
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            state.client_gone = True
-            return None
-        body: bytes = message.get("body", b"")
-        if len(body) > site.config.max_body_bytes:
-            state.too_large = True
-            return None
-        if not message.get("more_body", False):
-            state.done = True
-            if chunked and not body:
-                return b""
-            return body
-        return _StreamedBody(receive, body, site.config.max_body_bytes, state)
+    async def _read_body(self, body: RequestBody, content_length: int | None) -> tuple[bytes | _StreamedBody, int]:
+        """The body to send upstream, and the bytes of the budget it holds.
+
+        A body of at most `buffer_bytes` is read whole first, so the upstream connection is taken only
+        once it is complete: a client sending slowly then holds no slot of the shared pool. A larger one
+        (or one the worker's budget cannot hold) streams once its first bytes are here, within its deadline.
+        """
+        buffer = content_length is None or content_length <= self.buffer_bytes
+        parts: list[bytes] = []
+        held = 0
+        while True:
+            chunk, more = await body.read()
+            if buffer and chunk:
+                if held + len(chunk) > self.buffer_bytes:
+                    buffer = False
+                elif self.budget.take(len(chunk)):
+                    held += len(chunk)
+                else:
+                    buffer = False
+                    self.limit_log.hit("buffer_budget", "request bodies fill this worker's buffer (max_buffered_bytes"
+                                       " = %d): a body streams upstream as it comes instead", self.budget.limit)
+            if not more:
+                if not parts:
+                    return chunk, held  # the whole body in one message (b"" for an empty chunked one)
+                parts.append(chunk)
+                return b"".join(parts), held
+            if chunk:
+                parts.append(chunk)
+            if not buffer:
+                return _StreamedBody(body, parts), held
+
+    async def _body_late(self, exchange: Exchange, send: Send, body: RequestBody) -> int:
+        """408 and close: the body did not arrive in time (whatever reached the upstream was cut off)."""
+        config = exchange.site.config
+        self.limit_log.hit("body_deadline", "site %s: request body from %s too slow (%d bytes in %.1fs; "
+                           "body_grace %gs, body_min_rate %d B/s, body_timeout %gs): 408", exchange.site.name,
+                           exchange.client, body.received, body.elapsed, config.body_grace, config.body_min_rate,
+                           config.body_timeout)
+        return await send_error(send, 408, close=True)
 
     async def _respond(self, exchange: Exchange, response: aiohttp.ClientResponse, send: Send) -> tuple[int, int]:
         status = response.status
@@ -262,15 +294,17 @@ class ProxyHandler:
         return status, sent
 
     async def _upstream_failed(
-        self, exchange: Exchange, send: Send, response: aiohttp.ClientResponse | None, body_state: _BodyState,
+        self, exchange: Exchange, send: Send, response: aiohttp.ClientResponse | None, body: RequestBody | None,
         kind: str, status: int, exc: BaseException,
     ) -> tuple[int, int]:
         if response is not None:
             response.close()
-        if body_state.client_gone:
-            return 499, 0
-        if body_state.too_large:
-            return await send_error(send, 413, close=True), 0
+        if body is not None and body.failed:  # the upload broke off on our side, not the upstream's
+            if body.client_gone:
+                return 499, 0
+            if body.too_large:
+                return await send_error(send, 413, close=True), 0
+            return await self._body_late(exchange, send, body), 0
         metrics.inc(metrics.UPSTREAM_ERRORS, exchange.site.name, kind)
         logger.warning("site %s: upstream %s error for %s %s: %s", exchange.site.name, kind, exchange.method,
                        exchange.scope["path"], _describe(exc))
@@ -278,33 +312,25 @@ class ProxyHandler:
 
 
 class _StreamedBody:
-    """The request body as an async iterator for aiohttp, read from ASGI receive()."""
+    """The rest of a request body as an async iterator for aiohttp, read within the body's deadline.
 
-    def __init__(self, receive: Receive, first: bytes, limit: int, state: _BodyState) -> None:
-        self.receive = receive
+    A failure (client gone, too large, too late) is raised into aiohttp, which aborts the upstream
+    request; the RequestBody keeps what happened for the handler.
+    """
+
+    def __init__(self, body: RequestBody, first: list[bytes]) -> None:
+        self.body = body
         self.first = first
-        self.limit = limit
-        self.state = state
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        total = len(self.first)
-        if self.first:
-            yield self.first
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                self.state.client_gone = True
-                raise ConnectionResetError("client disconnected during upload")
-            chunk: bytes = message.get("body", b"")
-            total += len(chunk)
-            if total > self.limit:
-                self.state.too_large = True
-                raise ValueError("request body over the site's limit")
+        for part in self.first:
+            yield part
+        self.first = []
+        more = True
+        while more:
+            chunk, more = await self.body.read()
             if chunk:
                 yield chunk
-            if not message.get("more_body", False):
-                break
-        self.state.done = True
 
 
 async def _pump(content: aiohttp.StreamReader, send: Send) -> int:

@@ -8,6 +8,7 @@ invalid names) are dropped with a log line instead of turning into a 500.
 
 from __future__ import annotations
 
+import functools
 import logging
 import operator
 import re
@@ -28,7 +29,19 @@ _PROXY_OWNED: frozenset[bytes] = frozenset({
     b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
     b"via", b"expect", b"content-length",
 })
+#: Request headers in which front proxies and CDNs name the visitor's address (or how it reached them).
+#: From a client they are lies a site would log, rate-limit or geolocate by, so they never pass as they
+#: came: the proxy keeps them with the owned ones, and only a site's `pass_client_headers` lets one go on
+#: (from a trusted proxy). X-Forwarded-For, Forwarded, -Proto and -Host are the proxy's own to write.
+CLIENT_ADDRESS_HEADERS: frozenset[bytes] = frozenset({
+    b"x-real-ip", b"true-client-ip", b"cf-connecting-ip", b"cf-connecting-ipv6", b"x-client-ip",
+    b"x-cluster-client-ip", b"client-ip", b"fastly-client-ip", b"x-original-forwarded-for", b"x-forwarded",
+    b"forwarded-for", b"x-forwarded-port", b"x-forwarded-server", b"x-forwarded-scheme", b"x-forwarded-ssl",
+    b"x-originating-ip", b"x-remote-ip", b"x-remote-addr", b"x-proxyuser-ip", b"x-envoy-external-address",
+    b"x-azure-clientip", b"akamai-client-ip", b"x-original-host",
+})
 _REQUEST_DROP = HOP_BY_HOP | _PROXY_OWNED
+_NOT_PASSED = _REQUEST_DROP | CLIENT_ADDRESS_HEADERS
 
 
 _BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
@@ -42,21 +55,25 @@ def connection_tokens(value: bytes) -> set[bytes]:
 def split_request_headers(
     headers: list[tuple[bytes, bytes]],
 ) -> tuple[list[tuple[bytes, bytes]], dict[bytes, bytes]]:
-    """End-to-end request headers, and the proxy-owned ones by name.
+    """End-to-end request headers, and the proxy-owned and client-address ones by name.
 
     uvicorn already lower-cased names and the protocol refused repeated Host
-    and framing headers, so a dict is safe for the owned ones. X-Forwarded-For
-    and Via may legitimately repeat: their values are joined.
+    and framing headers, so a dict is safe for the owned ones. Headers that
+    may legitimately repeat (X-Forwarded-For, Via) have their values joined.
+    A name with `_` for `-` of any of these (`X_Forwarded_For`, which CGI and
+    PHP read as X-Forwarded-For) is dropped outright.
     """
     passed: list[tuple[bytes, bytes]] = []
     owned: dict[bytes, bytes] = {}
     named: set[bytes] | None = None
     for name, value in headers:
-        if name in _REQUEST_DROP:
-            if name in owned and (name == b"x-forwarded-for" or name == b"via" or name == b"connection"):
+        if name in _NOT_PASSED:
+            if name in owned and (name in _JOINED or name in CLIENT_ADDRESS_HEADERS):
                 owned[name] += b", " + value
             else:
                 owned[name] = value
+            continue
+        if b"_" in name and name.replace(b"_", b"-") in _NOT_PASSED:
             continue
         passed.append((name, value))
     connection = owned.get(b"connection")
@@ -65,6 +82,31 @@ def split_request_headers(
         if named:
             passed = [(n, v) for n, v in passed if n not in named]
     return passed, owned
+
+
+_JOINED = frozenset({b"x-forwarded-for", b"via", b"connection"})
+
+
+def set_aside(
+    passed: list[tuple[bytes, bytes]], owned: dict[bytes, bytes], names: frozenset[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """`passed` without the headers a site names as client-address ones (also in their `_` spelling),
+    which join the owned ones."""
+    kept: list[tuple[bytes, bytes]] = []
+    for name, value in passed:
+        plain = name.replace(b"_", b"-")
+        if plain in names:
+            if plain == name:
+                owned[name] = owned[name] + b", " + value if name in owned else value
+            continue
+        kept.append((name, value))
+    return kept
+
+
+@functools.lru_cache(maxsize=256)
+def header_names(names: tuple[str, ...]) -> frozenset[bytes]:
+    """Configured header names (lower-case text) as the bytes uvicorn gives; cached per configuration."""
+    return frozenset(name.encode("latin-1") for name in names)
 
 
 def filter_response_headers(
