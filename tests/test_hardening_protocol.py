@@ -218,6 +218,17 @@ def test_a_head_just_under_the_cap_in_small_pieces_is_served(start_proxy: Any, u
     assert [seen.raw_path for seen in upstream.seen][1:] == ["/body", "/next"]
 
 
+def test_many_pipelined_heads_in_one_read_are_each_counted_from_their_start(start_proxy: Any,
+                                                                            upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("main", upstream.url), limits={"max_header_bytes": 1024})
+    heads = [f"GET /p{index} HTTP/1.1\r\nHost: localhost\r\nX-Fill: {'f' * 200}\r\n\r\n" for index in range(40)]
+    heads[-1] = heads[-1].replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall("".join(heads).encode())  # 10 KB: ten times the cap, in one write
+        assert [status_of(response) for response in _read_to_close(sock)] == [200] * 40
+    assert [seen.raw_path for seen in upstream.seen] == [f"/p{index}" for index in range(40)]
+
+
 # -- item 1 (part): connections per client address -----------------------------------------------------
 
 def test_connections_per_client_address_are_capped(start_proxy: Any, upstream: Upstream) -> None:

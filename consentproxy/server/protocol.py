@@ -309,27 +309,37 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
         httptools keeps a header line in memory until it ends, so the cap is counted here, on the bytes
         given to it: a head is fed at most what it may still take, and one still unfinished at its cap
-        gets 431. A body is fed up to its declared end, so the head after it is counted from its start
-        (after a chunked body, from the next read: one read at most goes uncounted).
+        gets 431. Each piece fed ends where a head ends (its blank line) or a Content-Length body ends,
+        so the next head is counted from its own start, however many requests a read holds (after a
+        chunked body, from the next read: one read at most goes uncounted, for httptools' own check).
         """
         parser = self.parser
-        rest: bytes | memoryview = data
-        while rest:
+        view: memoryview | None = None
+        start, total = 0, len(data)
+        while start < total:
             phase = self._phase
-            size = (self._body_left or len(rest)) if phase == _BODY else max(1, self._head_room())
-            piece: bytes | memoryview = rest
-            if size < len(rest):
-                view = memoryview(rest)
-                piece, rest = view[:size], view[size:]
+            if phase == _BODY:
+                left = self._body_left
+                end = min(total, start + left) if left else total
             else:
-                rest = b""
+                room = max(1, self._head_room())
+                end = data.find(b"\r\n\r\n", start, start + room)
+                end = min(total, start + room) if end < 0 else end + 4
+            if start == 0 and end == total:
+                piece: bytes | memoryview = data
+            else:
+                if view is None:
+                    view = memoryview(data)
+                piece = view[start:end]
             messages = self._messages
             parser.feed_data(piece)
             if self._phase == _HEAD:
                 if phase != _BODY:
-                    self._head_bytes = (self._head_bytes if messages == self._messages else 0) + len(piece)
+                    known = self._head_bytes if messages == self._messages else 0
+                    self._head_bytes = known + end - start
                 if self._head_room() <= 0:
                     raise Rejected(431, f"request header block larger than {self.limits.max_header_bytes} bytes")
+            start = end
 
     def _head_room(self) -> int:
         """How many more bytes the head being read may take (its target has its own cap, in on_url)."""
