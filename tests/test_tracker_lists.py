@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, Proxy, free_port, mint, serve_page, site_toml, wait_ready
 
+from consentproxy.banner.guard import HOST_LIMIT, guard_table
 from consentproxy.config.loader import ConfigError, load_config
 from consentproxy.config.model import TrackerListConfig
 from consentproxy.cookies.inventory import CookieInventory
@@ -145,7 +146,11 @@ def test_each_format_classifies_a_host_the_catalogue_does_not_know(tmp_path: Pat
     parent = host.split(".", 1)[1]
     assert matcher.url("scripts", f"https://a.b.{parent}/x.js") == EXPECTED[list_format]  # subdomains
     assert matcher.url("scripts", f"https://not{parent}/x.js") is None  # look-alikes are not
-    assert [rule for rule in matcher.host_rules() if parent in rule[0]] == []  # not in the guard's table
+    listed = [rule for rule in matcher.host_rules() if parent in rule[0]]
+    assert len(listed) == 1 and (host == listed[0][0] or host.endswith("." + listed[0][0]))
+    assert listed[0][1:] == ("", EXPECTED[list_format])
+    table = guard_table(matcher, frozenset())  # the client-side guard holds it too
+    assert listed[0][0] in table["c"][EXPECTED[list_format].category].split()
 
 
 def test_lists_come_after_the_site_and_the_catalogue(tmp_path: Path) -> None:
@@ -451,5 +456,9 @@ def test_a_million_host_list_loads_and_matches(tmp_path: Path) -> None:
     assert matcher.url("scripts", "https://t1000000.bigads.test/x.js") is None
     assert matcher.url("pixels", "https://elsewhere.test/bigads/collect.gif") == big
     assert matcher.url("scripts", "https://www.googletagmanager.com/gtag/js?id=G-1") is not None  # catalogue
-    assert len(list(matcher.host_rules())) < 10_000  # the guard's table keeps to the catalogue
+    # the guard's table: the catalogue first, then the list's hosts up to its bound
+    catalogue = sum(1 for _ in TrackerMatcher(()).host_rules())
+    table = guard_table(matcher, frozenset())
+    held = {host for hosts in table["c"].values() for host in hosts.split()} | set(table["p"])
+    assert catalogue < len(held) <= HOST_LIMIT and "2mdn.net" in held and "t0.bigads.test" in held
     assert len(ListIndex()) == 0

@@ -297,11 +297,16 @@ class TrackerMatcher:
 
     def host_rules(self) -> Iterator[tuple[str, str, Match]]:
         """Every host rule as (host, path prefix or "", match), the best-ranked first for each host: what the
-        client-side guard's table is made from (the same rules as the server's). The operator's lists are
-        left out: a million hosts do not belong in a table every page downloads."""
-        for host, rules in self._index.items():
+        client-side guard's table is made from (the same rules as the server's), the site's and the
+        catalogue's first, then the hosts of the operator's lists (whose size the guard bounds; their URL
+        filters name no host and stay the server's)."""
+        index = self._index
+        for host, rules in index.items():
             for _, _, prefix, match in rules:
                 yield host, prefix, match
+        for host, match in self._list_hosts.items():
+            if host not in index:
+                yield host, "", match
 
     def url_patterns(self) -> Iterator[tuple[Kind, str, Match]]:
         """The patterns that do not start with a host ("matomo.js", "/b/ss/"): substrings of a whole URL."""
