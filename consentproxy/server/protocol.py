@@ -36,6 +36,7 @@ import asyncio
 import http
 import ipaddress
 import logging
+import time
 from typing import Any
 
 import httptools
@@ -44,6 +45,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from consentproxy.cancellation import CLIENT_GONE
 from consentproxy.config.model import IPNetwork, Limits
 from consentproxy.observability import metrics
+from consentproxy.proxy.limits import LOG_INTERVAL, client_key
 from consentproxy.proxy.sites import normalise_host
 
 logger = logging.getLogger("consentproxy.protocol")
@@ -58,10 +60,29 @@ _HEAD_SLACK = 11 + 2 + 8 + 2 + 2
 #: where the parser is: between messages, in a request head, or past the head (in the body, if any)
 _IDLE, _HEAD, _BODY = 0, 1, 2
 
-#: this worker's open connections by client address, for `Limits.max_connections_per_client`
+#: this worker's open connections by client (`proxy.limits.client_key`: an IPv6 client by its /64)
 _open_by_address: dict[str, int] = {}
-#: the addresses at their limit that were logged: one line each until they drop below it
-_logged_at_limit: set[str] = set()
+
+
+class _RefusalLog:
+    """One log line for the first refused connection, then at most one per `LOG_INTERVAL` with the count."""
+
+    def __init__(self) -> None:
+        self._last = -LOG_INTERVAL
+        self._quiet = 0
+
+    def refused(self, client: str, count: int) -> None:
+        now = time.monotonic()
+        if now - self._last < LOG_INTERVAL:
+            self._quiet += 1
+            return
+        self._last, quiet, self._quiet = now, self._quiet, 0
+        logger.warning("refusing connections from %s: it holds %d, the limit per client address "
+                       "(max_connections_per_client); %d other connections refused since the last such line",
+                       client, count, quiet)
+
+
+_refusal_log = _RefusalLog()
 
 
 class Rejected(Exception):
@@ -129,7 +150,9 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         """Count this connection against its client address; over the limit, answer 503 and close.
 
         At the TCP level the peer address is all there is: behind a trusted proxy every visitor shares
-        its address, so connections from trusted proxies are not limited (that proxy limits its own).
+        its address, so connections from trusted proxies are not limited (that proxy limits its own; the
+        requests it forwards are limited per visitor by `max_requests_per_client`). An IPv6 client
+        counts by its /64, which one subscriber holds whole.
         """
         limit = self.limits.max_connections_per_client
         client = self.client
@@ -138,18 +161,16 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         address = client[0]
         if self.trusted_proxies and _is_trusted(address, self.trusted_proxies):
             return True
-        count = _open_by_address.get(address, 0)
+        key = client_key(address)
+        count = _open_by_address.get(key, 0)
         if count >= limit:
             metrics.inc(metrics.CONNECTIONS_REFUSED, "per_client_limit")
-            if address not in _logged_at_limit:
-                _logged_at_limit.add(address)
-                logger.warning("refusing connections from %s: it holds %d, the limit per client address "
-                               "(max_connections_per_client)", address, count)
+            _refusal_log.refused(key, count)
             self._refusal = Rejected(503, "too many connections from your address")
             self._write_refusal()
             return False
-        _open_by_address[address] = count + 1
-        self._counted = address
+        _open_by_address[key] = count + 1
+        self._counted = key
         return True
 
     def _release(self) -> None:
@@ -159,7 +180,6 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             count = _open_by_address.pop(address, 1) - 1
             if count > 0:
                 _open_by_address[address] = count
-            _logged_at_limit.discard(address)
 
     def connection_lost(self, exc: Exception | None) -> None:
         metrics.OPEN_CONNECTIONS.dec()
