@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from conftest import Upstream, raw_request, recv_response, site_toml, status_of
 
+from consentproxy.proxy.sites import normalise_host
+
 WILD = "wild.test"
 
 
@@ -56,6 +58,20 @@ BAD_HOSTS = [
     f"a.{WILD}:0", f"a.{WILD}:8o", f"a.{WILD}:80:80", "site.test:99999", "[site.test]", "[::1", "[v1.x]",
     "[fe80::1%25eth0]", "site.test.evil.com:80@x", "caf\xe9.site.test", "-", ".", "..", f"*.{WILD}",
 ]
+
+
+@pytest.mark.parametrize(("sent", "normal"), [
+    (b"Example.NL", b"example.nl"), (b"example.nl.", b"example.nl"), (b"example.nl:0443", b"example.nl:443"),
+    (b"example.nl:", b"example.nl"), (b"a_b.example.nl:65535", b"a_b.example.nl:65535"),
+    (b"192.0.2.1:8080", b"192.0.2.1:8080"), (b"[2001:DB8:0::1]", b"[2001:db8::1]"), (b"[::1]:80", b"[::1]:80"),
+    (b" localhost\t", b"localhost"), (b"x" * 63 + b".nl", b"x" * 63 + b".nl"),
+    *[(host.encode("latin-1"), None) for host in BAD_HOSTS],
+    (b"", None), (b"x" * 64 + b".nl", None), (b"a." * 127 + b"nl", None), (b"a-.nl", None),
+    (b"example.nl:65536", None), (b"example.nl:-1", None), (b"[::1]x", None), (b"[1.2.3.4]", None),
+    (b"exa\x00mple.nl", None), (b"example.nl\r\nX-A: b", None),
+])
+def test_normalise_host(sent: bytes, normal: bytes | None) -> None:
+    assert normalise_host(sent) == normal
 
 
 def test_invalid_host_headers_get_400_and_reach_no_upstream(start_proxy: Any, upstream: Upstream) -> None:
