@@ -2,9 +2,12 @@
 
 Raw ASGI on purpose (see GUIDE §2): no request objects, no middleware. Bodies
 stream in both directions with back-pressure on both sides, so a 1 GB upload
-or download never sits in memory. When the client goes away the server
-protocol cancels this task (message `CLIENT_GONE`); the handler then drops
-the upstream connection instead of letting it finish for nobody.
+or download never sits in memory; only a small request body is read whole
+first, so that a client sending slowly holds no upstream connection while it
+does (see `_read_body`), and every body has a deadline. When the client
+goes away the server protocol cancels this task (message `CLIENT_GONE`); the
+handler then drops the upstream connection instead of letting it finish for
+nobody.
 """
 
 from __future__ import annotations

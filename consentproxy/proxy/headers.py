@@ -1,7 +1,8 @@
 """Header hygiene for both directions of the proxy, on raw bytes.
 
 Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and never cross
-the proxy; neither does any header a Connection header names. Upstream
+the proxy; neither does any header a Connection header names, nor one in
+which a client claims an address (`CLIENT_ADDRESS_HEADERS`). Upstream
 response headers that uvicorn would refuse to serialise (control bytes,
 invalid names) are dropped with a log line instead of turning into a 500.
 """
