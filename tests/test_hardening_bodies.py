@@ -307,3 +307,16 @@ def test_a_client_counts_by_its_ipv4_address_or_ipv6_64() -> None:
     assert slots.acquire("2001:db8:1:3::1") is not None
     slots.release(keys[0] or "")
     assert slots.acquire("2001:db8:1:2::3") is not None
+
+
+def test_a_chunked_upload_that_stalls_gets_408_and_never_reaches_the_site(start_proxy: Any,
+                                                                           upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("main", upstream.url, body_grace=1, body_min_rate=1000, body_timeout=30))
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    sock.sendall(b"POST /chunked-stall HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"5\r\nhello\r\n")
+    status, reply = _answer(sock)
+    assert status == 408
+    assert b"connection: close" in reply.lower()
+    assert not any(seen.raw_path == "/chunked-stall" for seen in upstream.seen)
+    assert _metric(proxy, "consentproxy_limited_requests_total", 'limit="body_deadline"') == 1
