@@ -106,7 +106,7 @@ def test_in_a_browser_the_banner_works_on_a_page_with_a_base_url(start_proxy: An
             page.goto(proxy.url + "/", wait_until="load")
             banner = page.locator("#cp-banner")
             banner.wait_for(state="visible", timeout=10_000)
-            assert page.evaluate("getComputedStyle(document.getElementById('cp-banner')).position") == "fixed", \
+            assert banner.evaluate("e => getComputedStyle(e).position") == "fixed", \
                 "the banner's stylesheet did not load"
             assert not [url for url in elsewhere if "/_consent/" in url]
             assert not [url for url in elsewhere if "google-analytics" in url], "a tracker before consent"

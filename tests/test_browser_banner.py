@@ -314,13 +314,16 @@ def test_withdrawing_removes_the_cookies_and_blocks_the_trackers_again(visit: Vi
 
 # --- keyboard ------------------------------------------------------------------------------------------
 
-ACTIVE = """() => { const e = document.activeElement; return e ? (e.getAttribute('data-cp-action')
-  || e.getAttribute('data-cp-category') || e.id || e.localName) : null; }"""
-FOCUS_RING = """(selector) => { const e = document.activeElement; const s = getComputedStyle(
+# The banner is in the shadow root of #cp-root: the document's activeElement is then #cp-root itself.
+DEEP_ACTIVE = "const deep = () => { let e = document.activeElement; " \
+              "while (e && e.shadowRoot && e.shadowRoot.activeElement) e = e.shadowRoot.activeElement; return e; };"
+ACTIVE = f"""() => {{ {DEEP_ACTIVE} const e = deep(); return e ? (e.getAttribute('data-cp-action')
+  || e.getAttribute('data-cp-category') || e.id || e.localName) : null; }}"""
+FOCUS_RING = f"""(selector) => {{ {DEEP_ACTIVE} const e = deep(); const s = getComputedStyle(
   selector ? e.parentElement.querySelector(selector) : e);
-  return {outline: s.outlineStyle + ' ' + s.outlineWidth, shadow: s.boxShadow}; }"""
-IN_DIALOG = "() => !!document.querySelector('.cp-dialog') && document.querySelector('.cp-dialog')" \
-            ".contains(document.activeElement)"
+  return {{outline: s.outlineStyle + ' ' + s.outlineWidth, shadow: s.boxShadow}}; }}"""
+IN_DIALOG = f"""() => {{ {DEEP_ACTIVE} const root = document.getElementById('cp-root').shadowRoot;
+  const dialog = root && root.querySelector('.cp-dialog'); return !!dialog && dialog.contains(deep()); }}"""
 
 
 def tab_to(page: Page, target: str, limit: int = 60) -> None:

@@ -49,7 +49,7 @@ def test_banner_shows_under_a_strict_nonce_csp_without_violations(start_proxy: A
     context.add_init_script(COLLECT_VIOLATIONS)
     page = context.new_page()
     page.goto(proxy.url + "/", wait_until="load")
-    page.wait_for_function("document.querySelector('#cp-banner') !== null")
+    page.wait_for_function("document.getElementById('cp-root').shadowRoot.querySelector('#cp-banner') !== null")
     banner = page.locator("#cp-banner")
     assert banner.is_visible()
     assert page.locator("[data-cp-action=accept_all]").is_visible()
@@ -58,7 +58,7 @@ def test_banner_shows_under_a_strict_nonce_csp_without_violations(start_proxy: A
     assert page.evaluate("window.trackerRan") is None  # the tracker snippet was held back
     assert tracker_requests == []  # and nothing was fetched from the tracker's host
     # the stylesheet applied (a fixed overlay), so the CSS was not refused either
-    assert page.evaluate("getComputedStyle(document.querySelector('#cp-banner')).position") == "fixed"
+    assert banner.evaluate("e => getComputedStyle(e).position") == "fixed"
     # Click-to-load: the embed loads (and every other embed of its service that the proxy blocked), but
     # markup dressed up as a blocked element by someone else (no stamp of this response) stays inert.
     page.locator("[data-cp-load]").first.click()

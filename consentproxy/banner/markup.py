@@ -201,11 +201,17 @@ class SiteMarkup:
         """The markup for one language and first-layer variant (a regime, or None: no first layer)."""
         e = ascii_html
         position = self.site.consent.theme.position
+        pos = "" if position == "bottom" else " cp-pos-" + position
         parts = [
             f'<link rel="stylesheet" href="{e(self.css_url)}"{_STYLE_NONCE}>',
             f'<link rel="stylesheet" href="{e(self.theme_url)}"{_STYLE_NONCE}>' if self.theme_url else "",
-            f'<div id="cp-root" class="cp-root{"" if position == "bottom" else " cp-pos-" + position}" '
-            f'data-cp-api="{e(self.prefix)}"{_STATE} lang="{lang}">',
+            f'<div id="cp-root" class="cp-root{pos}" data-cp-api="{e(self.prefix)}"{_STATE} lang="{lang}">',
+            # A declarative shadow root, parsed without script: no stylesheet of the page reaches the banner
+            # and the re-open control. Our stylesheet again inside it (the same URL: one fetch); the theme's
+            # custom properties, set on #cp-root, inherit into it. Without DSD, banner.js attaches it.
+            '<template shadowrootmode="open">',
+            f'<link rel="stylesheet" href="{e(self.css_url)}"{_STYLE_NONCE}>',
+            f'<div id="cp-ui" class="cp-ui{pos}" lang="{lang}" dir="ltr">',
         ]
         if variant is not None:
             text_key, buttons = _VARIANTS[variant]
@@ -225,7 +231,7 @@ class SiteMarkup:
         reopen = e(self.text(lang, "reopen"))
         parts += [
             f'<button type="button" id="cp-reopen" class="cp-reopen" data-consent-open aria-label="{reopen}" '
-            f'title="{reopen}"><span class="cp-reopen-icon" aria-hidden="true"></span></button>',
+            f'title="{reopen}"><span class="cp-reopen-icon" aria-hidden="true"></span></button></div></template>',
             f'<script type="application/json" id="cp-config">{config_json}</script></div>',
             f'<script src="{e(self.js_url)}" defer{_NONCE}{_STAMP}></script>',
         ]

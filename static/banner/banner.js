@@ -1,7 +1,13 @@
 /* consentproxy banner: wires the server-rendered first layer, builds the
  * settings dialog from #cp-config and re-activates blocked elements once their
  * category is granted. Written for a strict CSP with Trusted Types: the DOM is
- * built with createElement/textContent only and no inline style is ever set. */
+ * built with createElement/textContent only and no inline style is ever set.
+ *
+ * The banner lives in the shadow root of #cp-root (declarative, parsed from the
+ * server's markup; attached here for a browser that does not parse it), where
+ * no stylesheet of the page reaches. Events from inside it reach the document
+ * retargeted to #cp-root: the real target is the first of composedPath(), the
+ * focused element the shadow root's activeElement. */
 (function () {
   'use strict';
 
@@ -13,6 +19,9 @@
   const stamp = (doc.currentScript && doc.currentScript.getAttribute('data-cp-stamp')) || '';
   // Loaded twice (a page that includes it again), the listeners would submit every click twice.
   if (!root || window.consentproxy) return;
+  // The shadow root, or #cp-root itself in a browser without shadow roots; #cp-ui holds the layers.
+  const ui = mount();
+  const layer = ui.querySelector('#cp-ui') || root;
 
   const EVENT = 'consentproxy:change';
   // Attributes the rewriter moves to data-cp-*; srcset goes before src so an
@@ -24,6 +33,17 @@
   // and fires no load event, so waiting for one would stall the queue.
   const JS_TYPE = /^(?:(?:text|application)\/(?:x-)?(?:java|ecma)script|text\/(?:jscript|livescript|javascript1\.[0-5]))$/;
   const TT_KIND = {TrustedScript: 'createScript', TrustedScriptURL: 'createScriptURL'};
+  // Anti-flicker snippets we know, by the services whose held script would end them (see unhideKnown).
+  const HIDERS = [
+    // Google Optimize: class async-hide on <html>, ended by dataLayer.hide.end() from its or GTM's script
+    {services: ['Google Optimize', 'Google Tag Manager', 'Google Analytics'], cls: 'async-hide'},
+    // Adobe Target's prehiding snippet: <style id="at-body-style">body{opacity:0 !important}</style>
+    {services: ['Adobe Target', 'Adobe Experience Platform Launch'], id: 'at-body-style'},
+    // VWO's SmartCode: <style id="_vis_opt_path_hides">
+    {services: ['VWO'], id: '_vis_opt_path_hides'},
+    // Kameleoon's anti-flicker snippet: <style id="kameleoonLoadingStyleSheet">* { visibility: hidden ... }
+    {services: ['Kameleoon'], id: 'kameleoonLoadingStyleSheet'}
+  ];
 
   // on our own origin, whatever base URL the page set
   const api = location.origin + (root.getAttribute('data-cp-api') || '/_consent');
@@ -39,7 +59,7 @@
   let queue = Promise.resolve(); // re-activated scripts run one after another
 
   window.consentproxy = Object.freeze({
-    open: function () { open(doc.activeElement); },
+    open: function () { open(focused()); },
     granted: function (category) { return granted.has(category); },
     on: function (handler) {
       const listener = function (e) { handler(e.detail); };
@@ -52,9 +72,16 @@
   else init();
 
   function init() {
+    // Out of <body>: a page's opacity, filter or transform on it (an anti-flicker rule, a modal's blur)
+    // would apply to the banner too; a child of <html> after <body> also paints above the body's overlays
+    // of the same z-index.
+    if (root.parentNode !== doc.documentElement) doc.documentElement.appendChild(root);
+    unhideKnown();
+    if (doc.readyState === 'complete') setTimeout(unhideLate, 0);
+    else window.addEventListener('load', function () { setTimeout(unhideLate, 0); });
     // The first layer is non-modal and takes no focus; its live region exists
     // from the start so that screen readers announce a later error.
-    const banner = doc.getElementById('cp-banner');
+    const banner = byId('cp-banner');
     if (banner) (banner.querySelector('.cp-panel') || banner).appendChild(liveRegion());
     doc.addEventListener('click', onClick);
     doc.addEventListener('keydown', onKey);
@@ -67,6 +94,40 @@
     // The browser sends Global Privacy Control: the proxy already treats it as a refusal; record it
     // once as this visitor's decision, so it is provable and the cookie makes it last.
     else if (!decided && root.getAttribute('data-cp-gpc') === '1') submit('gpc_signal', null);
+  }
+
+  function mount() {
+    let shadow = root.shadowRoot;
+    const template = root.querySelector('template[shadowrootmode]');
+    if (shadow || !template) return shadow || root;
+    try {
+      shadow = root.attachShadow({mode: 'open'});
+      shadow.appendChild(template.content);
+    } catch (err) {
+      shadow = null;
+      root.appendChild(template.content);
+      root.classList.add('cp-light');
+    }
+    template.remove();
+    return shadow || root;
+  }
+
+  function byId(id) {
+    return ui.querySelector('#' + id);
+  }
+
+  // The element with focus, inside our shadow root too (the document sees its host).
+  function focused() {
+    let el = doc.activeElement;
+    while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+    return el;
+  }
+
+  // An event's real target, inside our shadow root too.
+  function target(e) {
+    const path = e.composedPath ? e.composedPath() : [];
+    const t = path[0] || e.target;
+    return t && t.nodeType === 3 ? t.parentNode : t;
   }
 
   function readConfig() {
@@ -90,10 +151,10 @@
   // ---- events -------------------------------------------------------------
 
   function onClick(e) {
-    const t = e.target;
+    const t = target(e);
     if (!(t instanceof Element)) return;
     let el = t.closest('[data-cp-action]');
-    if (el && root.contains(el)) {
+    if (el && ui.contains(el)) {
       const action = el.getAttribute('data-cp-action');
       if (action === 'settings') open(el);
       else if (action === 'close') close();
@@ -122,7 +183,7 @@
     }
     // Buttons and links turn Enter/Space into a click; a site's
     // <span role="button" tabindex="0" data-consent-open> does not.
-    const t = e.target;
+    const t = target(e);
     if ((e.key === 'Enter' || e.key === ' ') && t instanceof Element && t.matches('[data-consent-open][role="button"]')) {
       e.preventDefault();
       open(t);
@@ -130,7 +191,7 @@
   }
 
   function onFocusIn(e) {
-    if (modal && !modal.contains(e.target)) modal.firstChild.focus();
+    if (modal && !modal.contains(target(e))) modal.firstChild.focus();
   }
 
   // ---- settings dialog (second layer) --------------------------------------
@@ -139,7 +200,7 @@
     if (modal) return;
     opener = from;
     modal = buildModal();
-    root.appendChild(modal);
+    layer.appendChild(modal);
     modal.firstChild.focus();
   }
 
@@ -148,7 +209,7 @@
     modal.remove();
     modal = null;
     // After a decision the first-layer button that opened the dialog is gone.
-    const back = opener && opener.isConnected ? opener : doc.getElementById('cp-reopen');
+    const back = opener && opener.isConnected ? opener : byId('cp-reopen');
     opener = null;
     if (back) back.focus();
   }
@@ -162,7 +223,7 @@
     if (!items.length) return;
     const first = items[0];
     const last = items[items.length - 1];
-    const active = doc.activeElement;
+    const active = focused();
     if (e.shiftKey && (active === first || active === dialog)) {
       e.preventDefault();
       last.focus();
@@ -292,10 +353,10 @@
 
   async function submit(action, choiceMap) {
     if (busy) return;
-    const box = modal || doc.getElementById('cp-banner');
+    const box = modal || byId('cp-banner');
     const live = box && box.querySelector('.cp-error');
     busy = true;
-    root.classList.add('cp-busy');
+    layer.classList.add('cp-busy');
     if (live) live.textContent = '';
     // A hung request would leave every button dead; give up and let the visitor retry.
     const abort = window.AbortController ? new AbortController() : null;
@@ -319,7 +380,7 @@
     }
     clearTimeout(timer);
     busy = false;
-    root.classList.remove('cp-busy');
+    layer.classList.remove('cp-busy');
     if (!data) {
       if (live) live.textContent = texts.error || '';
       return;
@@ -334,7 +395,7 @@
       .then(function (data) {
         if (!data || !data.principal || !Array.isArray(data.granted)) return;
         const changed = normalise(data.granted).sort().join() !== Array.from(granted).sort().join();
-        if (changed || doc.getElementById('cp-banner')) apply(data);
+        if (changed || byId('cp-banner')) apply(data);
       })
       .catch(report);
   }
@@ -357,11 +418,11 @@
     decided = true;
     root.setAttribute('data-cp-granted', list.join(' '));
     root.setAttribute('data-cp-decided', '1');
-    const banner = doc.getElementById('cp-banner');
+    const banner = byId('cp-banner');
     if (banner) {
-      const hadFocus = banner.contains(doc.activeElement);
+      const hadFocus = banner.contains(focused());
       banner.remove();
-      const reopen = doc.getElementById('cp-reopen');
+      const reopen = byId('cp-reopen');
       if (hadFocus && reopen) reopen.focus();
     }
     const state = function (category) { return granted.has(category) ? 'granted' : 'denied'; };
@@ -381,6 +442,53 @@
   // Google's own snippet: the consent command must be pushed as an arguments object.
   function gtag() {
     (window.dataLayer = window.dataLayer || []).push(arguments);
+  }
+
+  // ---- anti-flicker --------------------------------------------------------
+
+  // A/B-testing and personalisation snippets hide the page until their vendor's script has applied its
+  // variant, and that script unhides it. Held until consent, it unhides nothing: a blank page. Where the
+  // vendor's script is held (in the page, marked with its service), its hiding goes at once; the class
+  // cp-unhide then overrides any hiding of <html> and <body> for the rest of the page's life, so that a
+  // snippet released later hides nothing again (the page is already shown).
+
+  function heldServices() {
+    const held = new Set();
+    doc.querySelectorAll('[data-cp-blocked][data-cp-service]').forEach(function (el) {
+      held.add(el.getAttribute('data-cp-service'));
+    });
+    return held;
+  }
+
+  function unhideKnown() {
+    const held = heldServices();
+    const html = doc.documentElement;
+    HIDERS.forEach(function (hider) {
+      if (!hider.services.some(function (name) { return held.has(name); })) return;
+      if (hider.cls && html.classList.contains(hider.cls)) {
+        html.classList.remove(hider.cls);
+        html.classList.add('cp-unhide');
+      }
+      const el = hider.id ? doc.getElementById(hider.id) : null;
+      if (el && (el.localName === 'style' || el.localName === 'link')) {
+        el.remove();
+        html.classList.add('cp-unhide');
+      }
+    });
+  }
+
+  // After the load event (a page that hides itself only until its own scripts ran is shown by then), and
+  // only while something is held: <html> or <body> still hidden by a rule of the page is taken for a
+  // snippet whose script we hold.
+  function unhideLate() {
+    unhideKnown();
+    if (!doc.querySelector('[data-cp-blocked]')) return;
+    const hidden = [doc.documentElement, doc.body].some(function (el) {
+      if (!el) return false;
+      const style = getComputedStyle(el);
+      return style.visibility === 'hidden' || parseFloat(style.opacity) < 0.1;
+    });
+    if (hidden) doc.documentElement.classList.add('cp-unhide');
   }
 
   // ---- re-activation of blocked elements -----------------------------------
