@@ -72,7 +72,8 @@ def _good_hosts(canary: int) -> list[tuple[str, str]]:
         ("localhost:80", "localhost:80"), ("localhost:0080", "localhost:80"), (f"127.0.0.1:{canary}",
                                                                                f"127.0.0.1:{canary}"),
         ("[::1]", "[::1]"), (f"[0:0::1]:{canary}", f"[::1]:{canary}"), (f"Shop.{WILD.upper()}", f"shop.{WILD}"),
-        (f"a.b.{WILD}:8080", f"a.b.{WILD}:8080"), (f"bad{WILD}", f"bad{WILD}"), (f"{WILD}.evil.com", f"{WILD}.evil.com"),
+        (f"a.b.{WILD}:8080", f"a.b.{WILD}:8080"), (f"bad{WILD}", f"bad{WILD}"),
+        (f"{WILD}.evil.com", f"{WILD}.evil.com"),
         ("xn--caf-dma.test", "xn--caf-dma.test"), ("10.0.0.1", "10.0.0.1"), (" localhost\t", "localhost"),
         ("localhost:80 ", "localhost:80"),
     ]
@@ -109,7 +110,7 @@ def _absolute(canary: int) -> list[tuple[str, str, int, str | None]]:
         (f"http://{c}@localhost/{{v}}/a", "localhost", 400, None),
         (f"http://{c}#@localhost/{{v}}/a", "localhost", 400, None),
         (f"http://localhost:{canary}/{{v}}/a", "localhost", 400, None),
-        (f"http://localhost/{{v}}/a", c, 400, None),
+        ("http://localhost/{v}/a", c, 400, None),
         (f"http://[::1]:{canary}/{{v}}/a", "localhost", 400, None),
         (f"//{c}/{{v}}/a", "localhost", 200, f"//{c}/{{v}}/a"),  # a path, forwarded as one
         (f"/{{v}}/a@{c}", "localhost", 200, f"/{{v}}/a@{c}"),
@@ -119,8 +120,8 @@ def _absolute(canary: int) -> list[tuple[str, str, int, str | None]]:
         (f"ftp://{c}/{{v}}/a", c, 400, None),
         (f"http://{c}:80/{{v}}/a", c, 400, None),
         (f"http://{c}\\@localhost/{{v}}/a", "localhost", 400, None),
-        (f"http://evil.com/{{v}}/a", "localhost", 400, None),
-        (f"http://evil.com/{{v}}/a", "evil.com", 200, "/{v}/a"),  # the catch-all site, its own upstream
+        ("http://evil.com/{v}/a", "localhost", 400, None),
+        ("http://evil.com/{v}/a", "evil.com", 200, "/{v}/a"),  # the catch-all site, its own upstream
     ]
 
 
