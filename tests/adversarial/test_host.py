@@ -132,7 +132,7 @@ ABSOLUTE_BUGS = {"ftp://": "issue 17 item 3: an absolute-form target of another 
 
 
 def _absolute_params() -> list[object]:
-    params = []
+    params: list[object] = []
     for index, (target, host, _, _) in enumerate(ABSOLUTE):
         bug = next((reason for start, reason in ABSOLUTE_BUGS.items() if target.startswith(start)), None)
         marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
