@@ -309,6 +309,27 @@ def test_websocket_echo(proxy: Proxy, upstream: Upstream) -> None:
     assert upstream.seen[-1].raw_path == "/ws?room=1"
 
 
+@pytest.mark.parametrize(("policy", "forwarded_for"), [("none", None), ("truncated", "127.0.0.0"),
+                                                         ("full", "127.0.0.1")])
+def test_a_websocket_handshake_follows_the_sites_forwarding_policy(start_proxy: Any, upstream: Upstream,
+                                                                   policy: str, forwarded_for: str | None) -> None:
+    """The handshake reaches the site with the same forwarding headers as any request: forward_client_ip
+    holds (it sent the full address whatever the site chose), spoofed client-address headers are gone."""
+    proxy = start_proxy(site_toml("main", upstream.url, forward_client_ip=policy))
+
+    async def run() -> None:
+        headers = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "203.0.113.9", "True-Client-IP": "203.0.113.9"}
+        async with aiohttp.ClientSession() as session, session.ws_connect(proxy.url + "/ws", headers=headers) as ws:
+            await ws.send_str("x")
+            assert (await ws.receive_str(timeout=5)) == "echo:x"
+    asyncio.run(run())
+    seen = upstream.seen[-1]
+    assert seen.raw_path == "/ws"
+    assert seen.header("X-Forwarded-For") == ([forwarded_for] if forwarded_for else [])
+    assert seen.header("X-Real-IP") == seen.header("True-Client-IP") == []
+    assert seen.header("Via") == ["1.1 consentproxy"] and seen.header("X-Forwarded-Proto") == ["http"]
+
+
 def test_websocket_to_unreachable_upstream_is_refused(start_proxy: Any) -> None:
     proxy = start_proxy(site_toml("main", f"http://127.0.0.1:{free_port()}", connect_timeout=1))
 

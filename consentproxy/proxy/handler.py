@@ -26,8 +26,8 @@ from consentproxy.config.model import Limits
 from consentproxy.observability import metrics
 from consentproxy.observability.accesslog import log_request
 from consentproxy.proxy.errors import error_page
-from consentproxy.proxy.forwarded import truncated_chain
-from consentproxy.proxy.headers import filter_response_headers, header_names
+from consentproxy.proxy.forwarding import upstream_request_headers
+from consentproxy.proxy.headers import filter_response_headers
 from consentproxy.proxy.limits import BodyBudget, LimitLog
 from consentproxy.proxy.pipeline import BodyFilter, Endpoint, Exchange, FilterFailed, Reply
 from consentproxy.proxy.requestbody import BodyTimeout, BodyTooLarge, ClientGone, RequestBody
@@ -111,7 +111,7 @@ class ProxyHandler:
             if content_length > site.config.max_body_bytes:
                 return await send_error(send, 413, close=True), 0
 
-        upstream_headers = self._upstream_headers(exchange, owned, content_length)
+        upstream_headers = upstream_request_headers(exchange, content_length)
         url = site.upstream_base + header_text(scope["raw_path"])
         query = scope["query_string"]
         if query:
@@ -158,37 +158,6 @@ class ProxyHandler:
             return await self._upstream_failed(exchange, send, response, body, "connect", 502, exc)
         except (aiohttp.ClientError, OSError) as exc:
             return await self._upstream_failed(exchange, send, response, body, "protocol", 502, exc)
-
-    def _upstream_headers(
-        self, exchange: Exchange, owned: dict[bytes, bytes], content_length: int | None
-    ) -> list[tuple[str, str]]:
-        site = exchange.site
-        out = [(name.decode("latin-1"), header_text(value)) for name, value in exchange.request_headers]
-        host = site.fixed_host if site.fixed_host is not None else header_text(exchange.host)
-        out.append(("Host", host))
-        if content_length is not None:
-            out.append(("Content-Length", str(content_length)))
-        peer = exchange.peer
-        trusted = exchange.trusted_peer
-        ip_policy = site.config.forward_client_ip
-        if ip_policy != "none":
-            previous = owned.get(b"x-forwarded-for") if trusted else None
-            forwarded_for = f"{header_text(previous)}, {peer}" if previous else peer
-            out.append(("X-Forwarded-For", forwarded_for if ip_policy == "full" else truncated_chain(forwarded_for)))
-        proto = owned.get(b"x-forwarded-proto") if trusted else None
-        out.append(("X-Forwarded-Proto", header_text(proto) if proto else exchange.scheme))
-        fwd_host = owned.get(b"x-forwarded-host") if trusted else None
-        out.append(("X-Forwarded-Host", header_text(fwd_host or exchange.host)))
-        if trusted and ip_policy == "full":
-            if b"forwarded" in owned:
-                out.append(("Forwarded", header_text(owned[b"forwarded"])))
-            passing = site.config.pass_client_headers
-            if passing:  # the loader allows it only where the site sees full addresses
-                out += [(name.decode("latin-1"), header_text(owned[name]))
-                        for name in header_names(passing) if name in owned]
-        via = owned.get(b"via")
-        out.append(("Via", f"{header_text(via)}, 1.1 consentproxy" if via else "1.1 consentproxy"))
-        return out
 
     async def _read_body(self, body: RequestBody, content_length: int | None) -> tuple[bytes | _StreamedBody, int]:
         """The body to send upstream, and the bytes of the budget it holds.

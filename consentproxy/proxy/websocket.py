@@ -18,7 +18,9 @@ from yarl import URL
 
 from consentproxy.observability import metrics
 from consentproxy.proxy.errors import error_page
+from consentproxy.proxy.forwarding import upstream_request_headers
 from consentproxy.proxy.pipeline import Exchange
+from consentproxy.proxy.upstream import header_text
 
 logger = logging.getLogger("consentproxy.proxy")
 
@@ -40,15 +42,10 @@ async def proxy_websocket(
     connect = await receive()
     if connect["type"] != "websocket.connect":
         return
-    url = site.upstream_ws_base + scope["raw_path"].decode("latin-1")
+    url = site.upstream_ws_base + header_text(scope["raw_path"])
     if scope["query_string"]:
-        url += "?" + scope["query_string"].decode("latin-1")
-    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in exchange.request_headers if n not in _HANDSHAKE]
-    headers.append(("Host", site.fixed_host or exchange.host.decode("latin-1")))
-    forwarded = exchange.owned_headers.get(b"x-forwarded-for") if exchange.trusted_peer else None
-    headers.append(("X-Forwarded-For", f"{forwarded.decode('latin-1')}, {exchange.peer}" if forwarded
-                    else exchange.peer))
-    headers.append(("X-Forwarded-Proto", "https" if exchange.scheme in ("https", "wss") else "http"))
+        url += "?" + header_text(scope["query_string"])
+    headers = upstream_request_headers(exchange, skip=_HANDSHAKE)
     try:
         async with asyncio.timeout(site.config.connect_timeout + site.config.read_timeout):
             upstream = await session.ws_connect(
