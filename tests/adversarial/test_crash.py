@@ -10,7 +10,7 @@ import signal
 import threading
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 from conftest import launch_proxy, site_toml
 
