@@ -32,7 +32,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,8 @@ PAGE_SHOWN = """() => {
   return h.visibility === 'visible' && b.visibility === 'visible' && h.display !== 'none' && b.display !== 'none'
     && parseFloat(h.opacity) * parseFloat(b.opacity) > 0.1;
 }"""
+MODE = """() => { const root = document.getElementById('cp-root');
+  return !root ? 'none' : root.shadowRoot ? 'shadow' : root.classList.contains('cp-light') ? 'light' : 'template'; }"""
 BANNER_GONE = """() => { const root = document.getElementById('cp-root');
   const scope = root && (root.shadowRoot || root); return !!scope && !scope.querySelector('#cp-banner'); }"""
 
@@ -103,6 +105,7 @@ class Outcome:
     decision_status: int | None = None
     shown_before: bool | None = None  # <html> and <body> visible before the decision (not a check of its own)
     shown_after: bool | None = None
+    mode: str = ""  # where the banner is: "shadow" (a shadow root), "light" (the document: no shadow roots)
     load_error: str = ""
     seconds: float = 0.0
 
@@ -111,8 +114,12 @@ class Outcome:
         return not self.failures
 
 
-async def check_page(browser: Any, name: str, url: str, settle: float, timeout: float) -> Outcome:
-    """Load `url` in a fresh context (other origins aborted), check the buttons, click *Reject all*."""
+async def check_page(browser: Any, name: str, url: str, settle: float, timeout: float,
+                     init_script: str = "", document: Callable[[str], str] | None = None) -> Outcome:
+    """Load `url` in a fresh context (other origins aborted), check the buttons, click *Reject all*.
+
+    `init_script` runs before the page's scripts; `document` rewrites the page's HTML as it arrives (both to
+    play an older browser)."""
     started = time.monotonic()
     outcome = Outcome(name, url)
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
@@ -122,8 +129,14 @@ async def check_page(browser: Any, name: str, url: str, settle: float, timeout: 
             parts = urlsplit(route.request.url)
             if parts.scheme in ("http", "https") and f"{parts.scheme}://{parts.netloc}" != origin:
                 await route.abort()
+            elif document is not None and route.request.url == url:
+                response = await route.fetch()
+                await route.fulfill(response=response, body=document(await response.text()))
             else:
                 await route.continue_()
+
+        if init_script:
+            await context.add_init_script(init_script)
 
         await context.route("**/*", route)
         page = await context.new_page()
@@ -133,6 +146,7 @@ async def check_page(browser: Any, name: str, url: str, settle: float, timeout: 
             outcome.load_error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         await page.wait_for_timeout(settle * 1000)
         outcome.shown_before = bool(await page.evaluate(PAGE_SHOWN))
+        outcome.mode = str(await page.evaluate(MODE))
         for action in BUTTONS:
             state = await page.evaluate(BUTTON_STATE, action)
             outcome.buttons[action] = state
@@ -181,8 +195,8 @@ async def _reject(page: Any, origin: str, reject: dict[str, Any], outcome: Outco
 
 
 async def check_urls(targets: dict[str, str], jobs: int = 2, settle: float = 1.0, timeout: float = 45,
-                     progress: bool = False) -> list[Outcome]:
-    """Check every page (name -> URL), `jobs` at a time, in one chromium."""
+                     progress: bool = False, **options: Any) -> list[Outcome]:
+    """Check every page (name -> URL), `jobs` at a time, in one chromium; `options` go to check_page."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -192,7 +206,7 @@ async def check_urls(targets: dict[str, str], jobs: int = 2, settle: float = 1.0
 
             async def one(name: str, url: str) -> Outcome:
                 async with gate:
-                    return await check_page(browser, name, url, settle, timeout)
+                    return await check_page(browser, name, url, settle, timeout, **options)
 
             tasks = [asyncio.create_task(one(name, url)) for name, url in targets.items()]
             results = []

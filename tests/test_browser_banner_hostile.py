@@ -131,6 +131,7 @@ def test_the_banner_is_usable_and_the_page_shows(outcomes: dict[str, browser_ban
     outcome = outcomes[name]
     assert outcome.failures == [], (outcome.failures, outcome.buttons)
     assert outcome.decision_status == 200 and outcome.shown_after
+    assert outcome.mode == "shadow"
 
 
 @pytest.mark.parametrize("name", sorted(ANTI_FLICKER))
@@ -179,3 +180,26 @@ def test_a_released_snippet_hides_nothing_again(served: tuple[Any, str]) -> None
     result = asyncio.run(_accept_after_vwo(f"{proxy.url}/vwo-path-hides"))
     assert result["hiding"], "the released snippet did not run"
     assert result["shown"], "the page was hidden again"
+
+
+# An older browser, played by chromium: a <template shadowrootmode> it does not know stays a template (an
+# unknown mode is not parsed either), and banner.js attaches the shadow root itself; without attachShadow
+# at all, the banner goes into the document (#cp-root.cp-light), where only its own specificity protects it.
+NO_DECLARATIVE_SHADOW = ("no-declarative-shadow-root",
+                         {"document": lambda html: html.replace('shadowrootmode="open"', 'shadowrootmode="none"')})
+NO_SHADOW = ("no-shadow-root", {"document": NO_DECLARATIVE_SHADOW[1]["document"],
+                                "init_script": "delete Element.prototype.attachShadow;"})
+
+
+@pytest.mark.parametrize(("case", "page_name"), [
+    (NO_DECLARATIVE_SHADOW, "div-stacking"), (NO_DECLARATIVE_SHADOW, "buttons-hidden"),
+    (NO_DECLARATIVE_SHADOW, "generic-body-visibility"), (NO_SHADOW, "rtl"), (NO_SHADOW, "root-font-size"),
+])
+def test_without_declarative_shadow_roots_the_banner_still_works(served: tuple[Any, str], case: Any,
+                                                                 page_name: str) -> None:
+    proxy, _ = served
+    label, options = case
+    outcome = asyncio.run(browser_banner.check_urls({label: f"{proxy.url}/{page_name}"}, **options))[0]
+    assert outcome.failures == [], (outcome.failures, outcome.buttons)
+    assert outcome.decision_status == 200 and outcome.shown_after
+    assert outcome.mode == ("light" if case is NO_SHADOW else "shadow")
