@@ -105,3 +105,14 @@ def test_bench_analytics_smoke(tmp_path: Path) -> None:
         report["checks"]["GA4 exempt"]["proxy_counts"]["received"])
     assert "anonymised" not in report["checks"]["GA4 consented"]["proxy_counts"]
     assert set(report["meets_target"]) == {"GA4 exempt", "GA4 consented"}  # reported, never asserted
+
+
+def test_bench_starvation_smoke() -> None:
+    """A small run: the normal client got every page while slow uploads and header senders held on, the
+    abusive connections were answered by the limits, and an endless header value got 431 (exit 1 otherwise)."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "load_tests" / "bench_starvation.py"), "--uploads", "300", "--headers", "20",
+         "--seconds", "2", "--endless", "3"], cwd=REPO, capture_output=True, text=True, timeout=140, check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "failures 0" in proc.stdout and "'503'" in proc.stdout and "'431'" in proc.stdout, proc.stdout

@@ -6,6 +6,7 @@ what the upstream saw. None asserts a timing: "within a deadline" is always far 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from typing import Any
@@ -216,6 +217,39 @@ def test_an_endless_header_gets_431_at_the_cap(start_proxy: Any, upstream: Upstr
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
         answer = _send_until_answered(sock, head, filler, 4 * 1024 * 1024)
     assert status_of(answer) == 431, answer[:200]
+    assert upstream.seen == []
+
+
+def test_a_client_that_sends_on_without_reading_still_gets_its_431(start_proxy: Any, upstream: Upstream) -> None:
+    """The proxy answers while the client still sends. Had it closed with the client's bytes unread in its
+    socket, the kernel would reset the connection, and the client could lose the 431 (bench_starvation.py
+    lost it on about half of its connections). It ends its side and reads and drops them a while instead."""
+    proxy = start_proxy(site_toml("main", upstream.url), limits={"max_header_bytes": 8192})
+
+    async def one() -> str:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        answer = asyncio.ensure_future(reader.read(64))
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+            for _ in range(256):  # 1 MiB in 4 KiB pieces, never a line end, until the answer is here
+                if answer.done():
+                    break
+                writer.write(b"v" * 4096)
+                await writer.drain()
+                await asyncio.sleep(0)
+        except OSError:
+            pass
+        try:
+            return (await asyncio.wait_for(answer, 10))[:12].decode("latin-1")
+        except OSError as exc:
+            return type(exc).__name__
+        finally:
+            writer.close()
+
+    async def many() -> list[str]:
+        return [await one() for _ in range(20)]
+
+    assert asyncio.run(many()) == ["HTTP/1.1 431"] * 20
     assert upstream.seen == []
 
 

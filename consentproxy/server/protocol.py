@@ -52,6 +52,8 @@ logger = logging.getLogger("consentproxy.protocol")
 
 #: the request headers `_check_framing_and_host` looks at
 _FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
+#: how long a refused connection's late bytes are read and dropped before it closes (see `_linger_close`)
+LINGER_SECONDS = 2.0
 #: a timer may fire this early (the event loop's clock has millisecond steps)
 _TIMER_SLACK = 0.001
 #: the bytes of a request head besides its target and header lines: the longest method llhttp knows
@@ -298,7 +300,20 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if rejection is not None and not self.transport.is_closing():
             self.transport.write(_response(rejection.status, rejection.reason))
-            self.transport.close()
+            self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Close after an answer the client may still be sending over (an endless header, a body we refused):
+        closing with its bytes unread would make the kernel reset the connection, and the reset can wipe
+        out our answer before the client reads it. So our side ends first (FIN after the answer), what the
+        client still sends is read and dropped (`data_received` ignores it), and the connection closes
+        after `LINGER_SECONDS` at the latest, as nginx's lingering close does."""
+        transport = self.transport
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
