@@ -278,7 +278,12 @@ def _toml_value(value: Any) -> str:
     return str(value)
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
+#: how long a process the tests start may take to answer: generous, since it measures the machine's load, not
+#: the product (a proxy took over 20 s to start at load 23 on two cores, and a CI run failed on it)
+READY_TIMEOUT = 120.0
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
