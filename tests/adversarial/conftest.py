@@ -25,6 +25,9 @@ TALLY_FILE = ROOT / ".cache" / "adversarial-tally.txt"
 
 #: class -> [tried, passed, failed, expected failures (known open bugs, xfail)]
 _tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+#: what a normal client measured while an attack ran: attack -> its latencies in seconds (reported, never
+#: asserted: the tests assert only that it was answered within the limits' deadlines)
+LATENCIES: dict[str, list[float]] = defaultdict(list)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,8 +81,26 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("adversarial suite: variants tried per class" + (" (soak)" if SOAK else ""))
     for line in lines:
         terminalreporter.write_line(line)
+    latency = latency_lines()
+    if latency:
+        terminalreporter.write_line("")
+        for line in latency:
+            terminalreporter.write_line(line)
     TALLY_FILE.parent.mkdir(exist_ok=True)
-    TALLY_FILE.write_text("\n".join(lines) + "\n")
+    TALLY_FILE.write_text("\n".join([*lines, "", *latency]) + "\n")
+
+
+def latency_lines() -> list[str]:
+    lines = []
+    for attack in sorted(LATENCIES):
+        values = sorted(LATENCIES[attack])
+        if not values:
+            continue
+        p50 = values[len(values) // 2]
+        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+        lines.append(f"normal client during {attack}: {len(values)} requests answered, p50 {p50 * 1000:.0f} ms, "
+                     f"p99 {p99 * 1000:.0f} ms, max {values[-1] * 1000:.0f} ms")
+    return lines
 
 
 # -- fixtures ----------------------------------------------------------------------------------------------
