@@ -200,7 +200,7 @@ def _cl_variants() -> list[Variant]:
 
 # -- chunk sizes, extensions, trailers -------------------------------------------------------------------------
 CHUNKED_VALID = {
-    "one-chunk": ("5\r\nhello\r\n0\r\n\r\n", b"hello"),
+    "one-chunk": ("3\r\nabc\r\n0\r\n\r\n", b"abc"),
     "two-chunks": ("2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", b"hello"),
     "upper-hex": ("A\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
     "leading-zeros": ("0005\r\nhello\r\n0\r\n\r\n", b"hello"),
@@ -327,10 +327,12 @@ def _head_variants() -> list[Variant]:
 def _pipeline_variants() -> list[Variant]:
     out = []
     nxt = f"GET /{{v}}/next HTTP/1.1\r\n{H}\r\n"
-    out.append(Variant("pipe-cl-then-get", post(cl="Content-Length: 5\r\n", body="hello") + nxt, (200, 200), False,
-                       (("POST", "/p", b"hello"), ("GET", "/next", b""))))
-    out.append(Variant("pipe-chunked-then-get", post(te="Transfer-Encoding: chunked\r\n", body=CHUNKED_BODY) + nxt,
-                       (200, 200), False, (("POST", "/p", b"hello"), ("GET", "/next", b""))))
+    out.append(Variant("pipe-cl-then-gets", post(cl="Content-Length: 5\r\n", body="hello") + nxt + nxt,
+                       (200, 200, 200), False, (("POST", "/p", b"hello"), ("GET", "/next", b""),
+                                                ("GET", "/next", b""))))
+    out.append(Variant("pipe-chunked-then-post", post(te="Transfer-Encoding: chunked\r\n", body=CHUNKED_BODY)
+                       + post(cl="Content-Length: 3\r\n", body="abc", path="/q"), (200, 200), False,
+                       (("POST", "/p", b"hello"), ("POST", "/q", b"abc"))))
     out.append(Variant("pipe-three-posts", "".join(
         post(cl="Content-Length: 3\r\n", body=f"b{i}!", path=f"/p{i}") for i in range(3)) + nxt,
         (200, 200, 200, 200), False, (*(("POST", f"/p{i}", f"b{i}!".encode()) for i in range(3)),

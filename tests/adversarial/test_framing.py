@@ -5,11 +5,14 @@ probe answered on the same connection) and exactly the requests the site receive
 from __future__ import annotations
 
 import contextlib
+import random
+import socket
 from collections.abc import Callable
 
 import pytest
 from conftest import Proxy, site_toml
 
+from .conftest import SOAK
 from .framing_variants import TOKEN_LENGTH, Variant, all_variants
 from .recorder import Recorder
 from .wire import Reply, connect, get, parse_responses, read_responses, read_until_close
@@ -28,12 +31,27 @@ def proxy(proxies: Callable[..., Proxy], recorder: Recorder) -> Proxy:
                                  "max_requests_per_client": 0})
 
 
-def run_variant(port: int, data: bytes, expected: int, closed: bool, probe: bytes) -> Reply:
-    """Send `data`; read `expected` answers; then the rest until the close, or (`closed` False) send
-    `probe` on the same connection and read until the close it asks for."""
+def pieces(data: bytes, mode: str, seed: int) -> list[bytes]:
+    """`data` as the writes of one mode: whole, in 7-byte pieces, byte by byte, or cut at random places."""
+    if mode == "whole":
+        return [data]
+    if mode == "split":
+        return [data[start:start + 7] for start in range(0, len(data), 7)]
+    if mode == "bytewise":
+        return [data[start:start + 1] for start in range(len(data))]
+    chooser = random.Random(seed)
+    cuts = sorted(chooser.sample(range(1, len(data)), min(len(data) - 1, 6)))
+    return [data[start:end] for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+def run_variant(port: int, data: bytes | list[bytes], expected: int, closed: bool, probe: bytes) -> Reply:
+    """Send `data` (a list: each piece in a write of its own); read `expected` answers; then the rest until
+    the close, or (`closed` False) send `probe` on the same connection and read until the close it asks for."""
     with connect(port) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with contextlib.suppress(OSError):
-            sock.sendall(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                sock.sendall(piece)
         first = read_responses(sock, expected)
         raw = first.raw
         if not first.closed:
@@ -46,10 +64,12 @@ def run_variant(port: int, data: bytes, expected: int, closed: bool, probe: byte
     return Reply(responses, True, raw, rest)
 
 
-def check_variant(proxy: Proxy, recorder: Recorder, variant: Variant, token: str) -> None:
+def check_variant(proxy: Proxy, recorder: Recorder, variant: Variant, token: str, mode: str = "whole",
+                  seed: int = 0) -> None:
     assert len(token) == TOKEN_LENGTH
     probe = f"GET /{token}/probe HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
-    reply = run_variant(proxy.port, variant.render(token), len(variant.statuses), variant.closed, probe)
+    reply = run_variant(proxy.port, pieces(variant.render(token), mode, seed), len(variant.statuses),
+                        variant.closed, probe)
     expected_statuses = list(variant.statuses) + ([] if variant.closed else [200])
     assert reply.statuses == expected_statuses, (reply.raw[:600], reply.rest[:200])
     assert reply.rest == b"", reply.rest[:200]
@@ -75,15 +95,25 @@ def check_variant(proxy: Proxy, recorder: Recorder, variant: Variant, token: str
     assert recorder.all_bytes().count(token.encode()) == occurrences
 
 
-def _param(index: int, variant: Variant) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=variant.bug)] if variant.bug else []
-    return pytest.param(index, variant, id=variant.name, marks=marks)
+#: how the bytes are written: whole, and in 7-byte pieces (each head and body boundary falls inside a read);
+#: the soak adds byte by byte and cuts at random places
+MODES = ["whole", "split", "bytewise", "random"] if SOAK else ["whole", "split"]
 
 
-@pytest.mark.parametrize(("index", "variant"), [_param(index, variant) for index, variant in enumerate(VARIANTS)])
-def test_framing_variant(proxy: Proxy, recorder: Recorder, index: int, variant: Variant) -> None:
-    check_variant(proxy, recorder, variant, f"v{index:06d}")
+def _params() -> list[object]:
+    params = []
+    for mode_index, mode in enumerate(MODES):
+        for index, variant in enumerate(VARIANTS):
+            marks = [pytest.mark.xfail(strict=True, reason=variant.bug)] if variant.bug else []
+            params.append(pytest.param(mode_index * 100_000 + index, variant, mode, id=f"{variant.name}-{mode}",
+                                       marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("number", "variant", "mode"), _params())
+def test_framing_variant(proxy: Proxy, recorder: Recorder, number: int, variant: Variant, mode: str) -> None:
+    check_variant(proxy, recorder, variant, f"v{number:06d}", mode, seed=number)
 
 
 def test_there_are_at_least_250_framing_variants() -> None:
-    assert len(VARIANTS) >= 250
+    assert len(VARIANTS) >= 250 and len({variant.data for variant in VARIANTS}) == len(VARIANTS)
