@@ -53,7 +53,8 @@ def fetch(url: str) -> str:
 
 
 def test_after_a_base_url_our_urls_name_the_request_origin_and_before_it_they_stay_relative(start_proxy: Any) -> None:
-    with serve_page(PAGE, files={"/plain": (PLAIN, "text/html")}) as port:
+    templated = PLAIN.replace("<title>", '<template><base href="http://other.example/"></template><title>')
+    with serve_page(PAGE, files={"/plain": (PLAIN, "text/html"), "/templated": (templated, "text/html")}) as port:
         proxy: Proxy = start_proxy(site_toml("based", f"http://127.0.0.1:{port}"))
         html = fetch(proxy.url + "/")
         origin = proxy.url.rstrip("/")
@@ -61,6 +62,8 @@ def test_after_a_base_url_our_urls_name_the_request_origin_and_before_it_they_st
         assert len(ours) >= 3, html  # the guard, the stylesheet, the script (and the Consent Mode script)
         assert all(url.startswith(origin + "/_consent/") for url in ours), ours
         assert 'href="style.css"' in html and 'src="app.js"' in html, "the page's own URLs are left alone"
+        templated = fetch(proxy.url + "/templated")
+        assert origin not in templated, "a <base> inside a <template> sets no base URL"
         plain = fetch(proxy.url + "/plain")
         assert re.findall(r'(?:src|href)="([^"]*/_consent/[^"]*)"', plain)
         assert origin not in plain, "without a base URL our URLs stay root-relative"

@@ -979,8 +979,9 @@ class _Page:
 
     def base(self, token: Token, texts: list[str]) -> None:
         """A base URL would resolve our root-relative URLs against another origin: from here on they name
-        the request's own (the first `<base href>` sets the document's base URL, even one we cannot parse)."""
-        if not self.nested and any(key == "href" for key, _ in token[3]):
+        the request's own (the first `<base href>` sets the document's base URL, even one we cannot parse;
+        one in a `<template>` sets nothing)."""
+        if not self.nested and not token[4] and any(key == "href" for key, _ in token[3]):
             self.origin = self.plan.origin
 
     def meta(self, token: Token, texts: list[str]) -> None:
