@@ -107,9 +107,9 @@ def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str],
             break
         prefixes.setdefault(host, set()).add(prefix)
 
-    hold = parties is not None and parties.hold
-    if hold:  # what is not held under a tracker's domain gets entries (and prefixes) of its own
-        for allowed in parties.not_held if parties is not None else ():
+    hold = parties if parties is not None and parties.hold else None  # the site holds unknown hosts
+    if hold is not None:  # what is not held under a tracker's domain gets entries (and prefixes) of its own
+        for allowed in hold.not_held:
             host, slash, path = allowed.partition("/")
             if any(name in prefixes for name in _self_and_parents(host)):
                 prefixes.setdefault(host, set()).add(slash + path)
@@ -125,7 +125,7 @@ def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str],
             if match is not None:
                 return match.category if match.category != "necessary" and match.service not in unblocked \
                     else _ALLOWED
-        if parties is not None and hold and parties.party(url).origin == "unknown":
+        if hold is not None and hold.party(url).origin == "unknown":
             return UNKNOWN_CATEGORY
         return _ALLOWED
 
@@ -147,7 +147,7 @@ def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str],
         entry = entries[host]
         fallback = next((kept[name] for name in _self_and_parents(host)[1:] if name in kept), None)
         if fallback is None:
-            if hold or set(entry.values()) != {_ALLOWED}:  # under hold, no entry is not "allowed"
+            if hold is not None or set(entry.values()) != {_ALLOWED}:  # under hold, no entry is not "allowed"
                 kept[host] = entry
         elif any(_pick(entry, prefix) != _pick(fallback, prefix) for prefix in {*entry, *fallback}):
             kept[host] = entry
@@ -165,9 +165,9 @@ def guard_table(matcher: TrackerMatcher, unblocked: frozenset[str],
             patterns.setdefault(kind, []).append([pattern, match.category])
     table: dict[str, Any] = {"c": {category: " ".join(hosts) for category, hosts in simple.items()},
                              "p": by_path, "u": patterns}
-    if parties is not None and parties.hold:
+    if hold is not None:
         table["d"] = UNKNOWN_CATEGORY
-        table["a"] = " ".join(parties.not_held)
+        table["a"] = " ".join(hold.not_held)
     return table
 
 

@@ -268,7 +268,8 @@ class ThirdParties:
         self._own = frozenset(own)
         declared_entries = {host.removeprefix("*."): host for host in declared if host.strip("*. ")}
         self._declared = HostRules(declared_entries)
-        #: what a held unknown host is tested against, for the client-side guard (`not_held`)
+        #: "host" and "host/path prefix" entries never held as unknown: the site's own names and registrable
+        #: domains, its declared hosts, the built-in list (the client-side guard's table carries them)
         self.not_held = tuple(sorted(self._own | {entry.lower().strip().rstrip(".") for entry in declared_entries}
                                      | set(FUNCTIONAL)))
         self._cache: dict[str, Party] = {}
