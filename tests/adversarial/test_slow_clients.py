@@ -276,3 +276,28 @@ def test_a_client_that_does_not_read_costs_little_memory(proxy: Proxy) -> None:
         time.sleep(1)  # the proxy would read the rest meanwhile, if it did not wait for the client
         grown = _rss(proxy) - before
     assert grown < BIG_DOWNLOAD // 2, f"{grown / 1024 / 1024:.1f} MB"
+
+
+@pytest.mark.skipif(not SOAK, reason="the soak's (make soak): 2,000 connections")
+def test_a_thousand_slow_uploads_and_a_thousand_slow_header_senders_together(proxy: Proxy, recorder: Recorder) -> None:
+    """The issue's acceptance run: 1,000 slow uploads and 1,000 slow header senders from one address at once,
+    while a normal client from another address asks for pages (its latency is printed with the tally)."""
+    upload = b"POST /together-upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\nx"
+    header = b"GET /together-headers HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+    stop = threading.Event()
+    # the normal client starts once all 2,000 are connected: it measures the proxy under the attack, not this
+    # process opening 2,000 sockets (both share one Python here)
+    with attackers(proxy.port, 1000, upload) as uploads, attackers(proxy.port, 1000, header) as headers:
+        thread = threading.Thread(target=trickle, args=([*uploads, *headers], stop), daemon=True)
+        thread.start()
+        normal = NormalClient(proxy, "1,000 slow uploads and 1,000 slow header senders").__enter__()
+        upload_answers = [answer(sock)[0] for sock in uploads]
+        header_answers = [answer(sock)[0] for sock in headers]
+        stop.set()
+        thread.join()
+        while normal.answered < 50 and not normal.failures:  # enough for a p99 worth the name
+            time.sleep(0.1)
+        normal.__exit__()
+    assert sorted(upload_answers) == [408] * MAX_REQUESTS + [429] * (1000 - MAX_REQUESTS)
+    assert header_answers == [408] * 1000
+    assert_site_never_saw(recorder, "/together-")
