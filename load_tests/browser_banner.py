@@ -13,7 +13,9 @@ styles and scripts, no third-party script runs). After the load event and `--set
 - a mouse click at the centre of *Reject all* records the decision: the POST to the page's own origin's
   `/_consent` is answered 200, and the banner is gone from the page afterwards;
 - the page's `<html>` and `<body>` are visible after the decision (an anti-flicker rule would leave them
-  hidden).
+  hidden);
+- then the re-open control passes the same visibility checks, a click on it opens the settings dialog, whose
+  close, save and reject buttons pass them too, and Escape closes the dialog with focus back on the control.
 
 Run:   .venv/bin/python load_tests/browser_banner.py --pages all --jobs 2
        (--pages 20 takes 20 pages spread over the corpus; --pages a,b takes those pages by name)
@@ -48,15 +50,19 @@ import browser_leaks  # noqa: E402
 from aiohttp import web  # noqa: E402
 from conftest import CHROMIUM, Proxy, free_port, launch_proxy, serve_app, site_toml  # noqa: E402
 
+#: the first layer's buttons, by their data-cp-action
 BUTTONS = ("accept_all", "reject_all", "settings")
+#: the settings dialog's controls, checked after the re-open control opened it
+DIALOG_CONTROLS = {"close": ".cp-dialog [data-cp-action=close]", "save": ".cp-dialog [data-cp-action=save_selection]",
+                   "dialog-reject": ".cp-dialog [data-cp-action=reject_all]"}
 VIEWPORT = {"width": 1280, "height": 900}
 DECISION_WAIT = 15.0  # seconds at most for the consent API's answer and the banner's removal; never asserted
 
-#: per button: where it is, whether it shows, and what is at its centre (through our shadow root)
-BUTTON_STATE = """(action) => {
+#: per control (a selector inside our shadow root): where it is, whether it shows, and what is at its centre
+BUTTON_STATE = """(selector) => {
   const root = document.getElementById('cp-root');
   const scope = root && (root.shadowRoot || root);
-  const button = scope && scope.querySelector('#cp-banner [data-cp-action="' + action + '"]');
+  const button = scope && scope.querySelector(selector);
   if (!button) return {found: false};
   const r = button.getBoundingClientRect();
   const x = r.left + r.width / 2, y = r.top + r.height / 2;
@@ -90,6 +96,12 @@ PAGE_SHOWN = """() => {
 }"""
 MODE = """() => { const root = document.getElementById('cp-root');
   return !root ? 'none' : root.shadowRoot ? 'shadow' : root.classList.contains('cp-light') ? 'light' : 'template'; }"""
+DIALOG_OPEN = """() => { const root = document.getElementById('cp-root');
+  const scope = root && (root.shadowRoot || root); return !!scope && !!scope.querySelector('.cp-dialog'); }"""
+#: the element with focus, through shadow roots: its id or data-cp-action
+FOCUSED = """() => { let e = document.activeElement;
+  while (e && e.shadowRoot && e.shadowRoot.activeElement) e = e.shadowRoot.activeElement;
+  return e ? (e.id || e.getAttribute('data-cp-action') || e.localName) : null; }"""
 BANNER_GONE = """() => { const root = document.getElementById('cp-root');
   const scope = root && (root.shadowRoot || root); return !!scope && !scope.querySelector('#cp-banner'); }"""
 
@@ -148,20 +160,10 @@ async def check_page(browser: Any, name: str, url: str, settle: float, timeout: 
         outcome.shown_before = bool(await page.evaluate(PAGE_SHOWN))
         outcome.mode = str(await page.evaluate(MODE))
         for action in BUTTONS:
-            state = await page.evaluate(BUTTON_STATE, action)
-            outcome.buttons[action] = state
-            if not state.get("found"):
-                outcome.failures.append(f"{action}: no button")
-                continue
-            if not state["inViewport"]:
-                outcome.failures.append(f"{action}: outside the viewport {state['box']}")
-            if not state["shown"]:
-                outcome.failures.append(f"{action}: not shown (opacity {state['opacity']})")
-            if not state["topmost"]:
-                outcome.failures.append(f"{action}: covered by {state['hit']}")
+            await _control(page, action, f"#cp-banner [data-cp-action={action}]", outcome)
         reject = outcome.buttons.get("reject_all", {})
-        if reject.get("found"):
-            await _reject(page, origin, reject, outcome)
+        if reject.get("found") and await _reject(page, origin, reject, outcome):
+            await _settings(page, outcome)
     except Exception as exc:  # the page navigated away, the browser context died: a failure of this page
         outcome.failures.append(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     finally:
@@ -170,8 +172,49 @@ async def check_page(browser: Any, name: str, url: str, settle: float, timeout: 
     return outcome
 
 
-async def _reject(page: Any, origin: str, reject: dict[str, Any], outcome: Outcome) -> None:
-    """A mouse click at the centre of *Reject all*, as a visitor clicks; the decision and the page after it."""
+async def _control(page: Any, name: str, selector: str, outcome: Outcome) -> dict[str, Any]:
+    """One control of ours: found, in the viewport, shown, topmost at its centre (else a failure)."""
+    state: dict[str, Any] = await page.evaluate(BUTTON_STATE, selector)
+    outcome.buttons[name] = state
+    if not state.get("found"):
+        outcome.failures.append(f"{name}: not there")
+        return state
+    if not state["inViewport"]:
+        outcome.failures.append(f"{name}: outside the viewport {state['box']}")
+    if not state["shown"]:
+        outcome.failures.append(f"{name}: not shown (opacity {state['opacity']})")
+    if not state["topmost"]:
+        outcome.failures.append(f"{name}: covered by {state['hit']}")
+    return state
+
+
+async def _settings(page: Any, outcome: Outcome) -> None:
+    """After the decision: the re-open control, a click on it opens the settings dialog, whose controls are
+    usable too; Escape closes it and gives focus back to the re-open control."""
+    reopen = await _control(page, "reopen", "#cp-reopen", outcome)
+    if not reopen.get("found") or not reopen["topmost"]:
+        return
+    await page.mouse.click(reopen["x"], reopen["y"])
+    try:
+        await page.wait_for_function(DIALOG_OPEN, timeout=DECISION_WAIT * 1000)
+    except Exception:
+        outcome.failures.append("reopen: the click opened no settings dialog")
+        return
+    for name, selector in DIALOG_CONTROLS.items():
+        await _control(page, name, selector, outcome)
+    await page.keyboard.press("Escape")
+    try:
+        await page.wait_for_function(f"!({DIALOG_OPEN})()", timeout=DECISION_WAIT * 1000)
+    except Exception:
+        outcome.failures.append("settings: Escape did not close the dialog")
+        return
+    if await page.evaluate(FOCUSED) != "cp-reopen":
+        outcome.failures.append(f"settings: focus went to {await page.evaluate(FOCUSED)}, not the re-open control")
+
+
+async def _reject(page: Any, origin: str, reject: dict[str, Any], outcome: Outcome) -> bool:
+    """A mouse click at the centre of *Reject all*, as a visitor clicks; the decision and the page after it.
+    True when the decision was recorded and the banner went."""
     def is_decision(response: Any) -> bool:
         return bool(response.request.method == "POST" and response.url == origin + "/_consent")
 
@@ -181,17 +224,20 @@ async def _reject(page: Any, origin: str, reject: dict[str, Any], outcome: Outco
         outcome.decision_status = (await answered.value).status
     except Exception:
         outcome.failures.append("reject_all: the click sent no decision to the page's origin")
-        return
+        return False
     if outcome.decision_status != 200:
         outcome.failures.append(f"reject_all: the consent API answered {outcome.decision_status}")
-        return
+        return False
+    gone = True
     try:
         await page.wait_for_function(BANNER_GONE, timeout=DECISION_WAIT * 1000)
     except Exception:
         outcome.failures.append("reject_all: the banner stayed")
+        gone = False
     outcome.shown_after = bool(await page.evaluate(PAGE_SHOWN))
     if not outcome.shown_after:
         outcome.failures.append("the page's <html> or <body> is hidden after the decision")
+    return gone
 
 
 async def check_urls(targets: dict[str, str], jobs: int = 2, settle: float = 1.0, timeout: float = 45,
