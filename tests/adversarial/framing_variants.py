@@ -357,8 +357,30 @@ def _pipeline_variants() -> list[Variant]:
     return out
 
 
+# -- WebSocket smuggling: an upgrade the site refuses must not leave a raw tunnel open behind the proxy -----------
+WS = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+
+
+def _websocket_variants() -> list[Variant]:
+    smuggled = "GET /{v}/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    # the site (the recorder) answers 200, not 101: the proxy answers 502 and closes, the pipelined request
+    # never reaches the site (neither parsed nor through a tunnel)
+    out = [Variant("ws-site-refuses-upgrade", f"GET /{{v}}/a HTTP/1.1\r\n{H}{WS}Sec-WebSocket-Version: 13\r\n\r\n"
+                   + smuggled, (502,), True, (("GET", "/a", b""),))]
+    out.append(refused("ws-bad-version", f"GET /{{v}}/a HTTP/1.1\r\n{H}{WS}Sec-WebSocket-Version: 1337\r\n\r\n"
+                       + smuggled))
+    out.append(refused("ws-bad-key", f"GET /{{v}}/a HTTP/1.1\r\n{H}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       "Sec-WebSocket-Key: bad\r\nSec-WebSocket-Version: 13\r\n\r\n" + smuggled))
+    out.append(refused("ws-no-key", f"GET /{{v}}/a HTTP/1.1\r\n{H}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n" + smuggled))
+    out.append(refused("ws-post", f"POST /{{v}}/a HTTP/1.1\r\n{H}{WS}Sec-WebSocket-Version: 13\r\n"
+                       "Content-Length: 5\r\n\r\nhello" + smuggled))
+    return out
+
+
 def all_variants() -> list[Variant]:
-    variants = _te_variants() + _cl_variants() + _chunk_variants() + _head_variants() + _pipeline_variants()
+    variants = (_te_variants() + _cl_variants() + _chunk_variants() + _head_variants() + _pipeline_variants()
+                + _websocket_variants())
     names = [variant.name for variant in variants]
     assert len(names) == len(set(names)), "variant names are unique"
     return variants
