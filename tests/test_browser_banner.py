@@ -390,6 +390,22 @@ def test_keyboard_only_through_both_layers(visit: Visit) -> None:
     assert_focus_visible(page)
 
 
+def test_the_first_tab_goes_to_the_first_layer(visit: Visit) -> None:
+    """#cp-root is the last child of <html> (out of <body>'s opacity, filter and transform): while the first
+    layer shows, Tab from the start of the page goes to it before the page's links."""
+    page = visit.open("/")
+    assert page.evaluate("document.documentElement.lastElementChild.id") == "cp-root"
+    assert page.locator("nav.site-nav a").count() > 0  # links that come first in the document
+    page.keyboard.press("Tab")
+    in_banner = f"() => {{ {DEEP_ACTIVE} const e = deep(); return !!e && !!e.closest('#cp-banner'); }}"
+    assert page.evaluate(in_banner), f"the first Tab went to {page.evaluate(ACTIVE)}"
+    assert_focus_visible(page)
+    visit.decide("reject_all")
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("Tab")  # no first layer any more: the page's own order
+    assert page.evaluate("document.activeElement.id") != "cp-root"  # the host, when focus is in the banner
+
+
 # --- axe-core --------------------------------------------------------------------------------------------
 
 AXE_RUN = """async () => {

@@ -181,6 +181,18 @@
       }
       return;
     }
+    // #cp-root is the last child of <html>, so the first layer would come last in the tab order: while it
+    // shows, Tab from nowhere (nothing focused yet, or a click on no control) goes to it first.
+    const active = doc.activeElement;
+    const banner = byId('cp-banner');
+    if (e.key === 'Tab' && !e.shiftKey && banner && (!active || active === doc.body || active === doc.documentElement)) {
+      const first = banner.querySelector(FOCUSABLE);
+      if (first) {
+        e.preventDefault();
+        first.focus();
+        return;
+      }
+    }
     // Buttons and links turn Enter/Space into a click; a site's
     // <span role="button" tabindex="0" data-consent-open> does not.
     const t = target(e);
