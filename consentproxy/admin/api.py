@@ -8,6 +8,10 @@ answer is 503 and nothing is disclosed. Requests without a valid token are
 refused with 401 and only logged (they name no one the audit could hold to
 account). An erasure and its audit entry share one transaction.
 
+An erasure or a withdrawal on the visitor's behalf also ends the consent the
+visitor's cookie carries: the successful audit entry is what every worker's
+revocation set (`consent.revocations`) reads, and this worker adds it at once.
+
 Short store calls run on the worker's `RecordWriter` thread, between consent
 commits; the long ones (an event export, a verification, a signed export
 file) open a connection of their own on a thread, so they never hold up
@@ -32,7 +36,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -46,8 +50,10 @@ from starlette.routing import Route
 from consentproxy.admin import exports as export_files
 from consentproxy.admin.auth import AdminContext, AdminToken, bearer
 from consentproxy.admin.verification import verify_site
-from consentproxy.config.model import AdminScope
+from consentproxy.config.model import CATEGORY_IDS, AdminScope, SiteConfig
 from consentproxy.config.secrets import SecretError, read_secret
+from consentproxy.consent.notice import site_notice
+from consentproxy.consent.revocations import REVOCATIONS, Revocations
 from consentproxy.cookies.inventory import FILENAME, load_inventory, report
 from consentproxy.records.checkpoint import load_private_key, public_key_text
 from consentproxy.records.export import FORMATS, ExportError, ExportResult, Progress, export_site, parse_time
@@ -74,6 +80,9 @@ class AdminStore:
 
     writer: RecordWriter  # short calls, taking turns with the consent API's commits
     open_reader: Callable[[], RecordStore]  # long reads, on a connection of their own
+    #: a configured site by name (None when not configured): a withdrawal is recorded under its current notice
+    site_config: Callable[[str], SiteConfig | None] = lambda name: None
+    revocations: Revocations = REVOCATIONS  # this worker's; the others learn of a revocation from the audit log
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/sites", "read", "sites"),
     Operation("GET", "/api/sites/{site}/consents/{consent_id}", "read", "access"),
     Operation("DELETE", "/api/sites/{site}/consents/{consent_id}", "full", "erasure"),
+    Operation("POST", "/api/sites/{site}/consents/{consent_id}/withdraw", "full", "withdrawal"),
     Operation("GET", "/api/sites/{site}/events", "read", "events"),
     Operation("GET", "/api/sites/{site}/verify", "read", "verify"),
     Operation("GET", "/api/sites/{site}/checkpoints", "read", "checkpoints"),
@@ -274,6 +284,8 @@ async def erasure(call: Call) -> Response:
     entry = call.entry(200, "ok")
     erased = await call.store.writer.call(lambda store: store.erase(site, consent_id, audit=entry))
     call.recorded = True
+    assert call.subject is not None
+    call.store.revocations.add(site, call.subject, "erasure")
     body: dict[str, Any] = {"site": site, "subject": call.subject, "erased": erased}
     try:
         body["chain"] = await _verify(call, site)
@@ -282,6 +294,45 @@ async def erasure(call: Call) -> Response:
     except StoreError as exc:
         body["chain"], body["chain_error"] = None, f"verification could not run: {exc}"
     return JSONResponse(body)
+
+
+async def withdrawal(call: Call) -> Response:
+    """A withdrawal on the visitor's behalf (they asked the controller, not the banner): recorded in the
+    consent log under the site's current notice, every optional category refused, and their cookie revoked.
+
+    The event is committed before its audit entry, in two transactions: if the audit cannot be written the
+    answer is 503 and a retry records the withdrawal again (a second withdrawal changes nothing).
+    """
+    site = await call.known_site()
+    consent_id = call.consent_id(site)
+    config = call.store.site_config(site)
+    if config is None:
+        raise ApiFailure(409, "site_not_configured", f"site {site!r} is no longer configured: a withdrawal is "
+                         "recorded under the site's current notice, and there is none")
+    notice = site_notice(config)
+    now = utc_ms()
+    choices = {category: category == "necessary" for category in CATEGORY_IDS}
+
+    def run(store: RecordStore) -> ConsentEvent | None:
+        if not store.events_of(site, consent_id):
+            return None
+        store.put_notice(notice)
+        (stored,) = store.append([ConsentEvent.new(
+            site=site, principal=consent_id, notice_id=notice.id, event_type="withdrawn", method="withdraw",
+            choices=choices, expires_at=now + timedelta(days=config.consent.validity_days), time=now)])
+        call.detail.update({"record_id": stored.record_id, "seq": stored.seq, "notice_id": notice.id})
+        store.add_audit(call.entry(200, "ok"))
+        return stored
+
+    stored = await call.store.writer.call(run)
+    if stored is None:
+        raise ApiFailure(404, "unknown_consent", f"site {site!r} holds no record of this consent id (never "
+                         "recorded, or erased)")
+    call.recorded = True
+    assert call.subject is not None
+    call.store.revocations.add(site, call.subject, "withdrawal")
+    return JSONResponse({"site": site, "subject": call.subject, "withdrawn": True,
+                         "event": _portable(stored)}, status_code=201)
 
 
 async def _verify(call: Call, site: str) -> dict[str, Any]:
@@ -544,7 +595,8 @@ async def delete_export(call: Call) -> Response:
 
 
 HANDLERS: dict[str, Handler] = {
-    "inventory": inventory, "sites": sites, "access": access, "erasure": erasure, "events": events,
+    "inventory": inventory, "sites": sites, "access": access, "erasure": erasure, "withdrawal": withdrawal,
+    "events": events,
     "verify": verify, "checkpoints": checkpoints, "checkpoint": checkpoint, "audit": audit,
     "export": create_export, "exports": list_exports, "export_download": download_export,
     "export_delete": delete_export,

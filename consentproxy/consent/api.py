@@ -10,6 +10,10 @@ host and port must all be the site's), and a JSON content type is required
 granted). Each of these three headers may come once: which of two a check
 would read is a guess an attacker could steer. Errors are JSON with a stable
 code and a sentence.
+
+A consent ended through the admin API (an erasure, a withdrawal on the
+visitor's behalf: `consent.revocations`) reads as undecided, its cookie is
+expired, its principal is never reused, and its receipt says what happened.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from consentproxy.config.model import CATEGORY_IDS, SiteConfig
 from consentproxy.consent.decision import NO_DECISION, Decision
 from consentproxy.consent.notice import site_notice
 from consentproxy.consent.state import ConsentCodec, ConsentState, consent_set_cookie, new_principal
-from consentproxy.cookies.enforcement import CONSENT_COOKIE, DECISION, CookieEnforcement
+from consentproxy.cookies.enforcement import CONSENT_COOKIE, DECISION, REVOKED, CookieEnforcement
 from consentproxy.observability import metrics
 from consentproxy.privacy.ip import reduce_ip
 from consentproxy.proxy.pipeline import Endpoint, Exchange, Receive, Reply
@@ -115,15 +119,38 @@ class ConsentApi(Endpoint):
 
     def read(self, exchange: Exchange) -> Reply:
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
-        return json_reply(200, state_json(decision, self.consent.revision))
+        return json_reply(200, state_json(decision, self.consent.revision), self._revoked_expiries(exchange))
+
+    def _revoked_expiries(self, exchange: Exchange) -> list[tuple[bytes, bytes]]:
+        """For a revoked consent cookie: its expiry and that of every cookie it no longer allows."""
+        if REVOKED not in exchange.extra:
+            return []
+        decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
+        return [self.cookies.consent_cookie_expiry(exchange), *self.cookies.expiries_for(exchange, decision.allowed)]
+
+    def _revoked_principal(self, exchange: Exchange) -> str | None:
+        """The principal of the consent cookie sent, if its consent was revoked (its state then reads as None)."""
+        cookie: bytes | None = exchange.extra.get(CONSENT_COOKIE)
+        if REVOKED not in exchange.extra or not cookie:
+            return None
+        previous = self.codec.verified(cookie.decode("latin-1"))
+        return previous.principal if previous is not None else None
 
     async def _receipt(self, exchange: Exchange) -> Reply:
-        """The visitor's own record, every event of their principal, as a download (access and portability)."""
+        """The visitor's own record, every event of their principal, as a download (access and portability).
+
+        After an erasure there is nothing left to show: 410 says so (a bare 404 would read as "never
+        recorded"). After a withdrawal on their behalf the record stands, the withdrawal last.
+        """
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         state = decision.state
-        if state is None:
+        if exchange.extra.get(REVOKED) == "erasure":
+            raise ApiError(410, "erased", "your consent record on this site was erased on request; nothing of "
+                                          "it is kept, and your earlier choice no longer applies",
+                           self._revoked_expiries(exchange))
+        principal = state.principal if state is not None else self._revoked_principal(exchange)
+        if principal is None:
             raise ApiError(404, "no_decision", "there is no decision of yours on this site")
-        principal = state.principal
         events, notices = await self._store_call(lambda store: self._read_own_record(store, principal))
         body = {
             "site": self.site,
@@ -135,7 +162,8 @@ class ConsentApi(Endpoint):
             "events": [_receipt_event(event) for event in events],
             "notices": {n.id: n.to_dict() for n in notices if n is not None},
         }
-        return json_reply(200, body, [(b"content-disposition", b'attachment; filename="consent-receipt.json"')])
+        return json_reply(200, body, [(b"content-disposition", b'attachment; filename="consent-receipt.json"'),
+                                      *self._revoked_expiries(exchange)])
 
     def _read_own_record(self, store: RecordStore, principal: str) -> tuple[list[ConsentEvent],
                                                                            list[NoticeVersion | None]]:
@@ -186,6 +214,8 @@ class ConsentApi(Endpoint):
                                                 "has none")
         cookie: bytes = exchange.extra.get(CONSENT_COOKIE) or b""
         previous = self.codec.verified(cookie.decode("latin-1")) if cookie else None
+        if previous is not None and self.cookies.revocations.reason(self.site, previous.principal) is not None:
+            previous = None  # an erased or withdrawn-on-behalf consent id is never used again: a new one
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         event = self._event(exchange, request, previous, key, headers.get(b"user-agent"), decision)
         if not self._notice_stored:
@@ -201,6 +231,8 @@ class ConsentApi(Endpoint):
                 raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for another decision")
             if stored.principal is None:
                 raise ApiError(409, "erased", "this decision was erased on request")
+            if self.cookies.revocations.reason(self.site, stored.principal) is not None:
+                raise ApiError(409, "revoked", "this decision was withdrawn on request; make a new one")
         else:
             metrics.inc(metrics.CONSENT_DECISIONS, self.site, request.action)
         state = ConsentState(

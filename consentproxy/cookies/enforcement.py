@@ -9,6 +9,8 @@ inventory. Cookies the browser still sent although they are no longer allowed
 (a withdrawal, a refusal, a cookie from before the proxy) get expiring
 Set-Cookie headers for every domain/path variant. Responses whose cookies
 depend on the consent state are marked `Vary: Cookie` and `private`.
+A cookie whose consent was erased or withdrawn through the admin API
+(`consent.revocations`) counts as no decision, and is expired in the response.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 
 from consentproxy.config.model import SiteConfig
 from consentproxy.consent.decision import NO_DECISION, Decision, decide
+from consentproxy.consent.revocations import REVOCATIONS, Revocations
 from consentproxy.consent.state import ConsentCodec
 from consentproxy.cookies.classify import CookieClassifier
 from consentproxy.cookies.expiry import expiring_set_cookies
@@ -37,6 +40,7 @@ logger = logging.getLogger("consentproxy.cookies")
 DECISION = "consent.decision"
 CONSENT_COOKIE = "consent.cookie"  # the raw value of the visitor's consent cookie, when sent
 _STALE = "cookies.stale"  # names the browser sent that are not allowed: they get expiries
+REVOKED = "consent.revoked"  # why the consent cookie sent no longer counts (erasure, withdrawal), when so
 GPC_PATH = b"/.well-known/gpc.json"
 
 
@@ -47,8 +51,9 @@ class _Plan(NamedTuple):
 
 class CookieEnforcement(Step):
     def __init__(self, site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory,
-                 locator: SiteLocator | None = None) -> None:
+                 locator: SiteLocator | None = None, revocations: Revocations = REVOCATIONS) -> None:
         self.site = site.name
+        self.revocations = revocations
         self.locator = locator
         self.consent = site.consent
         self.cookie_name = site.consent.cookie_name.encode("latin-1")
@@ -97,6 +102,12 @@ class CookieEnforcement(Step):
         if consent_value is not None:
             exchange.extra[CONSENT_COOKIE] = consent_value
             state = self.codec.decode(consent_value.decode("latin-1"), self.consent.revision)
+            if state is not None and self.site in self.revocations.by_site:  # no hashing for other sites
+                reason = self.revocations.reason(self.site, state.principal)
+                if reason is not None:
+                    exchange.extra[REVOKED] = reason
+                    metrics.inc(metrics.REVOKED_COOKIES, self.site)
+                    state = None
         if self.locator is None:
             decision = decide(state, gpc)
         else:
@@ -190,6 +201,9 @@ class CookieEnforcement(Step):
         if stale:
             depends = True
             headers.extend(self._expiries(tuple(stale), exchange.host, exchange.scheme == "https"))
+        if REVOKED in exchange.extra:
+            depends = True
+            headers.append(self.consent_cookie_expiry(exchange))
         if depends:
             mark_private(headers)
 
@@ -206,6 +220,12 @@ class CookieEnforcement(Step):
         stale = tuple(dict.fromkeys(n for n in names if n and n != self.cookie_name
                                     and not self.allowed(self.category(n), allowed)))
         return self._expiries(stale, exchange.host, exchange.scheme == "https") if stale else []
+
+    def consent_cookie_expiry(self, exchange: Exchange) -> tuple[bytes, bytes]:
+        """The Set-Cookie row that deletes the consent cookie (as `consent_set_cookie` sets it: host-only, Path=/)."""
+        value = self.cookie_name + (b"=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; HttpOnly; "
+                                    b"SameSite=Lax")
+        return b"set-cookie", value + b"; Secure" if exchange.scheme == "https" else value
 
     def _expiries(self, stale: tuple[bytes, ...], host: bytes, secure: bool) -> list[tuple[bytes, bytes]]:
         """Expiring Set-Cookie rows for these names; cached until the inventory learns a new path."""

@@ -86,6 +86,15 @@ ANALYTICS_HITS = Counter(
     "dry_run, backend_error, dropped_<reason>)", ["site", "backend", "outcome"],
 )
 
+REVOKED_CONSENTS = Gauge(
+    "consentproxy_revoked_consents", "Consent ids of a site ended by an erasure or a withdrawal on the visitor's "
+    "behalf, as this worker's revocation set holds them", ["site"], multiprocess_mode="max",
+)
+REVOKED_COOKIES = Counter(
+    "consentproxy_revoked_consent_cookies", "Requests whose consent cookie was refused because its consent was "
+    "erased or withdrawn on the visitor's behalf", ["site"],
+)
+
 _children: dict[tuple[int, tuple[str, ...]], Counter] = {}
 #: REQUESTS children by (site, status), as adders
 _request_adders: dict[tuple[str, int], Callable[[float], None]] = {}

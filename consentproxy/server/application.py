@@ -22,7 +22,8 @@ from consentproxy.admin.api import AdminStore
 from consentproxy.admin.app import build_admin_app
 from consentproxy.banner.endpoints import ConsentEndpoints
 from consentproxy.config.loader import ConfigError, load_config
-from consentproxy.config.model import Config
+from consentproxy.config.model import Config, SiteConfig
+from consentproxy.consent.revocations import REVOCATIONS, RevocationPoller
 from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.proxy.app import ProxyApp
 from consentproxy.proxy.upstream import create_session
@@ -40,6 +41,8 @@ Send = Callable[[Message], Awaitable[None]]
 INVENTORY_FLUSH_SECONDS = 10.0
 #: the first upkeep of the consent log comes soon after start, then every [store] upkeep_interval
 UPKEEP_FIRST_SECONDS = 60.0
+#: how long a starting worker waits for its first read of the revocations before serving anyway
+REVOCATIONS_FIRST_LOAD_SECONDS = 10.0
 
 # Changing these needs a restart: they shape sockets and processes, not requests.
 _RESTART_ONLY = ("listen", "admin_listen", "workers", "limits", "upstream_connections")
@@ -54,10 +57,17 @@ class Application:
         self.proxy: ProxyApp | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._upkeeper: asyncio.Task[None] | None = None
+        # Erasures and withdrawals made on any worker or instance end that consent here within seconds.
+        self.revocation_poller = RevocationPoller(REVOCATIONS, self.records)
+        self._revocation_poll: asyncio.Task[None] | None = None
         self.ready = False
         # Long admin reads (exports, verification) get connections of their own, never the writer's.
-        admin_store = AdminStore(self.records, lambda: open_store(self.store_url, migrate=False))
+        admin_store = AdminStore(self.records, lambda: open_store(self.store_url, migrate=False), self._site_config,
+                                 REVOCATIONS)
         self.admin = build_admin_app(lambda: self.ready, self._describe, lambda: self.runtime.admin, admin_store)
+
+    def _site_config(self, name: str) -> SiteConfig | None:
+        return next((site for site in self.runtime.config.sites if site.name == name), None)
 
     def _describe(self) -> dict[str, object]:
         return {"pid": os.getpid(), "sites": [site.name for site in self.runtime.router.sites]}
@@ -96,11 +106,13 @@ class Application:
                 gc.freeze()
                 self._flusher = asyncio.ensure_future(self._flush_periodically())
                 self._upkeeper = asyncio.ensure_future(self._upkeep_periodically())
+                await self._load_revocations()
+                self._revocation_poll = asyncio.ensure_future(self.revocation_poller.run())
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
-                for task in (self._flusher, self._upkeeper):
+                for task in (self._flusher, self._upkeeper, self._revocation_poll):
                     if task is not None:
                         task.cancel()
                 self._flush_inventory_now()
@@ -113,6 +125,14 @@ class Application:
                     await self.proxy.session.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _load_revocations(self) -> None:
+        """Read every revocation before serving, so a restarted worker never honours an erased consent."""
+        try:
+            await asyncio.wait_for(self.revocation_poller.poll(), REVOCATIONS_FIRST_LOAD_SECONDS)
+        except (StoreError, TimeoutError) as exc:
+            logger.warning("revocations not loaded at start (%s); the background poll keeps trying",
+                           exc or "timed out")
 
     async def _upkeep_periodically(self) -> None:
         delay = min(UPKEEP_FIRST_SECONDS, self.runtime.config.store.upkeep_interval)
