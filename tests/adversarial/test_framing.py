@@ -101,7 +101,7 @@ MODES = ["whole", "split", "bytewise", "random"] if SOAK else ["whole", "split"]
 
 
 def _params() -> list[object]:
-    params = []
+    params: list[object] = []
     for mode_index, mode in enumerate(MODES):
         for index, variant in enumerate(VARIANTS):
             marks = [pytest.mark.xfail(strict=True, reason=variant.bug)] if variant.bug else []
