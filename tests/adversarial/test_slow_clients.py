@@ -7,7 +7,10 @@ within the limits' deadlines (its latencies are printed with the tally, never as
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +18,7 @@ from contextlib import contextmanager
 
 import psutil  # type: ignore[import-untyped]
 import pytest
-from conftest import Proxy, site_toml
+from conftest import ROOT, Proxy, site_toml
 
 from .conftest import LATENCIES, SOAK
 from .recorder import Canned, Recorder
@@ -280,24 +283,21 @@ def test_a_client_that_does_not_read_costs_little_memory(proxy: Proxy) -> None:
 
 @pytest.mark.skipif(not SOAK, reason="the soak's (make soak): 2,000 connections")
 def test_a_thousand_slow_uploads_and_a_thousand_slow_header_senders_together(proxy: Proxy, recorder: Recorder) -> None:
-    """The issue's acceptance run: 1,000 slow uploads and 1,000 slow header senders from one address at once,
-    while a normal client from another address asks for pages (its latency is printed with the tally)."""
-    upload = b"POST /together-upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\nx"
-    header = b"GET /together-headers HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
-    stop = threading.Event()
-    # the normal client starts once all 2,000 are connected: it measures the proxy under the attack, not this
-    # process opening 2,000 sockets (both share one Python here)
-    with attackers(proxy.port, 1000, upload) as uploads, attackers(proxy.port, 1000, header) as headers:
-        thread = threading.Thread(target=trickle, args=([*uploads, *headers], stop), daemon=True)
-        thread.start()
-        normal = NormalClient(proxy, "1,000 slow uploads and 1,000 slow header senders").__enter__()
-        upload_answers = [answer(sock)[0] for sock in uploads]
-        header_answers = [answer(sock)[0] for sock in headers]
-        stop.set()
-        thread.join()
-        while normal.answered < 50 and not normal.failures:  # enough for a p99 worth the name
-            time.sleep(0.1)
-        normal.__exit__()
-    assert sorted(upload_answers) == [408] * MAX_REQUESTS + [429] * (1000 - MAX_REQUESTS)
-    assert header_answers == [408] * 1000
+    """The issue's acceptance run: 1,000 slow uploads and 1,000 slow header senders from one address at once
+    (`swarm.py`, a process of its own), while a normal client from another address asks for pages (its
+    latency is printed with the tally)."""
+    swarm = subprocess.Popen([sys.executable, "-m", "adversarial.swarm", str(proxy.port), "1000", "1000"],
+                             cwd=ROOT / "tests", stdout=subprocess.PIPE, text=True)
+    try:
+        assert swarm.stdout is not None
+        assert swarm.stdout.readline().strip() == "ready"
+        with NormalClient(proxy, "1,000 slow uploads and 1,000 slow header senders") as normal:
+            result = json.loads(swarm.stdout.readline())
+            while normal.answered < 50 and not normal.failures:  # enough for a p99 worth the name
+                time.sleep(0.1)
+    finally:
+        swarm.kill()
+        swarm.wait(10)
+    assert sorted(result["uploads"]) == [408] * MAX_REQUESTS + [429] * (1000 - MAX_REQUESTS)
+    assert result["headers"] == [408] * 1000
     assert_site_never_saw(recorder, "/together-")
