@@ -321,7 +321,7 @@ async def withdrawal(call: Call) -> Response:
             site=site, principal=consent_id, notice_id=notice.id, event_type="withdrawn", method="withdraw",
             choices=choices, expires_at=now + timedelta(days=config.consent.validity_days), time=now)])
         call.detail.update({"record_id": stored.record_id, "seq": stored.seq, "notice_id": notice.id})
-        store.add_audit(call.entry(200, "ok"))
+        store.add_audit(call.entry(201, "ok"))
         return stored
 
     stored = await call.store.writer.call(run)

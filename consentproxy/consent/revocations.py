@@ -23,15 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from consentproxy.observability import metrics
 from consentproxy.records.store import AUDIT_PAGE_MAX, AuditEntry, RecordStore, StoreError, subject_commitment
-from consentproxy.records.writer import RecordWriter
 
 logger = logging.getLogger("consentproxy.consent")
+T = TypeVar("T")
 
 Reason = Literal["erasure", "withdrawal"]
 #: audit actions that end a consent, as the admin API's operations name them
@@ -76,7 +76,7 @@ class Revocations:
         """Revoke the subjects of the successful revoking entries among `entries`; how many were new."""
         added = 0
         for entry in entries:
-            if (entry.action in REVOKING_ACTIONS and entry.status == 200 and entry.outcome == "ok"
+            if (entry.action in REVOKING_ACTIONS and 200 <= entry.status < 300 and entry.outcome == "ok"
                     and entry.site is not None and entry.subject is not None):
                 added += self.add(entry.site, entry.subject, entry.action)
         return added
@@ -100,10 +100,16 @@ def read_revoking_entries(store: RecordStore, since: datetime | None) -> list[Au
     return found
 
 
+class StoreCaller(Protocol):
+    """What the poller needs of a `RecordWriter`: a call on the store's own thread."""
+
+    async def call(self, function: Callable[[RecordStore], T]) -> T: ...
+
+
 class RevocationPoller:
     """Keeps a `Revocations` up to date from the audit log: the whole log once, then a recent window per poll."""
 
-    def __init__(self, revocations: Revocations, writer: RecordWriter, interval: float = POLL_SECONDS,
+    def __init__(self, revocations: Revocations, writer: StoreCaller, interval: float = POLL_SECONDS,
                  overlap: float = OVERLAP_SECONDS) -> None:
         self.revocations = revocations
         self.writer = writer
