@@ -20,14 +20,6 @@ if TYPE_CHECKING:
     from consentproxy.records.store import RecordStore
 
 
-def _load_checked(path: str) -> Config:
-    config = load_config(path)
-    problems = check_references(config)
-    if problems:
-        raise ConfigError(problems)
-    return config
-
-
 def _find_site(config: Config, name_or_host: str) -> SiteConfig | None:
     """A site by its name, else the site that answers to this host name."""
     from consentproxy.proxy.sites import Site, SiteRouter
@@ -46,11 +38,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("error: use either -c FILE or --upstream URL, not both", file=sys.stderr)
         return 2
     if args.config:
+        from consentproxy.config.preflight import ensure_data_dir, preflight
+
         try:
-            config = with_default_keys(_load_checked(args.config))
+            loaded = load_config(args.config)
+            created = ensure_data_dir(loaded)
+            problems, _ = preflight(loaded, ports=True, running_ok=False)
+            problems += check_references(loaded)
+            if problems:
+                raise ConfigError(problems)
+            config = with_default_keys(loaded)
         except ConfigError as exc:
             print(f"configuration error:\n{exc}", file=sys.stderr)
             return 2
+        if created is not None:
+            print(f"consentproxy: created the data directory {created}", file=sys.stderr)
     elif args.upstream:
         data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
         try:
@@ -65,20 +67,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         print("error: give -c FILE, or --upstream URL for the quick start", file=sys.stderr)
         return 2
+    from consentproxy.admin.index import admin_summary
+
+    print(admin_summary(config), file=sys.stderr)
     return serve(config, args.log_level)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from consentproxy.config.preflight import preflight
+
     try:
-        config = _load_checked(args.config)
+        config = load_config(args.config)
+        problems, notes = preflight(config, ports=not args.no_ports)
+        problems += check_references(config)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         count = len(exc.problems)
         print(f"{count} problem{'s' if count != 1 else ''} found:\n{exc}", file=sys.stderr)
         return 1
     print(f"{args.config}: OK — {len(config.sites)} site(s): " + ", ".join(
         f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in config.sites))
+    for note in notes:
+        print(f"note: {note}")
+    if not config.server.data_dir.exists():
+        print(f"note: the data directory {config.server.data_dir} does not exist yet; `serve` creates it")
     if config.secrets.consent_keys is None:
-        print(f"note: no [secrets] consent_keys; `serve` will use keys in {config.server.data_dir / 'secrets'}")
+        print(f"note: no [secrets] consent_keys; `serve` will use keys in {config.server.data_dir / 'secrets'} "
+              f"(or make them: consentproxy keys generate --dir {config.server.data_dir / 'secrets'})")
     return 0
 
 
@@ -397,8 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 
-    check = commands.add_parser("check-config", help="validate a configuration file")
+    check = commands.add_parser("check-config", help="validate a configuration file and everything serve would "
+                                "refuse: data directory, store, secrets, GeoIP, listen addresses")
     check.add_argument("-c", "--config", required=True)
+    check.add_argument("--no-ports", action="store_true",
+                       help="do not try the listen addresses (when checking on another machine)")
     check.set_defaults(func=cmd_check_config)
 
     inventory = commands.add_parser("inventory", help="list the cookies the sites really set")

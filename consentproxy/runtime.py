@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -101,7 +102,9 @@ def open_geoip(config: Config) -> GeoIP | None:
     try:
         return GeoIP(config.geoip.database)
     except GeoError as exc:
-        raise ConfigError([Problem(_file(config), "geoip.database", str(exc))]) from None
+        raise ConfigError([Problem(_file(config), "geoip.database",
+                                   f"{exc}; point it at a readable MaxMind GeoLite2/GeoIP2 Country or City "
+                                   ".mmdb file (relative paths start at the configuration file)")]) from None
 
 
 def _check_geoip(config: Config) -> None:
@@ -112,15 +115,26 @@ def _check_geoip(config: Config) -> None:
 
 def store_url(config: Config) -> str:
     """The consent log: `[store] url`, by default an SQLite file in the data directory."""
-    return config.store.url or f"sqlite:///{(config.server.data_dir / 'consent-records.db').absolute()}"
+    # "sqlite://" and an absolute path make the three slashes of sqlite:///abs; one more would print as //abs
+    return config.store.url or f"sqlite://{(config.server.data_dir / 'consent-records.db').absolute()}"
 
 
 def check_store(config: Config) -> list[Problem]:
-    """Open the store once (creating or migrating its schema), so a bad one fails at start, not at a click."""
+    """Open the store once (creating or migrating its schema), so a bad one fails at start, not at a click.
+
+    The default store lives in the data directory, so its failure names `server.data_dir`, the key to fix.
+    """
     try:
         open_store(store_url(config)).close()
     except (StoreError, ValueError, OSError) as exc:
-        return [Problem(_file(config), "store.url", f"cannot open the consent record store: {exc}")]
+        if config.store.url:
+            return [Problem(_file(config), "store.url", f"cannot open the consent record store: {exc}; check the "
+                                                        "URL, or leave it out for an SQLite file in the data "
+                                                        "directory")]
+        return [Problem(_file(config), "server.data_dir", f"cannot open the consent record store in "
+                                                          f"{config.server.data_dir}: {exc}; the directory must "
+                                                          "exist and be writable (mkdir -p "
+                                                          f"{config.server.data_dir})")]
     return []
 
 
@@ -136,7 +150,7 @@ def check_references(config: Config) -> list[Problem]:
     fails at start (the lists stay cached for the runtime built next)."""
     problems: list[Problem] = []
     checks = [(consent_keys, config.secrets.consent_keys), (_token_digest, config.secrets.admin_token),
-              (_export_key, config.secrets.export_key), (_check_geoip, config.geoip.database),
+              (_check_export_key, config.secrets.export_key), (_check_geoip, config.geoip.database),
               (matomo_tokens, any(site.analytics.matomo_token for site in config.sites) or None),
               (load_tracker_lists, config.trackers.lists or None)]
     for resolve, ref in checks:
@@ -155,7 +169,8 @@ def consent_keys(config: Config) -> tuple[SigningKey, ...]:
     try:
         return parse_consent_keys(_resolve(config, "secrets.consent_keys", ref), ref)
     except SecretError as exc:
-        raise ConfigError([Problem(_file(config), "secrets.consent_keys", str(exc))]) from None
+        raise ConfigError([Problem(_file(config), "secrets.consent_keys",
+                                   f"{exc}; {secret_fix('secrets.consent_keys', ref, config)}")]) from None
 
 
 def with_default_keys(config: Config) -> Config:
@@ -189,21 +204,51 @@ def export_signing_key(config: Config) -> Ed25519PrivateKey | None:
     """The Ed25519 key that signs checkpoints and exports; None when none is configured."""
     if config.secrets.export_key is None:
         return None
+    ref = config.secrets.export_key
     try:
         return load_private_key(_export_key(config))
     except ValueError as exc:
-        raise ConfigError([Problem(_file(config), "secrets.export_key", str(exc))]) from None
+        raise ConfigError([Problem(_file(config), "secrets.export_key",
+                                   f"{exc}; {secret_fix('secrets.export_key', ref, config)}")]) from None
 
 
 def _export_key(config: Config) -> str:
     return _resolve(config, "secrets.export_key", config.secrets.export_key or "")
 
 
+def _check_export_key(config: Config) -> None:
+    """Resolved and parsed: a malformed key must stop the start, not the first checkpoint an hour later."""
+    export_signing_key(config)
+
+
+#: what `consentproxy keys generate` names each file it writes
+_GENERATED = {"secrets.consent_keys": "consent-keys", "secrets.admin_token": "admin-token",
+              "secrets.export_key": "export-ed25519.key"}
+
+
+def secret_fix(key: str, ref: str, config: Config) -> str:
+    """What to do about a secret that cannot be used: generate the file, or set the variable."""
+    if ref.startswith("env:"):
+        return f"set it (export {ref[4:]}=...), or reference a file instead: \"file:/path\""
+    if not ref.startswith("file:"):
+        return "use \"file:/path/to/file\" or \"env:VARIABLE_NAME\""
+    path = Path(ref[5:]).expanduser()
+    if key in _GENERATED:
+        generated = path.parent / _GENERATED[key]
+        fix = f"create it with: consentproxy keys generate --dir {path.parent}"
+        if generated != path:
+            fix += f" (which writes {_GENERATED[key]}; reference \"file:{generated}\")"
+        elif path.exists():
+            fix += " --force (this replaces every key there)"
+        return fix
+    return f"write the secret into {path} (chmod 600 {path})"
+
+
 def _resolve(config: Config, key: str, ref: str) -> str:
     try:
         return read_secret(ref)
     except SecretError as exc:
-        raise ConfigError([Problem(_file(config), key, str(exc))]) from None
+        raise ConfigError([Problem(_file(config), key, f"{exc}; {secret_fix(key, ref, config)}")]) from None
 
 
 def _file(config: Config) -> str:

@@ -446,7 +446,7 @@ def test_every_admin_route_is_in_the_openapi_description(tmp_path: Path) -> None
     for op in OPERATIONS:
         assert documented[(op.method, op.path)] == [op.scope], op
     assert {key for key, scopes in documented.items() if scopes is None} == {
-        ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
+        ("GET", "/"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
 
 # -- signed export files (POST /api/sites/{site}/exports, /api/exports/…) ----------------------------

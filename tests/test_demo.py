@@ -330,3 +330,34 @@ def test_the_demo_asks_by_the_visitors_place(demo: Demo, client: str, regime: st
     assert f'data-cp-regime="{regime}"' in page
     assert button in page
     assert ("data-cp-blocked" in page) == (regime == "opt-in")
+
+
+# --- the admin listener, discoverable (issue 20 item 4) --------------------------------------------------------
+
+
+def test_the_demo_prints_the_admin_urls_and_where_the_token_is(demo: Demo) -> None:
+    admin = f"http://127.0.0.1:{demo.port + 1}"
+    token_file = demo.data_dir / "secrets" / "admin-token"
+    output = demo.output()
+    for line in (f"  admin              {admin}/  (an index of every endpoint)",
+                 f"  admin token        {token_file}",
+                 f"  metrics, health    {admin}/metrics  {admin}/healthz  {admin}/readyz"):
+        assert line in output, output
+    assert f"{admin}/api/sites" in output
+    # the printed way to use it works: the token in that file opens the API
+    token = token_file.read_text().strip()
+    assert token not in output
+    reply = fetch(demo.port + 1, "/api/sites", headers={"Authorization": f"Bearer {token}"})
+    assert reply.status == 200, reply.text
+
+
+def test_the_admin_listeners_root_is_an_index_not_a_404(demo: Demo) -> None:
+    as_json = fetch(demo.port + 1, "/")
+    assert as_json.status == 200 and as_json.headers["Content-Type"] == "application/json"
+    index = json.loads(as_json.body)
+    assert [e["path"] for e in index["endpoints"]] == ["/healthz", "/readyz", "/metrics"]
+    assert {"method": "GET", "path": "/api/sites", "scope": "read"} in index["api"]
+    assert "Bearer" in index["auth"]
+    as_html = fetch(demo.port + 1, "/", headers={"Accept": "text/html,*/*"})
+    assert as_html.status == 200 and as_html.headers["Content-Type"].startswith("text/html")
+    assert '<a href="/metrics">/metrics</a>' in as_html.text and "GET /api/sites" in as_html.text

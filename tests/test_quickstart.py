@@ -34,6 +34,13 @@ def test_quickstart_fronts_any_host_and_keeps_data_in_its_directory(tmp_path: Pa
         output = process.communicate(timeout=30)[0].decode()
         assert process.returncode == 0
         assert f"data directory {data_dir.resolve()}" in output
+        # where the admin listener is and where its token is kept (issue 20 item 4)
+        base = f"http://127.0.0.1:{admin}"
+        token_file = data_dir.resolve() / "secrets" / "admin-token"
+        assert (f"  admin API    {base}/api/sites  (Authorization: Bearer TOKEN; the admin token is in "
+                f"{token_file})") in output, output
+        assert f"  metrics      {base}/metrics" in output and f"  health       {base}/healthz  {base}/readyz" in output
+        assert token_file.read_text().strip() not in output
     finally:
         kill_quietly(process)
 

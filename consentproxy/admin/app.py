@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from consentproxy.admin.api import AdminStore, api_routes, error_response
 from consentproxy.admin.auth import AdminContext as AdminContext  # re-exported: runtime builds it from here
+from consentproxy.admin.index import index
 from consentproxy.cancellation import is_client_gone
 from consentproxy.observability import metrics
 
@@ -41,7 +42,7 @@ def build_admin_app(
     is_ready: Callable[[], bool], describe: Callable[[], dict[str, object]], admin: Callable[[], AdminContext],
     store: AdminStore,
 ) -> AdminApp:
-    """Health and metrics are open (keep the listener private); /api/* needs an admin token (see `api`)."""
+    """Health, metrics and the index at / are open (keep the listener private); /api/* needs an admin token."""
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -62,6 +63,7 @@ def build_admin_app(
 
     return AdminApp(
         routes=[
+            Route("/", index),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

@@ -112,14 +112,18 @@ def _stop_site(child: subprocess.Popen[bytes]) -> None:
         child.wait()
 
 
-def _print_banner(listen: ListenAddress, admin: ListenAddress, data_dir: Path, config_path: Path) -> None:
+def _print_banner(listen: ListenAddress, admin: ListenAddress, data_dir: Path, config_path: Path,
+                  admin_token: str) -> None:
     url = f"http://{display_host(listen.host)}:{listen.port}/"
-    admin_url = f"http://{display_host(admin.host)}:{admin.port}/"
+    admin_url = f"http://{display_host(admin.host)}:{admin.port}"
     lines = [
         "",
         "consentproxy demo: the Kade IT-diensten website behind consentproxy",
         f"  open the site      {url}",
-        f"  admin              {admin_url}  (/healthz, /readyz, /metrics)",
+        f"  admin              {admin_url}/  (an index of every endpoint)",
+        f"  admin API          {admin_url}/api/sites  (curl -H \"Authorization: Bearer $(cat {admin_token})\" …)",
+        f"  admin token        {admin_token}",
+        f"  metrics, health    {admin_url}/metrics  {admin_url}/healthz  {admin_url}/readyz",
         f"  data directory     {data_dir}",
         f"  configuration      {config_path}",
         f"  tracker hits       {data_dir / TRACKER_LOG}  (what the stand-in third parties received)",
@@ -158,13 +162,14 @@ def run_demo(port: int, data_dir: Path, host: str) -> int:
             print(f"error: the demo site did not start on port {site_port} (see its messages above)", file=sys.stderr)
             return 1
         config_path = data_dir / CONFIG_NAME
+        keys = generate_keys(data_dir / "secrets")
         config_path.write_text(demo_config_text(
-            listen=listen, admin_listen=admin, data_dir=data_dir, keys=generate_keys(data_dir / "secrets"),
+            listen=listen, admin_listen=admin, data_dir=data_dir, keys=keys,
             upstream=f"http://{site_host}:{site_port}", trackers=f"http://{site_host}:{tracker_port}/",
             geoip=demo_geoip_database(),
         ), encoding="utf-8")
         config = load_config(config_path)
-        _print_banner(listen, admin, data_dir, config_path)
+        _print_banner(listen, admin, data_dir, config_path, str(keys["admin_token"]))
         status = serve(config)
         if status != 0:
             print(f"error: the proxy could not start on port {port}; choose another port with --port", file=sys.stderr)
