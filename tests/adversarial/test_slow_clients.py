@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -298,6 +299,9 @@ def test_a_thousand_slow_uploads_and_a_thousand_slow_header_senders_together(pro
     finally:
         swarm.kill()
         swarm.wait(10)
-    assert sorted(result["uploads"]) == [408] * MAX_REQUESTS + [429] * (1000 - MAX_REQUESTS)
-    assert result["headers"] == [408] * 1000
+    uploads, headers = Counter(result["uploads"]), Counter(result["headers"])
+    # at most MAX_REQUESTS in flight at once, each answered 408 at its deadline; the others 429 at once (a
+    # 408 frees a place: an upload the proxy reaches only after that takes it, so the split is not exact)
+    assert set(uploads) <= {408, 429} and uploads[408] >= MAX_REQUESTS and uploads[429] > 0, uploads
+    assert headers == {408: 1000}, headers
     assert_site_never_saw(recorder, "/together-")
