@@ -268,10 +268,10 @@ async def check_urls(targets: dict[str, str], jobs: int = 2, settle: float = 1.0
 
 
 @contextlib.contextmanager
-def serving(bodies: dict[str, bytes], base: Path, sites: str = "") -> Iterator[tuple[Proxy, str]]:
+def serving(bodies: dict[str, bytes], base: Path,
+            sites: Callable[[str], str] | None = None) -> Iterator[tuple[Proxy, str]]:
     """Each body at /<name> (text/html; charset=utf-8) of a local upstream, a proxy process in front of it;
-    yields the proxy and the upstream's URL. `sites` replaces the default site table (it may name the
-    upstream as {upstream})."""
+    yields the proxy and the upstream's URL. `sites`, given the upstream's URL, replaces the default sites."""
     async def serve(request: web.Request) -> web.Response:
         body = bodies.get(request.match_info["name"])
         if body is None:
@@ -283,7 +283,7 @@ def serving(bodies: dict[str, bytes], base: Path, sites: str = "") -> Iterator[t
     port = free_port()
     with serve_app(app, port):
         upstream = f"http://127.0.0.1:{port}"
-        proxy = launch_proxy(base, 0, sites.format(upstream=upstream) if sites else site_toml("pages", upstream))
+        proxy = launch_proxy(base, 0, sites(upstream) if sites else site_toml("pages", upstream))
         try:
             yield proxy, upstream
         finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHROMIUM, ROOT
+from conftest import CHROMIUM, ROOT, site_toml
 
 sys.path.insert(0, str(ROOT / "load_tests"))
 import browser_banner
@@ -203,3 +203,40 @@ def test_without_declarative_shadow_roots_the_banner_still_works(served: tuple[A
     assert outcome.failures == [], (outcome.failures, outcome.buttons)
     assert outcome.decision_status == 200 and outcome.shown_after
     assert outcome.mode == ("light" if case is NO_SHADOW else "shadow")
+
+
+THEME = '[sites.pages.consent.theme]\naccent = "#0b5394"\nradius = "0"\nposition = "top"\n'
+BUTTON_LOOK = """() => { const root = document.getElementById('cp-root').shadowRoot;
+  const button = root.querySelector('#cp-banner [data-cp-action=reject_all]'); const s = getComputedStyle(button);
+  return {background: s.backgroundColor, radius: s.borderTopLeftRadius, top: button.getBoundingClientRect().top,
+          font: s.fontFamily}; }"""
+
+
+async def _look(url: str) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            tab = await browser.new_page(viewport=browser_banner.VIEWPORT)
+            await tab.goto(url, wait_until="load")
+            look: dict[str, Any] = await tab.evaluate(BUTTON_LOOK)
+            return look
+        finally:
+            await browser.close()
+
+
+def test_the_sites_theme_reaches_into_the_shadow_root_and_the_pages_css_does_not(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The theme's custom properties, set on #cp-root, inherit into the shadow root; a page's rule for every
+    button and every font does not get there."""
+    hostile = page("themed", "<style>button { background: red !important; border-radius: 30px !important; }"
+                             " * { font-family: Papyrus, fantasy !important; }</style>")
+    with browser_banner.serving({"themed": hostile}, tmp_path_factory.mktemp("themed"),
+                                lambda upstream: site_toml("pages", upstream) + THEME) as (proxy, _):
+        outcome = asyncio.run(browser_banner.check_urls({"themed": f"{proxy.url}/themed"}))[0]
+        look = asyncio.run(_look(f"{proxy.url}/themed"))
+    assert outcome.failures == [], outcome.failures
+    assert look["background"] == "rgb(11, 83, 148)" and look["radius"] == "0px", look
+    assert "Papyrus" not in look["font"], look
+    assert look["top"] < browser_banner.VIEWPORT["height"] / 2, "position = top: the first layer is at the top"
