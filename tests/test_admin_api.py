@@ -275,7 +275,8 @@ def test_nothing_is_disclosed_that_cannot_be_audited(upstream: Upstream, tmp_pat
         with closing(sqlite3.connect(database, isolation_level=None)) as blocker:
             blocker.execute("BEGIN EXCLUSIVE")  # readers still read (WAL), but no audit entry can be written
             for method, path in (("GET", f"/api/sites/{SITE}/consents/{person}"), ("GET", f"/api/sites/{SITE}/events"),
-                                 ("DELETE", f"/api/sites/{SITE}/consents/{person}")):
+                                 ("DELETE", f"/api/sites/{SITE}/consents/{person}"),
+                                 ("POST", f"/api/sites/{SITE}/consents/{person}/withdraw")):
                 refused = admin(run.proxy, method, path, token=run.admin_token)
                 assert refused.status == 503, (path, refused.body)
                 assert refused.json()["error"] == "store_unavailable" and int(refused.headers["retry-after"]) > 0
@@ -283,7 +284,8 @@ def test_nothing_is_disclosed_that_cannot_be_audited(upstream: Upstream, tmp_pat
             blocker.execute("ROLLBACK")
         store = open_store(f"sqlite:///{database}")
         try:
-            assert len(store.events_of(SITE, person)) == 1 and store.audit() == []  # not erased, nothing audited
+            # not erased, no withdrawal recorded, nothing audited
+            assert len(store.events_of(SITE, person)) == 1 and store.audit() == []
         finally:
             store.close()
         assert admin(run.proxy, "GET", f"/api/sites/{SITE}/consents/{person}", token=run.admin_token).status == 200

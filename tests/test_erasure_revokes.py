@@ -64,6 +64,10 @@ def test_only_successful_erasures_and_withdrawals_revoke() -> None:
     assert revocations.add(SITE, subject_commitment(SITE, "withdrawn" * 3), "withdrawal") is False
     assert revocations.reason(SITE, "withdrawn" * 3) == "erasure"
     assert revocations.count(SITE) == 2
+    # a verdict is remembered per principal (one hash per visitor, not per request) until the set changes
+    assert revocations.reason(SITE, "later-person-000") is None
+    assert revocations.add(SITE, subject_commitment(SITE, "later-person-000"), "withdrawal") is True
+    assert revocations.reason(SITE, "later-person-000") == "withdrawal"
 
 
 def test_the_poll_reads_everything_once_then_a_window_that_catches_late_commits(tmp_path: Path) -> None:

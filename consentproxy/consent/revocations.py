@@ -41,6 +41,7 @@ POLL_SECONDS = 2.0
 #: builds it, a little before its commit, by the clock of whichever instance served it; clocks and commits
 #: within this margin are never missed (and an entry read twice changes nothing)
 OVERLAP_SECONDS = 300.0
+_CHECKED_LIMIT = 8192
 
 
 class Revocations:
@@ -49,6 +50,9 @@ class Revocations:
     def __init__(self) -> None:
         # site → commitment → reason; a site is only here once it has a revocation (the hot path's test)
         self.by_site: dict[str, dict[str, Reason]] = {}
+        # (site, principal) → verdict: a visitor sends the same cookie on every request, so it is hashed once
+        # (emptied on every change: revocations are rare, lookups are not)
+        self._checked: dict[tuple[str, str], Reason | None] = {}
 
     def add(self, site: str, subject: str, reason: Reason) -> bool:
         """Revoke one subject; True if it was not revoked before (an erasure outranks a withdrawal)."""
@@ -59,6 +63,7 @@ class Revocations:
         if known == "erasure" or known == reason:
             return False
         subjects[subject] = reason
+        self._checked.clear()
         metrics.REVOKED_CONSENTS.labels(site).set(len(subjects))
         return known is None
 
@@ -67,7 +72,16 @@ class Revocations:
         subjects = self.by_site.get(site)
         if not subjects:
             return None
-        return subjects.get(subject_commitment(site, principal))
+        key = (site, principal)
+        try:
+            return self._checked[key]
+        except KeyError:
+            pass
+        found = subjects.get(subject_commitment(site, principal))
+        if len(self._checked) >= _CHECKED_LIMIT:
+            self._checked.clear()
+        self._checked[key] = found
+        return found
 
     def count(self, site: str) -> int:
         return len(self.by_site.get(site, ()))
