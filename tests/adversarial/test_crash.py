@@ -21,7 +21,7 @@ from .recorder import Recorder
 
 pytestmark = pytest.mark.attack("kill -9 during a consent burst")
 
-ROUNDS = 10 if SOAK else 2
+ROUNDS = 10 if SOAK else 1
 ACTIONS = ("accept_all", "reject_all", "save_selection")
 
 

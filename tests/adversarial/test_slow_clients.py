@@ -88,7 +88,7 @@ class NormalClient:
                 continue
             LATENCIES[self.attack].append(time.monotonic() - started)
             self.answered += 1
-            time.sleep(0.05 if SOAK else 0.2)
+            time.sleep(0.05)
 
     def __enter__(self) -> NormalClient:
         self._thread.start()

@@ -195,7 +195,7 @@ def test_a_malformed_upstream_response(proxy: Proxy, recorder: Recorder, name: s
     body = b"x=1" if case.method == "POST" else b""
     reply = exchange(proxy.port, f"{case.method} /canned/{name}/{token} HTTP/1.1\r\nHost: localhost\r\n"
                                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body,
-                     timeout=8)
+                     timeout=6)
     check_outcome(reply, case.outcome)
     if case.header is not None:
         assert reply.responses[0].header(case.header[0]) == [case.header[1]]
