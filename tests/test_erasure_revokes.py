@@ -22,7 +22,13 @@ from pg_support import pg_schema
 from test_admin_api import OPS_TOKEN, TOKENS_TOML, admin
 from test_consent_api import Answer, call
 
+from consentproxy.config.model import SiteConfig
+from consentproxy.config.secrets import SigningKey
+from consentproxy.consent.decision import ALL, Decision
 from consentproxy.consent.revocations import RevocationPoller, Revocations
+from consentproxy.consent.state import ConsentCodec, ConsentState
+from consentproxy.cookies.enforcement import DECISION, REVOKED, CookieEnforcement
+from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.records import RecordWriter, open_store
 from consentproxy.records.model import utc_ms
 from consentproxy.records.store import AuditEntry, RecordStore, StoreUnavailable, subject_commitment
@@ -138,6 +144,50 @@ def test_a_failing_store_is_logged_once_and_the_poll_goes_on(tmp_path: Path,
     assert sum("cannot read the audit log" in m for m in messages) == 1, messages
     assert any("answers again" in m for m in messages), messages
     assert not any("A" * 22 in m for m in messages)  # never a consent id in the log
+
+
+def test_a_revoked_cookie_reads_as_undecided_and_is_expired_with_the_optional_cookies() -> None:
+    revocations = Revocations()
+    site = SiteConfig(name=SITE, hosts=("www.kade-it.nl",), upstream="http://127.0.0.1:1")
+    codec = ConsentCodec((SigningKey("k1", b"k" * 32),))
+    step = CookieEnforcement(site, codec, CookieInventory(Path("/nonexistent-dir")), revocations=revocations)
+    now = int(time.time())
+
+    def visit(principal: str) -> tuple[Decision, list[tuple[bytes, bytes]], Any]:
+        value = codec.encode(ConsentState(principal, ALL - {"necessary"}, 1, now, now + 3600, "accept_all"))
+        exchange = _Exchange([(b"cookie", f"_ga=GA1.1.42; cp_consent={value}".encode())])
+        step.on_request(exchange)  # type: ignore[arg-type]
+        exchange.response_headers = [(b"content-type", b"text/html")]
+        step.on_response(exchange)  # type: ignore[arg-type]
+        return exchange.extra[DECISION], exchange.response_headers, exchange
+
+    decision, headers, exchange = visit("erased-person-000")
+    assert decision.kind == "explicit"  # nothing revoked on this site yet: no hashing, the cookie counts
+    revocations.add(SITE, subject_commitment(SITE, "erased-person-000"), "erasure")
+    decision, headers, exchange = visit("erased-person-000")
+    assert decision.kind == "none" and decision.state is None and exchange.extra[REVOKED] == "erasure"
+    assert exchange.request_headers == []  # _ga no longer goes upstream, nor (ever) the consent cookie
+    cookies = [value for name, value in headers if name == b"set-cookie"]
+    assert (b"cp_consent=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; HttpOnly; SameSite=Lax; "
+            b"Secure") in cookies
+    assert any(value.startswith(b"_ga=; Max-Age=0") for value in cookies)
+    assert (b"cache-control", b"private") in headers and (b"vary", b"Cookie") in headers
+    decision, headers, exchange = visit("someone-else-0000")  # the site's other visitors are not touched
+    assert decision.kind == "explicit" and REVOKED not in exchange.extra
+    assert not [value for name, value in headers if name == b"set-cookie"]
+
+
+class _Exchange:
+    """The attributes of proxy.pipeline.Exchange the step uses."""
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.scope = {"raw_path": b"/"}
+        self.request_headers = headers
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.extra: dict[str, Any] = {}
+        self.host = b"www.kade-it.nl"
+        self.scheme = "https"
+        self.client = "127.0.0.1"
 
 
 # -- through real proxy processes ---------------------------------------------------------------------
