@@ -145,13 +145,15 @@ class ConsentApi(Endpoint):
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
         state = decision.state
         if exchange.extra.get(REVOKED) == "erasure":
-            raise ApiError(410, "erased", "your consent record on this site was erased on request; nothing of "
-                                          "it is kept, and your earlier choice no longer applies",
-                           self._revoked_expiries(exchange))
+            raise _erased(self._revoked_expiries(exchange))
         principal = state.principal if state is not None else self._revoked_principal(exchange)
         if principal is None:
             raise ApiError(404, "no_decision", "there is no decision of yours on this site")
-        events, notices = await self._store_call(lambda store: self._read_own_record(store, principal))
+        record = await self._store_call(lambda store: self._read_own_record(store, principal))
+        if record is None:  # erased a moment ago, on a worker whose poll has not reached this one yet
+            self.cookies.revocations.add(self.site, subject_commitment(self.site, principal), "erasure")
+            raise _erased([self.cookies.consent_cookie_expiry(exchange)])
+        events, notices = record
         body = {
             "site": self.site,
             "controller": self.consent.controller or self.site,
@@ -166,14 +168,21 @@ class ConsentApi(Endpoint):
                                       *self._revoked_expiries(exchange)])
 
     def _read_own_record(self, store: RecordStore, principal: str) -> tuple[list[ConsentEvent],
-                                                                           list[NoticeVersion | None]]:
-        """The visitor's events and notices; the access request itself is audited before anything is shown."""
+                                                                           list[NoticeVersion | None]] | None:
+        """The visitor's events and notices; the access request itself is audited before anything is shown.
+
+        None when there are none because they were erased (the audit log says so).
+        """
         events = store.events_of(self.site, principal)
+        subject = subject_commitment(self.site, principal)
+        if not events and any(200 <= entry.status < 300 and entry.outcome == "ok" for entry in store.audit(
+                site=self.site, action="erasure", subject=subject, limit=100)):
+            return None
         notices = [store.notice(n) for n in sorted({event.notice_id for event in events})]
         store.add_audit(AuditEntry(
             token="visitor",  # noqa: S106 - who asked (the visitor themselves), not a secret
             scope="own", action="access", status=200, outcome="ok", site=self.site,
-            subject=subject_commitment(self.site, principal), detail={"via": "receipt", "events": len(events)}))
+            subject=subject, detail={"via": "receipt", "events": len(events)}))
         return events, notices
 
     async def _store_call(self, function: Any) -> Any:
@@ -268,6 +277,11 @@ class ConsentApi(Endpoint):
         """A key that changes every day, so a keyed IP hash links a visitor's records for one day at most."""
         day = now.strftime("%Y-%m-%d").encode("ascii")
         return hmac.new(self.codec.keys[0].key, b"record-ip:" + day, hashlib.sha256).digest()
+
+
+def _erased(headers: list[tuple[bytes, bytes]]) -> ApiError:
+    return ApiError(410, "erased", "your consent record on this site was erased on request; nothing of it is "
+                                   "kept, and your earlier choice no longer applies", headers)
 
 
 def _unavailable(error: StoreError) -> ApiError:
