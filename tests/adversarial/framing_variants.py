@@ -363,10 +363,11 @@ WS = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbX
 
 def _websocket_variants() -> list[Variant]:
     smuggled = "GET /{v}/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
-    # the site (the recorder) answers 200, not 101: the proxy answers 502 and closes, the pipelined request
-    # never reaches the site (neither parsed nor through a tunnel)
-    out = [Variant("ws-site-refuses-upgrade", f"GET /{{v}}/a HTTP/1.1\r\n{H}{WS}Sec-WebSocket-Version: 13\r\n\r\n"
-                   + smuggled, (502,), True, (("GET", "/a", b""),))]
+    # the site (the recorder) answers 200, not 101: the proxy answers 502 and closes, so no tunnel is left to
+    # send a request through (nothing is pipelined after it: bytes after an upgrade head are the WebSocket's,
+    # and the proxy may close on them before the 502, depending on when they arrive)
+    out = [Variant("ws-site-refuses-upgrade", f"GET /{{v}}/a HTTP/1.1\r\n{H}{WS}Sec-WebSocket-Version: 13\r\n\r\n",
+                   (502,), True, (("GET", "/a", b""),))]
     out.append(refused("ws-bad-version", f"GET /{{v}}/a HTTP/1.1\r\n{H}{WS}Sec-WebSocket-Version: 1337\r\n\r\n"
                        + smuggled))
     out.append(refused("ws-bad-key", f"GET /{{v}}/a HTTP/1.1\r\n{H}Upgrade: websocket\r\nConnection: Upgrade\r\n"
