@@ -84,12 +84,14 @@ def _read_declaration(reader: Reader) -> CookieDeclaration | None:
         reader.problem("name", "give exactly one of name, prefix or pattern")
     for key, value in (("name", name), ("prefix", prefix)):
         if value and not _COOKIE_NAME_RE.match(value):
-            reader.problem(key, f"{value!r} is not a valid cookie name")
+            reader.problem(key, f"{value!r} is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~; no "
+                                "spaces, commas, quotes or =)")
     if pattern:
         try:
             re.compile(pattern)
         except re.error as exc:
-            reader.problem("pattern", f"not a valid regular expression: {exc}")
+            reader.problem("pattern", f"not a valid regular expression: {exc}; check its brackets and escapes "
+                                      "(in TOML, '...' strings keep backslashes as they are)")
     if "category" not in reader.table:
         reader.problem("category", f"is required: one of {', '.join(CATEGORY_IDS)}")
     declaration = CookieDeclaration(
@@ -130,7 +132,7 @@ def _read_service(reader: Reader) -> ServiceConfig | None:
     before = len(reader.problems)
     name = reader.get("name", str, "")
     if not name.strip():
-        reader.problem("name", "is required")
+        reader.problem("name", "is required: the service's name, shown to visitors in the banner's settings")
     if "category" not in reader.table:
         reader.problem("category", f"is required: one of {', '.join(CATEGORY_IDS)}")
     service = ServiceConfig(

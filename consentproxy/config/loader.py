@@ -62,7 +62,7 @@ def parse_size(value: Any) -> int:
         raise ValueError("expected a size such as 10485760 or \"10MB\", got a boolean")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"must not be negative, got {value}")
+            raise ValueError(f"must not be negative, got {value}; use 0 or a size such as \"10MB\"")
         return value
     if isinstance(value, str):
         match = _SIZE_RE.match(value)
@@ -83,7 +83,7 @@ def parse_duration(value: Any) -> float:
     else:
         raise ValueError(f"expected a duration such as 5 or \"500ms\", got {describe(value)}")
     if seconds <= 0:
-        raise ValueError(f"must be greater than zero, got {value!r}")
+        raise ValueError(f"must be greater than zero, got {value!r}; use a duration such as 5 or \"500ms\"")
     return seconds
 
 
@@ -104,7 +104,8 @@ def parse_listen(value: Any) -> ListenAddress:
         ipaddress.ip_address(host)
     except ValueError:
         if host != "localhost":
-            raise ValueError(f"listen host must be an IP address or 'localhost', got {host!r}") from None
+            raise ValueError(f"listen host must be an IP address or 'localhost', got {host!r}; use \"0.0.0.0:{port}\" "
+                             "for every IPv4 address") from None
     return ListenAddress(host, port)
 
 
@@ -114,7 +115,8 @@ def parse_network(value: Any) -> IPNetwork:
     try:
         network = ipaddress.ip_network(value, strict=False)
     except ValueError:
-        raise ValueError(f"not an IP address or network: {value!r}") from None
+        raise ValueError(f"not an IP address or network: {value!r}; use an address such as \"10.0.0.1\" or a "
+                         "network such as \"10.0.0.0/8\"") from None
     if network.prefixlen == 0:
         raise ValueError(
             f"{value!r} trusts every address on the internet, so any client could forge "
@@ -130,11 +132,11 @@ def parse_upstream(value: Any) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
     if parts.query or parts.fragment:
-        raise ValueError(f"must not contain a query or fragment, got {value!r}")
+        raise ValueError(f"must not contain a query or fragment, got {value!r}; remove what follows ? or #")
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise ValueError(f"has an invalid port: {value!r}") from None
+        raise ValueError(f"has an invalid port: {value!r}; use a port from 1 to 65535") from None
     return value.rstrip("/")
 
 
@@ -196,10 +198,11 @@ def _read_server(reader: Reader | None, base_dir: Path) -> ServerConfig:
     admin = reader.converted("admin_listen", None, parse_listen)
     listen = list_of(reader, "listen", parse_listen, base.listen)
     if not listen:
-        reader.problem("listen", "needs at least one address")
+        reader.problem("listen", "needs at least one address, e.g. [\"127.0.0.1:8080\"]")
     if admin is not None and any(address.port == admin.port for address in listen):
         # Requests are told apart by the port they arrive on, so it must differ.
-        reader.problem("admin_listen", f"port {admin.port} is also a proxy listen port; the admin API needs its own")
+        reader.problem("admin_listen", f"port {admin.port} is also a proxy listen port; the admin listener needs "
+                                            f"its own: choose another port, e.g. \"127.0.0.1:9090\"")
     server = ServerConfig(
         listen=listen,
         admin_listen=admin,
@@ -249,9 +252,11 @@ def _read_admin_tokens(reader: Reader) -> tuple[AdminTokenConfig, ...]:
             item.problem("sha256", f"must be the token's SHA-256 as 64 hexadecimal digits ({DIGEST_HELP}), "
                                    f"got {len(digest)} characters; never put the token itself here")
         elif digest == _EMPTY_SHA256:
-            item.problem("sha256", "is the SHA-256 of an empty token")
+            item.problem("sha256", "is the SHA-256 of an empty token; make a token with: consentproxy keys token "
+                                   "--name NAME")
         elif digest in digests:
-            item.problem("sha256", "is the digest of another configured token")
+            item.problem("sha256", "is the digest of another configured token; each holder needs a token of "
+                                   "their own: consentproxy keys token --name NAME")
         item.finish()
         names.add(name)
         digests.add(digest)
@@ -279,7 +284,9 @@ def _read_store(reader: Reader | None) -> StoreConfig:
         return StoreConfig()
     url = reader.get("url", str, "")
     if url and not url.startswith(("sqlite:", "postgresql:", "postgres:")):
-        reader.problem("url", f"must start with sqlite: or postgresql:, got {url!r}")
+        reader.problem("url", f"must start with sqlite: or postgresql:, got {url!r}; e.g. "
+                              "\"postgresql://consentproxy@db.internal:5432/consent\", or leave it out for an SQLite "
+                              "file in the data directory")
     interval = reader.converted("upkeep_interval", StoreConfig().upkeep_interval, parse_duration)
     reader.finish()
     return StoreConfig(url=url, upkeep_interval=interval)
@@ -304,7 +311,7 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
     if "hosts" not in reader.table:
         reader.problem("hosts", "is required: the Host names this site answers to, e.g. [\"example.nl\"]")
     elif not hosts and len(reader.problems) == before:
-        reader.problem("hosts", "needs at least one host name")
+        reader.problem("hosts", "needs at least one host name, e.g. [\"example.nl\"]")
     upstream = reader.converted("upstream", "", parse_upstream)
     if "upstream" not in reader.table:
         reader.problem("upstream", "is required: the URL of the website behind the proxy")
@@ -363,7 +370,8 @@ def _read_client_headers(reader: Reader) -> dict[str, tuple[str, ...]]:
                                                   "client_address_headers if it is one)")
     if passed and reader.table.get("forward_client_ip", "full") != "full":
         reader.problem("pass_client_headers", "would hand the site full visitor addresses, while "
-                                              "forward_client_ip promises it none or truncated ones")
+                                              "forward_client_ip promises it none or truncated ones; remove "
+                                              "pass_client_headers or set forward_client_ip = \"full\"")
     return {"client_address_headers": extra, "pass_client_headers": passed}
 
 
@@ -389,7 +397,8 @@ def _place(value: Any) -> str:
     if not isinstance(value, str) or not _PLACE_RE.match(value):
         raise ValueError(f"expected a country such as \"US\" or a subdivision such as \"US-CA\", got {describe(value)}")
     if value.split("-", 1)[0] in ALWAYS_OPT_IN:
-        raise ValueError(f"{value} is in the EEA, the UK or Switzerland, where consent is always opt-in")
+        raise ValueError(f"{value} is in the EEA, the UK or Switzerland, where consent is always opt-in; remove "
+                         "it (only places outside them take another regime)")
     return value
 
 
@@ -400,7 +409,8 @@ def _read_regimes(reader: Reader | None) -> dict[str, tuple[str, ...]]:
     regimes = {key: list_of(reader, key, _place, ()) for key in ("opt_out", "notice_only")}
     both = set(regimes["opt_out"]) & set(regimes["notice_only"])
     if both:
-        reader.problem("notice_only", f"{', '.join(sorted(both))} also listed in opt_out; a place has one regime")
+        reader.problem("notice_only", f"{', '.join(sorted(both))} also listed in opt_out; a place has one regime: "
+                                           "remove it from one of the lists")
     reader.finish()
     return regimes
 
@@ -527,7 +537,8 @@ def _check_host_clashes(file: str, sites: list[SiteConfig], problems: list[Probl
         for host in site.hosts:
             if host in owner:
                 problems.append(Problem(file, f"sites.{site.name}.hosts",
-                                        f"{host!r} is already served by site {owner[host]!r}"))
+                                        f"{host!r} is already served by site {owner[host]!r}; a host "
+                                        "belongs to one site: remove it from one of them"))
             else:
                 owner[host] = site.name
 
@@ -539,11 +550,12 @@ def load_config(path: Path | str) -> Config:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError([Problem(file, "(file)", f"cannot be read: {exc.strerror or exc}")]) from None
+        raise ConfigError([Problem(file, "(file)", f"cannot be read: {exc.strerror or exc}; check the path "
+                                                     "given with -c")]) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError([Problem(file, "(file)", "is not UTF-8 text")]) from None
+        raise ConfigError([Problem(file, "(file)", "is not UTF-8 text; save it as UTF-8")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(file, "(syntax)", f"not valid TOML: {exc}")]) from None
     config = config_from_dict(data, file, path.resolve().parent)

@@ -81,7 +81,12 @@ class Reader:
             if name not in known:
                 hint = difflib.get_close_matches(name, sorted(known), n=1)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.problem(name, f"unknown key{suffix}")
+                self.problem(name, f"unknown key{suffix}; {valid_keys(known)}")
+
+
+def valid_keys(known: set[str]) -> str:
+    """The keys a table takes, named where the typo is, so nobody has to read the loader to find them."""
+    return f"valid keys here: {', '.join(sorted(known))}" if known else "this table takes no keys"
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
