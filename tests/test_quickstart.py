@@ -81,3 +81,136 @@ def wait_ready_port(port: int, process: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.1)
     raise TimeoutError("proxy did not start")
+
+
+# --- a new site from the docs alone (issue 20, acceptance) -----------------------------------------------------
+
+#: Written from the README's configuration reference and config/consentproxy.example.toml only, as a site
+#: owner would: the quick start's `keys generate` for the secrets, a data directory next to the file that
+#: does not exist yet. PORT, ADMIN, UPSTREAM and SECRETS are filled in by the test.
+NEW_SITE = """
+[server]
+listen = ["127.0.0.1:PORT"]
+admin_listen = "127.0.0.1:ADMIN"
+data_dir = "data"
+
+[secrets]
+consent_keys = "file:SECRETS/consent-keys"
+admin_token = "file:SECRETS/admin-token"
+export_key = "file:SECRETS/export-ed25519.key"
+
+[sites.bakkerij]
+hosts = ["www.bakkerij-jansen.nl", "bakkerij-jansen.nl"]
+upstream = "UPSTREAM"
+
+[sites.bakkerij.consent]
+controller = "Bakkerij Jansen"
+privacy_url = { nl = "/privacy", en = "/en/privacy" }
+
+[sites.bakkerij.consent.texts]
+title = { nl = "Cookies bij Bakkerij Jansen", en = "Cookies at Bakkerij Jansen" }
+text = "We gebruiken cookies voor statistieken en om video's te tonen."
+
+[sites.bakkerij.consent.categories.statistics]
+label = { nl = "Bezoekersstatistieken", en = "Visitor statistics" }
+
+[[sites.bakkerij.cookies]]
+name = "PHPSESSID"
+category = "necessary"
+purpose = "Onthoudt uw winkelmandje"
+
+[[sites.bakkerij.services]]
+name = "YouTube"
+category = "marketing"
+iframes = ["youtube.com/embed"]
+"""
+
+
+def _new_site(tmp_path: Path, upstream: str, text: str = NEW_SITE) -> tuple[Path, int, int]:
+    port, admin = free_port(), free_port()
+    path = tmp_path / "site" / "consentproxy.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text.replace("PORT", str(port)).replace("ADMIN", str(admin)).replace("UPSTREAM", upstream)
+                    .replace("SECRETS", str(tmp_path / "secrets")))
+    return path, port, admin
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "consentproxy", *args], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+
+
+def test_a_new_site_from_the_docs_starts_on_the_first_try(tmp_path: Path, upstream: Upstream) -> None:
+    assert _cli("keys", "generate", "--dir", str(tmp_path / "secrets")).returncode == 0
+    path, port, admin = _new_site(tmp_path, upstream.url)
+    checked = _cli("check-config", "-c", str(path))
+    assert checked.returncode == 0, checked.stderr
+    assert f"the data directory {path.parent / 'data'} does not exist yet; `serve` creates it" in checked.stdout
+    process = subprocess.Popen([sys.executable, "-m", "consentproxy", "serve", "-c", str(path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_ready(f"http://127.0.0.1:{admin}/readyz", process)
+        response = raw_request(port, b"GET / HTTP/1.1\r\nHost: www.bakkerij-jansen.nl\r\nConnection: close\r\n\r\n")
+        assert status_of(response) == 200
+        assert (path.parent / "data" / "consent-records.db").exists()
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+        assert process.returncode == 0, output
+        assert f"created the data directory {path.parent / 'data'}" in output
+        assert f"the admin token is in {tmp_path / 'secrets' / 'admin-token'}" in output
+    finally:
+        kill_quietly(process)
+
+
+def test_the_new_sites_mistakes_each_name_the_key_and_the_fix(tmp_path: Path, upstream: Upstream) -> None:
+    """The issue's new user's mistakes, one at a time, each found by check-config with its key and its fix."""
+    import socket
+
+    secrets = tmp_path / "secrets"
+    # 1. the keys were never generated
+    path, _, _ = _new_site(tmp_path, upstream.url)
+    checked = _cli("check-config", "-c", str(path))
+    assert checked.returncode == 1
+    assert (f"{path}: secrets.consent_keys: cannot read secret file {secrets}/consent-keys: No such file or "
+            f"directory; create it with: consentproxy keys generate --dir {secrets}") in checked.stderr
+    assert _cli("keys", "generate", "--dir", str(secrets)).returncode == 0
+    # 2. a data directory whose parent does not exist (the reported store.url message)
+    path, _, _ = _new_site(tmp_path, upstream.url, NEW_SITE.replace('"data"', '"srv/consentproxy/data"'))
+    data = path.parent / "srv" / "consentproxy" / "data"
+    checked = _cli("check-config", "-c", str(path))
+    assert checked.returncode == 1 and "store.url" not in checked.stderr
+    assert (f"{path}: server.data_dir: {data} does not exist, nor does its parent {data.parent}; create it: "
+            f"mkdir -p {data}") in checked.stderr
+    # 3. a banner text by the wrong name
+    path, _, _ = _new_site(tmp_path, upstream.url, NEW_SITE.replace("\ntext = ", "\ndescription = "))
+    checked = _cli("check-config", "-c", str(path))
+    assert checked.returncode == 1
+    assert f"{path}: sites.bakkerij.consent.texts.description: unknown key; valid keys here: " in checked.stderr
+    assert ", text, title," in checked.stderr
+    # 4. a PostgreSQL store that is not there
+    dead = free_port()
+    path, _, _ = _new_site(tmp_path, upstream.url,
+                           NEW_SITE + f'\n[store]\nurl = "postgresql://consentproxy@127.0.0.1:{dead}/consent"\n')
+    checked = _cli("check-config", "-c", str(path))
+    assert checked.returncode == 1
+    assert f"{path}: store.url: cannot connect to PostgreSQL: " in checked.stderr
+    assert "(pg_isready -d URL)" in checked.stderr
+    # 5. a GeoIP database that is not where the file says
+    path, _, _ = _new_site(tmp_path, upstream.url, '[geoip]\ndatabase = "GeoLite2-Country.mmdb"\n' + NEW_SITE)
+    checked = _cli("check-config", "-c", str(path))
+    assert checked.returncode == 1
+    assert f"{path}: geoip.database: cannot open the GeoIP database {path.parent}/GeoLite2-Country.mmdb" \
+        in checked.stderr
+    # 6. the port is taken by something else
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        path, _, _ = _new_site(tmp_path, upstream.url, NEW_SITE.replace('"127.0.0.1:PORT"', f'"127.0.0.1:{busy}"'))
+        checked = _cli("check-config", "-c", str(path))
+    assert checked.returncode == 1
+    assert (f"{path}: server.listen[0]: 127.0.0.1:{busy} is already in use; stop what listens there "
+            f"(ss -ltnp 'sport = :{busy}') or choose another port") in checked.stderr
+    # and each fixed, it passes
+    path, _, _ = _new_site(tmp_path, upstream.url)
+    assert _cli("check-config", "-c", str(path)).returncode == 0
