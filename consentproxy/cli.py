@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consentproxy import __version__
-from consentproxy.config.loader import ConfigError, load_config
+from consentproxy.config.loader import ConfigError, Problem, load_config
 from consentproxy.config.model import Config, SiteConfig
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
@@ -78,8 +78,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        problems, notes = preflight(config, ports=not args.no_ports)
-        problems += check_references(config)
+        problems: list[Problem] = []
+        notes: list[str] = []
+        if not args.file_only:  # the machine too: what serve would meet here
+            problems, notes = preflight(config, ports=not args.no_ports)
+            problems += check_references(config)
         if problems:
             raise ConfigError(problems)
     except ConfigError as exc:
@@ -90,6 +93,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in config.sites))
     for note in notes:
         print(f"note: {note}")
+    if args.file_only:
+        return 0
     if not config.server.data_dir.exists():
         print(f"note: the data directory {config.server.data_dir} does not exist yet; `serve` creates it")
     if config.secrets.consent_keys is None:
@@ -417,7 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "refuse: data directory, store, secrets, GeoIP, listen addresses")
     check.add_argument("-c", "--config", required=True)
     check.add_argument("--no-ports", action="store_true",
-                       help="do not try the listen addresses (when checking on another machine)")
+                       help="do not try the listen addresses (a proxy of another configuration holds them)")
+    check.add_argument("--file-only", action="store_true",
+                       help="check the file alone, not this machine's directories, store, secrets, GeoIP file and "
+                            "ports (for a build machine that never serves it)")
     check.set_defaults(func=cmd_check_config)
 
     inventory = commands.add_parser("inventory", help="list the cookies the sites really set")

@@ -205,6 +205,16 @@ def test_a_missing_data_dir_whose_parent_is_missing_names_server_data_dir_and_mk
     assert not data.parent.exists()
 
 
+def test_file_only_checks_the_file_not_the_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """For a build machine that validates the file but never serves it."""
+    from consentproxy.cli import main
+
+    path = _site_config(tmp_path, 'data_dir = "/nowhere/at/all"', '[secrets]\nconsent_keys = "file:/nowhere/keys"\n')
+    assert main(["check-config", "--file-only", "-c", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: OK")
+    assert main(["check-config", "-c", str(path)]) == 1
+
+
 def test_a_missing_data_dir_in_an_existing_parent_is_created_by_serve(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from consentproxy.config.preflight import ensure_data_dir
