@@ -82,7 +82,7 @@ _INSERT_CHECKPOINT = (
 _AUDIT_COLUMNS = "time_ms, token, scope, action, site, subject, status, outcome, detail"
 _INSERT_AUDIT = f"INSERT INTO admin_audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
 AUDIT_PAGE_MAX = 10_000
-RIGHTS_ACTIONS: frozenset[str] = frozenset({"access", "erasure"})
+RIGHTS_ACTIONS: frozenset[str] = frozenset({"access", "erasure", "withdrawal"})
 
 
 def subject_commitment(site: str, consent_id: str) -> str:
