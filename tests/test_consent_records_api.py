@@ -153,4 +153,6 @@ def test_a_store_that_cannot_be_opened_stops_the_start(upstream: Upstream, tmp_p
     result = subprocess.run([sys.executable, "-m", "consentproxy", "serve", "-c", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "store.url: cannot open the consent record store" in result.stderr, result.stderr
+    # serve runs check-config's checks first: the key, the reason and what to do (issue 20)
+    assert "store.url: cannot connect to PostgreSQL" in result.stderr, result.stderr
+    assert "Connection refused" in result.stderr and "pg_isready" in result.stderr, result.stderr
