@@ -175,6 +175,52 @@ def test_a_broken_chunked_body_ends_its_request(start_proxy: Any, upstream: Upst
     assert [seen.raw_path for seen in upstream.seen] == ["/first", "/marker"]
 
 
+@pytest.mark.parametrize("line", [
+    b"GET /refused",  # no version: llhttp takes it as HTTP/0.9 and parses the header lines after it
+    b"GET /refused HTTP/0.9",
+    b"GET /refused HTTP/2.0",  # llhttp passes it; an HTTP/1 request line is not HTTP/2 (400, not 505)
+    b"GET /refused HTTP/3.0",
+    b"GET /refused HTTP/1.2",
+])
+def test_a_request_line_of_another_version_than_1_0_or_1_1_is_refused(start_proxy: Any, upstream: Upstream,
+                                                                      line: bytes) -> None:
+    proxy = start_proxy(site_toml("main", upstream.url))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                     + line + b"\r\nHost: localhost\r\n\r\n"
+                     + b"GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        first, refusal = _read_to_close(sock)  # the request before it answered, then the refusal, then close
+        assert status_of(first) == 200
+        assert status_of(refusal) == 400, refusal[:200]
+        assert b"connection: close" in refusal.lower()
+    _marker(proxy.port, upstream)
+    assert [seen.raw_path for seen in upstream.seen] == ["/first", "/marker"]
+
+
+def test_the_supported_versions_are_served(start_proxy: Any, upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("main", upstream.url))
+    for version in ("1.0", "1.1"):
+        response = raw_request(proxy.port, f"GET /v{version} HTTP/{version}\r\nHost: localhost\r\n"
+                                           "Connection: close\r\n\r\n".encode())
+        assert status_of(response) == 200, (version, response[:200])
+    assert [seen.raw_path for seen in upstream.seen] == ["/v1.0", "/v1.1"]
+
+
+def test_an_absolute_form_target_of_another_scheme_than_http_is_refused(start_proxy: Any,
+                                                                        upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("main", upstream.url))
+    for scheme in ("ftp", "FTP", "ws", "wss", "gopher", "httpx", "file", "h"):
+        response = raw_request(proxy.port, f"GET {scheme}://localhost/{scheme} HTTP/1.1\r\nHost: localhost\r\n"
+                                           "Connection: close\r\n\r\n".encode())
+        assert status_of(response) == 400, (scheme, response[:200])
+    # schemes are case-insensitive (RFC 3986 3.1): HTTP:// is http://
+    for scheme in ("http", "HTTP", "https", "HttpS"):
+        response = raw_request(proxy.port, f"GET {scheme}://localhost/ok-{scheme} HTTP/1.1\r\nHost: localhost\r\n"
+                                           "Connection: close\r\n\r\n".encode())
+        assert status_of(response) == 200, (scheme, response[:200])
+    assert [seen.raw_path for seen in upstream.seen] == ["/ok-http", "/ok-HTTP", "/ok-https", "/ok-HttpS"]
+
+
 # -- item 2: header caps while reading -------------------------------------------------------------------
 
 def _send_until_answered(sock: socket.socket, head: bytes, filler: bytes, limit: int) -> bytes:

@@ -13,8 +13,13 @@ before any application code runs:
   connection's head never holds much more than the cap in memory; and a cap
   on the header count (431);
 - a cap on the request-target length (414);
-- refusal of CONNECT (405) and of absolute-form targets that name a host
-  other than the Host header (400) — we are never an open forward proxy;
+- refusal of any HTTP version but 1.0 and 1.1 (400): llhttp takes a request
+  line without a version as HTTP/0.9 (and parses header lines after it) and
+  takes `HTTP/2.0` in an HTTP/1 request line, and the proxy would forward
+  either upstream as an HTTP/1.1 request;
+- refusal of CONNECT (405) and of absolute-form targets whose scheme is not
+  http or https or that name a host other than the Host header (400) — we
+  are never an open forward proxy;
 - refusal of a missing, repeated or invalid Host (see
   `proxy.sites.normalise_host`) and of ambiguous message framing
   (Content-Length with Transfer-Encoding, repeated Content-Length) with 400;
@@ -52,6 +57,9 @@ logger = logging.getLogger("consentproxy.protocol")
 
 #: the request headers `_check_framing_and_host` looks at
 _FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
+#: the HTTP versions served (`get_http_version()`: llhttp also passes 0.9, for a request line without a version,
+#: and 2.0)
+_VERSIONS = frozenset({"1.0", "1.1"})
 #: how long a refused connection's late bytes are read and dropped before it closes (see `_linger_close`)
 LINGER_SECONDS = 2.0
 #: a timer may fire this early (the event loop's clock has millisecond steps)
@@ -416,6 +424,9 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_headers = False
         self._deadline_at = None  # the deadline is met; its timer, if still set, will find nothing due
+        version = self.parser.get_http_version()
+        if version not in _VERSIONS:
+            raise Rejected(400, f"unsupported HTTP version {version}: only HTTP/1.0 and HTTP/1.1 are served")
         method = self.parser.get_method()
         if method == b"CONNECT":
             self.scope["method"] = "CONNECT"
@@ -473,6 +484,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
                 raise Rejected(400, "invalid request target") from None
             if not target.schema or not target.host or target.userinfo:
                 raise Rejected(400, "invalid request target")
+            if target.schema.lower() not in (b"http", b"https"):  # RFC 3986 3.1: schemes ignore case
+                raise Rejected(400, "absolute request target of another scheme than http or https")
             name = b"[" + target.host + b"]" if b":" in target.host else target.host
             authority = name + (b":%d" % target.port if target.port else b"")
             if normalise_host(authority) != normal:

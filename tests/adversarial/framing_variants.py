@@ -292,10 +292,7 @@ def _head_variants() -> list[Variant]:
     }
     # (HTTP/1.2 and 2.0 in an HTTP/1 request line: 400 rather than 505, safe either way)
     statuses = {"connect": 405}
-    bugs = {"http09-with-host": "issue 17 item 4: a request line without an HTTP version (HTTP/0.9) followed by "
-                                "headers is forwarded as an HTTP/1.1 request instead of refused with 400",
-            "version-2.0": "issue 17 item 4: an HTTP/2.0 request line over HTTP/1 framing is forwarded as an "
-                           "HTTP/1.1 request instead of refused with 400"}
+    bugs: dict[str, str] = {}  # none open (HTTP/0.9 and HTTP/2.0 request lines are refused since issue 17)
     for name, data in bad_lines.items():
         out.append(refused(f"head-{name}", data + f"GET /{{v}}/next HTTP/1.1\r\n{H}\r\n",
                            statuses.get(name, 400), bugs.get(name, "")))
