@@ -4,6 +4,7 @@ against a real upstream."""
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
@@ -16,15 +17,17 @@ from conftest import Proxy, Upstream, raw_request, recv_head, recv_response, sit
 
 @pytest.fixture
 def raw_upstream() -> Iterator[Any]:
-    """`start(response)`: a TCP server answering every request with `response` bytes; yields its port."""
+    """`start(response, hold=0.2)`: a TCP server answering every request with `response` bytes (or a list of
+    pieces, sent apart), then holding the connection open `hold` seconds; returns its port."""
     servers: list[socket.socket] = []
 
-    def start(response: bytes) -> int:
+    def start(response: bytes | list[bytes], hold: float = 0.2) -> int:
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind(("127.0.0.1", 0))
         server.listen(64)
         servers.append(server)
+        pieces = [response] if isinstance(response, bytes) else response
 
         def serve() -> None:
             while True:
@@ -34,9 +37,16 @@ def raw_upstream() -> Iterator[Any]:
                     return
                 with conn:
                     conn.settimeout(5)
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     recv_head(conn)
-                    conn.sendall(response)
-                    time.sleep(0.2)
+                    try:
+                        for index, piece in enumerate(pieces):
+                            if index:
+                                time.sleep(0.05)
+                            conn.sendall(piece)
+                    except OSError:  # the proxy hung up on what it was sent so far
+                        continue
+                    time.sleep(hold)
 
         threading.Thread(target=serve, daemon=True).start()
         return int(server.getsockname()[1])
@@ -72,6 +82,142 @@ def test_an_interim_answer_is_not_forwarded_as_the_final_one(start_proxy: Any, r
     response = raw_request(proxy.port, b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 200 ")
     assert response.endswith(b"\r\n\r\nok")
+
+
+def _wait_for_log(proxy: Proxy, text: str) -> str:
+    deadline = time.monotonic() + 5
+    while text not in proxy.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proxy.log()
+
+
+OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"],
+    [b"RTSP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"],
+    [b"ICE/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"],
+    # after an interim answer, and split where the check must carry what it saw from one read to the next
+    [b"HTTP/1.1 100 Continue\r\n\r\nRTSP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+    [b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r", b"\nRT", b"SP/1.0 200 OK\r\n",
+     b"Content-Length: 2\r\n\r\nok"],
+    [b"HTT", b"P/2", b".0 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+], ids=["http2", "rtsp", "ice", "rtsp-after-100", "rtsp-after-103-split", "http2-split"])
+def test_a_status_line_that_is_not_http1_gets_a_502_page(start_proxy: Any, raw_upstream: Any,
+                                                          pieces: list[bytes]) -> None:
+    """aiohttp's parser takes HTTP/2.0 as a version and RTSP/ and ICE/ as HTTP/1.x: the proxy does not."""
+    port = raw_upstream(pieces)
+    proxy = start_proxy(site_toml("main", f"http://127.0.0.1:{port}"))
+    response = raw_request(proxy.port, b"GET /s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert status_of(response) == 502
+    assert b"could not be reached" in response
+    assert "no HTTP/1.x status line" in _wait_for_log(proxy, "no HTTP/1.x status line")
+    assert _metric(proxy, "consentproxy_upstream_errors_total", 'kind="protocol",site="main"') == 1
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"HT", b"TP/1.", b"1 2", b"00 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"],
+    [b"\r\nHTTP/1.1 10", b"3 Early Hints\r\nLink: </a.css>; rel=preload\r\n", b"\r", b"\n", b"HTTP/1.1 1",
+     b"00 Continue\n\nHTTP/1.0 200 OK\r\n", b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"],
+], ids=["split", "interims-split"])
+def test_http1_status_lines_pass_however_they_are_split(start_proxy: Any, raw_upstream: Any,
+                                                        pieces: list[bytes]) -> None:
+    port = raw_upstream(pieces)
+    proxy = start_proxy(site_toml("main", f"http://127.0.0.1:{port}"))
+    response = raw_request(proxy.port, b"GET /s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert status_of(response) == 200, response
+    assert response.endswith(b"\r\n\r\nok")
+
+
+@pytest.mark.parametrize("content_type", [b"text/plain", b"text/html; charset=utf-8"])
+def test_an_invalid_chunk_size_after_the_head_cuts_the_client_at_once(start_proxy: Any, raw_upstream: Any,
+                                                                       content_type: bytes) -> None:
+    """The upstream keeps its connection open after the broken chunk: the client's connection is cut at
+    once (well within read_timeout), its body never complete, with a log line and a metric. The page
+    (`text/html`) goes through the rewriting filter, the text straight through."""
+    first = b"<p>" + b"hello " * 200 + b"</p>"
+    port = raw_upstream([b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\nTransfer-Encoding: chunked"
+                         b"\r\n\r\n%x\r\n" % len(first) + first + b"\r\n", b"zz\r\nmore\r\n"], hold=60)
+    proxy = start_proxy(site_toml("main", f"http://127.0.0.1:{port}", read_timeout=60))
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as sock:
+        sock.sendall(b"GET /chunks HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):  # a TimeoutError here: the connection left hanging
+            data += chunk
+    assert time.monotonic() - started < 20
+    assert status_of(data) == 200
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert b"hello" in body and not body.endswith(b"0\r\n\r\n"), "a cut body must never look complete"
+    assert "upstream failed while sending the body" in _wait_for_log(proxy, "while sending the body")
+    assert _metric(proxy, "consentproxy_upstream_errors_total", 'kind="body",site="main"') == 1
+
+
+@pytest.mark.parametrize("codings", [[b"gzip, chunked"], [b"gzip", b"chunked"], [b"gzip"], [b"chunked, gzip"],
+                                     [b"identity"]], ids=["gzip-chunked", "two-headers", "gzip-alone",
+                                                          "chunked-gzip", "identity"])
+def test_a_transfer_coding_other_than_chunked_gets_a_502_page(start_proxy: Any, raw_upstream: Any,
+                                                              codings: list[bytes]) -> None:
+    """aiohttp only undoes chunked: what is left would be another coding's bytes served as the content (or
+    a body framed by the close alone). Decoding them is not supported: 502, a log line and a metric."""
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(gzip.compress(b"ok")), gzip.compress(b"ok"))
+    head = b"".join(b"Transfer-Encoding: " + coding + b"\r\n" for coding in codings)
+    port = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + head + b"\r\n" + body)
+    proxy = start_proxy(site_toml("main", f"http://127.0.0.1:{port}"))
+    response = raw_request(proxy.port, b"GET /te HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert status_of(response) == 502
+    assert b"could not be reached" in response and b"\x1f\x8b" not in response
+    assert "only chunked is taken from upstreams" in _wait_for_log(proxy, "only chunked")
+    assert _metric(proxy, "consentproxy_upstream_errors_total", 'kind="protocol",site="main"') == 1
+
+
+def test_chunked_in_any_case_and_with_empty_list_elements_passes(start_proxy: Any, raw_upstream: Any) -> None:
+    port = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: , Chunked\r\n\r\n"
+                        b"2\r\nok\r\n0\r\n\r\n")
+    proxy = start_proxy(site_toml("main", f"http://127.0.0.1:{port}"))
+    response = raw_request(proxy.port, b"GET /te HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert status_of(response) == 200
+    assert response.endswith(b"2\r\nok\r\n0\r\n\r\n")
+
+
+# -- item 8 (cache safety): cache directives targeted at a CDN ------------------------------------------------
+
+TARGETED = [(b"cdn-cache-control", b"public, max-age=600"), (b"surrogate-control", b"max-age=600"),
+            (b"cloudflare-cdn-cache-control", b"max-age=600"), (b"vercel-cdn-cache-control", b"max-age=600"),
+            (b"netlify-cdn-cache-control", b"max-age=600"), (b"x-litespeed-cache-control", b"public,max-age=600"),
+            (b"edge-control", b"cache-maxage=600s"), (b"x-accel-expires", b"600")]
+
+
+def test_marking_a_response_private_drops_the_cache_directives_targeted_at_a_cdn() -> None:
+    from consentproxy.cookies.enforcement import mark_private
+
+    headers = [(b"content-type", b"text/html"), *TARGETED, (b"cache-control", b"public, max-age=60"),
+               (b"x-cache-control-note", b"kept"), (b"surrogate-key", b"page-1")]
+    mark_private(headers)
+    assert headers == [(b"content-type", b"text/html"), (b"cache-control", b"private, max-age=60"),
+                       (b"x-cache-control-note", b"kept"), (b"surrogate-key", b"page-1"), (b"vary", b"Cookie")]
+
+
+def test_a_response_made_private_by_a_refused_cookie_loses_its_cdn_directives(start_proxy: Any,
+                                                                              raw_upstream: Any) -> None:
+    """The cookie step marks a response private when it drops a tracker's Set-Cookie (the page step is
+    covered by the adversarial suite); a response that does not depend on consent keeps them."""
+    targeted = b"".join(name + b": " + value + b"\r\n" for name, value in TARGETED)
+    tracked = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + targeted
+                           + b"Set-Cookie: _ga=GA1.1.1.1; Path=/\r\nContent-Length: 2\r\n\r\nok")
+    plain = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + targeted
+                         + b"Content-Length: 2\r\n\r\nok")
+    proxy = start_proxy(site_toml("tracked", f"http://127.0.0.1:{tracked}", hosts=("tracked.test",))
+                        + site_toml("plain", f"http://127.0.0.1:{plain}", hosts=("plain.test",)))
+    request = b"GET /x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+    head = raw_request(proxy.port, request % b"tracked.test").partition(b"\r\n\r\n")[0].lower()
+    assert b"set-cookie: _ga" not in head and b"cache-control: private" in head
+    assert not any(name + b":" in head for name, _ in TARGETED), head
+    head = raw_request(proxy.port, request % b"plain.test").partition(b"\r\n\r\n")[0].lower()
+    assert all(name + b": " + value in head for name, value in TARGETED), head
+    assert b"private" not in head
 
 
 # -- item 6: client-address headers, and header bytes as they came ----------------------------------------

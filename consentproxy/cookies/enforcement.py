@@ -263,8 +263,26 @@ class CookieEnforcement(Step):
         return keep
 
 
+#: Cache directives addressed to one cache or class of caches, which it obeys over Cache-Control: the
+#: Edge Architecture's Surrogate-Control (Fastly, Varnish, Akamai), Akamai's Edge-Control, nginx's
+#: X-Accel-Expires, and RFC 9213's targeted fields (CDN-Cache-Control, Cloudflare-CDN-Cache-Control,
+#: Vercel-CDN-Cache-Control, Netlify-CDN-Cache-Control, X-LiteSpeed-Cache-Control...: any name that ends
+#: in -cache-control).
+_TARGETED_CACHE_CONTROL = frozenset({b"surrogate-control", b"edge-control", b"x-accel-expires"})
+
+
+def _targets_a_cache(name: bytes) -> bool:
+    return name in _TARGETED_CACHE_CONTROL or name.endswith(b"-cache-control")
+
+
 def mark_private(headers: list[tuple[bytes, bytes]]) -> None:
-    """`Vary: Cookie`, and no shared cache may store this response (it is one visitor's)."""
+    """`Vary: Cookie`, and no shared cache may store this response (it is one visitor's).
+
+    Cache directives targeted at a CDN or another shared cache go (`_TARGETED_CACHE_CONTROL`): such a
+    cache obeys them over `Cache-Control: private` and would serve one visitor's consent state to others.
+    """
+    if any(_targets_a_cache(name) for name, _ in headers):
+        headers[:] = [row for row in headers if not _targets_a_cache(row[0])]
     vary_done = False
     cache_done = False
     for index, (name, value) in enumerate(headers):

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import aiohttp
+from aiohttp import hdrs
 from yarl import URL
 
 from consentproxy.cancellation import is_client_gone
@@ -212,6 +213,17 @@ class ProxyHandler:
             return await send_error(send, 502), 0
         bodyless_status = status in _BODYLESS_STATUS
         has_body = exchange.method != "HEAD" and not bodyless_status
+        if has_body and hdrs.TRANSFER_ENCODING in response.headers:
+            codings = response.headers.getall(hdrs.TRANSFER_ENCODING)
+            if not _only_chunked(codings):
+                # aiohttp undoes the chunked coding only: the body left would be another coding's bytes
+                # (gzip, chunked) or one framed by the close alone, served as if it were the content.
+                response.close()
+                metrics.inc(metrics.UPSTREAM_ERRORS, exchange.site.name, "protocol")
+                logger.warning("site %s: upstream answered %s %s with Transfer-Encoding %r; only chunked is "
+                               "taken from upstreams", exchange.site.name, exchange.method, exchange.scope["path"],
+                               ", ".join(codings)[:200])
+                return await send_error(send, 502), 0
         exchange.status = status
         exchange.response_headers = filter_response_headers(
             response.raw_headers, exchange.site.name, keep_length=not bodyless_status
@@ -349,6 +361,12 @@ async def _send_filtered(filters: list[BodyFilter], content: aiohttp.StreamReade
     last = last + tail if last and tail else last or tail
     await send({"type": "http.response.body", "body": last, "more_body": False})
     return sent + len(last)
+
+
+def _only_chunked(values: list[str]) -> bool:
+    """Whether Transfer-Encoding values name the chunked coding and nothing else."""
+    tokens = [token.strip().lower() for value in values for token in value.split(",")]
+    return [token for token in tokens if token] == ["chunked"]
 
 
 def _read_buffered(content: aiohttp.StreamReader) -> bytes:
