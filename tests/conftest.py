@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -49,7 +50,29 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: ports below the kernel's ephemeral range: the ports client sockets take for themselves (the adversarial
+#: suite opens thousands) come from that range, so a port picked there could be taken before a server binds it
+_PORTS = random.Random()
+_EPHEMERAL_START = _ephemeral_start()
+
+
 def free_port() -> int:
+    """A port on 127.0.0.1 no one listens on now, chosen at random below the ephemeral range."""
+    for _ in range(200):
+        port = _PORTS.randrange(10000, max(10001, _EPHEMERAL_START))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -299,7 +322,23 @@ def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, timeout
 
 def launch_proxy(base: Path, index: int, sites: str, server: dict[str, Any] | None = None,
                  limits: dict[str, Any] | None = None, wait: bool = True) -> Proxy:
-    """Start a proxy process with its configuration, data and log under `base`."""
+    """Start a proxy process with its configuration, data and log under `base`. A port picked free can be
+    taken by another process before the proxy binds it (test runs share the machine): then again, on others."""
+    for attempt in range(5):
+        try:
+            return _launch_proxy(base, index, sites, server, limits, wait)
+        except PortTaken:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """The proxy could not listen: a port picked free was taken meanwhile."""
+
+
+def _launch_proxy(base: Path, index: int, sites: str, server: dict[str, Any] | None,
+                  limits: dict[str, Any] | None, wait: bool) -> Proxy:
     port, admin_port = free_port(), free_port()
     config_path = base / f"proxy{index}.toml"
     server_lines = [
@@ -324,7 +363,10 @@ def launch_proxy(base: Path, index: int, sites: str, server: dict[str, Any] | No
             wait_ready(proxy.admin_url + "/readyz", process)
         except (RuntimeError, TimeoutError) as exc:
             proxy.stop(signal.SIGKILL)
-            raise RuntimeError(f"proxy did not start: {exc}\n{proxy.log()}") from exc
+            log = proxy.log()
+            if "Address already in use" in log:
+                raise PortTaken(log) from exc
+            raise RuntimeError(f"proxy did not start: {exc}\n{log}") from exc
     return proxy
 
 
