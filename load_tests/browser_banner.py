@@ -47,7 +47,6 @@ for _path in (str(LOAD_TESTS), str(REPO / "tests")):
         sys.path.insert(0, _path)
 
 import browser_leaks  # noqa: E402
-from aiohttp import web  # noqa: E402
 from conftest import CHROMIUM, Proxy, free_port, launch_proxy, serve_app, site_toml  # noqa: E402
 
 #: the first layer's buttons, by their data-cp-action
@@ -272,16 +271,8 @@ def serving(bodies: dict[str, bytes], base: Path,
             sites: Callable[[str], str] | None = None) -> Iterator[tuple[Proxy, str]]:
     """Each body at /<name> (text/html; charset=utf-8) of a local upstream, a proxy process in front of it;
     yields the proxy and the upstream's URL. `sites`, given the upstream's URL, replaces the default sites."""
-    async def serve(request: web.Request) -> web.Response:
-        body = bodies.get(request.match_info["name"])
-        if body is None:
-            return web.Response(status=404, text="not found")
-        return web.Response(body=body, headers={"Content-Type": "text/html; charset=utf-8"})
-
-    app = web.Application()
-    app.router.add_get("/{name}", serve)
     port = free_port()
-    with serve_app(app, port):
+    with serve_app(browser_leaks.bodies_app(bodies), port):
         upstream = f"http://127.0.0.1:{port}"
         proxy = launch_proxy(base, 0, sites(upstream) if sites else site_toml("pages", upstream))
         try:

@@ -101,8 +101,11 @@ def choose_pages(spec: str) -> list[str]:
 
 def upstream_app(pages: list[str]) -> web.Application:
     """Each page at /<name>, as text/html; charset=utf-8; anything else is a 404 (the page's relative URLs)."""
-    bodies = {name: page_html(name) for name in pages}
+    return bodies_app({name: page_html(name) for name in pages})
 
+
+def bodies_app(bodies: dict[str, bytes]) -> web.Application:
+    """Each body at /<name>, as text/html; charset=utf-8; anything else is a 404."""
     async def serve(request: web.Request) -> web.Response:
         body = bodies.get(request.match_info["name"])
         if body is None:
