@@ -478,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify",
                                  help="check an export and its manifest offline (exit 0 OK, 1 bad, 2 unreadable)")
     verify.add_argument("file", help="the export file (its manifest is FILE.manifest.json)")
-    verify.add_argument("--public-key", help="require this signing key (base64url, as the manifest prints it)")
+    verify.add_argument("--public-key", help="require this signing key (base64url, as the manifest prints it); "
+                                             "write --public-key=KEY: a key may start with '-'")
     verify.set_defaults(func=cmd_verify)
 
     purge = commands.add_parser("purge", help="delete consent records older than each site's retention")

@@ -428,6 +428,9 @@ def _html5lib_styles(document: str) -> list[str]:
 
 @settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(STYLE_PIECES), max_size=30), st.lists(st.integers(1, 9), min_size=1, max_size=5))
+# found by two clean-clone CI runs: the <p> after a <table> is foster-parented before it, so html5lib's tree has
+# the second <style> first; the scanner hands them over in the order they come
+@example(["<table>", "<style>a::after{content:'<img src=s>'}</style>", "<p>", "<style>"], [1])
 def test_a_scanner_asked_for_styles_hands_over_each_html_style_with_its_text(pieces: list[str],
                                                                           sizes: list[int]) -> None:
     """`styles=True` (a site that holds unknown hosts): every HTML `<style>` comes whole, as html5lib builds it,
@@ -451,5 +454,7 @@ def test_a_scanner_asked_for_styles_hands_over_each_html_style_with_its_text(pie
     assert tokens == [i for i in chunked if not isinstance(i, bytes)]
     styles = [t for t in tokens if t[0] == STYLE]
     assert [t[2] for t in styles] == ["style"] * len(styles)
-    assert [t[5].decode().replace("\x00", "\ufffd") for t in styles] == _html5lib_styles(document)
+    # the same styles with the same texts; in the order they come, which is not the tree's where the parser
+    # foster-parents content out of a table
+    assert sorted(t[5].decode().replace("\x00", "\ufffd") for t in styles) == sorted(_html5lib_styles(document))
     assert [t for t in tokens if t[0] != STYLE] == [i for i in scan(False, None) if not isinstance(i, bytes)]
