@@ -52,6 +52,7 @@ from consentproxy.config.model import IPNetwork, Limits
 from consentproxy.observability import metrics
 from consentproxy.proxy.limits import LOG_INTERVAL, client_key
 from consentproxy.proxy.sites import normalise_host
+from consentproxy.server.fairness import Batches, ReadTurns
 
 logger = logging.getLogger("consentproxy.protocol")
 
@@ -62,6 +63,13 @@ _FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
 _VERSIONS = frozenset({"1.0", "1.1"})
 #: how long a refused connection's late bytes are read and dropped before it closes (see `_linger_close`)
 LINGER_SECONDS = 2.0
+#: how many expired deadlines one turn of the event loop handles (see `fairness.Batches`)
+EXPIRIES_PER_TURN = 16
+#: a client address holding more connections than this has them read in turns (see `fairness.ReadTurns`):
+#: `READS_PER_TURN` at a time, the next ones every `READ_TURN_SECONDS`
+BUSY_CLIENT_CONNECTIONS = 64
+READS_PER_TURN = 32
+READ_TURN_SECONDS = 0.001
 #: a timer may fire this early (the event loop's clock has millisecond steps)
 _TIMER_SLACK = 0.001
 #: the bytes of a request head besides its target and header lines: the longest method llhttp knows
@@ -74,25 +82,35 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 _open_by_address: dict[str, int] = {}
 
 
-class _RefusalLog:
-    """One log line for the first refused connection, then at most one per `LOG_INTERVAL` with the count."""
+class _ThrottledLog:
+    """One log line for the first occurrence, then at most one per `LOG_INTERVAL` with the count since:
+    a thousand connections refused or timed out together must not write a thousand lines (and stall the loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, level: int, message: str) -> None:
+        self._level = level
+        self._message = message  # formatted with the arguments of `note` and the count left out since
         self._last = -LOG_INTERVAL
         self._quiet = 0
 
-    def refused(self, client: str, count: int) -> None:
+    def note(self, *args: object) -> None:
         now = time.monotonic()
         if now - self._last < LOG_INTERVAL:
             self._quiet += 1
             return
         self._last, quiet, self._quiet = now, self._quiet, 0
-        logger.warning("refusing connections from %s: it holds %d, the limit per client address "
-                       "(max_connections_per_client); %d other connections refused since the last such line",
-                       client, count, quiet)
+        logger.log(self._level, self._message, *args, quiet)
 
 
-_refusal_log = _RefusalLog()
+_refusal_log = _ThrottledLog(
+    logging.WARNING, "refusing connections from %s: it holds %d, the limit per client address "
+    "(max_connections_per_client); %d other connections refused since the last such line")
+_header_timeout_log = _ThrottledLog(
+    logging.INFO, "closing connection from %s: request headers not complete within %.1fs; %d other connections "
+    "closed so since the last such line")
+#: deadlines that came due, handled a few per turn of the loop (connections opened together expire together)
+_expiries: Batches[HardenedHttpToolsProtocol] = Batches(lambda protocol: protocol._expire(), EXPIRIES_PER_TURN)
+#: the connections of busy clients, read in turns
+_read_turns = ReadTurns(READS_PER_TURN, READ_TURN_SECONDS)
 
 
 class Rejected(Exception):
@@ -175,7 +193,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         count = _open_by_address.get(key, 0)
         if count >= limit:
             metrics.inc(metrics.CONNECTIONS_REFUSED, "per_client_limit")
-            _refusal_log.refused(key, count)
+            _refusal_log.note(key, count)
             self._refusal = Rejected(503, "too many connections from your address")
             self._write_refusal()
             return False
@@ -218,6 +236,20 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
                 self._release()
 
         protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    # -- reading in turns (`fairness.ReadTurns`) ----------------------------------
+    def turn_ended(self) -> bool:
+        transport = self.transport
+        if (transport.is_closing() or transport.get_protocol() is not self or self._refusal is not None
+                or self._counted is None or _open_by_address.get(self._counted, 0) <= BUSY_CLIENT_CONNECTIONS):
+            return False
+        transport.pause_reading()
+        return True
+
+    def turn_begins(self) -> None:
+        transport = self.transport
+        if not transport.is_closing() and (transport.get_protocol() is not self or not self.flow.read_paused):
+            transport.resume_reading()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         # As uvicorn's, but the cycle remembers its task for connection_lost.
@@ -264,12 +296,16 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         if left > _TIMER_SLACK:  # the deadline moved on since this timer was set
             self._deadline = self.loop.call_later(left, self._deadline_expired)
             return
+        _expiries.add(self.loop, self)
+
+    def _expire(self) -> None:
+        """The deadline has passed (called by `_expiries`, maybe a few turns later): 408, or close when idle."""
+        due = self._deadline_at
+        if due is None or due - self.loop.time() > _TIMER_SLACK or self.transport.is_closing():
+            return  # the connection was closed, or its deadline met or re-armed, while it waited its turn
         self._deadline_at = None
-        if self.transport.is_closing():
-            return
         if self._in_headers:
-            logger.info("closing connection from %s: request headers not complete within %.1fs",
-                        self.client, self.limits.header_timeout)
+            _header_timeout_log.note(self.client, self.limits.header_timeout)
             self._reject(Rejected(408, "request headers not received in time"))
         else:
             self.transport.close()
@@ -329,6 +365,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             return  # a refused request ends what this connection sends
         try:
             self._feed(data)
+            if self._counted is not None and _open_by_address.get(self._counted, 0) > BUSY_CLIENT_CONNECTIONS:
+                _read_turns.join(self)
         except Rejected as rejection:
             self._reject(rejection)
         except httptools.HttpParserCallbackError as exc:
