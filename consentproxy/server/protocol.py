@@ -52,7 +52,7 @@ from consentproxy.config.model import IPNetwork, Limits
 from consentproxy.observability import metrics
 from consentproxy.proxy.limits import LOG_INTERVAL, client_key
 from consentproxy.proxy.sites import normalise_host
-from consentproxy.server.fairness import Batches, ReadTurns
+from consentproxy.server.fairness import Batches
 
 logger = logging.getLogger("consentproxy.protocol")
 
@@ -65,11 +65,6 @@ _VERSIONS = frozenset({"1.0", "1.1"})
 LINGER_SECONDS = 2.0
 #: how many expired deadlines one turn of the event loop handles (see `fairness.Batches`)
 EXPIRIES_PER_TURN = 16
-#: a client address holding more connections than this has them read in turns (see `fairness.ReadTurns`):
-#: `READS_PER_TURN` at a time, the next ones every `READ_TURN_SECONDS`
-BUSY_CLIENT_CONNECTIONS = 64
-READS_PER_TURN = 32
-READ_TURN_SECONDS = 0.001
 #: a timer may fire this early (the event loop's clock has millisecond steps)
 _TIMER_SLACK = 0.001
 #: the bytes of a request head besides its target and header lines: the longest method llhttp knows
@@ -109,8 +104,6 @@ _header_timeout_log = _ThrottledLog(
     "closed so since the last such line")
 #: deadlines that came due, handled a few per turn of the loop (connections opened together expire together)
 _expiries: Batches[HardenedHttpToolsProtocol] = Batches(lambda protocol: protocol._expire(), EXPIRIES_PER_TURN)
-#: the connections of busy clients, read in turns
-_read_turns = ReadTurns(READS_PER_TURN, READ_TURN_SECONDS)
 
 
 class Rejected(Exception):
@@ -237,20 +230,6 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
         protocol.connection_lost = connection_lost  # type: ignore[method-assign]
 
-    # -- reading in turns (`fairness.ReadTurns`) ----------------------------------
-    def turn_ended(self) -> bool:
-        transport = self.transport
-        if (transport.is_closing() or transport.get_protocol() is not self or self._refusal is not None
-                or self._counted is None or _open_by_address.get(self._counted, 0) <= BUSY_CLIENT_CONNECTIONS):
-            return False
-        transport.pause_reading()
-        return True
-
-    def turn_begins(self) -> None:
-        transport = self.transport
-        if not transport.is_closing() and (transport.get_protocol() is not self or not self.flow.read_paused):
-            transport.resume_reading()
-
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         # As uvicorn's, but the cycle remembers its task for connection_lost.
         task = self.loop.create_task(cycle.run_asgi(app))
@@ -365,8 +344,6 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             return  # a refused request ends what this connection sends
         try:
             self._feed(data)
-            if self._counted is not None and _open_by_address.get(self._counted, 0) > BUSY_CLIENT_CONNECTIONS:
-                _read_turns.join(self)
         except Rejected as rejection:
             self._reject(rejection)
         except httptools.HttpParserCallbackError as exc:
