@@ -229,6 +229,13 @@ class RecordStore(ABC):
             return None
         return NoticeVersion(row[0], row[1], row[2], from_ms(row[3]), orjson.loads(row[4]))
 
+    def notices(self, site: str) -> list[NoticeVersion]:
+        """A site's notice versions, oldest first (the console shows them and diffs two)."""
+        with self._read() as tx:
+            rows = tx.all("SELECT id, site, revision, created_ms, content FROM notices WHERE site = ? "
+                          "ORDER BY created_ms, revision, id", (site,))
+        return [NoticeVersion(r[0], r[1], r[2], from_ms(r[3]), orjson.loads(r[4])) for r in rows]
+
     # -- events ---------------------------------------------------------------
 
     def _lock_heads(self, tx: Tx, sites: Sequence[str], create: bool = True) -> dict[str, tuple[int, str]]:
