@@ -36,7 +36,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,8 @@ STREAM_BATCH = 500  # events per chunk of an NDJSON export
 AUDIT_LIMIT_DEFAULT = 1000
 FILE_CHUNK = 256 * 1024  # bytes per chunk of an export file download
 EXPORT_BODY_LIMIT = 4096  # an export request is three short fields
+STATS_DAYS_DEFAULT = 30
+STATS_DAYS_LIMIT = 3 * 366  # days of statistics one request may ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/sites/{site}/events", "read", "events"),
     Operation("GET", "/api/sites/{site}/verify", "read", "verify"),
     Operation("GET", "/api/sites/{site}/notices", "read", "notices"),
+    Operation("GET", "/api/sites/{site}/stats", "read", "stats"),
+    Operation("GET", "/api/sites/{site}/inventory", "read", "site_inventory"),
     Operation("GET", "/api/sites/{site}/checkpoints", "read", "checkpoints"),
     Operation("POST", "/api/sites/{site}/checkpoints", "full", "checkpoint"),
     Operation("POST", "/api/sites/{site}/exports", "full", "export"),
@@ -410,6 +414,44 @@ async def notices(call: Call) -> Response:
     return JSONResponse({"site": site, "notices": [n.to_dict() for n in found]})
 
 
+def _day_param(call: Call, name: str, default: date) -> date:
+    text = call.request.query_params.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise ApiFailure(400, "bad_parameter", f"{name} must be a UTC date such as 2025-01-31") from None
+
+
+async def stats(call: Call) -> Response:
+    """Consent statistics per UTC day and category (default: the last 30 days), as JSON or `format=csv`."""
+    site = await call.known_site()
+    today = utc_ms().date()
+    until = _day_param(call, "until", today)
+    since = _day_param(call, "since", until - timedelta(days=STATS_DAYS_DEFAULT - 1))
+    if since > until or (until - since).days >= STATS_DAYS_LIMIT:
+        raise ApiFailure(400, "bad_parameter", f"since must not be after until, and at most {STATS_DAYS_LIMIT} "
+                         "days apart")
+    call.detail.update({"since": since.isoformat(), "until": until.isoformat()})
+    found = await call.store.writer.call(lambda store: store.stats(site, since, until))
+    if call.request.query_params.get("format") == "csv":
+        return Response(found.to_csv(), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="{site}-stats-{since}-{until}.csv"'})
+    return JSONResponse(found.to_dict())
+
+
+async def site_inventory(call: Call) -> Response:
+    """The site's inventory from the consent store (cookies and third-party hosts), unknown and before-consent
+    items first; `kind=cookie|host` narrows it."""
+    site = await call.known_site()
+    kind = call.request.query_params.get("kind") or None
+    if kind not in (None, "cookie", "host"):
+        raise ApiFailure(400, "bad_parameter", "kind must be cookie or host")
+    found = await call.store.writer.call(lambda store: store.inventory(site, kind))
+    return JSONResponse({"site": site, "kind": kind, "items": [dataclasses.asdict(s) for s in found]})
+
+
 async def audit(call: Call) -> Response:
     site = call.request.query_params.get("site") or None
     consent_id = call.request.query_params.get("consent_id") or None
@@ -621,7 +663,8 @@ async def verify_export_file(call: Call) -> Response:
 HANDLERS: dict[str, Handler] = {
     "inventory": inventory, "sites": sites, "access": access, "erasure": erasure, "withdrawal": withdrawal,
     "events": events,
-    "verify": verify, "notices": notices, "checkpoints": checkpoints, "checkpoint": checkpoint, "audit": audit,
+    "verify": verify, "notices": notices, "stats": stats, "site_inventory": site_inventory,
+    "checkpoints": checkpoints, "checkpoint": checkpoint, "audit": audit,
     "export": create_export, "exports": list_exports, "export_download": download_export,
     "export_delete": delete_export, "export_verify": verify_export_file,
 }
