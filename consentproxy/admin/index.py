@@ -50,6 +50,7 @@ def admin_summary(config: Config) -> str:
     base = admin_base(admin)
     return "\n".join([
         f"consentproxy admin listener {base}/  (keep it private; its index lists every endpoint)",
+        f"  console      {base}/  (in a browser: sign in with an admin token; {token_location(config)})",
         f"  admin API    {base}/api/sites  (Authorization: Bearer TOKEN; {token_location(config)})",
         f"  metrics      {base}/metrics",
         f"  health       {base}/healthz  {base}/readyz",

@@ -116,6 +116,7 @@ def counts_table(days: list[DayCounts], categories: list[str]) -> str:
         rows.append(f'<tr><th scope="row">{d.day.isoformat()}</th>{"".join(cells)}</tr>')
     if not rows:
         return "<p>No decisions in this period.</p>"
-    return (f'<div class="scroll"><table><caption>Given / refused / withdrawn (opt-in rate) per day</caption>'
+    return ('<div class="scroll" tabindex="0" role="region" aria-label="Counts per day"><table>'
+            "<caption>Given / refused / withdrawn (opt-in rate) per day</caption>"
             f'<thead><tr><th scope="col">Day (UTC)</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
             "</table></div>")

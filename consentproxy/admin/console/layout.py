@@ -66,9 +66,12 @@ def e(value: object) -> str:
 
 
 def headers(framable: bool = False) -> dict[str, str]:
-    """No caching of pages that show personal data; framable only by the console itself (the preview)."""
+    """No caching of pages that show personal data; framable only by the console itself (the preview).
+
+    Referrer-Policy same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with the
+    console's own form posts, and the origin check would refuse them."""
     csp = CSP.replace("frame-ancestors 'none'", "frame-ancestors 'self'") if framable else CSP
-    return {"Content-Security-Policy": csp, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+    return {"Content-Security-Policy": csp, "Cache-Control": "no-store", "Referrer-Policy": "same-origin",
             "X-Content-Type-Options": "nosniff", "X-Frame-Options": "SAMEORIGIN" if framable else "DENY"}
 
 

@@ -40,7 +40,9 @@ def table(headings: list[str], rows: list[list[str]], caption: str = "") -> str:
     head = "".join(f'<th scope="col">{e(h)}</th>' for h in headings)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     cap = f"<caption>{e(caption)}</caption>" if caption else ""
-    return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    label = e(caption or "table")
+    return (f'<div class="scroll" tabindex="0" role="region" aria-label="{label}"><table>{cap}'
+            f'<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 def form(action: str, visit: Visit, fields: str, button: str, danger: bool = False) -> str:
