@@ -25,6 +25,10 @@ Layer = Literal["first", "settings"]
 LAYERS: tuple[Layer, ...] = ("first", "settings")
 #: the widths a preview shows: a desktop and a phone
 WIDTHS: dict[str, int] = {"desktop": 1280, "mobile": 390}
+#: the settings layer takes focus when it opens; in a frame of the console that would scroll the console's page to
+#: it, so focus in a preview never scrolls (keyboard use inside the frame is unchanged)
+_NO_FOCUS_SCROLL = ("<script>(function(){var f=HTMLElement.prototype.focus;HTMLElement.prototype.focus="
+                    "function(o){f.call(this,Object.assign({preventScroll:true},o||{}));};})();</script>")
 _OPEN_SETTINGS = ("<script>document.addEventListener('DOMContentLoaded',"
                   "function(){window.consentproxy.open();});</script>")
 
@@ -68,7 +72,7 @@ def banner_document(site: SiteConfig, assets: BannerAssets, lang: str, layer: La
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{title}</title><style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#333}}</style>"
             f"</head><body><main><h1>{ascii_html(site.name)}</h1><p>A page of the site, under its banner.</p>"
-            f"</main>{bundle}{opener}</body></html>")
+            f"</main>{_NO_FOCUS_SCROLL}{bundle}{opener}</body></html>")
 
 
 def banner_previews(site: SiteConfig, assets: BannerAssets | None = None) -> list[BannerPreview]:

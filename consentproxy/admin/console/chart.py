@@ -55,8 +55,10 @@ def _frame(title: str, labels: list[tuple[float, str]], days: list[date]) -> lis
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
                      f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{e(label)}</text>')
     if days:
-        for index in sorted({0, len(days) // 2, len(days) - 1}):
-            parts.append(f'<text x="{_x(index, len(days)):.1f}" y="{HEIGHT - 6}" text-anchor="middle">'
+        last = len(days) - 1
+        for index in sorted({0, len(days) // 2, last}):
+            anchor = "start" if index == 0 and last else "end" if index == last and last else "middle"
+            parts.append(f'<text x="{_x(index, len(days)):.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">'
                          f"{days[index].isoformat()}</text>")
     return parts
 

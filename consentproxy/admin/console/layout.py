@@ -47,7 +47,7 @@ header button{background:transparent;border-color:#fff;padding:.2rem .6rem;margi
 .error{background:#fdecea;border:1px solid #b91c1c;padding:.5rem 1rem;border-radius:4px}
 .ok{background:#e7f6ec;border:1px solid #047857;padding:.5rem 1rem;border-radius:4px}
 .chart{width:100%;height:auto;background:#fff;border:1px solid #d0d5dd}
-.chart text{font-size:11px;fill:#374151}
+.chart text{font-size:14px;fill:#374151}
 .chart .grid{stroke:#e5e7eb}
 .legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:1rem}
 .filters{display:flex;flex-wrap:wrap;gap:.25rem 1rem;padding:0;list-style:none}
