@@ -17,6 +17,9 @@ import pytest
 from conftest import Proxy, Upstream, launch_proxy, site_toml
 from test_admin_api import DPO_TOKEN, OPS_TOKEN, TOKENS_TOML, decide
 
+from consentproxy.inventory.model import Sighting, now_ms
+from consentproxy.records import open_store
+
 SITE = "kade"
 HOSTILE = "<script>alert(1)</script>"
 SITE_TOML = site_toml(SITE, "http://127.0.0.1:9") + f"""
@@ -68,6 +71,7 @@ def fetch(port: int, method: str, path: str, *, cookie: str | None = None, form:
 class Console:
     proxy: Proxy
     admin_token: str
+    store_url: str
 
     @property
     def port(self) -> int:
@@ -89,7 +93,18 @@ def console(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Ite
     proxy = launch_proxy(base, 0, SITE_TOML + TOKENS_TOML)
     for action in ("accept_all", "reject_all", "accept_all"):
         decide(proxy, action)
-    yield Console(proxy, (base / "data0" / "secrets" / "admin-token").read_text().strip())
+    url = f"sqlite:///{base / 'data0' / 'consent-records.db'}"
+    seen = now_ms()
+    with open_store(url) as store:  # what discovery would have merged: the inventory lives in the store
+        store.merge_inventory([
+            Sighting(SITE, "cookie", f"login{HOSTILE}", "server", "unknown", "unknown", count=3, before_consent=3,
+                     blocked=3, first_seen_ms=seen, last_seen_ms=seen, details={"third_party": False}),
+            Sighting(SITE, "cookie", "_ga", "script", "statistics", "catalogue", "Google Analytics", count=5,
+                     first_seen_ms=seen, last_seen_ms=seen),
+            Sighting(SITE, "host", "tracker.unknown.example", "page", "unknown", "unknown", count=1,
+                     before_consent=1, first_seen_ms=seen, last_seen_ms=seen, details={"directives": ["script-src"]}),
+        ])
+    yield Console(proxy, (base / "data0" / "secrets" / "admin-token").read_text().strip(), url)
     proxy.stop(signal.SIGTERM)
 
 
@@ -320,3 +335,28 @@ def test_the_preview_shows_the_configuration_on_disk_and_its_errors(console: Con
                                      ("desktop", f"/preview/{SITE}/frame/de/settings"),
                                      ("mobile", f"/preview/{SITE}/frame/de/settings")])
     assert 'sandbox="allow-scripts"' in page.text
+
+
+def test_the_inventory_lists_unknown_first_with_filters_and_the_toml_to_declare(console: Console,
+                                                                                 reader: str) -> None:
+    base = f"/sites/{SITE}/inventory"
+    everything = console.get(base, reader).text
+    names = re.findall(r"<td><code>([^<]+)</code></td>", everything)
+    assert names == ["login&lt;script&gt;alert(1)&lt;/script&gt;", "tracker.unknown.example", "_ga"]
+    assert HOSTILE not in everything
+    unknown = console.get(f"{base}?show=unknown", reader).text
+    assert "_ga" not in unknown and "tracker.unknown.example" in unknown
+    assert "tracker.unknown.example" not in console.get(f"{base}?kind=cookie", reader).text
+    statistics = console.get(f"{base}?category=statistics", reader).text
+    assert re.findall(r"<td><code>([^<]+)</code></td>", statistics) == ["_ga"]
+    before = console.get(f"{base}?show=before&kind=host", reader).text
+    assert re.findall(r"<td><code>([^<]+)</code></td>", before) == ["tracker.unknown.example"]
+    # the declaration for the unknown first-party cookie (advice from the discovery branch, when merged)
+    assert "Declare what is unknown" in everything
+    try:
+        import consentproxy.inventory.advice  # noqa: F401
+    except ImportError:
+        assert "consentproxy.inventory.advice is installed" in everything
+    else:
+        assert f"[[sites.{SITE}.cookies]]" in everything and "&lt;script&gt;" in everything.split("Declare")[1]
+        assert f"[[sites.{SITE}.services]]" in everything

@@ -22,17 +22,17 @@ FILTERS = (("", "Everything"), ("unknown", "Unknown"), ("before", "Seen before c
 
 
 def declaration(sighting: Sighting) -> str | None:
-    """The TOML that declares an unknown first-party cookie; None for anything else.
+    """The TOML that declares an unknown first-party cookie or an unknown host; None for anything else.
 
     INTEGRATION POINT: `consentproxy.inventory.advice.declaration_toml` comes from the h-discovery branch;
     until it is merged, the page says where the declaration will appear instead of guessing one.
     """
-    if sighting.kind != "cookie" or sighting.source != "unknown" or sighting.details.get("third_party"):
+    if sighting.source != "unknown" or (sighting.kind == "cookie" and sighting.details.get("third_party")):
         return None
     try:
         from consentproxy.inventory.advice import declaration_toml  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        return "# the declaration to copy appears here once consentproxy.inventory.advice is installed"
+        return "# the declaration to paste appears here once consentproxy.inventory.advice is installed"
     text: str = declaration_toml(sighting)
     return text
 
@@ -85,7 +85,8 @@ async def inventory(visit: Visit) -> Response:
                              "Before consent", "Blocked", "First seen (UTC)", "Last seen (UTC)"], rows)
                       if rows else "<p>Nothing seen that matches.</p>")
     if declarations:
-        body += ("<h2>Declare the site's own unknown cookies</h2><p>The proxy blocks an unknown first-party "
-                 "cookie. If it is the site's own (a login, cart or session cookie), add this to the site's "
-                 "configuration and reload:</p>" + "".join(declarations))
+        body += ("<h2>Declare what is unknown</h2><p>The proxy blocks an unknown first-party cookie: if it is "
+                 "the site's own (a login, cart or session cookie), declare it. An unknown host is a service "
+                 "to declare with its category (or a functional host the site needs). Check the category, "
+                 "add the lines to the site's configuration and reload:</p>" + "".join(declarations))
     return visit.page(f"{site}: inventory", body, nav=site_nav(site))
