@@ -30,8 +30,9 @@ FRAME_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-
 def _site_from_disk(visit: Visit, name: str) -> tuple[SiteConfig | None, str]:
     """The site as the configuration file on disk has it now, or why not."""
     source = visit.context.config_source
-    if source is None:
-        return None, "This proxy was started without a configuration file: there is nothing on disk to preview."
+    if source is None:  # the quick start: no file, so the running configuration is the one to see
+        running = visit.store.site_config(name)
+        return (running, "") if running is not None else (None, f"No site named {name!r} is configured.")
     try:
         config = load_config(source)
     except (ConfigError, OSError) as exc:
@@ -59,8 +60,9 @@ async def preview(visit: Visit) -> Response:
             title = f"{layer} layer, {lang}, {label} ({width} px)"
             frames.append(f'<figure><figcaption>{e(title)}</figcaption><iframe class="{label}" src="{e(src)}" '
                           f'title="{e(title)}" sandbox="allow-scripts" loading="lazy"></iframe></figure>')
-    body = (f"<p>From the configuration file on disk, as it is now (reload the proxy to put it in force). "
-            f"Language: {choose}</p><div class=\"frames\">{''.join(frames)}</div>")
+    origin = ("From the configuration file on disk, as it is now (reload the proxy to put it in force)."
+              if visit.context.config_source is not None else "From the running configuration (no file).")
+    body = f"<p>{origin} Language: {choose}</p><div class=\"frames\">{''.join(frames)}</div>"
     return visit.page(f"{name}: banner preview", body, nav=site_nav(name))
 
 
