@@ -6,7 +6,7 @@ nonce, signed with HMAC-SHA-256. Every request looks the reference up among
 the tokens configured now, so removing a token from the configuration and
 reloading ends its sessions too. The secret lives in the data directory
 (0600), so every worker and a restarted process accept the same sessions;
-deleting the file signs everyone out.
+deleting the file (and restarting) signs everyone out.
 
 Forms carry a synchronizer token derived from the session's nonce, and every
 POST must also come from the console's own origin (Origin, or
