@@ -187,6 +187,36 @@ def cmd_keys_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview_banner(args: argparse.Namespace, site: SiteConfig) -> int:
+    """`preview --banner`: both layers in every language as self-contained HTML, and PNGs when chromium is there."""
+    from consentproxy.banner.assets import AssetsMissing
+    from consentproxy.banner.preview import banner_previews
+    from consentproxy.banner.snapshots import screenshots
+
+    if not args.output:
+        print("error: --banner needs -o DIR, the folder for the HTML files and screenshots", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    try:
+        previews = banner_previews(site)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for item in previews:
+            (out / item.filename).write_text(item.html, encoding="utf-8")
+            written.append(out / item.filename)
+    except (AssetsMissing, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    pngs, why_not = screenshots(written)
+    for path in pngs:
+        print(f"wrote {path}")
+    if why_not:
+        print(why_not, file=sys.stderr)
+    return 0
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from consentproxy.html.preview import decision_for, load_page, preview, summary
     from consentproxy.tracker_lists import load_tracker_lists
@@ -201,6 +231,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
     site = _find_site(config, args.site)
     if site is None:
         print(f"error: no site named or answering to {args.site!r} in {args.config}", file=sys.stderr)
+        return 2
+    if args.banner:
+        return cmd_preview_banner(args, site)
+    if not args.page:
+        print("error: name the page to preview (a URL or a file), or use --banner -o DIR", file=sys.stderr)
         return 2
     try:
         page, mode = load_page(args.page)
@@ -449,11 +484,15 @@ def build_parser() -> argparse.ArgumentParser:
                                "every resource from another host with what it matched (or unknown)")
     show.add_argument("-c", "--config", required=True)
     show.add_argument("--site", required=True, help="a site name or one of its host names")
-    show.add_argument("page", help="the page: an http(s) URL or a file")
+    show.add_argument("page", nargs="?", help="the page: an http(s) URL or a file (not with --banner)")
+    show.add_argument("--banner", action="store_true",
+                      help="instead of a page: the site's banner, both layers in every language, as self-contained "
+                           "HTML files in -o DIR, with PNG screenshots when chromium (and Playwright) are there")
     show.add_argument("--consent", default="none",
                       help="the visitor's state: none (default), all, or granted categories, e.g. statistics")
     show.add_argument("--language", help="the visitor's Accept-Language, e.g. en")
-    show.add_argument("-o", "--output", help="write the rewritten HTML here instead of standard output")
+    show.add_argument("-o", "--output", help="write the rewritten HTML here instead of standard output (with "
+                      "--banner: the folder for the files)")
     show.add_argument("--summary-only", action="store_true", help="print only the summary")
     show.set_defaults(func=cmd_preview)
 

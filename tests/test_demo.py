@@ -339,7 +339,9 @@ def test_the_demo_prints_the_admin_urls_and_where_the_token_is(demo: Demo) -> No
     admin = f"http://127.0.0.1:{demo.port + 1}"
     token_file = demo.data_dir / "secrets" / "admin-token"
     output = demo.output()
-    for line in (f"  admin              {admin}/  (an index of every endpoint)",
+    for line in (f"  console            {admin}/  (sign in with the admin token below; the banner preview is at "
+                 f"{admin}/preview/demo)",
+                 f"  admin              {admin}/  (for programs: an index of every endpoint, as JSON)",
                  f"  admin token        {token_file}",
                  f"  metrics, health    {admin}/metrics  {admin}/healthz  {admin}/readyz"):
         assert line in output, output

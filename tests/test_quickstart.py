@@ -40,6 +40,7 @@ def test_quickstart_fronts_any_host_and_keeps_data_in_its_directory(tmp_path: Pa
         assert (f"  admin API    {base}/api/sites  (Authorization: Bearer TOKEN; the admin token is in "
                 f"{token_file})") in output, output
         assert f"  metrics      {base}/metrics" in output and f"  health       {base}/healthz  {base}/readyz" in output
+        assert f"  console      {base}/  (in a browser: sign in with an admin token; the admin token is in " in output
         assert token_file.read_text().strip() not in output
     finally:
         kill_quietly(process)

@@ -36,7 +36,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from consentproxy.consent.revocations import REVOCATIONS, Revocations
 from consentproxy.cookies.inventory import FILENAME, load_inventory, report
 from consentproxy.records.checkpoint import load_private_key, public_key_text
 from consentproxy.records.export import FORMATS, ExportError, ExportResult, Progress, export_site, parse_time
+from consentproxy.records.export import verify_export as verify_export_at
 from consentproxy.records.manifest import MANIFEST_SUFFIX
 from consentproxy.records.model import ConsentEvent, iso_ms, utc_ms
 from consentproxy.records.store import AuditEntry, RecordStore, StoreError, StoreUnavailable, subject_commitment
@@ -72,6 +73,8 @@ STREAM_BATCH = 500  # events per chunk of an NDJSON export
 AUDIT_LIMIT_DEFAULT = 1000
 FILE_CHUNK = 256 * 1024  # bytes per chunk of an export file download
 EXPORT_BODY_LIMIT = 4096  # an export request is three short fields
+STATS_DAYS_DEFAULT = 30
+STATS_DAYS_LIMIT = 3 * 366  # days of statistics one request may ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/sites/{site}/consents/{consent_id}/withdraw", "full", "withdrawal"),
     Operation("GET", "/api/sites/{site}/events", "read", "events"),
     Operation("GET", "/api/sites/{site}/verify", "read", "verify"),
+    Operation("GET", "/api/sites/{site}/notices", "read", "notices"),
+    Operation("GET", "/api/sites/{site}/stats", "read", "stats"),
+    Operation("GET", "/api/sites/{site}/inventory", "read", "site_inventory"),
     Operation("GET", "/api/sites/{site}/checkpoints", "read", "checkpoints"),
     Operation("POST", "/api/sites/{site}/checkpoints", "full", "checkpoint"),
     Operation("POST", "/api/sites/{site}/exports", "full", "export"),
@@ -109,6 +115,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/exports/{name}" + MANIFEST_SUFFIX, "read", "export_download"),
     Operation("GET", "/api/exports/{name}", "read", "export_download"),
     Operation("DELETE", "/api/exports/{name}", "full", "export_delete"),
+    Operation("GET", "/api/exports/{name}/verify", "read", "export_verify"),
     Operation("GET", "/api/audit", "read", "audit"),
 )
 
@@ -400,6 +407,51 @@ async def checkpoint(call: Call) -> Response:
     return JSONResponse({**signed.to_dict(), "public_key": public_key_text(key.public_key())}, status_code=201)
 
 
+async def notices(call: Call) -> Response:
+    """The notice versions a site's log holds (what visitors were shown, revision by revision), oldest first."""
+    site = await call.known_site()
+    found = await call.store.writer.call(lambda store: store.notices(site))
+    return JSONResponse({"site": site, "notices": [n.to_dict() for n in found]})
+
+
+def _day_param(call: Call, name: str, default: date) -> date:
+    text = call.request.query_params.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise ApiFailure(400, "bad_parameter", f"{name} must be a UTC date such as 2025-01-31") from None
+
+
+async def stats(call: Call) -> Response:
+    """Consent statistics per UTC day and category (default: the last 30 days), as JSON or `format=csv`."""
+    site = await call.known_site()
+    today = utc_ms().date()
+    until = _day_param(call, "until", today)
+    since = _day_param(call, "since", until - timedelta(days=STATS_DAYS_DEFAULT - 1))
+    if since > until or (until - since).days >= STATS_DAYS_LIMIT:
+        raise ApiFailure(400, "bad_parameter", f"since must not be after until, and at most {STATS_DAYS_LIMIT} "
+                         "days apart")
+    call.detail.update({"since": since.isoformat(), "until": until.isoformat()})
+    found = await call.store.writer.call(lambda store: store.stats(site, since, until))
+    if call.request.query_params.get("format") == "csv":
+        return Response(found.to_csv(), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="{site}-stats-{since}-{until}.csv"'})
+    return JSONResponse(found.to_dict())
+
+
+async def site_inventory(call: Call) -> Response:
+    """The site's inventory from the consent store (cookies and third-party hosts), unknown and before-consent
+    items first; `kind=cookie|host` narrows it."""
+    site = await call.known_site()
+    kind = call.request.query_params.get("kind") or None
+    if kind not in (None, "cookie", "host"):
+        raise ApiFailure(400, "bad_parameter", "kind must be cookie or host")
+    found = await call.store.writer.call(lambda store: store.inventory(site, kind))
+    return JSONResponse({"site": site, "kind": kind, "items": [dataclasses.asdict(s) for s in found]})
+
+
 async def audit(call: Call) -> Response:
     site = call.request.query_params.get("site") or None
     consent_id = call.request.query_params.get("consent_id") or None
@@ -594,12 +646,27 @@ async def delete_export(call: Call) -> Response:
     return JSONResponse({"name": name, "removed": removed})
 
 
+async def verify_export_file(call: Call) -> Response:
+    """`consentproxy verify` on an export file where it lies: the manifest's signature (by the configured
+    export key when there is one), the chain and every line."""
+    name = str(call.request.path_params["name"])
+    directory = export_files.exports_dir(call.context.data_dir)
+    if name not in await asyncio.to_thread(export_files.data_names, directory):
+        raise _unknown_export(name)
+    pinned = call.export_key().public_key() if call.context.export_key_ref is not None else None
+    report = await asyncio.to_thread(verify_export_at, directory / name, pinned)
+    call.detail.update({"ok": report.status == 0})
+    return JSONResponse({"name": name, "ok": report.status == 0, "status": report.status,
+                         "verdict": report.verdict, "details": list(report.details)})
+
+
 HANDLERS: dict[str, Handler] = {
     "inventory": inventory, "sites": sites, "access": access, "erasure": erasure, "withdrawal": withdrawal,
     "events": events,
-    "verify": verify, "checkpoints": checkpoints, "checkpoint": checkpoint, "audit": audit,
+    "verify": verify, "notices": notices, "stats": stats, "site_inventory": site_inventory,
+    "checkpoints": checkpoints, "checkpoint": checkpoint, "audit": audit,
     "export": create_export, "exports": list_exports, "export_download": download_export,
-    "export_delete": delete_export,
+    "export_delete": delete_export, "export_verify": verify_export_file,
 }
 
 
@@ -612,7 +679,37 @@ def _unauthorized(presented: bool) -> JSONResponse:
                           {"WWW-Authenticate": challenge})
 
 
-def _guarded(operation: Operation, handler: Handler, context_of: Callable[[], AdminContext],
+async def perform(call: Call) -> Response:
+    """The scope check, the handler and its audit entry: every API call and every console action goes through
+    here, so the console can do nothing the API would not, and nothing unaudited."""
+    call.name_subject()  # so that a refusal's audit entry says what was asked for, too
+    operation, token = call.operation, call.token
+    outcome = "ok"
+    try:
+        if not token.allows(operation.scope):
+            raise ApiFailure(403, "insufficient_scope",
+                             f"{operation.action} needs a token of scope {operation.scope}; "
+                             f"token {token.name!r} has scope {token.scope}",
+                             {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{operation.scope}"'})
+        response = await HANDLERS[operation.action](call)
+    except ApiFailure as failure:
+        response, outcome = failure.response(), failure.code
+    except StoreError as exc:
+        return unavailable(exc)
+    if not call.recorded:
+        try:
+            await call.record(response.status_code, outcome)
+        except StoreError as exc:
+            return unavailable(exc)
+    return response
+
+
+def operation(method: str, path: str) -> Operation:
+    """The operation of OPERATIONS with this method and path template."""
+    return next(op for op in OPERATIONS if op.method == method and op.path == path)
+
+
+def _guarded(operation: Operation, context_of: Callable[[], AdminContext],
              store: AdminStore) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         context = context_of()
@@ -623,30 +720,11 @@ def _guarded(operation: Operation, handler: Handler, context_of: Callable[[], Ad
             logger.warning("admin API: %s %s from %s refused: %s", request.method, request.url.path, client,
                            "unknown token" if bearer(header) else "no bearer token")
             return _unauthorized(bearer(header) is not None)
-        call = Call(request, context, store, token, operation)
-        call.name_subject()  # so that a refusal's audit entry says what was asked for, too
-        outcome = "ok"
-        try:
-            if not token.allows(operation.scope):
-                raise ApiFailure(403, "insufficient_scope",
-                                 f"{operation.action} needs a token of scope {operation.scope}; "
-                                 f"token {token.name!r} has scope {token.scope}",
-                                 {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{operation.scope}"'})
-            response = await handler(call)
-        except ApiFailure as failure:
-            response, outcome = failure.response(), failure.code
-        except StoreError as exc:
-            return unavailable(exc)
-        if not call.recorded:
-            try:
-                await call.record(response.status_code, outcome)
-            except StoreError as exc:
-                return unavailable(exc)
-        return response
+        return await perform(Call(request, context, store, token, operation))
 
     return endpoint
 
 
 def api_routes(context_of: Callable[[], AdminContext], store: AdminStore) -> list[Route]:
-    return [Route(op.path, _guarded(op, HANDLERS[op.action], context_of, store), methods=[op.method],
+    return [Route(op.path, _guarded(op, context_of, store), methods=[op.method],
                   name=f"{op.action}") for op in OPERATIONS]

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from consentproxy.admin.api import AdminStore, api_routes, error_response
 from consentproxy.admin.auth import AdminContext as AdminContext  # re-exported: runtime builds it from here
-from consentproxy.admin.index import index
+from consentproxy.admin.console.routes import console_routes
 from consentproxy.cancellation import is_client_gone
 from consentproxy.observability import metrics
 
@@ -42,7 +42,9 @@ def build_admin_app(
     is_ready: Callable[[], bool], describe: Callable[[], dict[str, object]], admin: Callable[[], AdminContext],
     store: AdminStore,
 ) -> AdminApp:
-    """Health, metrics and the index at / are open (keep the listener private); /api/* needs an admin token."""
+    """Health, metrics and the index at / are open (keep the listener private); /api/* needs an admin token,
+    the console's pages a session signed in with one."""
+    root, console = console_routes(admin, store)
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -63,11 +65,12 @@ def build_admin_app(
 
     return AdminApp(
         routes=[
-            Route("/", index),
+            root,
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
             *api_routes(admin, store),
+            console,
         ],
         exception_handlers={HTTPException: http_error},
     )

@@ -48,6 +48,7 @@ class AdminContext:
     tokens: tuple[AdminToken, ...] = ()
     sites: tuple[str, ...] = ()  # the configured sites; the log may hold more (sites since removed)
     export_key_ref: str | None = None  # `file:`/`env:` reference, read when a signature is needed
+    config_source: Path | None = None  # the configuration file, re-read by the console's banner preview
 
     @classmethod
     def build(cls, config: Config, secrets_token_digest: bytes | None) -> AdminContext:
@@ -55,7 +56,7 @@ class AdminContext:
         if secrets_token_digest is not None:
             tokens.insert(0, AdminToken(SECRETS_TOKEN_NAME, "full", secrets_token_digest))
         return cls(config.server.data_dir, tuple(tokens), tuple(site.name for site in config.sites),
-                   config.secrets.export_key)
+                   config.secrets.export_key, config.source)
 
     def identify(self, header: str) -> AdminToken | None:
         """The token an Authorization header presents, or None.

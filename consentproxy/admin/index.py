@@ -2,7 +2,8 @@
 
 A bare 404 at the listener's root told an operator nothing; the index names
 every endpoint (the API ones with their scope) and where the token comes
-from, without revealing any token. JSON for programs, HTML for browsers.
+from, without revealing any token. JSON for programs; browsers get the
+console's sign-in page, which shows the same list.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import html
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from consentproxy.admin.api import OPERATIONS
 from consentproxy.config.model import Config, ListenAddress
@@ -49,6 +50,7 @@ def admin_summary(config: Config) -> str:
     base = admin_base(admin)
     return "\n".join([
         f"consentproxy admin listener {base}/  (keep it private; its index lists every endpoint)",
+        f"  console      {base}/  (in a browser: sign in with an admin token; {token_location(config)})",
         f"  admin API    {base}/api/sites  (Authorization: Bearer TOKEN; {token_location(config)})",
         f"  metrics      {base}/metrics",
         f"  health       {base}/healthz  {base}/readyz",
@@ -67,20 +69,18 @@ def index_document() -> dict[str, object]:
     }
 
 
-async def index(request: Request) -> Response:
-    """`GET /`: HTML when a browser asks for it, JSON otherwise."""
+def index_sections() -> str:
+    """The endpoints as HTML sections (the console's sign-in page shows them too)."""
     document = index_document()
-    if "text/html" not in request.headers.get("accept", ""):
-        return JSONResponse(document)
     rows = "".join(f"<li><a href=\"{html.escape(path)}\">{html.escape(path)}</a> — {html.escape(about)}</li>"
                    for path, about in OPEN_ENDPOINTS)
     api = "".join(f"<li><code>{op.method} {html.escape(op.path)}</code> (scope {op.scope})</li>"
                   for op in OPERATIONS)
-    page = (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>consentproxy admin</title></head>"
-        "<body><h1>consentproxy admin listener</h1>"
-        f"<h2>Open endpoints</h2><ul>{rows}</ul>"
-        f"<h2>Admin API</h2><p>{html.escape(str(document['auth']))}. Described in {html.escape(API_DOCS)}.</p>"
-        f"<ul>{api}</ul></body></html>"
-    )
-    return HTMLResponse(page)
+    return (f"<h2>Open endpoints</h2><ul>{rows}</ul>"
+            f"<h2>Admin API</h2><p>{html.escape(str(document['auth']))}. Described in {html.escape(API_DOCS)}.</p>"
+            f"<ul>{api}</ul>")
+
+
+async def index(request: Request) -> Response:
+    """`GET /` for programs: the endpoints as JSON (browsers get the console's sign-in, which lists them too)."""
+    return JSONResponse(index_document())

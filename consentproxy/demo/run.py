@@ -120,7 +120,9 @@ def _print_banner(listen: ListenAddress, admin: ListenAddress, data_dir: Path, c
         "",
         "consentproxy demo: the Kade IT-diensten website behind consentproxy",
         f"  open the site      {url}",
-        f"  admin              {admin_url}/  (an index of every endpoint)",
+        f"  console            {admin_url}/  (sign in with the admin token below; the banner preview is at "
+        f"{admin_url}/preview/demo)",
+        f"  admin              {admin_url}/  (for programs: an index of every endpoint, as JSON)",
         f"  admin API          {admin_url}/api/sites  (curl -H \"Authorization: Bearer $(cat {admin_token})\" …)",
         f"  admin token        {admin_token}",
         f"  metrics, health    {admin_url}/metrics  {admin_url}/healthz  {admin_url}/readyz",

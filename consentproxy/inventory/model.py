@@ -18,6 +18,8 @@ Kind = Literal["cookie", "host"]
 SetBy = Literal["server", "script", "page"]
 #: how an item was classified, most trusted last: what the report shows first is what needs a look
 SOURCES = ("unknown", "database", "operator", "catalogue", "declared")
+#: details that merge as the union of both sides: a host's CSP directives, every path a cookie was set with
+UNION_DETAILS = ("directives", "paths")
 
 
 def now_ms() -> int:
@@ -30,7 +32,7 @@ class Sighting:
 
     `details` holds what only one kind has: for a cookie `domain`, `path`,
     `lifetime_seconds` (None: a session cookie), `httponly`, `secure`,
-    `samesite`, `third_party`; for a host the CSP `directives` it was seen
+    `samesite`, `third_party`, `paths` (every path it was set with); for a host the CSP `directives` it was seen
     under ("script-src", "img-src", …). Never a cookie value, never an
     address.
     """
@@ -57,12 +59,12 @@ class Sighting:
         self.count += other.count
         self.before_consent += other.before_consent
         self.blocked += other.blocked
-        directives = sorted(set(self.details.get("directives", ())) | set(other.details.get("directives", ())))
+        unions = {name: sorted(set(self.details.get(name, ())) | set(other.details.get(name, ())))
+                  for name in UNION_DETAILS}
         if other.last_seen_ms >= self.last_seen_ms:
             self.category, self.source, self.service = other.category, other.source, other.service
             self.details = {**self.details, **other.details}
-        if directives:
-            self.details["directives"] = directives
+        self.details.update((name, values) for name, values in unions.items() if values)
         self.first_seen_ms = min(self.first_seen_ms, other.first_seen_ms) if self.first_seen_ms else other.first_seen_ms
         self.last_seen_ms = max(self.last_seen_ms, other.last_seen_ms)
 

@@ -13,7 +13,11 @@ the very bytes that were hashed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from consentproxy.records.stats import backfill
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,8 @@ class Migration:
     statements: tuple[str, ...]
     sqlite: tuple[str, ...] = field(default=())  # extra statements, per dialect
     postgres: tuple[str, ...] = field(default=())
+    #: run (with the open transaction) after the statements: for data a migration must compute in Python
+    then: Callable[[Any], None] | None = None
 
     def for_dialect(self, dialect: str) -> tuple[str, ...]:
         return self.statements + (self.sqlite if dialect == "sqlite" else self.postgres)
@@ -108,6 +114,34 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "admin audit: every admin API action, rights requests included", (),
               sqlite=_admin_audit("id INTEGER PRIMARY KEY AUTOINCREMENT"),
               postgres=_admin_audit("id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")),
+    # The inventory (cookies and third-party hosts each site's visitors meet) and the consent statistics'
+    # daily rollup (see stats.py), both shared by every instance on the store; no personal data in either.
+    Migration(3, "inventory and daily consent statistics", (
+        """CREATE TABLE inventory (
+            site TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            set_by TEXT NOT NULL,
+            category TEXT NOT NULL,
+            source TEXT NOT NULL,
+            service TEXT NOT NULL,
+            count BIGINT NOT NULL,
+            before_consent BIGINT NOT NULL,
+            blocked BIGINT NOT NULL,
+            first_seen_ms BIGINT NOT NULL,
+            last_seen_ms BIGINT NOT NULL,
+            details TEXT NOT NULL,
+            PRIMARY KEY (site, kind, name, set_by))""",
+        # day: days since 1970-01-01 (UTC), i.e. time_ms / 86400000; outcome: given, refused, withdrawn
+        """CREATE TABLE consent_daily (
+            site TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            category TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            method TEXT NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (site, day, category, outcome, method))""",
+    ), then=backfill),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -64,6 +64,7 @@ def _translate(exc: psycopg.Error) -> StoreError:
 class PostgresStore(RecordStore):
     dialect = "postgres"
     select_head = "SELECT seq, hash FROM chain_heads WHERE site = ? FOR UPDATE"
+    row_lock = " FOR UPDATE"
 
     def __init__(self, url: str, migrate: bool = True, lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS) -> None:
         self.url = url

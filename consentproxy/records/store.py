@@ -23,16 +23,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from consentproxy.inventory.model import Sighting
 from consentproxy.records.chain import GENESIS, link
 from consentproxy.records.checkpoint import Checkpoint, sign_checkpoint
 from consentproxy.records.migrations import CREATE_MIGRATIONS_TABLE, LATEST, MIGRATIONS
 from consentproxy.records.model import ConsentEvent, NoticeVersion, canonical, from_ms, iso_ms, to_ms, utc_ms
+from consentproxy.records.stats import ConsentStats, add_to_rollup, day_number, tally
 
 PAGE_SIZE = 1000
 
@@ -151,6 +153,27 @@ def _row_event(row: Sequence[Any]) -> ConsentEvent:
     )
 
 
+_INVENTORY_COLUMNS = ("site, kind, name, set_by, category, source, service, count, before_consent, blocked, "
+                      "first_seen_ms, last_seen_ms, details")
+_SELECT_INVENTORY = f"SELECT {_INVENTORY_COLUMNS} FROM inventory"  # noqa: S608 - constant column names
+_INSERT_EMPTY_SIGHTING = (
+    f"INSERT INTO inventory ({_INVENTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, '{{}}') "  # noqa: S608
+    "ON CONFLICT (site, kind, name, set_by) DO NOTHING"
+)
+_UPDATE_SIGHTING = (
+    "UPDATE inventory SET category = ?, source = ?, service = ?, count = ?, before_consent = ?, blocked = ?, "
+    "first_seen_ms = ?, last_seen_ms = ?, details = ? WHERE site = ? AND kind = ? AND name = ? AND set_by = ?"
+)
+
+
+def _row_sighting(row: Sequence[Any]) -> Sighting:
+    (site, kind, name, set_by, category, source, service, count, before_consent, blocked, first_seen_ms,
+     last_seen_ms, details) = row
+    return Sighting(site=site, kind=kind, name=name, set_by=set_by, category=category, source=source,
+                    service=service, count=int(count), before_consent=int(before_consent), blocked=int(blocked),
+                    first_seen_ms=int(first_seen_ms), last_seen_ms=int(last_seen_ms), details=orjson.loads(details))
+
+
 def _row_checkpoint(row: Sequence[Any]) -> Checkpoint:
     site, seq, kind, head, time_ms, key_id, signature = row
     return Checkpoint(site, seq, kind, head, from_ms(time_ms), key_id, signature)
@@ -162,6 +185,8 @@ class RecordStore(ABC):
     dialect: str
     # How a backend reads (and locks, where rows can be locked) a chain head inside the write transaction.
     select_head: str = "SELECT seq, hash FROM chain_heads WHERE site = ?"
+    # Appended to a SELECT inside the write transaction to lock the rows read (SQLite's writer lock is the file's).
+    row_lock: str = ""
 
     @abstractmethod
     def _write(self) -> AbstractContextManager[Tx]:
@@ -202,6 +227,8 @@ class RecordStore(ABC):
                     continue
                 for statement in migration.for_dialect(self.dialect):
                     tx.run(statement)
+                if migration.then is not None:
+                    migration.then(tx)
                 tx.run("INSERT INTO schema_migrations (version, description, applied_ms) VALUES (?, ?, ?)",
                        (migration.version, migration.description, int(time.time() * 1000)))
                 applied.append(migration.version)
@@ -228,6 +255,13 @@ class RecordStore(ABC):
         if row is None:
             return None
         return NoticeVersion(row[0], row[1], row[2], from_ms(row[3]), orjson.loads(row[4]))
+
+    def notices(self, site: str) -> list[NoticeVersion]:
+        """A site's notice versions, oldest first (the console shows them and diffs two)."""
+        with self._read() as tx:
+            rows = tx.all("SELECT id, site, revision, created_ms, content FROM notices WHERE site = ? "
+                          "ORDER BY created_ms, revision, id", (site,))
+        return [NoticeVersion(r[0], r[1], r[2], from_ms(r[3]), orjson.loads(r[4])) for r in rows]
 
     # -- events ---------------------------------------------------------------
 
@@ -290,6 +324,9 @@ class RecordStore(ABC):
                        (linked[-1].seq, linked[-1].hash, site))
             if rows:
                 tx.many(_INSERT_EVENT, rows)
+                # The statistics' rollup, in the same transaction: counted exactly once, whatever fails.
+                add_to_rollup(tx, tally((event.site, to_ms(event.time), event.event_type, event.method, event.choices)
+                                        for items in fresh.values() for _, event in items))
         for index, original in duplicates:
             results[index] = results[original]
         return [event for event in results if event is not None]
@@ -406,6 +443,66 @@ class RecordStore(ABC):
         return [AuditEntry(id=int(row[0]), time=from_ms(row[1]), token=row[2], scope=row[3], action=row[4],
                            site=row[5], subject=row[6], status=int(row[7]), outcome=row[8],
                            detail=orjson.loads(row[9])) for row in rows]
+
+    # -- inventory -----------------------------------------------------------------
+
+    def merge_inventory(self, sightings: Sequence[Sighting]) -> None:
+        """Add sightings into the stored inventory, in one transaction, with `Sighting.merge`'s semantics.
+
+        Counts add, first/last seen widen, the newer classification wins, CSP
+        directives and cookie paths (details "directives", "paths") are the
+        union. Rows are created empty first and then read locked, in key order,
+        so instances merging the same items at once add up instead of
+        overwriting each other, and cannot deadlock.
+        """
+        if not sightings:
+            return
+        merged: dict[tuple[str, str, str, str], Sighting] = {}
+        for sighting in sightings:
+            key = sighting.key()
+            if key in merged:
+                merged[key].merge(sighting)
+            else:
+                merged[key] = dataclasses.replace(sighting, details=dict(sighting.details))
+        with self._write() as tx:
+            for key in sorted(merged):
+                new = merged[key]
+                tx.run(_INSERT_EMPTY_SIGHTING, (*key, "", "", ""))
+                row = tx.one(f"{_SELECT_INVENTORY} WHERE site = ? AND kind = ? AND name = ? AND set_by = ?"
+                             f"{self.row_lock}", key)
+                assert row is not None
+                stored = _row_sighting(row)
+                stored.merge(new)
+                tx.run(_UPDATE_SIGHTING, (stored.category, stored.source, stored.service, stored.count,
+                                          stored.before_consent, stored.blocked, stored.first_seen_ms,
+                                          stored.last_seen_ms, canonical(stored.details).decode("utf-8"), *key))
+
+    def inventory(self, site: str | None = None, kind: str | None = None) -> list[Sighting]:
+        """The stored inventory: unknown items first, then those seen before consent, then the most seen."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("site", site), ("kind", kind)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._read() as tx:
+            rows = tx.all(f"{_SELECT_INVENTORY}{clause} ORDER BY CASE WHEN source = 'unknown' THEN 0 ELSE 1 END, "
+                          "CASE WHEN before_consent > 0 THEN 0 ELSE 1 END, count DESC, site, kind, name, set_by",
+                          params)
+        return [_row_sighting(row) for row in rows]
+
+    # -- statistics -------------------------------------------------------------------
+
+    def stats(self, site: str, since: date, until: date) -> ConsentStats:
+        """Consent statistics of the UTC days since..until, both included (see records/stats.py)."""
+        if until < since:
+            raise ValueError("until is before since")
+        with self._read() as tx:
+            rows = tx.all("SELECT day, category, outcome, method, count FROM consent_daily "
+                          "WHERE site = ? AND day >= ? AND day <= ? ORDER BY day, category, outcome, method",
+                          (site, day_number(since), day_number(until)))
+        return ConsentStats.from_rows(site, since, until, rows)
 
     # -- checkpoints and retention ---------------------------------------------
 
