@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from consentproxy.inventory.alerts import Alerts
 
 Kind = Literal["cookie", "host"]
 #: who put the item on the page: a Set-Cookie header, a script (document.cookie), or the page (a host it loaded)
 SetBy = Literal["server", "script", "page"]
 #: how an item was classified, most trusted last: what the report shows first is what needs a look
 SOURCES = ("unknown", "database", "operator", "catalogue", "declared")
+
+
+def _process_alerts() -> Alerts:
+    from consentproxy.inventory.alerts import ALERTS  # it imports this module
+
+    return ALERTS
 
 
 def now_ms() -> int:
@@ -70,10 +79,13 @@ class Sighting:
 class InventoryBuffer:
     """Sightings since the last flush, merged by key. Used on the event loop's thread only."""
 
-    def __init__(self) -> None:
+    def __init__(self, alerts: Alerts | None = None) -> None:
         self._pending: dict[tuple[str, str, str, str], Sighting] = {}
+        self._alerts = alerts if alerts is not None else _process_alerts()
 
     def add(self, sighting: Sighting) -> None:
+        """Buffer a sighting; one that needs a look (unknown and blocked, before consent) is logged and counted."""
+        self._alerts.check(sighting)
         old = self._pending.get(sighting.key())
         if old is None:
             self._pending[sighting.key()] = sighting
