@@ -17,6 +17,8 @@
   // gives it to this script only: markup injected into the page by anyone else
   // (an XSS dressed as a blocked tracker) is never activated.
   const stamp = (doc.currentScript && doc.currentScript.getAttribute('data-cp-stamp')) || '';
+  // A page view sampled for discovery: report the names (never the values) of the cookies scripts set.
+  let report = !!doc.currentScript && doc.currentScript.getAttribute('data-cp-report') === '1';
   // Loaded twice (a page that includes it again), the listeners would submit every click twice.
   if (!root || window.consentproxy) return;
   // The shadow root, or #cp-root itself in a browser without shadow roots; #cp-ui holds the layers.
@@ -94,6 +96,24 @@
     // The browser sends Global Privacy Control: the proxy already treats it as a refusal; record it
     // once as this visitor's decision, so it is provable and the cookie makes it last.
     else if (!decided && root.getAttribute('data-cp-gpc') === '1') submit('gpc_signal', null);
+    if (report) {
+      window.addEventListener('pagehide', reportCookies);
+      doc.addEventListener('visibilitychange', function () { if (doc.visibilityState === 'hidden') reportCookies(); });
+    }
+  }
+
+  // Once per page view, as it ends: the cookies present then, with the page's consent state
+  // (the proxy reads it from the consent cookie this request carries).
+  function reportCookies() {
+    if (!report) return;
+    report = false;
+    const names = doc.cookie.split(';').map(function (c) { return c.split('=')[0].trim(); }).filter(Boolean);
+    if (!names.length) return;
+    const body = JSON.stringify({cookies: names, decided: decided});
+    try {
+      fetch(api + '/report', {method: 'POST', keepalive: true, credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json'}, body: body}).catch(function () {});
+    } catch (err) { /* a browser without keepalive fetch: no report */ }
   }
 
   function mount() {
