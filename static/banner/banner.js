@@ -18,7 +18,7 @@
   // (an XSS dressed as a blocked tracker) is never activated.
   const stamp = (doc.currentScript && doc.currentScript.getAttribute('data-cp-stamp')) || '';
   // A page view sampled for discovery: report the names (never the values) of the cookies scripts set.
-  let report = !!doc.currentScript && doc.currentScript.getAttribute('data-cp-report') === '1';
+  let sampled = !!doc.currentScript && doc.currentScript.getAttribute('data-cp-report') === '1';
   // Loaded twice (a page that includes it again), the listeners would submit every click twice.
   if (!root || window.consentproxy) return;
   // The shadow root, or #cp-root itself in a browser without shadow roots; #cp-ui holds the layers.
@@ -96,7 +96,7 @@
     // The browser sends Global Privacy Control: the proxy already treats it as a refusal; record it
     // once as this visitor's decision, so it is provable and the cookie makes it last.
     else if (!decided && root.getAttribute('data-cp-gpc') === '1') submit('gpc_signal', null);
-    if (report) {
+    if (sampled) {
       window.addEventListener('pagehide', reportCookies);
       doc.addEventListener('visibilitychange', function () { if (doc.visibilityState === 'hidden') reportCookies(); });
     }
@@ -105,8 +105,8 @@
   // Once per page view, as it ends: the cookies present then, with the page's consent state
   // (the proxy reads it from the consent cookie this request carries).
   function reportCookies() {
-    if (!report) return;
-    report = false;
+    if (!sampled) return;
+    sampled = false;
     const names = doc.cookie.split(';').map(function (c) { return c.split('=')[0].trim(); }).filter(Boolean);
     if (!names.length) return;
     const body = JSON.stringify({cookies: names, decided: decided});
