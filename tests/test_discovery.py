@@ -32,6 +32,7 @@ from consentproxy.proxy.pipeline import Exchange, Reply
 
 POLICY = ("default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob: mediastream: filesystem:; "
           "report-uri /_consent/report?b=1; report-to consentproxy-discovery")
+HTTP_POLICY = POLICY.removesuffix("; report-to consentproxy-discovery")
 #: what Chromium 120+ posts to a report-uri (application/csp-report), one violation per request
 CSP_REPORT = orjson.dumps({"csp-report": {
     "document-uri": "https://shop.example/products?id=3", "referrer": "https://www.search.example/",
@@ -119,9 +120,9 @@ def site(**extra: Any) -> SiteConfig:
 
 
 def exchange(method: str = "GET", path: bytes = b"/", query: bytes = b"", headers: list[tuple[bytes, bytes]] | None
-             = None, client: str = "192.0.2.10", decision: Decision | None = None) -> Exchange:
+             = None, client: str = "192.0.2.10", decision: Decision | None = None, scheme: str = "https") -> Exchange:
     scope = {"method": method, "raw_path": path, "path": path.decode(), "query_string": query}
-    found = Exchange(scope, None, client, False, client, "https", list(headers or []),  # type: ignore[arg-type]
+    found = Exchange(scope, None, client, False, client, scheme, list(headers or []),  # type: ignore[arg-type]
                      {b"host": b"shop.example"})
     if decision is not None:
         found.extra[DECISION] = decision
@@ -133,8 +134,8 @@ DECIDED = Decision("explicit", frozenset({"necessary", "statistics"}),
 
 
 def respond(step: DiscoveryPolicy, headers: list[tuple[bytes, bytes]], decision: Decision = NO_DECISION,
-            status: int = 200) -> tuple[Exchange, list[tuple[bytes, bytes]]]:
-    found = exchange(decision=decision)
+            status: int = 200, scheme: str = "https") -> tuple[Exchange, list[tuple[bytes, bytes]]]:
+    found = exchange(decision=decision, scheme=scheme)
     step.on_request(found)
     found.status = status
     found.response_headers = list(headers)
@@ -153,6 +154,8 @@ def test_a_sampled_page_gets_a_report_only_policy_of_its_own_and_a_reporting_end
     assert (b"reporting-endpoints", b'consentproxy-discovery="/_consent/report?b=1"') in headers
     _, after = respond(step, HTML, DECIDED)
     assert (b"reporting-endpoints", b'consentproxy-discovery="/_consent/report?b=0"') in after
+    _, http = respond(step, HTML, scheme="http")  # Chromium reports to HTTPS endpoints only, and then not by URI
+    assert http == [*HTML, (b"content-security-policy-report-only", HTTP_POLICY.encode())]
 
 
 def test_the_sites_own_policies_stay_as_they_are_and_its_reporting_endpoints_get_ours_added() -> None:

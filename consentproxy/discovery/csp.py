@@ -9,8 +9,9 @@ nothing. It is a header of its own: browsers apply every policy
 independently, so the site's own policies (enforced or report-only) keep
 working unchanged, and the HTML step, which edits the site's policies for the
 banner's nonce, never sees ours (this step comes after it). The reports go to
-`/_consent/report` by `report-uri` (Firefox, Safari) and `report-to` with a
-`Reporting-Endpoints` entry (Chromium, which then uses that alone); the URL says
+`/_consent/report` by `report-uri` (Firefox, Safari), and on HTTPS pages also
+`report-to` with a `Reporting-Endpoints` entry (Chromium, which then uses that
+alone, and uploads to HTTPS endpoints only); the URL says
 whether the page was served before consent, since Reporting API uploads carry
 no cookies.
 
@@ -33,8 +34,10 @@ SAMPLED = "discovery.sampled"
 REPORT_PATH = b"/_consent/report"
 ENDPOINT_NAME = "consentproxy-discovery"
 #: every fetch directive falls back to default-src; inline code, eval, data: and blob: name no host
-POLICY = ("default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob: mediastream: filesystem:; "
-          "report-uri {url}; report-to " + ENDPOINT_NAME)
+POLICY = "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob: mediastream: filesystem:; report-uri {url}"
+#: Chromium uploads Reporting API reports to HTTPS endpoints only, and with `report-to` ignores `report-uri`:
+#: a page served over HTTP gets `report-uri` alone
+REPORT_TO = "; report-to " + ENDPOINT_NAME
 
 
 def before_consent(decision: Decision) -> bool:
@@ -43,10 +46,11 @@ def before_consent(decision: Decision) -> bool:
     return decision.state is None and decision.allowed <= NECESSARY_ONLY
 
 
-def _headers(before: bool) -> tuple[tuple[bytes, bytes], bytes]:
+def _headers(before: bool, https: bool) -> tuple[tuple[bytes, bytes], bytes | None]:
     url = REPORT_PATH.decode() + ("?b=1" if before else "?b=0")
-    return (b"content-security-policy-report-only", POLICY.format(url=url).encode("ascii")), \
-        f'{ENDPOINT_NAME}="{url}"'.encode("ascii")
+    policy = POLICY.format(url=url) + (REPORT_TO if https else "")
+    return ((b"content-security-policy-report-only", policy.encode("ascii")),
+            f'{ENDPOINT_NAME}="{url}"'.encode("ascii") if https else None)
 
 
 class DiscoveryPolicy(Step):
@@ -54,8 +58,9 @@ class DiscoveryPolicy(Step):
         self.site = site.name
         self.share = site.discovery_sample
         self.sample = sample
-        #: the headers for a page served before consent and after, built once
-        self._headers = {True: _headers(True), False: _headers(False)}
+        #: the headers by (served before consent, over HTTPS), built once
+        self._headers = {(before, https): _headers(before, https) for before in (True, False)
+                         for https in (True, False)}
 
     def on_request(self, exchange: Exchange) -> None:
         share = self.share
@@ -78,8 +83,10 @@ class DiscoveryPolicy(Step):
             del exchange.extra[SAMPLED]  # no page view: nothing to report
             return
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
-        policy, endpoint = self._headers[before_consent(decision)]
+        policy, endpoint = self._headers[(before_consent(decision), exchange.public_origin().startswith("https:"))]
         headers.append(policy)
+        if endpoint is None:
+            return
         if endpoints >= 0:  # one dictionary: ours joins the site's entries
             name, value = headers[endpoints]
             headers[endpoints] = (name, value + b", " + endpoint if value.strip() else endpoint)

@@ -121,7 +121,7 @@ class ReportEndpoint(Endpoint):
                 return self._violations(exchange, csp_report(body))
             if content_type == b"application/reports+json":
                 return self._violations(exchange, reporting_api(body))
-            if content_type == b"application/json":
+            if content_type in (b"application/json", b"text/plain"):  # the banner's beacon sends text/plain
                 return self._cookies(exchange, body)
         except ReportError:
             return self._refuse(400, "invalid")

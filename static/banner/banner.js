@@ -97,23 +97,23 @@
     // once as this visitor's decision, so it is provable and the cookie makes it last.
     else if (!decided && root.getAttribute('data-cp-gpc') === '1') submit('gpc_signal', null);
     if (sampled) {
+      // Soon after load (the proxy's next response expires cookies the visitor did not allow), or as the view ends.
+      if (doc.readyState === 'complete') setTimeout(reportCookies, 2000);
+      else window.addEventListener('load', function () { setTimeout(reportCookies, 2000); });
       window.addEventListener('pagehide', reportCookies);
       doc.addEventListener('visibilitychange', function () { if (doc.visibilityState === 'hidden') reportCookies(); });
     }
   }
 
-  // Once per page view, as it ends: the cookies present then, with the page's consent state
-  // (the proxy reads it from the consent cookie this request carries).
+  // Once per page view: the names of the cookies present, with the page's consent state
+  // (the proxy reads it from the consent cookie the beacon carries).
   function reportCookies() {
     if (!sampled) return;
     sampled = false;
     const names = doc.cookie.split(';').map(function (c) { return c.split('=')[0].trim(); }).filter(Boolean);
     if (!names.length) return;
-    const body = JSON.stringify({cookies: names, decided: decided});
-    try {
-      fetch(api + '/report', {method: 'POST', keepalive: true, credentials: 'same-origin',
-        headers: {'Content-Type': 'application/json'}, body: body}).catch(function () {});
-    } catch (err) { /* a browser without keepalive fetch: no report */ }
+    // A beacon outlives the page (a fetch started in pagehide may be cancelled); its body is text/plain.
+    if (navigator.sendBeacon) navigator.sendBeacon(api + '/report', JSON.stringify({cookies: names, decided: decided}));
   }
 
   function mount() {
