@@ -312,7 +312,7 @@ def test_rate_windows_start_again() -> None:
 
 
 @pytest.mark.parametrize(("content_type", "body", "status"), [
-    (b"text/plain", CSP_REPORT, 415), (b"application/csp-report", b"{", 400),
+    (b"application/xml", CSP_REPORT, 415), (b"text/plain", CSP_REPORT, 400), (b"application/csp-report", b"{", 400),
     (b"application/reports+json", b'{"a": 1}', 400)])
 def test_other_bodies_are_refused_clearly(endpoint: tuple[ReportEndpoint, InventoryBuffer], content_type: bytes,
                                           body: bytes, status: int) -> None:
