@@ -26,9 +26,12 @@ from consentproxy.consent.api import ConsentApi
 from consentproxy.consent.state import ConsentCodec
 from consentproxy.cookies.enforcement import CookieEnforcement
 from consentproxy.cookies.inventory import CookieInventory
+from consentproxy.discovery.csp import DiscoveryPolicy
+from consentproxy.discovery.endpoint import ReportEndpoint, ReportRoute
+from consentproxy.discovery.sightings import Classifier
 from consentproxy.geo.lookup import GeoError, GeoIP
 from consentproxy.geo.regimes import SiteLocator
-from consentproxy.html.step import HtmlRewriting
+from consentproxy.html.step import HtmlRewriting, site_parties
 from consentproxy.html.trackers import ListIndex, TrackerMatcher
 from consentproxy.proxy.forwarded import TrustedProxies
 from consentproxy.proxy.pipeline import Step
@@ -77,11 +80,17 @@ def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory
     locator = SiteLocator(geoip, site.opt_out, site.notice_only) if geoip is not None else None
     cookies = CookieEnforcement(site, codec, inventory, locator)
     analytics = AnalyticsEndpoint(site, codec.keys[0].key, matomo) if site.analytics.enabled else None
-    steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records),
-                                                   analytics)]
+    matcher = TrackerMatcher(site.consent.services, lists=lists)
+    discovery = site.discovery == "on"
+    steps: list[Step] = [cookies]
+    if discovery:  # its URL is under the consent prefix, which the consent endpoints take whole
+        classifier = Classifier(site.name, matcher, site_parties(site), cookies.classifier)
+        steps.append(ReportRoute(ReportEndpoint(site.name, classifier, inventory.buffer, site.consent.cookie_name)))
+    steps.append(ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records), analytics))
     if site.rewrite_html:
-        matcher = TrackerMatcher(site.consent.services, lists=lists)
         steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory, matcher), matcher))
+    if discovery:  # after the HTML step, which adjusts the site's own policies for the banner and not ours
+        steps.append(DiscoveryPolicy(site))
     return tuple(steps)
 
 

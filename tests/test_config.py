@@ -587,6 +587,12 @@ ERRORS = [
      'sites.s.third_party',
      'must be "report" (list unknown third parties) or "hold" (also hold them until Accept all), got the string '
      "'block'"),
+    ('discovery', S('discovery = true\n'),
+     'sites.s.discovery',
+     'must be "on" (browsers report the hosts and cookies pages use) or "off", got bool True'),
+    ('discovery_sample', S('discovery_sample = 5\n'),
+     'sites.s.discovery_sample', 'must be a number from 0 to 1 (the share of page views, 0.05 is one in twenty), '
+     'got int 5'),
     ('forward_client_ip', S('forward_client_ip = "half"\n'),
      'sites.s.forward_client_ip', "must be one of full, truncated, none, got the string 'half'"),
     ('host clash', S() + '[sites.t]\nhosts = ["s.example"]\nupstream = "http://127.0.0.1:9"\n',

@@ -40,6 +40,8 @@ _NONCE = "\x00nonce\x00"
 _STYLE_NONCE = "\x00style-nonce\x00"
 _STATE = "\x00state\x00"
 _STAMP = "\x00stamp\x00"
+#: on the banner script of a page view sampled for discovery: it reports the names of the cookies scripts set
+_REPORT = ' data-cp-report="1"'
 _PRINCIPAL = "__cp_principal__"
 _ACCEPT_CACHE_LIMIT = 1024
 _BUNDLE_CACHE_LIMIT = 256
@@ -237,7 +239,7 @@ class SiteMarkup:
         ]
         return _split("".join(parts))
 
-    def bundle(self, lang: str, decision: Decision, nonces: NoncePlan, stamp: str) -> str:
+    def bundle(self, lang: str, decision: Decision, nonces: NoncePlan, stamp: str, report: bool = False) -> str:
         decided = decision.state is not None
         # Global Privacy Control already refused everything optional: no question to ask, only the
         # re-open control (the banner script records the signal as the visitor's decision).
@@ -273,7 +275,7 @@ class SiteMarkup:
         head, tail = parts
         principal = decision.state.principal if decision.state is not None else None
         head = head.replace(f'"{_PRINCIPAL}"', f'"{principal}"' if principal else "null", 1)
-        return f'{head} data-cp-stamp="{ascii_html(stamp)}"{tail}'
+        return f'{head} data-cp-stamp="{ascii_html(stamp)}"{_REPORT if report else ""}{tail}'
 
     def consent_mode(self, decision: Decision, nonces: NoncePlan) -> str:
         """What goes before the page's first script: the guard, then the Consent Mode default."""
@@ -341,19 +343,22 @@ def _split(text: str) -> list[str]:
 class PageInjection(Injection):
     """The injection for one response: the site's markup with this visitor's state."""
 
-    __slots__ = ("accept_language", "decision", "markup")
+    __slots__ = ("accept_language", "decision", "markup", "report")
 
-    def __init__(self, markup: SiteMarkup, decision: Decision, accept_language: bytes | None) -> None:
+    def __init__(self, markup: SiteMarkup, decision: Decision, accept_language: bytes | None,
+                 report: bool = False) -> None:
         self.markup = markup
         self.decision = decision
         self.accept_language = accept_language
+        #: a page view sampled for discovery: the banner script reports the names of the page's cookies
+        self.report = report
 
     def consent_mode(self, nonces: NoncePlan, origin: str = "") -> str:
         return self.markup.absolute(self.markup.consent_mode(self.decision, nonces), origin)
 
     def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str, origin: str = "") -> str:
         return self.markup.absolute(self.markup.bundle(self.markup.language(page_lang, self.accept_language),
-                                                       self.decision, nonces, stamp), origin)
+                                                       self.decision, nonces, stamp, self.report), origin)
 
     def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
         return self.markup.placeholder(self.markup.language(page_lang, self.accept_language), service, embed_id)

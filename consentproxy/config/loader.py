@@ -338,6 +338,8 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
         **_read_regimes(reader.sub("regimes")),
         third_party=reader.converted("third_party", base.third_party, _third_party),
         functional_hosts=list_of(reader, "functional_hosts", parse_host_pattern, ()),
+        discovery=reader.converted("discovery", base.discovery, _discovery),
+        discovery_sample=reader.converted("discovery_sample", base.discovery_sample, _share),
     )
     reader.finish()
     return site if len(reader.problems) == before else None
@@ -380,6 +382,20 @@ def _third_party(value: Any) -> Literal["report", "hold"]:
         raise ValueError(f"must be \"report\" (list unknown third parties) or \"hold\" (also hold them until "
                          f"Accept all), got {describe(value)}")
     return value  # type: ignore[no-any-return]
+
+
+def _discovery(value: Any) -> Literal["on", "off"]:
+    if value not in ("on", "off"):
+        raise ValueError(f"must be \"on\" (browsers report the hosts and cookies pages use) or \"off\", got "
+                         f"{describe(value)}")
+    return value  # type: ignore[no-any-return]
+
+
+def _share(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"must be a number from 0 to 1 (the share of page views, 0.05 is one in twenty), got "
+                         f"{describe(value)}")
+    return float(value)
 
 
 def _forward_client_ip(value: Any) -> Literal["full", "truncated", "none"]:

@@ -248,6 +248,10 @@ class SiteConfig:
     #: hosts of the site's own (its CDN, its shop's payment provider, maps it chose), besides its `hosts`
     #: and the built-in functional list: never held as unknown third parties
     functional_hosts: tuple[str, ...] = ()
+    #: discovery from real browsers: a Report-Only CSP and the banner's cookie-name report on this share of
+    #: page views (0 to 1), merged into the inventory through `/_consent/report`
+    discovery: Literal["on", "off"] = "on"
+    discovery_sample: float = 0.05
 
     @property
     def uses_location(self) -> bool:

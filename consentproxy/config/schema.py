@@ -134,6 +134,8 @@ TABLES: tuple[Table, ...] = (
         _k("forward_client_ip", "full", "addresses the site sees in X-Forwarded-For: full, truncated or none"),
         _k("third_party", "report", "unknown third-party hosts: report, or hold them until Accept all"),
         _k("functional_hosts", [], "hosts the site needs and chose, never held as unknown third parties"),
+        _k("discovery", "on", "browsers report the hosts and script cookies pages use: on or off"),
+        _k("discovery_sample", 0.05, "the share of page views that report (0 to 1)"),
     ), required=True, children=("consent", "analytics", "regimes", "cookies", "services")),
     Table("sites.NAME.consent", "the banner and the consent it asks for", (
         _k("revision", 1, "raise it when the cookie statement changes: everyone is asked again"),

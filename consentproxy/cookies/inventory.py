@@ -21,6 +21,7 @@ import orjson
 
 from consentproxy.cookies.classify import CookieClassifier
 from consentproxy.cookies.header import Attributes
+from consentproxy.inventory.model import InventoryBuffer
 
 FILENAME = "cookie-inventory.json"
 _SOURCE_ORDER = {"unknown": 0, "database": 1, "catalogue": 2, "declared": 3}
@@ -59,6 +60,7 @@ def _lifetime(cookie: Attributes, now: float) -> int | None:
 class CookieInventory:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / FILENAME
+        self.buffer = InventoryBuffer()
         self._pending: dict[tuple[str, bytes, str, str], InventoryEntry] = {}
         self._paths: dict[tuple[str, bytes], frozenset[str]] = {}
         #: bumped whenever a new path is learnt, so callers may cache what they derive from paths

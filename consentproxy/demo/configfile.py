@@ -90,6 +90,9 @@ data_dir = {_toml_string(str(data_dir))}
 # receive is logged to tracker-hits.ndjson in the data directory.
 hosts = ["*"]
 upstream = {_toml_string(upstream)}
+# Every page view reports the hosts and script-set cookies browsers see (the
+# inventory); real sites sample a share of page views (default 0.05).
+discovery_sample = 1.0
 
 [sites.demo.analytics]
 # Google Analytics hits go to the proxy's first-party endpoint (/_consent/a/g/collect),

@@ -289,6 +289,8 @@ class TrackerMatcher:
         self._inline_cache: dict[str, Match | None] = {}
         self._inline_chars = 0
         self._big_inline_cache: dict[bytes, Match | None] = {}
+        #: ranks below this are the site's own services (for `source`)
+        self._site_ranks = len(site_services)
 
     def __len__(self) -> int:
         """The number of host names with rules (the site's services, the catalogue and the Open Cookie
@@ -352,6 +354,28 @@ class TrackerMatcher:
             if found is not None:
                 return found
         return None
+
+    def source(self, kind: Kind, raw_url: str) -> tuple[Match, str] | None:
+        """A loaded URL's service and where its rule comes from, for the inventory: "declared" (the site's
+        services), "catalogue", "database" (the Open Cookie Database's hosts) or "operator" (the operator's
+        lists). Not cached: asked once per new host a browser reports, not per element."""
+        url, host, path = split_url(raw_url)
+        best = self._lookup(_BITS[kind], host, path) if host else None
+        for rank, pattern, match in self._residual[kind]:
+            if best is not None and rank >= best[0]:
+                break
+            if pattern in url:
+                best = (rank, match)
+                break
+        if best is None:
+            found = self._filter(kind, url, host, path) if self._filters else None
+            return (found, "operator") if found is not None else None
+        rank, match = best
+        if rank >= _LIST_RANK:
+            return match, "operator"
+        if rank >= _EXTRA_RANK:
+            return match, "database"
+        return match, "declared" if rank < self._site_ranks else "catalogue"
 
     def srcset(self, kind: Kind, raw_srcset: str) -> Match | None:
         """The service of the first URL of a `srcset` (a raw attribute value) that belongs to one."""

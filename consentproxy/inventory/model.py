@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from consentproxy.inventory.alerts import Alerts
 
 Kind = Literal["cookie", "host"]
 #: who put the item on the page: a Set-Cookie header, a script (document.cookie), or the page (a host it loaded)
@@ -20,6 +23,12 @@ SetBy = Literal["server", "script", "page"]
 SOURCES = ("unknown", "database", "operator", "catalogue", "declared")
 #: details that merge as the union of both sides: a host's CSP directives, every path a cookie was set with
 UNION_DETAILS = ("directives", "paths")
+
+
+def _process_alerts() -> Alerts:
+    from consentproxy.inventory.alerts import ALERTS  # it imports this module
+
+    return ALERTS
 
 
 def now_ms() -> int:
@@ -72,10 +81,13 @@ class Sighting:
 class InventoryBuffer:
     """Sightings since the last flush, merged by key. Used on the event loop's thread only."""
 
-    def __init__(self) -> None:
+    def __init__(self, alerts: Alerts | None = None) -> None:
         self._pending: dict[tuple[str, str, str, str], Sighting] = {}
+        self._alerts = alerts if alerts is not None else _process_alerts()
 
     def add(self, sighting: Sighting) -> None:
+        """Buffer a sighting; one that needs a look (unknown and blocked, before consent) is logged and counted."""
+        self._alerts.check(sighting)
         old = self._pending.get(sighting.key())
         if old is None:
             self._pending[sighting.key()] = sighting

@@ -70,6 +70,14 @@ UNKNOWN_THIRD_PARTIES = Counter(
     "nor a tracker) that a site's pages load from, each counted once when this process first sees it, by site",
     ["site"],
 )
+INVENTORY_ALERTS = Counter(
+    "consentproxy_inventory_alerts", "Inventory sightings that need a look, by site, kind (cookie, host) and reason "
+    "(unknown_blocked, before_consent); one log line per site and name per hour", ["site", "kind", "reason"],
+)
+DISCOVERY_REPORTS = Counter(
+    "consentproxy_discovery_reports", "Requests to /_consent/report by site and outcome (accepted, cross_site, "
+    "too_large, rate_limited, invalid)", ["site", "outcome"],
+)
 CONSENT_STATES = Counter(
     "consentproxy_requests_by_consent", "Requests by the visitor's consent state (none, partial, all, gpc)",
     ["site", "state"],

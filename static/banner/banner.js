@@ -17,6 +17,8 @@
   // gives it to this script only: markup injected into the page by anyone else
   // (an XSS dressed as a blocked tracker) is never activated.
   const stamp = (doc.currentScript && doc.currentScript.getAttribute('data-cp-stamp')) || '';
+  // A page view sampled for discovery: report the names (never the values) of the cookies scripts set.
+  let sampled = !!doc.currentScript && doc.currentScript.getAttribute('data-cp-report') === '1';
   // Loaded twice (a page that includes it again), the listeners would submit every click twice.
   if (!root || window.consentproxy) return;
   // The shadow root, or #cp-root itself in a browser without shadow roots; #cp-ui holds the layers.
@@ -94,6 +96,24 @@
     // The browser sends Global Privacy Control: the proxy already treats it as a refusal; record it
     // once as this visitor's decision, so it is provable and the cookie makes it last.
     else if (!decided && root.getAttribute('data-cp-gpc') === '1') submit('gpc_signal', null);
+    if (sampled) {
+      // Soon after load (the proxy's next response expires cookies the visitor did not allow), or as the view ends.
+      if (doc.readyState === 'complete') setTimeout(reportCookies, 2000);
+      else window.addEventListener('load', function () { setTimeout(reportCookies, 2000); });
+      window.addEventListener('pagehide', reportCookies);
+      doc.addEventListener('visibilitychange', function () { if (doc.visibilityState === 'hidden') reportCookies(); });
+    }
+  }
+
+  // Once per page view: the names of the cookies present, with the page's consent state
+  // (the proxy reads it from the consent cookie the beacon carries).
+  function reportCookies() {
+    if (!sampled) return;
+    sampled = false;
+    const names = doc.cookie.split(';').map(function (c) { return c.split('=')[0].trim(); }).filter(Boolean);
+    if (!names.length) return;
+    // A beacon outlives the page (a fetch started in pagehide may be cancelled); its body is text/plain.
+    if (navigator.sendBeacon) navigator.sendBeacon(api + '/report', JSON.stringify({cookies: names, decided: decided}));
   }
 
   function mount() {
