@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from consentproxy.admin.app import AdminContext
 from consentproxy.analytics.endpoint import AnalyticsEndpoint
 from consentproxy.banner.assets import AssetsMissing, BannerAssets
+from consentproxy.banner.declaration import SiteDeclaration
 from consentproxy.banner.endpoints import ConsentEndpoints
 from consentproxy.banner.markup import SiteMarkup
 from consentproxy.config.loader import ConfigError, Problem
@@ -77,11 +78,13 @@ def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory
     locator = SiteLocator(geoip, site.opt_out, site.notice_only) if geoip is not None else None
     cookies = CookieEnforcement(site, codec, inventory, locator)
     analytics = AnalyticsEndpoint(site, codec.keys[0].key, matomo) if site.analytics.enabled else None
+    declaration = SiteDeclaration(site, inventory)
     steps: list[Step] = [cookies, ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records),
-                                                   analytics)]
+                                                   analytics, declaration)]
     if site.rewrite_html:
         matcher = TrackerMatcher(site.consent.services, lists=lists)
-        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory, matcher), matcher))
+        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory, matcher, declaration=declaration),
+                                   matcher))
     return tuple(steps)
 
 
