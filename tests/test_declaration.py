@@ -24,6 +24,7 @@ from consentproxy.consent.decision import NO_DECISION
 from consentproxy.cookies.classify import CookieClassifier
 from consentproxy.cookies.header import parse_set_cookie
 from consentproxy.cookies.inventory import CookieInventory
+from consentproxy.html.preview import preview
 from consentproxy.html.rewriter import PagePlan, PageRewriter
 from consentproxy.html.trackers import TrackerMatcher
 
@@ -228,6 +229,13 @@ def test_the_fragment_is_rendered_once_until_the_inventory_learns_a_cookie(tmp_p
                      r"<td>First-party</td>", again)
     assert re.search(r"<td>2 uur</td>", declaration.fragment("nl"))
     assert declaration.fragment("en") is again
+
+
+def test_preview_shows_the_declaration_from_the_configuration(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    shown = preview(site, PAGE, None, NO_DECISION, b"nl").html
+    assert '<th scope="row">shop_session</th>' in _declaration_of(shown)
+    assert '<th scope="col">Naam</th>' in _declaration_of(shown)
 
 
 def test_lifetime_words() -> None:
