@@ -1,4 +1,4 @@
-"""The services and cookies the settings layer lists per category.
+"""The services and cookies the settings layer and the cookie declaration list per category.
 
 From the site's configuration (its services and cookie declarations) and
 from the cookie inventory (what the site was really seen setting), so the
@@ -57,9 +57,8 @@ class CookieList:
         for service in self.consent.services:
             party = "third" if service.iframes else ""  # embedded content sets cookies on its own host
             cookies = [self._cookie(spec, "", "", seen, lang, detailed, party) for spec in service.cookies]
-            groups[service.category].append(_service(service.name, service.provider, service.privacy_url, cookies))
-            if detailed:
-                groups[service.category][-1]["purpose"] = service.purpose.get(lang, "")
+            groups[service.category].append(_service(service.name, service.provider, service.privacy_url, cookies,
+                                                      service.purpose.get(lang, "") if detailed else None))
         own: dict[str, list[dict[str, str]]] = {c: [] for c in CATEGORY_IDS}
         for declaration in self.consent.cookies:
             spec = declaration.name or (declaration.prefix + "*" if declaration.prefix else declaration.pattern)
@@ -82,14 +81,10 @@ class CookieList:
         for category in CATEGORY_IDS:
             if own[category]:
                 name = self.controller(lang)
-                groups[category].insert(0, _service(name, name, self.consent.privacy_url[lang],
-                                                    own[category]))
-                if detailed:
-                    groups[category][0]["purpose"] = ""
+                groups[category].insert(0, _service(name, name, self.consent.privacy_url[lang], own[category],
+                                                    "" if detailed else None))
         for (category, provider), cookies in sorted(undeclared.items()):
-            groups[category].append(_service(provider, provider, "", cookies))
-            if detailed:
-                groups[category][-1]["purpose"] = ""
+            groups[category].append(_service(provider, provider, "", cookies, "" if detailed else None))
         return groups
 
     def _cookie(self, spec: str, purpose: str, lifetime: str, seen: dict[str, InventoryEntry],
@@ -111,6 +106,11 @@ class CookieList:
         return cookie
 
 
-def _service(name: str, provider: str, privacy_url: str, cookies: list[dict[str, str]]) -> Service:
-    return {"name": name, "provider": provider, "privacy_url": privacy_url, "cookies": cookies}
+def _service(name: str, provider: str, privacy_url: str, cookies: list[dict[str, str]],
+             purpose: str | None = None) -> Service:
+    """`purpose`: the service's own, in the visitor's language (the declaration's; None: left out)."""
+    service: Service = {"name": name, "provider": provider, "privacy_url": privacy_url, "cookies": cookies}
+    if purpose is not None:
+        service["purpose"] = purpose
+    return service
 

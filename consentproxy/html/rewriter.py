@@ -10,8 +10,9 @@ SVG `<image>`, `<video>`, `<audio>`, `<source>`, `<track>`, `<input
 type=image>`, CSP `<meta>`, `<html>`, `<body>`, any element whose `style`
 attribute has a `url()`, any element a site tagged with
 `data-consent-category`, and any with `data-consent-declaration` (which gets
-the site's cookie declaration after its start tag). A `javascript:` URL in an iframe is judged by its
-code; inline code is also read percent-decoded when it holds an encoded tag.
+the site's cookie declaration after its start tag). A `javascript:` URL in an
+iframe is judged by its code; inline code is also read percent-decoded when it
+holds an encoded tag.
 
 Third parties (`PagePlan.parties`, see functional.py): a URL no tracker rule
 knows whose host is not the site's own, declared or functional is recorded
@@ -974,7 +975,7 @@ class _Page:
     def declaration(self, token: Token, texts: list[str]) -> None:
         """`<div data-consent-declaration>`: the site's cookie declaration right after its start tag (never a
         no-op tag: the scanner must hand it over on every page)."""
-        if not (token[0] == ELEMENT and self.blocking and _style_url(token[3]) and self.style(token, texts)):
+        if not (self.blocking and _style_url(token[3]) and self.style(token, texts)):
             texts.append(token[1].decode(self.codec, self.errors))
         texts.append(self.plan.injection.declaration(self.page_lang))
 
