@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from consentproxy.admin.app import AdminContext
 from consentproxy.analytics.endpoint import AnalyticsEndpoint
 from consentproxy.banner.assets import AssetsMissing, BannerAssets
+from consentproxy.banner.declaration import SiteDeclaration
 from consentproxy.banner.endpoints import ConsentEndpoints
 from consentproxy.banner.markup import SiteMarkup
 from consentproxy.config.loader import ConfigError, Problem
@@ -81,14 +82,16 @@ def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory
     cookies = CookieEnforcement(site, codec, inventory, locator)
     analytics = AnalyticsEndpoint(site, codec.keys[0].key, matomo) if site.analytics.enabled else None
     matcher = TrackerMatcher(site.consent.services, lists=lists)
+    declaration = SiteDeclaration(site, inventory)
     discovery = site.discovery == "on"
     steps: list[Step] = [cookies]
     if discovery:  # its URL is under the consent prefix, which the consent endpoints take whole
         classifier = Classifier(site.name, matcher, site_parties(site), cookies.classifier)
         steps.append(ReportRoute(ReportEndpoint(site.name, classifier, inventory.buffer, site.consent.cookie_name)))
-    steps.append(ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records), analytics))
+    steps.append(ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records), analytics, declaration))
     if site.rewrite_html:
-        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory, matcher), matcher))
+        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory, matcher, declaration=declaration),
+                                   matcher))
     if discovery:  # after the HTML step, which adjusts the site's own policies for the banner and not ours
         steps.append(DiscoveryPolicy(site))
     return tuple(steps)

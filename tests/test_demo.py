@@ -132,6 +132,18 @@ def test_privacy_statement_makes_the_promises(demo: Demo, path: str, promises: l
         assert promise in page
 
 
+@pytest.mark.parametrize(("path", "lang", "label"), [("/privacy", "nl", "Bewaartermijn"),
+                                                      ("/en/privacy", "en", "Lifetime")])
+def test_the_privacy_pages_carry_the_cookie_declaration(demo: Demo, path: str, lang: str, label: str) -> None:
+    page = fetch(demo.port, path).text
+    inside = page[page.index("data-consent-declaration>"):]
+    assert inside.startswith(f'data-consent-declaration><div class="cp-declaration" lang="{lang}">')
+    inside = inside[:inside.index("</div></div>")]
+    assert f'<th scope="col">{label}</th>' in inside
+    assert '<th scope="row">kade_session</th>' in inside and '<th scope="row">_ga</th>' in inside
+    assert "YouTube (demo stand-in)" in inside
+
+
 @pytest.mark.parametrize(("path", "thanks"), [("/contact", "Bedankt, "), ("/en/contact", "Thank you, ")])
 def test_contact_form_works_through_the_proxy(demo: Demo, path: str, thanks: str) -> None:
     form = urlencode({"name": "Ann <script>alert(1)</script>", "email": "ann@example.org", "message": "Hallo"})

@@ -41,6 +41,7 @@ PIECES = [
     "<SCRIPT type=text/javascript>", "</SCRIPT >", "</script\n>", "<script/>", "<noscript>", "</noscript>",
     '<div data-consent-category="marketing">', "<video DATA-CONSENT-CATEGORY=ads src=v.mp4>",
     "<input type=image src=i.png data-consent-category=statistics>",
+    "<section data-consent-declaration>", "<DIV class=d Data-Consent-Declaration=''>", "<p data-consent-declarations>",
     "<object data=o.swf>", "</object>", "<embed src=e.swf>", "<base href=//other.example/>",
     "<svg><image href=si.png /></svg>", "<image href=h>",
     "<svg><image xlink:href=sx.png></image></svg>", "<svg><image src=no.png>",
@@ -164,7 +165,7 @@ def _html5lib_elements(document: str) -> list[tuple[str, str]]:
             continue
         name = tag[len(prefix):]
         attributes = element.attrib
-        if (name in REPORTED or "data-consent-category" in attributes
+        if (name in REPORTED or "data-consent-category" in attributes or "data-consent-declaration" in attributes
                 or (name == "meta" and "http-equiv" in attributes)
                 or (name == "input" and attributes.get("type", "").lower() == "image")
                 or "url(" in attributes.get("style", "").lower()):

@@ -1,4 +1,4 @@
-"""The services and cookies the settings layer lists per category.
+"""The services and cookies the settings layer and the cookie declaration list per category.
 
 From the site's configuration (its services and cookie declarations) and
 from the cookie inventory (what the site was really seen setting), so the
@@ -48,47 +48,69 @@ class CookieList:
     def version(self) -> int:
         return self.inventory.known_version if self.inventory is not None else 0
 
-    def groups(self, lang: str) -> dict[str, list[Service]]:
+    def groups(self, lang: str, detailed: bool = False) -> dict[str, list[Service]]:
+        """`detailed` (the cookie declaration): each cookie also says where it is set (`party`: "first" or
+        "third") and whether its lifetime was seen in a real Set-Cookie (`observed`), each service its
+        purpose in `lang`; the banner's settings layer does without."""
         seen = {e.name: e for e in self.inventory.known(self.site)} if self.inventory is not None else {}
         groups: dict[str, list[Service]] = {c: [] for c in CATEGORY_IDS}
         for service in self.consent.services:
-            cookies = [self._cookie(spec, "", "", seen, lang) for spec in service.cookies]
-            groups[service.category].append(_service(service.name, service.provider, service.privacy_url, cookies))
+            party = "third" if service.iframes else ""  # embedded content sets cookies on its own host
+            cookies = [self._cookie(spec, "", "", seen, lang, detailed, party) for spec in service.cookies]
+            groups[service.category].append(_service(service.name, service.provider, service.privacy_url, cookies,
+                                                      service.purpose.get(lang, "") if detailed else None))
         own: dict[str, list[dict[str, str]]] = {c: [] for c in CATEGORY_IDS}
         for declaration in self.consent.cookies:
             spec = declaration.name or (declaration.prefix + "*" if declaration.prefix else declaration.pattern)
             own[declaration.category].append(self._cookie(spec, declaration.purpose, declaration.lifetime, seen,
-                                                          lang))
+                                                          lang, detailed, "first"))
         undeclared: dict[tuple[str, str], list[dict[str, str]]] = {}
         for name in sorted(seen):
             found = self.classifier.classify(name)
             if name == self.consent.cookie_name or found.source == "declared" or found.category not in groups:
                 continue  # listed above already; unknown cookies are blocked, nothing to consent to
             provider = found.service if found.source in ("database", "catalogue") else self.controller(lang)
-            undeclared.setdefault((found.category, provider), []).append(self._cookie(name, "", "", seen, lang))
+            undeclared.setdefault((found.category, provider), []).append(self._cookie(name, "", "", seen, lang,
+                                                                                      detailed))
         # Our own cookie is necessary too, and the visitor should see it like any other.
-        own["necessary"].insert(0, {"name": self.consent.cookie_name, "purpose": CONSENT_COOKIE_PURPOSE[lang],
-                                    "lifetime": lifetime_words(self.consent.validity_days * 86400, lang)})
+        consent_cookie = {"name": self.consent.cookie_name, "purpose": CONSENT_COOKIE_PURPOSE[lang],
+                          "lifetime": lifetime_words(self.consent.validity_days * 86400, lang)}
+        if detailed:
+            consent_cookie |= {"party": "first", "observed": ""}
+        own["necessary"].insert(0, consent_cookie)
         for category in CATEGORY_IDS:
             if own[category]:
                 name = self.controller(lang)
-                groups[category].insert(0, _service(name, name, self.consent.privacy_url[lang],
-                                                    own[category]))
+                groups[category].insert(0, _service(name, name, self.consent.privacy_url[lang], own[category],
+                                                    "" if detailed else None))
         for (category, provider), cookies in sorted(undeclared.items()):
-            groups[category].append(_service(provider, provider, "", cookies))
+            groups[category].append(_service(provider, provider, "", cookies, "" if detailed else None))
         return groups
 
     def _cookie(self, spec: str, purpose: str, lifetime: str, seen: dict[str, InventoryEntry],
-                lang: str) -> dict[str, str]:
+                lang: str, detailed: bool = False, party: str = "") -> dict[str, str]:
         entry = seen.get(spec)
         if entry is not None:
             lifetime = lifetime_words(entry.lifetime_seconds, lang)
-        known = reference(spec.rstrip("*")) if not (purpose and lifetime) else None
+        known = reference(spec.rstrip("*")) if not (purpose and lifetime) or (detailed and not party) else None
         if known is not None:
             purpose, lifetime = purpose or known.purpose, lifetime or known.retention
-        return {"name": spec, "purpose": purpose, "lifetime": lifetime}
+        cookie = {"name": spec, "purpose": purpose, "lifetime": lifetime}
+        if detailed:
+            # Seen set through the proxy: on the site's own host. Else what the site or the database says.
+            if entry is not None:
+                party = "first"
+            elif not party:
+                party = "third" if known is not None and "3rd party" in known.domain else "first"
+            cookie |= {"party": party, "observed": "1" if entry is not None else ""}
+        return cookie
 
 
-def _service(name: str, provider: str, privacy_url: str, cookies: list[dict[str, str]]) -> Service:
-    return {"name": name, "provider": provider, "privacy_url": privacy_url, "cookies": cookies}
+def _service(name: str, provider: str, privacy_url: str, cookies: list[dict[str, str]],
+             purpose: str | None = None) -> Service:
+    """`purpose`: the service's own, in the visitor's language (the declaration's; None: left out)."""
+    service: Service = {"name": name, "provider": provider, "privacy_url": privacy_url, "cookies": cookies}
+    if purpose is not None:
+        service["purpose"] = purpose
+    return service
 

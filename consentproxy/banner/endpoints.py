@@ -1,6 +1,7 @@
 """The proxy's own URLs under the consent prefix (`/_consent/…`): never forwarded to the site.
 
-The consent API itself (`/_consent`, `/_consent/receipt`), banner assets by
+The consent API itself (`/_consent`, `/_consent/receipt`), the site's cookie
+declaration as a page (`/_consent/declaration`), banner assets by
 content-hashed name (each site's client-side guard with its tracker table among
 them, registered by consentproxy/banner/guard.py), and the Consent Mode default
 as an external script for pages whose CSP refuses inline script.
@@ -11,21 +12,32 @@ from __future__ import annotations
 from consentproxy.analytics.endpoint import PREFIX as ANALYTICS_PREFIX
 from consentproxy.analytics.endpoint import AnalyticsEndpoint
 from consentproxy.banner.assets import BannerAssets
-from consentproxy.banner.markup import analytics_bootstrap, consent_mode_code, parse_consent_mode_query
+from consentproxy.banner.declaration import SiteDeclaration
+from consentproxy.banner.markup import (
+    accepted_language,
+    analytics_bootstrap,
+    consent_mode_code,
+    parse_consent_mode_query,
+)
 from consentproxy.banner.theme import theme_css, theme_name
-from consentproxy.config.model import SiteConfig
+from consentproxy.config.model import LANGUAGES, SiteConfig
 from consentproxy.consent.api import ConsentApi
 from consentproxy.proxy.errors import error_page
 from consentproxy.proxy.pipeline import Endpoint, Exchange, Reply, Step
 
 PREFIX = b"/_consent"
 _JS = b"text/javascript; charset=utf-8"
+#: the standalone declaration: its own style element, nothing else
+_DECLARATION_CSP = (b"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+                    b"frame-ancestors 'self'")
 
 
 class ConsentEndpoints(Step):
     def __init__(self, site: SiteConfig, assets: BannerAssets, api: ConsentApi,
-                 analytics: AnalyticsEndpoint | None = None) -> None:
+                 analytics: AnalyticsEndpoint | None = None, declaration: SiteDeclaration | None = None) -> None:
         self.assets = assets
+        self.declaration = declaration
+        self.default_language = site.consent.default_language
         self.api = api
         self.analytics = analytics
         self.bootstrap = analytics_bootstrap(site.analytics)
@@ -61,6 +73,8 @@ class ConsentEndpoints(Step):
             return _head(exchange, self.theme[1])
         if name == "receipt":
             return self.api
+        if name == "declaration" and self.declaration is not None:
+            return _head(exchange, self._declaration_reply(exchange))
         if name == "consent-mode.js":
             return _head(exchange, self._consent_mode_reply(exchange.scope["query_string"]))
         return _error(404)
@@ -76,6 +90,27 @@ class ConsentEndpoints(Step):
             if len(self._consent_mode) < 64:
                 self._consent_mode[query] = reply
         return reply
+
+
+    def _declaration_reply(self, exchange: Exchange) -> Reply:
+        """The declaration in `?lang=` (one of the bundled languages), else in the visitor's language."""
+        assert self.declaration is not None
+        lang = None
+        for field in exchange.scope["query_string"].split(b"&"):
+            key, _, value = field.partition(b"=")
+            if key == b"lang":
+                lang = value.decode("latin-1").strip().lower()
+                if lang not in LANGUAGES:
+                    return _error(400)
+        if lang is None:
+            accept = next((v for k, v in exchange.request_headers if k == b"accept-language"), None)
+            lang = accepted_language(accept.decode("latin-1"), self.default_language) if accept else \
+                self.default_language
+        body = self.declaration.page(lang)
+        return Reply(200, [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-cache"),
+                           (b"vary", b"Accept-Language"), (b"content-security-policy", _DECLARATION_CSP),
+                           (b"x-content-type-options", b"nosniff"),
+                           (b"content-length", str(len(body)).encode("ascii"))], body)
 
 
 def _stylesheet(body: bytes) -> Reply:

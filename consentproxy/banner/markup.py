@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consentproxy.banner.assets import BannerAssets
 from consentproxy.banner.cookielist import CookieList
@@ -27,6 +27,9 @@ from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.html.csp import NoncePlan
 from consentproxy.html.rewriter import Injection
 from consentproxy.html.trackers import TrackerMatcher
+
+if TYPE_CHECKING:
+    from consentproxy.banner.declaration import SiteDeclaration  # which renders with ascii_html
 
 #: Google Consent Mode v2 signals per consent category
 CONSENT_MODE_SIGNALS: dict[str, tuple[str, ...]] = {
@@ -115,12 +118,32 @@ def parse_consent_mode_query(query: str) -> frozenset[str] | None:
     return frozenset(c for c in query.split(",") if c in CATEGORY_IDS) | {"necessary"}
 
 
+def accepted_language(header: str, default: str) -> str:
+    """The bundled language an Accept-Language header ranks highest, else `default`."""
+    ranked = []
+    for position, item in enumerate(header.split(",")):
+        tag, _, params = item.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        primary = tag.strip().lower().split("-", 1)[0]
+        if primary in LANGUAGES and q > 0:
+            ranked.append((-q, position, primary))
+    return min(ranked)[2] if ranked else default
+
+
 class SiteMarkup:
     """A site's banner markup, rendered once per language."""
 
     def __init__(self, site: SiteConfig, assets: BannerAssets, inventory: CookieInventory | None = None,
-                 matcher: TrackerMatcher | None = None, prefix: str = "/_consent") -> None:
+                 matcher: TrackerMatcher | None = None, prefix: str = "/_consent",
+                 declaration: SiteDeclaration | None = None) -> None:
         self.site = site
+        #: the cookie declaration pages get in their `data-consent-declaration` element (None: nothing)
+        self.declaration = declaration
         self.prefix = prefix
         consent = site.consent
         self.cookie_list = CookieList(site.name, consent, self.controller, inventory)
@@ -159,27 +182,12 @@ class SiteMarkup:
         if accept_language:
             cached = self._accept_cache.get(accept_language)
             if cached is None:
-                cached = self._from_accept_language(accept_language.decode("latin-1"))
+                cached = accepted_language(accept_language.decode("latin-1"), self.default_language)
                 if len(self._accept_cache) >= _ACCEPT_CACHE_LIMIT:
                     self._accept_cache.clear()
                 self._accept_cache[accept_language] = cached
             return cached
         return self.default_language
-
-    def _from_accept_language(self, header: str) -> str:
-        ranked = []
-        for position, item in enumerate(header.split(",")):
-            tag, _, params = item.strip().partition(";")
-            q = 1.0
-            if params.strip().startswith("q="):
-                try:
-                    q = float(params.strip()[2:])
-                except ValueError:
-                    q = 0.0
-            primary = tag.strip().lower().split("-", 1)[0]
-            if primary in LANGUAGES and q > 0:
-                ranked.append((-q, position, primary))
-        return min(ranked)[2] if ranked else self.default_language
 
     # -- rendering -------------------------------------------------------------------
     def _config_json(self, lang: str) -> str:
@@ -362,6 +370,12 @@ class PageInjection(Injection):
 
     def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
         return self.markup.placeholder(self.markup.language(page_lang, self.accept_language), service, embed_id)
+
+    def declaration(self, page_lang: str | None) -> str:
+        declaration = self.markup.declaration
+        if declaration is None:
+            return ""
+        return declaration.fragment(self.markup.language(page_lang, self.accept_language))
 
 
 

@@ -38,6 +38,7 @@ class Classification:
     service: str = ""  # the declaring service or database platform, when known
     purpose: str = ""
     retention: str = ""  # as the Open Cookie Database words it ("2 years"), in English
+    domain: str = ""  # where the Open Cookie Database says it is set ("youtube.com (3rd party)")
 
 
 UNKNOWN = Classification("unknown", "unknown")
@@ -117,7 +118,7 @@ def _database_table() -> _Table:
             if category is None or not name:
                 continue
             classification = Classification(category, "database", row["Platform"], row["Description"][:300],
-                                            row["Retention period"][:60])
+                                            row["Retention period"][:60], row["Domain"][:100])
             wildcard = row["Wildcard match"] == "1" and len(name) >= MIN_WILDCARD_PREFIX
             table.add(name + "*" if wildcard else name, classification, prefer_strict=True)
     table.finish()

@@ -8,8 +8,8 @@
  * touches only tags, then builds Python objects for the ~20 elements that
  * matter (scripts, iframes, images, links, object, embed, video, audio,
  * source, track, <input type=image>, CSP <meta>, <html>, <body>, <noscript>,
- * anything tagged with data-consent-category, and any HTML element whose
- * style attribute has a url()).
+ * anything tagged with data-consent-category or data-consent-declaration,
+ * and any HTML element whose style attribute has a url()).
  *
  * It follows the HTML standard's tokenizer (comments, bogus comments, CDATA
  * in foreign content, RAWTEXT/RCDATA/PLAINTEXT elements, the script-data
@@ -74,7 +74,7 @@ typedef struct {
     Py_ssize_t name_len;     /* the full length */
     int self_closing;
     int n_attrs;
-    int tagged; /* has data-consent-category */
+    int tagged; /* has data-consent-category or data-consent-declaration */
     int role;   /* R_… flags of its name (start tags) */
     unsigned int hash; /* of its lower-cased name */
     AttrSpan *attrs;   /* the scanner's span array (start tags: every attribute, however many) */
@@ -488,6 +488,9 @@ static inline __attribute__((always_inline)) Py_ssize_t read_attr(Scanner *self,
         Py_ssize_t name = a->name, name_len = a->name_len;
         if (name_len == 21 && LOWER[b[name]] == 'd' && starts_ci(buf, name, len, "data-consent-category", 21) == 1)
             tag->tagged = 1;
+        else if (name_len == 24 && LOWER[b[name]] == 'd' &&
+                 starts_ci(buf, name, len, "data-consent-declaration", 24) == 1)
+            tag->tagged = 1; /* the rewriter fills it with the site's cookie declaration */
         if (tag->n_attrs == self->spans_cap && grow_spans(self) < 0)
             return -2;
         tag->attrs = self->spans;

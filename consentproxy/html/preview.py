@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from consentproxy.banner.assets import BannerAssets
+from consentproxy.banner.declaration import SiteDeclaration
 from consentproxy.banner.markup import PageInjection, SiteMarkup
 from consentproxy.config.model import CATEGORY_IDS, SiteConfig
 from consentproxy.consent.decision import NO_DECISION, Decision
@@ -84,7 +85,8 @@ def preview(site: SiteConfig, page: bytes, mode: Mode | None, decision: Decision
     host = (urlsplit(page_url).hostname or "") if page_url.startswith(("http://", "https://")) else ""
     resources: list[Resource] = []
     plan = PagePlan(TrackerMatcher(site.consent.services, lists=lists), decision.allowed,
-                    PageInjection(SiteMarkup(site, BannerAssets()), decision, accept_language), NoncePlan(),
+                    PageInjection(SiteMarkup(site, BannerAssets(), declaration=SiteDeclaration(site)), decision,
+                                  accept_language), NoncePlan(),
                     parties=parties, own_domain=registrable(host) if host and not parties.own(host) else "",
                     inventory=resources)
     rewriter = PageRewriter(plan, mode)

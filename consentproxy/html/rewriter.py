@@ -8,9 +8,11 @@ judged by its code before anything of it is written), `<noscript>` (its text,
 rewritten as markup), `<iframe>`, `<img>`, `<link>`, `<object>`, `<embed>`,
 SVG `<image>`, `<video>`, `<audio>`, `<source>`, `<track>`, `<input
 type=image>`, CSP `<meta>`, `<html>`, `<body>`, any element whose `style`
-attribute has a `url()`, and any element a site tagged with
-`data-consent-category`. A `javascript:` URL in an iframe is judged by its
-code; inline code is also read percent-decoded when it holds an encoded tag.
+attribute has a `url()`, any element a site tagged with
+`data-consent-category`, and any with `data-consent-declaration` (which gets
+the site's cookie declaration after its start tag). A `javascript:` URL in an
+iframe is judged by its code; inline code is also read percent-decoded when it
+holds an encoded tag.
 
 Third parties (`PagePlan.parties`, see functional.py): a URL no tracker rule
 knows whose host is not the site's own, declared or functional is recorded
@@ -143,6 +145,10 @@ class Injection:
         return ""
 
     def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
+        return ""
+
+    def declaration(self, page_lang: str | None) -> str:
+        """The site's cookie declaration, for an element with `data-consent-declaration`."""
         return ""
 
 
@@ -953,7 +959,9 @@ class _Page:
         return None
 
     def tagged(self, token: Token, texts: list[str]) -> None:
-        """Any other element a site tagged with `data-consent-category`."""
+        """Any other element a site tagged with `data-consent-category`, or marked for the cookie declaration."""
+        if not self.nested and any(key == "data-consent-declaration" for key, _ in token[3]):
+            return self.declaration(token, texts)
         tag = self._tag(token)
         match = site_tagged(tag.get("data-consent-category"), None)
         if not self.blocks(match):
@@ -963,6 +971,13 @@ class _Page:
         self.mark(tag, match, "tagged", moved[0] if moved else tag.name)
         texts.append(tag.text())
         return None
+
+    def declaration(self, token: Token, texts: list[str]) -> None:
+        """`<div data-consent-declaration>`: the site's cookie declaration right after its start tag (never a
+        no-op tag: the scanner must hand it over on every page)."""
+        if not (self.blocking and _style_url(token[3]) and self.style(token, texts)):
+            texts.append(token[1].decode(self.codec, self.errors))
+        texts.append(self.plan.injection.declaration(self.page_lang))
 
     def html(self, token: Token, texts: list[str]) -> None:
         if self.page_lang is None:
