@@ -118,6 +118,9 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     if args.site:
         found = _find_site(config, args.site)
         site = found.name if found is not None else args.site
+    if not config.store.url and not config.server.data_dir.exists():  # the default store is made by `serve`
+        print(f"nothing recorded in the inventory yet: {config.server.data_dir} does not exist")
+        return 0
     try:
         with _open_records(config) as store:
             import_legacy(config.server.data_dir / FILENAME, store.merge_inventory)  # an upgrade not yet served

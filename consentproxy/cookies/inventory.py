@@ -51,12 +51,27 @@ def _lifetime(cookie: Attributes, now: float) -> int | None:
     return None
 
 
+class _CountedBuffer(InventoryBuffer):
+    """An InventoryBuffer that counts its takes: a sighting buffered since the last take is still in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken = 0
+
+    def take(self) -> list[Sighting]:
+        self.taken += 1
+        return super().take()
+
+
 class CookieInventory:
     def __init__(self, data_dir: Path | None = None) -> None:
         #: where an inventory of an earlier version may be, to import once
         self.legacy_path = data_dir / FILENAME if data_dir is not None else None
         #: sightings since the last flush to the store (other sources add to it too)
-        self.buffer = InventoryBuffer()
+        self._counted = _CountedBuffer()
+        self.buffer: InventoryBuffer = self._counted
+        # Per (site, cookie name): the sighting this process buffered, with the buffer's take count then.
+        self._live: dict[tuple[str, bytes], tuple[int, Sighting, InventoryEntry]] = {}
         self._paths: dict[tuple[str, bytes], frozenset[str]] = {}
         #: bumped whenever a new path is learnt, so callers may cache what they derive from paths
         self.paths_version = 0
@@ -88,26 +103,54 @@ class CookieInventory:
 
     def record(self, site: str, name: bytes, cookie: Attributes, classifier: CookieClassifier, blocked: bool,
                before_consent: bool = False) -> None:
-        """Count one Set-Cookie (`before_consent`: the visitor had not decided yet)."""
+        """Count one Set-Cookie (`before_consent`: the visitor had not decided yet).
+
+        On the hot path: the cookie's sighting, once buffered, is updated in
+        place (what `Sighting.merge` would make of it) until the buffer is
+        taken, instead of a new sighting merged per header.
+        """
         now = time.time()
-        text = name.decode("latin-1")
-        classification = classifier.classify(text)  # cached by the classifier
+        now_ms = int(now * 1000)
         lifetime = _lifetime(cookie, now)
         self._add_path(site, name, cookie.path)
+        live = self._live.get((site, name))
+        if live is not None and live[0] == self._counted.taken:
+            sighting = live[1]
+            sighting.count += 1
+            sighting.blocked += blocked
+            sighting.before_consent += before_consent
+            sighting.last_seen_ms = now_ms
+            details = sighting.details
+            paths: list[str] = details["paths"]
+            if cookie.path not in paths:
+                paths.append(cookie.path)
+                paths.sort()
+            details["domain"], details["path"], details["lifetime_seconds"] = cookie.domain, cookie.path, lifetime
+            details["httponly"], details["secure"], details["samesite"] = cookie.httponly, cookie.secure, \
+                cookie.samesite
+            live[2].lifetime_seconds = lifetime
+            return
+        text = name.decode("latin-1")
         entry = self._known.get((site, text))
         if entry is None:
-            self._known[(site, text)] = InventoryEntry(site, text, lifetime)
+            entry = self._known[(site, text)] = InventoryEntry(site, text, lifetime)
             self.known_version += 1
         else:
             entry.lifetime_seconds = lifetime
-        now_ms = int(now * 1000)
-        self.buffer.add(Sighting(
+        classification = classifier.classify(text)  # cached by the classifier
+        sighting = Sighting(
             site=site, kind="cookie", name=text, set_by="server", category=classification.category,
             source=classification.source, service=classification.service, count=1,
             before_consent=int(before_consent), blocked=int(blocked), first_seen_ms=now_ms, last_seen_ms=now_ms,
             details={"domain": cookie.domain, "path": cookie.path, "paths": [cookie.path],
                      "lifetime_seconds": lifetime, "httponly": cookie.httponly, "secure": cookie.secure,
-                     "samesite": cookie.samesite}))
+                     "samesite": cookie.samesite})
+        before = len(self.buffer)
+        self.buffer.add(sighting)
+        if len(self.buffer) > before:  # buffered as it is (not merged into another source's): ours to update
+            self._live[(site, name)] = (self._counted.taken, sighting, entry)
+        else:
+            self._live.pop((site, name), None)
 
     def known(self, site: str) -> list[InventoryEntry]:
         """Every cookie name the site was seen setting, one entry each."""
