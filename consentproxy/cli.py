@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from consentproxy import __version__
 from consentproxy.config.loader import ConfigError, Problem, load_config
@@ -104,7 +104,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
-    from consentproxy.cookies.inventory import FILENAME, load_inventory, report
+    """The inventory from the consent store, where every worker and instance merges what it saw."""
+    from consentproxy.cookies.inventory import FILENAME, import_legacy
+    from consentproxy.inventory.listing import item, table
+    from consentproxy.records import StoreError
 
     try:
         config = load_config(args.config)
@@ -115,48 +118,29 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     if args.site:
         found = _find_site(config, args.site)
         site = found.name if found is not None else args.site
-    path = config.server.data_dir / FILENAME
-    entries = report(load_inventory(path), site)
+    if not config.store.url and not config.server.data_dir.exists():  # the default store is made by `serve`
+        print(f"nothing recorded in the inventory yet: {config.server.data_dir} does not exist")
+        return 0
+    try:
+        with _open_records(config) as store:
+            import_legacy(config.server.data_dir / FILENAME, store.merge_inventory)  # an upgrade not yet served
+            entries = store.inventory(site)
+    except _Exit as exit_:
+        return exit_.status
+    except (StoreError, OSError) as exc:
+        print(f"error: cannot read the inventory: {exc}", file=sys.stderr)
+        return 1
     if args.json:
-        import dataclasses
-
         import orjson
 
-        sys.stdout.write(orjson.dumps([dataclasses.asdict(e) for e in entries], option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write(orjson.dumps([item(e) for e in entries], option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
         return 0
     if not entries:
-        print(f"no cookies recorded yet in {path}" + (f" for site {site}" if site else ""))
+        print("nothing recorded in the inventory yet" + (f" for site {site}" if site else ""))
         return 0
-    print(format_inventory(entries))
+    print(table(entries))
     return 0
-
-
-def format_inventory(entries: list[Any]) -> str:
-    """A table: unknown and undeclared cookies first (what a cookie statement is missing)."""
-    import time
-
-    def lifetime(seconds: int | None) -> str:
-        if seconds is None:
-            return "session"
-        if seconds <= 0:
-            return "expired"
-        days = seconds / 86400
-        return f"{days:.0f} days" if days >= 1 else f"{seconds // 3600} h" if seconds >= 3600 else f"{seconds} s"
-
-    headers = ["site", "cookie", "category", "how classified", "service", "seen", "blocked", "lifetime", "flags",
-               "domain", "path", "last seen (UTC)"]
-    rows = [[e.site, e.name, e.category, e.source, e.service or "-", str(e.count), str(e.blocked),
-             lifetime(e.lifetime_seconds),
-             ",".join(f for f, on in (("HttpOnly", e.httponly), ("Secure", e.secure)) if on)
-             + (f",SameSite={e.samesite}" if e.samesite else "") or "-",
-             e.domain or "(host)", e.path, time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.last_seen))]
-            for e in entries]
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
@@ -463,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "ports (for a build machine that never serves it)")
     check.set_defaults(func=cmd_check_config)
 
-    inventory = commands.add_parser("inventory", help="list the cookies the sites really set")
+    inventory = commands.add_parser("inventory", help="list the cookies and third-party hosts the sites really use")
     inventory.add_argument("-c", "--config", required=True)
     inventory.add_argument("--site", help="a site name or one of its host names")
     inventory.add_argument("--json", action="store_true", help="machine-readable output")

@@ -230,7 +230,7 @@ def test_inventory_lists_what_the_site_sets_unknown_first(proxy: Proxy, cookie_u
     table = subprocess.run([sys.executable, "-m", "consentproxy", "inventory", "-c", str(proxy.config_path),
                             "--site", "www.kade-it.nl"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:3] == ["site", "cookie", "category"]
+    assert lines[0].split()[:3] == ["site", "name", "kind"]
     assert lines[2].split()[1] == "kade_mystery"
 
 

@@ -242,3 +242,43 @@ def test_two_instances_merge_into_one_inventory_and_read_one_set_of_statistics(u
         assert stats_one == two.stats(SITE, DAY.date(), DAY.date()).to_dict()
         assert stats_one["totals"]["statistics"]["given"] == 100
         assert stats_one["totals"]["marketing"]["given"] == 50
+
+
+# -- the hot path's side: CookieInventory buffering Set-Cookie sightings -------------------------------------
+
+
+def test_cookie_inventory_buffers_sightings_and_learns_the_stored_ones() -> None:
+    from consentproxy.config.model import ConsentConfig
+    from consentproxy.cookies.classify import CookieClassifier
+    from consentproxy.cookies.header import parse_set_cookie
+    from consentproxy.cookies.inventory import CookieInventory
+
+    classifier = CookieClassifier(ConsentConfig())
+    inventory = CookieInventory()
+
+    def record(header: bytes, blocked: bool, before: bool) -> None:
+        parsed = parse_set_cookie(header)
+        assert parsed is not None
+        inventory.record(SITE, parsed[0], parsed[1], classifier, blocked, before)
+
+    record(b"_ga=1; Max-Age=60; Path=/", True, True)
+    record(b"_ga=2; Max-Age=120; Path=/shop; HttpOnly", False, False)
+    record(b"_ga=3; Max-Age=90; Path=/", True, False)
+    (taken,) = inventory.buffer.take()
+    assert (taken.name, taken.set_by, taken.category, taken.source) == ("_ga", "server", "statistics", "catalogue")
+    assert (taken.count, taken.blocked, taken.before_consent) == (3, 2, 1)
+    assert taken.details["paths"] == ["/", "/shop"] and taken.details["path"] == "/"
+    assert taken.details["lifetime_seconds"] == 90 and taken.details["httponly"] is False
+    record(b"_ga=4; Path=/cart", False, False)  # after a take: a new sighting; the taken one is left alone
+    (again,) = inventory.buffer.take()
+    assert again is not taken and taken.count == 3 and again.count == 1 and again.details["paths"] == ["/cart"]
+    assert inventory.paths(SITE, b"_ga") == {"/", "/shop", "/cart"}
+    assert [e.lifetime_seconds for e in inventory.known(SITE)] == [None]
+    # a restarted worker learns what any worker stored
+    fresh = CookieInventory()
+    version = fresh.known_version
+    fresh.load([cookie("sid", paths=["/", "/account"], lifetime_seconds=3600),
+                host("cdn.example", ["script-src"])])
+    assert fresh.paths(SITE, b"sid") == {"/", "/account"}
+    assert [(e.name, e.lifetime_seconds) for e in fresh.known(SITE)] == [("sid", 3600)]
+    assert fresh.known_version != version

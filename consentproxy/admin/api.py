@@ -29,7 +29,6 @@ description (docs/admin-api.yaml) is tested against it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import logging
 import re
@@ -54,7 +53,7 @@ from consentproxy.config.model import CATEGORY_IDS, AdminScope, SiteConfig
 from consentproxy.config.secrets import SecretError, read_secret
 from consentproxy.consent.notice import site_notice
 from consentproxy.consent.revocations import REVOCATIONS, Revocations
-from consentproxy.cookies.inventory import FILENAME, load_inventory, report
+from consentproxy.inventory.listing import chosen, item
 from consentproxy.records.checkpoint import load_private_key, public_key_text
 from consentproxy.records.export import FORMATS, ExportError, ExportResult, Progress, export_site, parse_time
 from consentproxy.records.export import verify_export as verify_export_at
@@ -73,8 +72,10 @@ STREAM_BATCH = 500  # events per chunk of an NDJSON export
 AUDIT_LIMIT_DEFAULT = 1000
 FILE_CHUNK = 256 * 1024  # bytes per chunk of an export file download
 EXPORT_BODY_LIMIT = 4096  # an export request is three short fields
-STATS_DAYS_DEFAULT = 30
-STATS_DAYS_LIMIT = 3 * 366  # days of statistics one request may ask for
+STATS_DEFAULT_DAYS = 30  # the statistics' window without since/until: the last 30 UTC days, today included
+STATS_MAX_DAYS = 3660  # ten years: every day is listed, zeros too
+_CATEGORY_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +100,14 @@ class Operation:
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/inventory", "read", "inventory"),
     Operation("GET", "/api/sites", "read", "sites"),
+    Operation("GET", "/api/sites/{site}/inventory", "read", "site_inventory"),
+    Operation("GET", "/api/sites/{site}/stats", "read", "stats"),
     Operation("GET", "/api/sites/{site}/consents/{consent_id}", "read", "access"),
     Operation("DELETE", "/api/sites/{site}/consents/{consent_id}", "full", "erasure"),
     Operation("POST", "/api/sites/{site}/consents/{consent_id}/withdraw", "full", "withdrawal"),
     Operation("GET", "/api/sites/{site}/events", "read", "events"),
     Operation("GET", "/api/sites/{site}/verify", "read", "verify"),
     Operation("GET", "/api/sites/{site}/notices", "read", "notices"),
-    Operation("GET", "/api/sites/{site}/stats", "read", "stats"),
-    Operation("GET", "/api/sites/{site}/inventory", "read", "site_inventory"),
     Operation("GET", "/api/sites/{site}/checkpoints", "read", "checkpoints"),
     Operation("POST", "/api/sites/{site}/checkpoints", "full", "checkpoint"),
     Operation("POST", "/api/sites/{site}/exports", "full", "export"),
@@ -220,6 +221,25 @@ class Call:
             raise ApiFailure(400, "bad_parameter", f"{name} must be a whole number from {low} to {high}")
         return int(text)
 
+    def bool_param(self, name: str) -> bool | None:
+        text = self.request.query_params.get(name, "").strip().lower()
+        if not text:
+            return None
+        if text not in _BOOLEANS:
+            raise ApiFailure(400, "bad_parameter", f"{name} must be true or false")
+        return _BOOLEANS[text]
+
+    def date_param(self, name: str) -> date | None:
+        text = self.request.query_params.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            if len(text) == 10:  # fromisoformat takes 20250131 and week dates too; a day is asked for
+                return date.fromisoformat(text)
+        except ValueError:
+            pass
+        raise ApiFailure(400, "bad_parameter", f"{name} must be a day written YYYY-MM-DD (UTC), such as 2025-01-31")
+
     def export_key(self) -> Ed25519PrivateKey:
         """The Ed25519 export key, read now (a rotated key file applies without a reload)."""
         ref = self.context.export_key_ref
@@ -238,10 +258,60 @@ Handler = Callable[[Call], Awaitable[Response]]
 
 
 async def inventory(call: Call) -> Response:
+    """Every site's (or `?site=`'s) inventory; its cookies as before, and the third-party hosts."""
     site = call.request.query_params.get("site") or None
     call.site = site
-    entries = report(await asyncio.to_thread(load_inventory, call.context.data_dir / FILENAME), site)
-    return JSONResponse({"site": site, "cookies": [dataclasses.asdict(e) for e in entries]})
+    found = await call.store.writer.call(lambda store: store.inventory(site))
+    return JSONResponse({"site": site, "cookies": [item(s) for s in found if s.kind == "cookie"],
+                         "hosts": [item(s) for s in found if s.kind == "host"]})
+
+
+async def site_inventory(call: Call) -> Response:
+    """One site's inventory, unknown items first, then those seen before consent; filtered as asked."""
+    site = await call.known_site()
+    kind = call.request.query_params.get("kind") or None
+    if kind not in (None, "cookie", "host"):
+        raise ApiFailure(400, "bad_parameter", "kind must be cookie or host")
+    category = call.request.query_params.get("category") or None
+    if category is not None and not _CATEGORY_RE.match(category):
+        raise ApiFailure(400, "bad_parameter", "category must be a category id such as statistics or unknown")
+    unknown, before_consent = call.bool_param("unknown"), call.bool_param("before_consent")
+    found = await call.store.writer.call(lambda store: store.inventory(site, kind))
+    items = [item(s) for s in chosen(found, unknown=unknown, before_consent=before_consent, category=category)]
+    call.detail["items"] = len(items)
+    return JSONResponse({"site": site, "items": items})
+
+
+def _wants_csv(request: Request) -> bool:
+    fmt = request.query_params.get("format", "").strip().lower()
+    if fmt:
+        if fmt not in ("json", "csv"):
+            raise ApiFailure(400, "bad_parameter", "format must be json or csv")
+        return fmt == "csv"
+    accepted = [part.split(";")[0].strip().lower() for part in request.headers.get("accept", "").split(",")]
+    return "text/csv" in accepted and "application/json" not in accepted
+
+
+async def stats(call: Call) -> Response:
+    """Consent statistics per UTC day and category (JSON, or CSV with format=csv or Accept: text/csv)."""
+    site = await call.known_site()
+    as_csv = _wants_csv(call.request)
+    since, until = call.date_param("since"), call.date_param("until")
+    if until is None:
+        until = max(datetime.now(UTC).date(), since) if since is not None else datetime.now(UTC).date()
+    if since is None:
+        since = until - timedelta(days=STATS_DEFAULT_DAYS - 1)
+    if since > until:
+        raise ApiFailure(400, "bad_parameter", "since must not be after until")
+    if (until - since).days + 1 > STATS_MAX_DAYS:
+        raise ApiFailure(400, "bad_parameter", f"a window is at most {STATS_MAX_DAYS} days")
+    call.detail.update({"since": since.isoformat(), "until": until.isoformat()})
+    found = await call.store.writer.call(lambda store: store.stats(site, since, until))
+    if as_csv:
+        filename = f"{site}-consent-stats-{since.isoformat()}-{until.isoformat()}.csv"
+        return Response(found.to_csv(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return JSONResponse(found.to_dict())
 
 
 async def sites(call: Call) -> Response:
@@ -412,44 +482,6 @@ async def notices(call: Call) -> Response:
     site = await call.known_site()
     found = await call.store.writer.call(lambda store: store.notices(site))
     return JSONResponse({"site": site, "notices": [n.to_dict() for n in found]})
-
-
-def _day_param(call: Call, name: str, default: date) -> date:
-    text = call.request.query_params.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return date.fromisoformat(text[:10])
-    except ValueError:
-        raise ApiFailure(400, "bad_parameter", f"{name} must be a UTC date such as 2025-01-31") from None
-
-
-async def stats(call: Call) -> Response:
-    """Consent statistics per UTC day and category (default: the last 30 days), as JSON or `format=csv`."""
-    site = await call.known_site()
-    today = utc_ms().date()
-    until = _day_param(call, "until", today)
-    since = _day_param(call, "since", until - timedelta(days=STATS_DAYS_DEFAULT - 1))
-    if since > until or (until - since).days >= STATS_DAYS_LIMIT:
-        raise ApiFailure(400, "bad_parameter", f"since must not be after until, and at most {STATS_DAYS_LIMIT} "
-                         "days apart")
-    call.detail.update({"since": since.isoformat(), "until": until.isoformat()})
-    found = await call.store.writer.call(lambda store: store.stats(site, since, until))
-    if call.request.query_params.get("format") == "csv":
-        return Response(found.to_csv(), media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="{site}-stats-{since}-{until}.csv"'})
-    return JSONResponse(found.to_dict())
-
-
-async def site_inventory(call: Call) -> Response:
-    """The site's inventory from the consent store (cookies and third-party hosts), unknown and before-consent
-    items first; `kind=cookie|host` narrows it."""
-    site = await call.known_site()
-    kind = call.request.query_params.get("kind") or None
-    if kind not in (None, "cookie", "host"):
-        raise ApiFailure(400, "bad_parameter", "kind must be cookie or host")
-    found = await call.store.writer.call(lambda store: store.inventory(site, kind))
-    return JSONResponse({"site": site, "kind": kind, "items": [dataclasses.asdict(s) for s in found]})
 
 
 async def audit(call: Call) -> Response:
@@ -661,9 +693,10 @@ async def verify_export_file(call: Call) -> Response:
 
 
 HANDLERS: dict[str, Handler] = {
-    "inventory": inventory, "sites": sites, "access": access, "erasure": erasure, "withdrawal": withdrawal,
+    "inventory": inventory, "site_inventory": site_inventory, "stats": stats,
+    "sites": sites, "access": access, "erasure": erasure, "withdrawal": withdrawal,
     "events": events,
-    "verify": verify, "notices": notices, "stats": stats, "site_inventory": site_inventory,
+    "verify": verify, "notices": notices,
     "checkpoints": checkpoints, "checkpoint": checkpoint, "audit": audit,
     "export": create_export, "exports": list_exports, "export_download": download_export,
     "export_delete": delete_export, "export_verify": verify_export_file,

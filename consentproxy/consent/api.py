@@ -47,6 +47,7 @@ from consentproxy.records import (
     event_type_for,
 )
 from consentproxy.records.minimise import ua_family
+from consentproxy.records.stats import outcomes
 from consentproxy.records.store import AuditEntry, subject_commitment
 
 #: gpc_signal: the banner records the browser's Global Privacy Control signal as a refusal
@@ -244,6 +245,8 @@ class ConsentApi(Endpoint):
                 raise ApiError(409, "revoked", "this decision was withdrawn on request; make a new one")
         else:
             metrics.inc(metrics.CONSENT_DECISIONS, self.site, request.action)
+            for category, outcome in outcomes(stored.event_type, stored.choices):
+                metrics.inc(metrics.CONSENT_OUTCOMES, self.site, category, outcome)
         state = ConsentState(
             principal=stored.principal or event.principal or "", granted=request.granted,
             revision=self.consent.revision, decided_at=int(stored.time.timestamp()),

@@ -257,7 +257,7 @@ class CookieEnforcement(Step):
             return False
         category = self._categories.get(name) or self.category(name)
         keep = self.allowed(category, decision.allowed)
-        self.inventory.record(self.site, name, attributes, self.classifier, not keep)
+        self.inventory.record(self.site, name, attributes, self.classifier, not keep, decision.kind == "none")
         if not keep:
             blocked.append(category)
         return keep

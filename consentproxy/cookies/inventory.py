@@ -1,19 +1,25 @@
-"""The cookie inventory: every cookie the sites really set, as seen in Set-Cookie.
+"""The cookie inventory's hot-path side: every cookie the sites really set, as seen in Set-Cookie.
 
-Counted in memory on the hot path (a dict update), merged into
-`DATA_DIR/cookie-inventory.json` periodically and at shutdown. Several
-workers merge into the same file under an exclusive lock, each adding what
-it counted since its last flush. The report lists unknown and undeclared
-cookies first: what a site owner must look at to write an honest cookie
-statement.
+`record()` runs on the event loop for each Set-Cookie: it adds a sighting to
+`buffer` (an `InventoryBuffer`, which the application merges into the consent
+store every few seconds and at shutdown, so every worker and instance adds
+to one stored inventory) and keeps, in memory, the two things the hot path
+reads: each site's known cookie names (the banner's cookie list) and every
+path a cookie was set with (to expire each variant). Both are loaded from the
+store before serving (`load`), so a restarted worker knows what any worker
+ever saw.
+
+The inventory used to be `DATA_DIR/cookie-inventory.json`; `import_legacy`
+moves such a file into the store once and renames it `*.imported`.
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
+import logging
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +27,20 @@ import orjson
 
 from consentproxy.cookies.classify import CookieClassifier
 from consentproxy.cookies.header import Attributes
-from consentproxy.inventory.model import InventoryBuffer
+from consentproxy.inventory.model import InventoryBuffer, Sighting
+
+logger = logging.getLogger("consentproxy.cookies")
 
 FILENAME = "cookie-inventory.json"
-_SOURCE_ORDER = {"unknown": 0, "database": 1, "catalogue": 2, "declared": 3}
 
 
 @dataclass(slots=True)
 class InventoryEntry:
+    """What the banner's cookie list needs of a cookie a site was seen setting."""
+
     site: str
     name: str
-    domain: str
-    path: str
     lifetime_seconds: int | None  # None: a session cookie
-    httponly: bool
-    secure: bool
-    samesite: str
-    category: str
-    source: str
-    service: str
-    count: int
-    blocked: int
-    first_seen: float
-    last_seen: float
-
-    def key(self) -> tuple[str, str, str, str]:
-        return self.site, self.name, self.domain, self.path
 
 
 def _lifetime(cookie: Attributes, now: float) -> int | None:
@@ -57,21 +51,49 @@ def _lifetime(cookie: Attributes, now: float) -> int | None:
     return None
 
 
+class _CountedBuffer(InventoryBuffer):
+    """An InventoryBuffer that counts its takes: a sighting buffered since the last take is still in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken = 0
+
+    def take(self) -> list[Sighting]:
+        self.taken += 1
+        return super().take()
+
+
 class CookieInventory:
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / FILENAME
-        self.buffer = InventoryBuffer()
-        self._pending: dict[tuple[str, bytes, str, str], InventoryEntry] = {}
+    def __init__(self, data_dir: Path | None = None) -> None:
+        #: where an inventory of an earlier version may be, to import once
+        self.legacy_path = data_dir / FILENAME if data_dir is not None else None
+        #: sightings since the last flush to the store (other sources add to it too)
+        self._counted = _CountedBuffer()
+        self.buffer: InventoryBuffer = self._counted
+        # Per (site, cookie name): the sighting this process buffered, with the buffer's take count then.
+        self._live: dict[tuple[str, bytes], tuple[int, Sighting, InventoryEntry]] = {}
         self._paths: dict[tuple[str, bytes], frozenset[str]] = {}
         #: bumped whenever a new path is learnt, so callers may cache what they derive from paths
         self.paths_version = 0
-        # One entry per site and cookie name, from the file and from what this process saw since.
+        # One entry per site and cookie name, from the store and from what this process saw since.
         self._known: dict[tuple[str, str], InventoryEntry] = {}
         #: bumped whenever a cookie name is seen for the first time (the banner lists them)
         self.known_version = 0
-        for entry in load_inventory(self.path):
-            self._add_path(entry.site, entry.name.encode("latin-1"), entry.path)
-            self._known[(entry.site, entry.name)] = entry
+
+    def load(self, sightings: Iterable[Sighting]) -> None:
+        """Learn the stored inventory's cookies (before serving, on the event loop's thread)."""
+        for sighting in sightings:
+            if sighting.kind != "cookie":
+                continue
+            name = sighting.name.encode("latin-1", "replace")
+            for path in sighting.details.get("paths", ()):
+                self._add_path(sighting.site, name, str(path))
+            known = self._known.get((sighting.site, sighting.name))
+            if known is None or sighting.set_by == "server":  # a lifetime as really set wins over a script's
+                lifetime = sighting.details.get("lifetime_seconds")
+                self._known[(sighting.site, sighting.name)] = InventoryEntry(
+                    sighting.site, sighting.name, lifetime if isinstance(lifetime, int) else None)
+                self.known_version += 1
 
     def _add_path(self, site: str, name: bytes, path: str) -> None:
         known = self._paths.get((site, name), frozenset())
@@ -79,26 +101,56 @@ class CookieInventory:
             self._paths[(site, name)] = known | {path}
             self.paths_version += 1
 
-    def record(self, site: str, name: bytes, cookie: Attributes, classifier: CookieClassifier, blocked: bool) -> None:
-        """Count one Set-Cookie; the classification is looked up only for a new entry (it is cached anyway)."""
+    def record(self, site: str, name: bytes, cookie: Attributes, classifier: CookieClassifier, blocked: bool,
+               before_consent: bool = False) -> None:
+        """Count one Set-Cookie (`before_consent`: the visitor had not decided yet).
+
+        On the hot path: the cookie's sighting, once buffered, is updated in
+        place (what `Sighting.merge` would make of it) until the buffer is
+        taken, instead of a new sighting merged per header.
+        """
         now = time.time()
-        key = (site, name, cookie.domain, cookie.path)
-        entry = self._pending.get(key)
+        now_ms = int(now * 1000)
+        lifetime = _lifetime(cookie, now)
+        self._add_path(site, name, cookie.path)
+        live = self._live.get((site, name))
+        if live is not None and live[0] == self._counted.taken:
+            sighting = live[1]
+            sighting.count += 1
+            sighting.blocked += blocked
+            sighting.before_consent += before_consent
+            sighting.last_seen_ms = now_ms
+            details = sighting.details
+            paths: list[str] = details["paths"]
+            if cookie.path not in paths:
+                paths.append(cookie.path)
+                paths.sort()
+            details["domain"], details["path"], details["lifetime_seconds"] = cookie.domain, cookie.path, lifetime
+            details["httponly"], details["secure"], details["samesite"] = cookie.httponly, cookie.secure, \
+                cookie.samesite
+            live[2].lifetime_seconds = lifetime
+            return
+        text = name.decode("latin-1")
+        entry = self._known.get((site, text))
         if entry is None:
-            text = name.decode("latin-1")
-            classification = classifier.classify(text)
-            entry = self._pending[key] = InventoryEntry(
-                site, text, cookie.domain, cookie.path, None, False, False, "", classification.category,
-                classification.source, classification.service, 0, 0, now, now)
-            self._add_path(site, name, cookie.path)
-            if (site, text) not in self._known:
-                self._known[(site, text)] = entry
-                self.known_version += 1
-        entry.lifetime_seconds = _lifetime(cookie, now)
-        entry.httponly, entry.secure, entry.samesite = cookie.httponly, cookie.secure, cookie.samesite
-        entry.count += 1
-        entry.blocked += blocked
-        entry.last_seen = now
+            entry = self._known[(site, text)] = InventoryEntry(site, text, lifetime)
+            self.known_version += 1
+        else:
+            entry.lifetime_seconds = lifetime
+        classification = classifier.classify(text)  # cached by the classifier
+        sighting = Sighting(
+            site=site, kind="cookie", name=text, set_by="server", category=classification.category,
+            source=classification.source, service=classification.service, count=1,
+            before_consent=int(before_consent), blocked=int(blocked), first_seen_ms=now_ms, last_seen_ms=now_ms,
+            details={"domain": cookie.domain, "path": cookie.path, "paths": [cookie.path],
+                     "lifetime_seconds": lifetime, "httponly": cookie.httponly, "secure": cookie.secure,
+                     "samesite": cookie.samesite})
+        before = len(self.buffer)
+        self.buffer.add(sighting)
+        if len(self.buffer) > before:  # buffered as it is (not merged into another source's): ours to update
+            self._live[(site, name)] = (self._counted.taken, sighting, entry)
+        else:
+            self._live.pop((site, name), None)
 
     def known(self, site: str) -> list[InventoryEntry]:
         """Every cookie name the site was seen setting, one entry each."""
@@ -108,48 +160,46 @@ class CookieInventory:
         """Paths this cookie was seen set with, for expiring every variant."""
         return self._paths.get((site, name), frozenset())
 
-    def take_pending(self) -> dict[tuple[str, bytes, str, str], InventoryEntry]:
-        """What was counted since the last call (on the event loop's thread, like `record`)."""
-        pending, self._pending = self._pending, {}
-        return pending
 
-    def flush(self) -> int:
-        return self.write(self.take_pending())
-
-    def write(self, pending: dict[tuple[str, bytes, str, str], InventoryEntry]) -> int:
-        """Merge counts into the file under an exclusive lock (safe in a worker thread); entries in the file."""
-        if not pending:
-            return 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            merged = {entry.key(): entry for entry in load_inventory(self.path)}
-            for new in pending.values():
-                key = new.key()
-                old = merged.get(key)
-                if old is not None:
-                    new.count += old.count
-                    new.blocked += old.blocked
-                    new.first_seen = min(new.first_seen, old.first_seen)
-                merged[key] = new
-            temporary = self.path.with_suffix(".tmp")
-            temporary.write_bytes(orjson.dumps({"version": 1, "cookies": [asdict(e) for e in merged.values()]},
-                                               option=orjson.OPT_INDENT_2))
-            os.replace(temporary, self.path)
-        return len(merged)
-
-
-def load_inventory(path: Path) -> list[InventoryEntry]:
+def legacy_sightings(path: Path) -> list[Sighting]:
+    """The entries of an earlier version's `cookie-inventory.json` as sightings; [] if unreadable."""
     try:
         data: dict[str, Any] = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        return []
     except (OSError, orjson.JSONDecodeError):
         return []
-    return [InventoryEntry(**item) for item in data.get("cookies", [])]
+    sightings = []
+    for item in data.get("cookies", []):
+        try:
+            sightings.append(Sighting(
+                site=str(item["site"]), kind="cookie", name=str(item["name"]), set_by="server",
+                category=str(item["category"]), source=str(item["source"]), service=str(item.get("service", "")),
+                count=int(item["count"]), blocked=int(item.get("blocked", 0)),
+                first_seen_ms=int(float(item["first_seen"]) * 1000),
+                last_seen_ms=int(float(item["last_seen"]) * 1000),
+                details={"domain": item.get("domain", ""), "path": item.get("path", "/"),
+                         "paths": [item.get("path", "/")], "lifetime_seconds": item.get("lifetime_seconds"),
+                         "httponly": bool(item.get("httponly")), "secure": bool(item.get("secure")),
+                         "samesite": item.get("samesite", "")}))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return sightings
 
 
-def report(entries: list[InventoryEntry], site: str | None = None) -> list[InventoryEntry]:
-    """Unknown first, then undeclared (database, catalogue), then declared; most seen first within."""
-    chosen = [e for e in entries if site is None or e.site == site]
-    return sorted(chosen, key=lambda e: (_SOURCE_ORDER.get(e.source, 0), e.site, -e.count, e.name))
+def import_legacy(path: Path | None, merge: Callable[[Sequence[Sighting]], None]) -> int:
+    """Merge an earlier version's inventory file into the store once (`merge`: the store's merge_inventory).
+
+    Under the file's old lock, so two workers starting together import it
+    once; renamed `*.imported` afterwards. Returns the entries imported.
+    """
+    if path is None or not path.exists():
+        return 0
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():  # another worker imported it meanwhile
+            return 0
+        sightings = legacy_sightings(path)
+        merge(sightings)
+        path.rename(path.with_name(path.name + ".imported"))
+    logger.info("imported %d cookie(s) of %s into the consent store; the file is now %s.imported",
+                len(sightings), path, path.name)
+    return len(sightings)

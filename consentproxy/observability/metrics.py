@@ -86,6 +86,11 @@ CONSENT_DECISIONS = Counter(
     "consentproxy_consent_decisions", "Decisions recorded through the consent API, by site and method",
     ["site", "method"],
 )
+CONSENT_OUTCOMES = Counter(
+    "consentproxy_consent_outcomes", "Per category, what the decisions recorded through the consent API said "
+    "(given, refused, withdrawn; as the statistics count them), by site, category and outcome",
+    ["site", "category", "outcome"],
+)
 CONSENT_API_ERRORS = Counter(
     "consentproxy_consent_api_errors", "Consent API requests refused, by site and error code", ["site", "error"],
 )

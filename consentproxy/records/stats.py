@@ -92,8 +92,8 @@ def backfill(tx: _Tx) -> None:
     last: tuple[str, int] = ("", 0)
     while True:
         rows = tx.all("SELECT site, seq, time_ms, event_type, method, choices FROM events "
-                      "WHERE site > ? OR (site = ? AND seq > ?) ORDER BY site, seq LIMIT ?",
-                      (last[0], last[0], last[1], BACKFILL_PAGE))
+                      "WHERE (site, seq) > (?, ?) ORDER BY site, seq LIMIT ?",  # a row value: the key's index
+                      (last[0], last[1], BACKFILL_PAGE))
         add_to_rollup(tx, tally((row[0], int(row[2]), row[3], row[4], orjson.loads(row[5])) for row in rows))
         if len(rows) < BACKFILL_PAGE:
             return
@@ -114,8 +114,15 @@ class Counts:
     methods: dict[str, dict[str, int]] = field(default_factory=dict)  # method -> outcome -> count
 
     def add(self, outcome: str, method: str, count: int) -> None:
-        setattr(self, outcome, getattr(self, outcome) + count)
-        per = self.methods.setdefault(method, dict.fromkeys(OUTCOMES, 0))
+        if outcome == "given":
+            self.given += count
+        elif outcome == "refused":
+            self.refused += count
+        else:
+            self.withdrawn += count
+        per = self.methods.get(method)
+        if per is None:
+            per = self.methods[method] = {"given": 0, "refused": 0, "withdrawn": 0}
         per[outcome] += count
 
     @property
@@ -142,20 +149,27 @@ class ConsentStats:
     def from_rows(cls, site: str, since: date, until: date,
                   rows: Iterable[tuple[int, str, str, str, int]]) -> ConsentStats:
         """From rollup rows (day number, category, outcome, method, count)."""
-        days: dict[date, dict[str, Counts]] = {}
+        days: dict[int, dict[str, Counts]] = {}
         totals: dict[str, Counts] = {}
         for number, category, outcome, method, count in rows:
             if outcome not in OUTCOMES:
                 continue
-            days.setdefault(day_of(int(number)), {}).setdefault(category, Counts()).add(outcome, method, int(count))
-            totals.setdefault(category, Counts()).add(outcome, method, int(count))
+            per = days.get(number)
+            if per is None:
+                per = days[number] = {}
+            counts = per.get(category)
+            if counts is None:
+                counts = per[category] = Counts()
+            counts.add(outcome, method, count)
+            total = totals.get(category)
+            if total is None:
+                total = totals[category] = Counts()
+            total.add(outcome, method, count)
         categories = sorted(totals)
         every: dict[date, dict[str, Counts]] = {}
-        day = since
-        while day <= until:
-            found = days.get(day, {})
-            every[day] = {category: found.get(category) or Counts() for category in categories}
-            day += timedelta(days=1)
+        for number in range(day_number(since), day_number(until) + 1):
+            found = days.get(number, {})
+            every[day_of(number)] = {category: found.get(category) or Counts() for category in categories}
         return cls(site, since, until, categories, every, totals)
 
     def to_dict(self) -> dict[str, Any]:

@@ -400,6 +400,7 @@ class RecordStore(ABC):
         a retry to the person. Returns the number of events erased. `audit`, if
         given, is stored in the same transaction (its detail gains `erased`):
         an erasure is never done without its record, nor recorded undone.
+        The statistics' rollup stays as it is: it holds no personal data.
         """
         with self._write() as tx:
             erased = tx.run("UPDATE events SET principal = NULL, ip = NULL, ua = NULL, country = NULL, salt = NULL, "
@@ -538,7 +539,8 @@ class RecordStore(ABC):
         Only a prefix of the chain can go (what remains must continue from a
         signed head): the cut is just before the first event at or after
         `before`. An older event behind it (clocks of several instances differ
-        a little) waits for the next purge. Returns the number deleted.
+        a little) waits for the next purge. Returns the number deleted. Their
+        counts stay in the statistics' rollup (no personal data in it).
         """
         with self._write() as tx:
             head_seq, _ = self._lock_heads(tx, [site], create=False)[site]

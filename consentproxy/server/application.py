@@ -24,10 +24,11 @@ from consentproxy.banner.endpoints import ConsentEndpoints
 from consentproxy.config.loader import ConfigError, load_config
 from consentproxy.config.model import Config, SiteConfig
 from consentproxy.consent.revocations import REVOCATIONS, RevocationPoller
-from consentproxy.cookies.inventory import CookieInventory
+from consentproxy.cookies.inventory import CookieInventory, import_legacy
+from consentproxy.inventory.model import Sighting
 from consentproxy.proxy.app import ProxyApp
 from consentproxy.proxy.upstream import create_session
-from consentproxy.records import RecordWriter, StoreError, open_store
+from consentproxy.records import RecordStore, RecordWriter, StoreError, open_store
 from consentproxy.records.maintenance import upkeep
 from consentproxy.runtime import Runtime, check_references, export_signing_key, store_url, with_default_keys
 
@@ -39,6 +40,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 INVENTORY_FLUSH_SECONDS = 10.0
+#: how long a starting worker waits for the stored inventory (the cookies' known paths) before serving anyway
+INVENTORY_FIRST_LOAD_SECONDS = 30.0
 #: the first upkeep of the consent log comes soon after start, then every [store] upkeep_interval
 UPKEEP_FIRST_SECONDS = 60.0
 #: how long a starting worker waits for its first read of the revocations before serving anyway
@@ -107,6 +110,7 @@ class Application:
                 self._flusher = asyncio.ensure_future(self._flush_periodically())
                 self._upkeeper = asyncio.ensure_future(self._upkeep_periodically())
                 await self._load_revocations()
+                await self._load_inventory()
                 self._revocation_poll = asyncio.ensure_future(self.revocation_poller.run())
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
@@ -115,7 +119,7 @@ class Application:
                 for task in (self._flusher, self._upkeeper, self._revocation_poll):
                     if task is not None:
                         task.cancel()
-                self._flush_inventory_now()
+                await self.flush_inventory()
                 await self.records.close()  # commits what is queued
                 for site in self.runtime.router.sites:
                     for step in site.steps:
@@ -159,20 +163,39 @@ class Application:
         except StoreError as exc:
             logger.warning("consent log upkeep failed, tried again at the next round: %s", exc)
 
+    async def _load_inventory(self) -> None:
+        """Learn every cookie path and name any worker stored, importing an old inventory file once."""
+        legacy = self.inventory.legacy_path
+
+        def read(store: RecordStore) -> list[Sighting]:
+            import_legacy(legacy, store.merge_inventory)
+            return store.inventory(kind="cookie")
+
+        try:
+            sightings = await asyncio.wait_for(self.records.call(read), INVENTORY_FIRST_LOAD_SECONDS)
+        except (StoreError, OSError, TimeoutError) as exc:
+            logger.warning("the stored cookie inventory was not loaded at start (%s); cookies are learnt anew",
+                           exc or "timed out")
+            return
+        self.inventory.load(sightings)
+
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(INVENTORY_FLUSH_SECONDS)
-            pending = self.inventory.take_pending()
-            try:
-                await asyncio.to_thread(self.inventory.write, pending)
-            except OSError as exc:
-                logger.error("cannot write the cookie inventory %s: %s", self.inventory.path, exc)
+            await self.flush_inventory()
 
-    def _flush_inventory_now(self) -> None:
+    async def flush_inventory(self) -> None:
+        """Merge what the inventory buffered into the consent store; kept for the next round if it fails."""
+        buffer = self.inventory.buffer
+        pending = buffer.take()
+        if not pending:
+            return
         try:
-            self.inventory.flush()
-        except OSError as exc:
-            logger.error("cannot write the cookie inventory %s: %s", self.inventory.path, exc)
+            await self.records.call(lambda store: store.merge_inventory(pending))
+        except StoreError as exc:
+            logger.warning("inventory not stored (%d item(s)), tried again at the next flush: %s", len(pending), exc)
+            for sighting in pending:
+                buffer.add(sighting)
 
     def reload(self) -> bool:
         """Re-read the configuration file; True if the new one is in force."""

@@ -16,25 +16,18 @@ from starlette.responses import Response
 from consentproxy.admin.console.gate import Visit
 from consentproxy.admin.console.layout import e
 from consentproxy.admin.console.pages import site_nav, site_of, table
+from consentproxy.inventory.advice import declaration_toml
+from consentproxy.inventory.listing import from_item
 from consentproxy.inventory.model import Sighting
 
 FILTERS = (("", "Everything"), ("unknown", "Unknown"), ("before", "Seen before consent"))
 
 
 def declaration(sighting: Sighting) -> str | None:
-    """The TOML that declares an unknown first-party cookie or an unknown host; None for anything else.
-
-    INTEGRATION POINT: `consentproxy.inventory.advice.declaration_toml` comes from the h-discovery branch;
-    until it is merged, the page says where the declaration will appear instead of guessing one.
-    """
+    """The TOML that declares an unknown first-party cookie or an unknown host; None for anything else."""
     if sighting.source != "unknown" or (sighting.kind == "cookie" and sighting.details.get("third_party")):
         return None
-    try:
-        from consentproxy.inventory.advice import declaration_toml  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return "# the declaration to paste appears here once consentproxy.inventory.advice is installed"
-    text: str = declaration_toml(sighting)
-    return text
+    return declaration_toml(sighting)
 
 
 def _when(ms: int) -> str:
@@ -74,10 +67,10 @@ async def inventory(visit: Visit) -> Response:
     for item in items:
         if not _keep(item, shown, category):
             continue
-        sighting = Sighting(**item)
+        sighting = from_item(item)
         rows.append([e(item["kind"]), f"<code>{e(item['name'])}</code>", e(item["set_by"]), e(item["category"]),
                      e(item["source"]), e(item["service"]), e(item["count"]), e(item["before_consent"]),
-                     e(item["blocked"]), e(_when(item["first_seen_ms"])), e(_when(item["last_seen_ms"]))])
+                     e(item["blocked"]), e(_when(sighting.first_seen_ms)), e(_when(sighting.last_seen_ms))])
         toml = declaration(sighting)
         if toml is not None:
             declarations.append(f"<h3><code>{e(item['name'])}</code></h3><pre>{e(toml)}</pre>")
