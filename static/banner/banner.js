@@ -79,6 +79,9 @@
     // of the same z-index.
     if (root.parentNode !== doc.documentElement) doc.documentElement.appendChild(root);
     unhideKnown();
+    fit();
+    window.addEventListener('load', fit);
+    window.addEventListener('resize', fit);
     if (doc.readyState === 'complete') setTimeout(unhideLate, 0);
     else window.addEventListener('load', function () { setTimeout(unhideLate, 0); });
     // The first layer is non-modal and takes no focus; its live region exists
@@ -543,6 +546,28 @@
       if (el.hasAttribute('data-cp-blocked')) release(el);
     });
     frame.focus(); // the button that had focus went away with its placeholder
+  }
+
+  // A placeholder takes the box the page's styles give its iframe (shown for an instant, without a source,
+  // to be measured): loading it then moves nothing. The proxy's own sizing (its style attribute) comes first.
+  function fit() {
+    doc.querySelectorAll('[data-cp-embed]').forEach(function (p) {
+      const f = byAttr('data-cp-embed-id', p.getAttribute('data-cp-embed'))[0];
+      if (!f || !f.hidden) return;
+      if (p.cpBox == null) p.cpBox = p.getAttribute('style') || '';
+      p.style.cssText = p.cpBox;
+      f.hidden = false;
+      p.hidden = true;
+      const s = getComputedStyle(f), r = f.getBoundingClientRect(), d = s.display;
+      const box = 'box-sizing:border-box;min-height:0;aspect-ratio:auto;width:' + r.width + 'px;height:' + r.height +
+        'px;margin:' + s.margin + ';display:' + (d === 'inline' ? 'inline-block' : d) + ';position:' + s.position +
+        ';top:' + s.top + ';left:' + s.left;
+      f.hidden = true;
+      p.hidden = false;
+      const q = p.getBoundingClientRect();
+      if (r.width && Math.max(Math.abs(r.x - q.x), Math.abs(r.y - q.y), Math.abs(r.width - q.width),
+        Math.abs(r.height - q.height)) > 1) p.style.cssText = box;
+    });
   }
 
   function byAttr(name, value) {
