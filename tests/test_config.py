@@ -693,6 +693,9 @@ ERRORS = [
      'sites.s.consent.theme.background', 'expected a text, got int 5'),
     ('theme contrast', T("consent.theme", 'background = "#ffffff"\ntext = "#eeeeee"'),
      'sites.s.consent.theme.text', '#eeeeee on background #ffffff has a contrast of 1.16:1; WCAG AA needs 4.5:1'),
+    ('reopen position', T("consent.theme", 'reopen_position = "left"'),
+     'sites.s.consent.theme.reopen_position',
+     "must be one of bottom-left, bottom-right, top-left, top-right, end, none, got the string 'left'"),
     ('theme unknown', T("consent.theme", 'colour = "#fff"'),
      'sites.s.consent.theme.colour', 'unknown key' + _valid('sites.NAME.consent.theme')),
 ]

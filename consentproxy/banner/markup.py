@@ -212,6 +212,9 @@ class SiteMarkup:
         e = ascii_html
         position = self.site.consent.theme.position
         pos = "" if position == "bottom" else " cp-pos-" + position
+        reopen_at = self.site.consent.theme.reopen_position
+        # bottom-left → cp-re-bl (banner.css places it; under 40em a corner becomes the end of the page)
+        reopen_class = " cp-re-" + "".join(word[0] for word in reopen_at.split("-"))
         parts = [
             f'<link rel="stylesheet" href="{e(self.css_url)}"{_STYLE_NONCE}>',
             f'<link rel="stylesheet" href="{e(self.theme_url)}"{_STYLE_NONCE}>' if self.theme_url else "",
@@ -221,7 +224,7 @@ class SiteMarkup:
             # custom properties, set on #cp-root, inherit into it. Without DSD, banner.js attaches it.
             '<template shadowrootmode="open">',
             f'<link rel="stylesheet" href="{e(self.css_url)}"{_STYLE_NONCE}>',
-            f'<div id="cp-ui" class="cp-ui{pos}" lang="{lang}" dir="ltr">',
+            f'<div id="cp-ui" class="cp-ui{pos}{reopen_class}" lang="{lang}" dir="ltr">',
         ]
         if variant is not None:
             text_key, buttons = _VARIANTS[variant]

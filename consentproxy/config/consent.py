@@ -293,6 +293,7 @@ def _read_theme(reader: Reader | None) -> ThemeConfig:
         font=reader.converted("font", "", _string(checks.check_font)),
         radius=reader.converted("radius", "", _string(checks.check_length)),
         position=reader.converted("position", "bottom", one_of(*checks.POSITIONS)),
+        reopen_position=reader.converted("reopen_position", "bottom-left", one_of(*checks.REOPEN_POSITIONS)),
     )
     for key, reason in checks.contrast_problems(theme):
         reader.problem(key, reason)

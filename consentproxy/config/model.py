@@ -151,6 +151,8 @@ class ThemeConfig:
     font: str = ""
     radius: str = ""
     position: str = "bottom"  # bottom, top or center
+    #: the re-open control: a corner, "end" (after the page's content) or "none" (the site places its own)
+    reopen_position: str = "bottom-left"
 
 
 @dataclass(frozen=True, slots=True)

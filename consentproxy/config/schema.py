@@ -161,6 +161,8 @@ TABLES: tuple[Table, ...] = (
         _u("font", "banner.css's", "Inter, Arial, sans-serif", "a font-family list"),
         _u("radius", "banner.css's", "8px", "corner radius: px, rem or em"),
         _k("position", "bottom", "bottom, top or center"),
+        _k("reopen_position", "bottom-left", "the re-open control: bottom-left, bottom-right, top-left, top-right, "
+           "end or none; on screens under 40em a corner becomes end (after the page's content)"),
     )),
     Table("sites.NAME.consent.categories", "the categories' texts, one table per category id",
           open_keys="category ids"),
