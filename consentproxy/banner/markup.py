@@ -331,12 +331,12 @@ class SiteMarkup:
         with a base URL); `origin` is a validated scheme and host, safe in an attribute."""
         return code.replace(f'="{self.prefix}/', f'="{origin}{self.prefix}/') if origin else code
 
-    def placeholder(self, lang: str, service: str, embed_id: str, box: str = "") -> str:
+    def placeholder(self, lang: str, service: str, embed_id: str, box: str = "", inline_style: bool = True) -> str:
         e = ascii_html
         # Phrasing content only (span, button): an iframe may sit inside a <p>, which a <div> would close.
         # `box` (the iframe's size, numbers and units only: see html.embedsize) makes it an inline box like
         # the iframe, of the iframe's size.
-        sized = f' cp-embed-sized" style="{e(box)}' if box else ""
+        sized = f' cp-embed-sized" {"style" if inline_style else "data-cp-box"}="{e(box)}' if box else ""
         return (f'<span class="cp-embed{sized}" data-cp-embed="{embed_id}" lang="{lang}">'
                 f'<span class="cp-embed-in"><span class="cp-embed-text">'
                 f'{e(self.text(lang, "embed_text", service=service))}</span>'
@@ -375,9 +375,10 @@ class PageInjection(Injection):
         return self.markup.absolute(self.markup.bundle(self.markup.language(page_lang, self.accept_language),
                                                        self.decision, nonces, stamp, self.report), origin)
 
-    def placeholder(self, page_lang: str | None, service: str, embed_id: str, box: str = "") -> str:
+    def placeholder(self, page_lang: str | None, service: str, embed_id: str, box: str = "",
+                    inline_style: bool = True) -> str:
         return self.markup.placeholder(self.markup.language(page_lang, self.accept_language), service, embed_id,
-                                       box)
+                                       box, inline_style)
 
     def declaration(self, page_lang: str | None) -> str:
         declaration = self.markup.declaration

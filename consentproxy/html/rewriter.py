@@ -145,8 +145,10 @@ class Injection:
     def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str, origin: str = "") -> str:
         return ""
 
-    def placeholder(self, page_lang: str | None, service: str, embed_id: str, box: str = "") -> str:
-        """`box`: CSS declarations giving it the blocked iframe's size (see embedsize), "" for none."""
+    def placeholder(self, page_lang: str | None, service: str, embed_id: str, box: str = "",
+                    inline_style: bool = True) -> str:
+        """`box`: CSS declarations giving it the blocked iframe's size (see embedsize), "" for none; in its
+        `style`, or (`inline_style` False: the page's policy refuses style attributes) for banner.js to apply."""
         return ""
 
     def declaration(self, page_lang: str | None) -> str:
@@ -827,7 +829,8 @@ class _Page:
         if not box:
             tag.set("data-cp-fit", "")  # no size of its own: it takes the placeholder's, 16:9 of its container
         self.mark(tag, match, "iframe", src or "")
-        texts += [self.plan.injection.placeholder(self.page_lang, match.service, embed_id, box), tag.text()]
+        texts += [self.plan.injection.placeholder(self.page_lang, match.service, embed_id, box,
+                                                  self.plan.nonces.inline_style_ok), tag.text()]
         return None
 
     def _urls(self, kind: Kind, attributes: list[tuple[str, str]], urls: tuple[str, ...],

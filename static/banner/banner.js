@@ -554,7 +554,7 @@
     doc.querySelectorAll('[data-cp-embed]').forEach(function (p) {
       const f = byAttr('data-cp-embed-id', p.getAttribute('data-cp-embed'))[0];
       if (!f || !f.hidden) return;
-      if (p.cpBox == null) p.cpBox = p.getAttribute('style') || '';
+      if (p.cpBox == null) p.cpBox = p.getAttribute('data-cp-box') || p.getAttribute('style') || '';
       p.style.cssText = p.cpBox;
       f.hidden = false;
       p.hidden = true;
