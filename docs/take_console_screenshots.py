@@ -55,7 +55,7 @@ def wait_for_inventory(demo: Demo, timeout: float = 60.0) -> None:
     while True:
         reply = fetch(demo.port + 1, "/api/sites/demo/inventory", headers={"Authorization": f"Bearer {token}"})
         names = {item["name"] for item in json.loads(reply.body)["items"]}
-        if REPORTED <= names or time.monotonic() > deadline:
+        if names >= REPORTED or time.monotonic() > deadline:
             return
         time.sleep(0.5)
 
