@@ -258,6 +258,17 @@ def test_reports_in_both_formats_land_as_host_sightings_classified(
     assert (found["fonts.gstatic.com"].category, found["fonts.gstatic.com"].source) == ("necessary", "catalogue")
 
 
+def test_a_report_sent_after_the_choice_made_on_the_page_is_not_before_consent(
+        endpoint: tuple[ReportEndpoint, InventoryBuffer]) -> None:
+    """The page was served before consent (b=1), the visitor accepted on it, and the scripts that then loaded
+    were reported with the new consent cookie: no "before consent" alarm for trackers the proxy held back."""
+    target, buffer = endpoint
+    assert post(target, CSP_REPORT, b"application/csp-report", decision=DECIDED).status == 204
+    assert [s.before_consent for s in buffer.take()] == [0]
+    assert post(target, CSP_REPORT, b"application/csp-report").status == 204  # no consent cookie: as served
+    assert [s.before_consent for s in buffer.take()] == [1]
+
+
 def test_declared_hosts_are_classified_as_declared(endpoint: tuple[ReportEndpoint, InventoryBuffer]) -> None:
     target, buffer = endpoint
     for host in ("chat.vendor.example", "maps.vendor.example"):
