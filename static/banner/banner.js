@@ -365,9 +365,12 @@
           return h('th', {scope: 'col'}, [label]);
         }))]),
         h('tbody', null, cookies.map(function (cookie) {
-          return h('tr', null, [cookie.name, cookie.purpose, cookie.lifetime].map(function (value) {
-            return h('td', null, [value || '']);
-          }));
+          // A purpose in another language than the view's (a database original the site asked for) says which.
+          return h('tr', null, [
+            h('td', null, [cookie.name || '']),
+            h('td', cookie.lang ? {lang: cookie.lang} : null, [cookie.purpose || '']),
+            h('td', null, [cookie.lifetime || ''])
+          ]);
         }))
       ]) : null
     ]);
