@@ -685,6 +685,8 @@ ERRORS = [
      'sites.s.consent.privacy_url.en', 'expected a path such as "/privacy" or an http(s) URL, got the string \'p\''),
     ('cookie_name', T("consent", 'cookie_name = "a b"'),
      'sites.s.consent.cookie_name', "expected a cookie name, got the string 'a b'"),
+    ('database purposes', T("consent", 'database_purposes = "english"'),
+     'sites.s.consent.database_purposes', "must be one of category, original, got the string 'english'"),
     ('language', T("consent", 'default_language = "es"'),
      'sites.s.consent.default_language', "must be one of nl, en, de, fr, got the string 'es'"),
     ('theme colour', T("consent.theme", 'background = "red"'),

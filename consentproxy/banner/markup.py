@@ -43,8 +43,10 @@ _NONCE = "\x00nonce\x00"
 _STYLE_NONCE = "\x00style-nonce\x00"
 _STATE = "\x00state\x00"
 _STAMP = "\x00stamp\x00"
-#: on the banner script of a page view sampled for discovery: it reports the names of the cookies scripts set
-_REPORT = ' data-cp-report="1"'
+#: on the banner script when the site has discovery on: the share of page views on which it reports the names of
+#: the cookies scripts set. The script draws itself, so a page's bytes never depend on a draw of the proxy's
+#: (identical requests get identical pages; the Report-Only policy header is drawn by `discovery.csp`)
+_REPORT = ' data-cp-report="{share}"'
 _PRINCIPAL = "__cp_principal__"
 _ACCEPT_CACHE_LIMIT = 1024
 _BUNDLE_CACHE_LIMIT = 256
@@ -166,6 +168,8 @@ class SiteMarkup:
 
             self.guard = build_guard(assets, matcher, analytics_routing(site)[0], site_parties(site))
         self._guard_tags: dict[frozenset[str], str] = {}
+        share = site.discovery_sample if site.discovery == "on" else 0.0
+        self._report = _REPORT.format(share=f"{share:g}") if share > 0 else ""
 
     def text(self, lang: str, key: str, **values: str) -> str:
         texts = self.site.consent.texts.get(key, {})
@@ -250,7 +254,7 @@ class SiteMarkup:
         ]
         return _split("".join(parts))
 
-    def bundle(self, lang: str, decision: Decision, nonces: NoncePlan, stamp: str, report: bool = False) -> str:
+    def bundle(self, lang: str, decision: Decision, nonces: NoncePlan, stamp: str) -> str:
         decided = decision.state is not None
         # Global Privacy Control already refused everything optional: no question to ask, only the
         # re-open control (the banner script records the signal as the visitor's decision).
@@ -286,7 +290,7 @@ class SiteMarkup:
         head, tail = parts
         principal = decision.state.principal if decision.state is not None else None
         head = head.replace(f'"{_PRINCIPAL}"', f'"{principal}"' if principal else "null", 1)
-        return f'{head} data-cp-stamp="{ascii_html(stamp)}"{_REPORT if report else ""}{tail}'
+        return f'{head} data-cp-stamp="{ascii_html(stamp)}"{self._report}{tail}'
 
     def consent_mode(self, decision: Decision, nonces: NoncePlan) -> str:
         """What goes before the page's first script: the guard, then the Consent Mode default."""
@@ -358,22 +362,19 @@ def _split(text: str) -> list[str]:
 class PageInjection(Injection):
     """The injection for one response: the site's markup with this visitor's state."""
 
-    __slots__ = ("accept_language", "decision", "markup", "report")
+    __slots__ = ("accept_language", "decision", "markup")
 
-    def __init__(self, markup: SiteMarkup, decision: Decision, accept_language: bytes | None,
-                 report: bool = False) -> None:
+    def __init__(self, markup: SiteMarkup, decision: Decision, accept_language: bytes | None) -> None:
         self.markup = markup
         self.decision = decision
         self.accept_language = accept_language
-        #: a page view sampled for discovery: the banner script reports the names of the page's cookies
-        self.report = report
 
     def consent_mode(self, nonces: NoncePlan, origin: str = "") -> str:
         return self.markup.absolute(self.markup.consent_mode(self.decision, nonces), origin)
 
     def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str, origin: str = "") -> str:
         return self.markup.absolute(self.markup.bundle(self.markup.language(page_lang, self.accept_language),
-                                                       self.decision, nonces, stamp, self.report), origin)
+                                                       self.decision, nonces, stamp), origin)
 
     def placeholder(self, page_lang: str | None, service: str, embed_id: str, box: str = "",
                     inline_style: bool = True) -> str:

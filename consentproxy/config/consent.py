@@ -164,6 +164,7 @@ def _array_of_tables(site: Reader, key: str) -> list[Reader]:
 
 
 _unknown_policy = one_of("block", "allow")
+_database_purposes = one_of("category", "original")
 _language = one_of(*LANGUAGES)
 _record_ip = one_of("none", "truncated", "keyed_hash")
 
@@ -208,6 +209,8 @@ def read_consent(site: Reader) -> ConsentConfig:
         validity_days=reader.converted("validity", base.validity_days, _validity_days),
         statistics_exempt=reader.get("statistics_exempt", bool, base.statistics_exempt),
         unknown_cookies=reader.converted("unknown_cookies", base.unknown_cookies, _unknown_policy),  # type: ignore[arg-type]
+        database_purposes=reader.converted("database_purposes", base.database_purposes,
+                                           _database_purposes),  # type: ignore[arg-type]
         cookie_name=reader.converted("cookie_name", base.cookie_name, _cookie_name),
         default_language=reader.converted("default_language", base.default_language, _language),
         controller=reader.converted("controller", "", _short_text),

@@ -167,6 +167,9 @@ class ConsentConfig:
     #: statistics runs only anonymised through the proxy, so needs no consent (analytics feature)
     statistics_exempt: bool = False
     unknown_cookies: Literal["block", "allow"] = "block"
+    #: a purpose for a cookie known only from the Open Cookie Database: said from its category in the visitor's
+    #: language, or the database's English original (marked as English)
+    database_purposes: Literal["category", "original"] = "category"
     cookie_name: str = "cp_consent"
     default_language: str = "nl"
     #: who decides on the processing (named in the banner text); defaults to the site's name

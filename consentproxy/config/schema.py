@@ -142,6 +142,9 @@ TABLES: tuple[Table, ...] = (
         _k("validity", "365d", "how long a choice is remembered; 1 to 400 days"),
         _k("statistics_exempt", False, "statistics runs anonymised through the proxy, so needs no consent"),
         _k("unknown_cookies", "block", "cookies nobody declared and no list knows: block or allow"),
+        _k("database_purposes", "category",
+           "cookies known only from the Open Cookie Database: purpose by category in the visitor's language, "
+           "or the original (English)"),
         _k("cookie_name", "cp_consent", "the cookie that holds the visitor's choice"),
         _k("default_language", "nl", "nl, en, de or fr: when neither the page nor the browser names one"),
         _u("controller", "the site's first host name", "Kade IT-diensten B.V.",

@@ -17,8 +17,8 @@
   // gives it to this script only: markup injected into the page by anyone else
   // (an XSS dressed as a blocked tracker) is never activated.
   const stamp = (doc.currentScript && doc.currentScript.getAttribute('data-cp-stamp')) || '';
-  // A page view sampled for discovery: report the names (never the values) of the cookies scripts set.
-  let sampled = !!doc.currentScript && doc.currentScript.getAttribute('data-cp-report') === '1';
+  // Discovery: on this share of page views, report the names (never the values) of the cookies scripts set.
+  let sampled = !!doc.currentScript && Math.random() < (+doc.currentScript.getAttribute('data-cp-report') || 0);
   // Loaded twice (a page that includes it again), the listeners would submit every click twice.
   if (!root || window.consentproxy) return;
   // The shadow root, or #cp-root itself in a browser without shadow roots; #cp-ui holds the layers.
@@ -368,9 +368,12 @@
           return h('th', {scope: 'col'}, [label]);
         }))]),
         h('tbody', null, cookies.map(function (cookie) {
-          return h('tr', null, [cookie.name, cookie.purpose, cookie.lifetime].map(function (value) {
-            return h('td', null, [value || '']);
-          }));
+          // A purpose in another language than the view's (a database original the site asked for) says which.
+          return h('tr', null, [
+            h('td', null, [cookie.name || '']),
+            h('td', cookie.lang ? {lang: cookie.lang} : null, [cookie.purpose || '']),
+            h('td', null, [cookie.lifetime || ''])
+          ]);
         }))
       ]) : null
     ]);
