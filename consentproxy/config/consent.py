@@ -207,6 +207,7 @@ def read_consent(site: Reader) -> ConsentConfig:
         revision=reader.converted("revision", base.revision, _positive),
         validity_days=reader.converted("validity", base.validity_days, _validity_days),
         statistics_exempt=reader.get("statistics_exempt", bool, base.statistics_exempt),
+        reask_on_new_vendor=reader.get("reask_on_new_vendor", bool, base.reask_on_new_vendor),
         unknown_cookies=reader.converted("unknown_cookies", base.unknown_cookies, _unknown_policy),  # type: ignore[arg-type]
         cookie_name=reader.converted("cookie_name", base.cookie_name, _cookie_name),
         default_language=reader.converted("default_language", base.default_language, _language),

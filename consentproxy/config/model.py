@@ -164,6 +164,8 @@ class ConsentConfig:
     validity_days: int = 365
     #: statistics runs only anonymised through the proxy, so needs no consent (analytics feature)
     statistics_exempt: bool = False
+    #: a vendor seen on the site that a visitor's consent never named: ask that visitor again for its category
+    reask_on_new_vendor: bool = True
     unknown_cookies: Literal["block", "allow"] = "block"
     cookie_name: str = "cp_consent"
     default_language: str = "nl"
