@@ -53,6 +53,12 @@
   const texts = config.texts || {};
   let granted = new Set(normalise((root.getAttribute('data-cp-granted') || '').split(/\s+/)));
   let decided = root.getAttribute('data-cp-decided') === '1';
+  // The notice version this page shows (recorded with the decision), and the categories asked again
+  // because a vendor the visitor was not told of now serves them (their other choices stand).
+  const notice = root.getAttribute('data-cp-notice');
+  const reask = (root.getAttribute('data-cp-reask') || '').split(/\s+/).filter(function (c) {
+    return c && c !== 'necessary';
+  });
   let principal = config.principal || null;
   let busy = false;
   let modal = null;
@@ -385,6 +391,13 @@
 
   async function submit(action, choiceMap) {
     if (busy) return;
+    if (reask.length && !choiceMap && (action === 'accept_all' || action === 'reject_all')) {
+      // Asked again for some categories only: the answer is about those, the rest stands.
+      choiceMap = {};
+      granted.forEach(function (c) { choiceMap[c] = true; });
+      reask.forEach(function (c) { choiceMap[c] = action === 'accept_all'; });
+      action = 'save_selection';
+    }
     const box = modal || byId('cp-banner');
     const live = box && box.querySelector('.cp-error');
     busy = true;
@@ -403,7 +416,8 @@
         // One key per click: should the same request reach the server twice (a
         // browser may resend it when a kept-alive connection drops), it is recorded once.
         headers: {'Content-Type': 'application/json', 'Idempotency-Key': uuid()},
-        body: JSON.stringify(choiceMap ? {action: action, choices: choiceMap} : {action: action})
+        body: JSON.stringify(Object.assign(choiceMap ? {action: action, choices: choiceMap} : {action: action},
+                                           notice ? {notice: notice, lang: config.lang} : {}))
       });
       const body = await res.json();
       if (res.ok && body && Array.isArray(body.granted)) data = body;
