@@ -162,7 +162,7 @@ def test_six_vendors_nothing_declared_are_listed_recorded_and_verified(proxy: Pr
     page = get(proxy, "en")
     notice = page.root("data-cp-notice")
     assert notice is not None and re.fullmatch(r"[0-9a-f]{64}", notice)
-    state, cookie = decide(proxy, {"action": "accept_all", "notice": notice, "lang": "en"})
+    state, _ = decide(proxy, {"action": "accept_all", "notice": notice, "lang": "en"})
     events, manifest, report = export(proxy, tmp_path / "kade.ndjson")
     given = next(e for e in events if e["principal"] == state["principal"])
     assert given["notice_id"] == notice  # the very version the page rendered
@@ -207,6 +207,7 @@ def test_a_seventh_vendor_makes_a_new_notice_and_asks_again_for_its_category_onl
         after = get(proxy, "en", renewed)
         assert after.root("data-cp-reask") is None and 'id="cp-banner"' not in after.html
         events, manifest, report = export(proxy, tmp_path / "kade.ndjson")
+        assert "Outbrain" in report
         assert new_notice in manifest["notices"] and events[-1]["notice_id"] == new_notice
         assert "Outbrain" in {r["name"] for r in manifest["notices"][new_notice]["content"]["recipients"]}
         assert "Outbrain" not in {r["name"] for r in manifest["notices"][old_notice]["content"]["recipients"]}
@@ -233,3 +234,69 @@ def test_refusals_and_gpc_are_recorded_with_the_notice_shown(proxy: Proxy, tmp_p
         names = {r["name"] for r in manifest["notices"][event["notice_id"]]["content"]["recipients"]}
         assert SIX["statistics"] | SIX["marketing"] <= names  # refused knowing whom they refused
     assert refusal_cookie.startswith("cp_consent=")  # a refusal is remembered like a consent
+
+
+# -- in chromium: the settings layer, and a re-ask that keeps the other choices ------------------------------
+
+SERVICES_BY_CATEGORY = """() => {
+  const root = document.getElementById('cp-root').shadowRoot;
+  const found = {};
+  root.querySelectorAll('.cp-cat').forEach(function (cat) {
+    const input = cat.querySelector('[data-cp-category]');
+    found[input.getAttribute('data-cp-category')] = Array.from(cat.querySelectorAll('.cp-service-name'))
+      .map(function (el) { return el.textContent; });
+  });
+  return found;
+}"""
+GRANTED = "() => fetch('/_consent', {cache: 'no-store'}).then(r => r.json()).then(d => d.granted)"
+
+
+def browse(browser: Any, proxy: Proxy, lang: str) -> Any:
+    """A context in `lang` whose requests leave the proxy's origin only to be refused (no network in tests)."""
+    context = browser.new_context(locale=lang, extra_http_headers={"Accept-Language": lang})
+    origin = f"http://127.0.0.1:{proxy.port}/"
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(origin) else route.abort())
+    return context
+
+
+def test_in_chromium_the_settings_layer_lists_the_six_and_a_reask_keeps_the_rest(
+        browser: Any, site: Site, tmp_path: Path) -> None:
+    proxy = launch_proxy(tmp_path, 1, site_toml("kade", site.url))  # its own: no vendor learnt yet
+    try:
+        _in_chromium(browser, proxy, site)
+    finally:
+        proxy.stop(signal.SIGTERM)
+
+
+def _in_chromium(browser: Any, proxy: Proxy, site: Site) -> None:
+    get(proxy, "nl")
+    for lang in ("nl", "en"):
+        context = browse(browser, proxy, lang)
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{proxy.port}/")
+        page.locator("#cp-banner [data-cp-action=settings]").click()
+        page.wait_for_selector(".cp-cat", timeout=15_000)
+        listed = page.evaluate(SERVICES_BY_CATEGORY)
+        for category, names in SIX.items():
+            assert names <= set(listed[category]), (lang, category, listed[category])
+        context.close()
+    context = browse(browser, proxy, "en")
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{proxy.port}/")
+    page.locator("#cp-banner [data-cp-action=accept_all]").click()
+    page.wait_for_selector("#cp-banner", state="detached", timeout=15_000)
+    assert set(page.evaluate(GRANTED)) == {"necessary", "preferences", "statistics", "marketing"}
+    site.seventh = True
+    try:
+        get(proxy, "en")  # another, undecided visitor's page shows the proxy the new vendor
+        page.reload()
+        assert page.locator("#cp-banner").is_visible()  # asked again …
+        page.locator("#cp-banner [data-cp-action=reject_all]").click()
+        page.wait_for_selector("#cp-banner", state="detached", timeout=15_000)
+        # … for marketing only: refusing it leaves the other choices as they were
+        assert set(page.evaluate(GRANTED)) == {"necessary", "preferences", "statistics"}
+        page.reload()
+        assert page.locator("#cp-banner").count() == 0
+    finally:
+        site.seventh = False
+        context.close()
