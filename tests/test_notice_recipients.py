@@ -26,6 +26,15 @@ import pytest
 from aiohttp import web
 from conftest import Proxy, free_port, launch_proxy, serve_app, site_toml
 
+from consentproxy.config.consent import default_categories
+from consentproxy.config.model import ConsentConfig, SiteConfig
+from consentproxy.config.secrets import SigningKey
+from consentproxy.consent.decision import decide as consent_decision
+from consentproxy.consent.notice import SiteNotices, told_of
+from consentproxy.consent.state import ConsentCodec, ConsentState
+from consentproxy.cookies.enforcement import CookieEnforcement
+from consentproxy.cookies.inventory import CookieInventory
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Real snippets: GA4 and the Meta pixel and Amazon's apstag from newrepublic.com, Hotjar's from the corpus
@@ -55,6 +64,55 @@ OUTBRAIN = '<script type="text/javascript" async="async" src="https://widgets.ou
 
 SIX = {"statistics": {"Google Analytics", "Hotjar", "comScore"},
        "marketing": {"Meta Pixel", "YouTube", "Amazon Publisher Services"}}
+
+
+# -- in-process: the cookie carries what the visitor was told, and a new vendor re-asks its category --------
+
+
+def kade(**consent: Any) -> SiteConfig:
+    return SiteConfig(name="kade", hosts=("kade.example",), upstream="http://127.0.0.1:9",
+                      consent=ConsentConfig(categories=default_categories(), **consent))
+
+
+def test_the_cookie_carries_the_vendors_named_per_category_and_a_new_one_reasks_that_category_only() -> None:
+    inventory = CookieInventory()
+    notices = SiteNotices(kade(), inventory)
+    inventory.vendors.learn("kade", "Google Analytics", "statistics")
+    inventory.vendors.learn("kade", "Meta Pixel", "marketing")
+    granted = frozenset({"necessary", "statistics", "marketing"})
+    shown = notices.notice("en", "opt-in")
+    told = told_of(shown, granted - {"necessary"})
+    assert [category for category, _ in told] == ["marketing", "statistics"]
+    codec = ConsentCodec((SigningKey("k1", b"k" * 32),))
+    state = ConsentState("p" * 22, granted, 1, 1, 2**40, "accept_all", told)
+    again = codec.verified(codec.encode(state))
+    assert again == state and len(codec.encode(state)) < 300
+    assert notices.stale(granted, told) == frozenset()
+    # Seen elsewhere on the site: a statistics vendor the visitor was never told of.
+    assert inventory.vendors.learn("kade", "Hotjar", "statistics")
+    assert notices.notice("en", "opt-in").id != shown.id
+    assert notices.stale(granted, told) == {"statistics"}
+    decision = consent_decision(state, False, reask=notices.stale(granted, told))
+    assert decision.allowed == {"necessary", "marketing"} and decision.reask == {"statistics"}
+    # A category granted when it named no vendor yet is asked again when one comes; a refusal never is.
+    assert notices.stale(frozenset({"necessary", "preferences"}), told_of(shown, frozenset({"preferences"}))) \
+        == frozenset()
+    inventory.vendors.learn("kade", "Vimeo-like Player", "preferences")
+    assert notices.stale(frozenset({"necessary", "preferences"}), told_of(shown, frozenset({"preferences"}))) \
+        == {"preferences"}
+    assert notices.stale(frozenset({"necessary"}), ()) == frozenset()
+    # A cookie of an earlier version carries nothing of this: it decodes, and nobody is asked again for it.
+    old = codec.encode(ConsentState("p" * 22, granted, 1, 1, 2**40, "accept_all"))
+    assert codec.verified(old) is not None and codec.verified(old).told == ()  # type: ignore[union-attr]
+
+
+def test_reask_on_new_vendor_false_keeps_the_consent_as_given() -> None:
+    inventory = CookieInventory()
+    codec = ConsentCodec((SigningKey("k1", b"k" * 32),))
+    on = CookieEnforcement(kade(), codec, inventory, notices=SiteNotices(kade(), inventory))
+    off = CookieEnforcement(kade(reask_on_new_vendor=False), codec, inventory,
+                            notices=SiteNotices(kade(reask_on_new_vendor=False), inventory))
+    assert on.notices is not None and off.notices is None
 
 
 @dataclass
