@@ -29,6 +29,7 @@ from conftest import Proxy, free_port, launch_proxy, serve_app, site_toml
 from consentproxy.config.consent import default_categories
 from consentproxy.config.model import ConsentConfig, SiteConfig
 from consentproxy.config.secrets import SigningKey
+from consentproxy.consent.api import ApiError, ConsentApi, Request, parse_decision
 from consentproxy.consent.decision import decide as consent_decision
 from consentproxy.consent.notice import SiteNotices, told_of
 from consentproxy.consent.state import ConsentCodec, ConsentState
@@ -104,6 +105,34 @@ def test_the_cookie_carries_the_vendors_named_per_category_and_a_new_one_reasks_
     # A cookie of an earlier version carries nothing of this: it decodes, and nobody is asked again for it.
     old = codec.encode(ConsentState("p" * 22, granted, 1, 1, 2**40, "accept_all"))
     assert codec.verified(old) is not None and codec.verified(old).told == ()  # type: ignore[union-attr]
+
+
+def test_a_decision_names_the_version_its_banner_listed() -> None:
+    """A vendor of the page's body is learnt as the page is rewritten, after its banner was written: the banner
+    lists it from the held elements, and the decision is recorded under the version that names it."""
+    inventory = CookieInventory()
+    site = kade()
+    notices = SiteNotices(site, inventory)
+    codec = ConsentCodec((SigningKey("k1", b"k" * 32),))
+    api = ConsentApi(site, codec, CookieEnforcement(site, codec, inventory), None, notices)  # type: ignore[arg-type]
+    inventory.vendors.learn("kade", "Google Analytics", "statistics")
+    rendered = notices.notice("nl", "opt-in")
+    inventory.vendors.learn("kade", "YouTube", "marketing")  # in the body, after the banner
+    current = notices.notice("nl", "opt-in")
+    undecided = consent_decision(None, False)
+    listed = Request("accept_all", frozenset({"necessary", "marketing"}), rendered.id, "nl",
+                     frozenset({"Google Analytics", "YouTube"}))
+    assert api.shown_notice(listed, undecided).id == current.id
+    not_listed = Request("accept_all", frozenset({"necessary", "marketing"}), rendered.id, "nl",
+                         frozenset({"Google Analytics"}))
+    assert api.shown_notice(not_listed, undecided).id == rendered.id  # then it is what they were told
+    unnamed = Request("accept_all", frozenset({"necessary"}), None, None)
+    assert api.shown_notice(unnamed, undecided).content["shown"] == {"language": "nl", "regime": "opt-in"}
+    assert parse_decision(orjson.dumps({"action": "reject_all", "notice": rendered.id, "lang": "en",
+                                        "listed": ["YouTube"]})).listed == {"YouTube"}
+    for bad in ({"notice": "x"}, {"lang": "xx"}, {"listed": "YouTube"}, {"listed": [5]}):
+        with pytest.raises(ApiError):
+            parse_decision(orjson.dumps({"action": "reject_all", **bad}))
 
 
 def test_reask_on_new_vendor_false_keeps_the_consent_as_given() -> None:
@@ -327,7 +356,19 @@ def test_in_chromium_the_settings_layer_lists_the_six_and_a_reask_keeps_the_rest
 
 
 def _in_chromium(browser: Any, proxy: Proxy, site: Site) -> None:
-    get(proxy, "nl")
+    # The very first visitor: the vendors of the page's body are learnt as their page is rewritten, after its
+    # banner was written; the settings layer lists them from the elements the page holds, and the decision is
+    # recorded under the version that names them (no asking again on the next page).
+    context = browse(browser, proxy, "en")
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{proxy.port}/")
+    page.locator("#cp-banner [data-cp-action=settings]").click()
+    page.wait_for_selector(".cp-cat", timeout=15_000)
+    listed = page.evaluate(SERVICES_BY_CATEGORY)
+    assert {"YouTube", "Amazon Publisher Services"} <= set(listed["marketing"]), listed
+    page.locator("[data-cp-action=save_selection]").click()  # the necessary only
+    page.wait_for_selector(".cp-cat", state="detached", timeout=15_000)
+    context.close()
     for lang in ("nl", "en"):
         context = browse(browser, proxy, lang)
         page = context.new_page()

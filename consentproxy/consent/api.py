@@ -109,6 +109,8 @@ class Request:
     notice: str | None = None
     #: the language it was shown in, when it says
     lang: str | None = None
+    #: every service its settings layer listed (the rendered notice's, and those of elements the page held)
+    listed: frozenset[str] = frozenset()
 
 
 class ConsentApi(Endpoint):
@@ -269,11 +271,20 @@ class ConsentApi(Endpoint):
     def shown_notice(self, request: Request, decision: Decision) -> NoticeVersion:
         """The notice version the visitor decided on: the one their page rendered (named by the banner), else
         the current one in their language and regime (a client that names none, such as a script)."""
+        current = self.notices.notice(request.lang or self.consent.default_language, decision.regime)
         if request.notice is not None:
             found = self.notices.rendered.get(request.notice)
+            if found is not None and found.id != current.id:
+                # Learnt from this very page's body after its banner was written, and listed by the banner
+                # from the elements the page held: the visitor was told of the current version's vendors.
+                shown = found.content.get("shown") or {}
+                newer = self.notices.notice(shown.get("language", current.content["shown"]["language"]),
+                                            shown.get("regime", decision.regime))
+                told = _names(found) | request.listed
+                return newer if _names(newer) <= told else found
             if found is not None:
                 return found
-        return self.notices.notice(request.lang or self.consent.default_language, decision.regime)
+        return current
 
     def _event(self, exchange: Exchange, request: Request, previous: ConsentState | None, key: bytes | None,
                user_agent: bytes | None, decision: Decision, notice: NoticeVersion) -> ConsentEvent:
@@ -299,6 +310,10 @@ class ConsentApi(Endpoint):
         """A key that changes every day, so a keyed IP hash links a visitor's records for one day at most."""
         day = now.strftime("%Y-%m-%d").encode("ascii")
         return hmac.new(self.codec.keys[0].key, b"record-ip:" + day, hashlib.sha256).digest()
+
+
+def _names(notice: NoticeVersion) -> frozenset[str]:
+    return frozenset(str(r.get("name", "")) for r in notice.content.get("recipients", ()) if isinstance(r, dict))
 
 
 def _erased(headers: list[tuple[bytes, bytes]]) -> ApiError:
@@ -382,10 +397,13 @@ def parse_decision(body: bytes) -> Request:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", 'expected a JSON object such as {"action": "accept_all"}')
-    unknown = sorted(set(data) - {"action", "choices", "notice", "lang"})
+    unknown = sorted(set(data) - {"action", "choices", "notice", "lang", "listed"})
     if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected action, choices, notice "
-                                             "and lang")
+        raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected action, choices, notice, "
+                                             "lang and listed")
+    listed = data.get("listed", [])
+    if not isinstance(listed, list) or not all(isinstance(name, str) and 0 < len(name) <= 200 for name in listed):
+        raise ApiError(422, "invalid_listed", "listed must be the names of the services the settings layer listed")
     notice = data.get("notice")
     if notice is not None and (not isinstance(notice, str) or not _NOTICE_ID.fullmatch(notice)):
         raise ApiError(422, "invalid_notice", "notice must be the id of the notice version shown (64 hex digits)")
@@ -418,4 +436,4 @@ def parse_decision(body: bytes) -> Request:
         granted = frozenset(chosen | {"necessary"})
     else:
         granted = frozenset({"necessary"})
-    return Request(action, granted, notice, lang)
+    return Request(action, granted, notice, lang, frozenset(listed))
