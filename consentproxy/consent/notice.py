@@ -13,8 +13,8 @@ version an event points at is the one rendered to that visitor: their
 language and first-layer variant (`shown`) and the vendor list of that moment.
 When a vendor appears that the notice did not name, a new version is made,
 logged, and stored; `stale` tells which of a visitor's granted categories now
-name a vendor their consent never did (the cookie carries per category a
-digest of each vendor named then: `vendor_digests`).
+name a vendor their consent never did (the cookie carries per granted
+category short digests of the vendors named then: `told_of`).
 """
 
 from __future__ import annotations
@@ -130,8 +130,10 @@ class SiteNotices:
         self._digests = {c: frozenset(vendor_digest(n) for n in names) for c, names in vendors.items()}
         if new and not first:
             versions = [self.notice(lang, regime) for lang in LANGUAGES for regime in self.regimes()]
-            logger.info("site %s: its notice now names %s, seen on the site; new notice version %s (%s)",
-                        self.site.name, ", ".join(new), versions[0].id[:12], self.site.consent.default_language)
+            default = self.notice(self.site.consent.default_language, "opt-in")
+            logger.info("site %s: its notice now names %s, seen on the site; new notice version %s (%s, opt-in; "
+                        "%d versions in all, per language and variant)", self.site.name, ", ".join(new),
+                        default.id[:12], self.site.consent.default_language, len(versions))
             if self.on_new is not None:
                 self.on_new(versions)
 
