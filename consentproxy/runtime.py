@@ -24,6 +24,7 @@ from consentproxy.config.loader import ConfigError, Problem
 from consentproxy.config.model import Config, SiteConfig
 from consentproxy.config.secrets import SecretError, SigningKey, generate_keys, parse_consent_keys, read_secret
 from consentproxy.consent.api import ConsentApi
+from consentproxy.consent.notice import SiteNotices, storing
 from consentproxy.consent.state import ConsentCodec
 from consentproxy.cookies.enforcement import CookieEnforcement
 from consentproxy.cookies.inventory import CookieInventory
@@ -79,7 +80,8 @@ def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory
 
     `lists`: the operator's tracker lists, shared with every other site's matcher."""
     locator = SiteLocator(geoip, site.opt_out, site.notice_only) if geoip is not None else None
-    cookies = CookieEnforcement(site, codec, inventory, locator)
+    notices = SiteNotices(site, inventory, storing(records))  # shown in the banner, recorded with decisions
+    cookies = CookieEnforcement(site, codec, inventory, locator, notices=notices)
     analytics = AnalyticsEndpoint(site, codec.keys[0].key, matomo) if site.analytics.enabled else None
     matcher = TrackerMatcher(site.consent.services, lists=lists)
     declaration = SiteDeclaration(site, inventory)
@@ -88,10 +90,11 @@ def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory
     if discovery:  # its URL is under the consent prefix, which the consent endpoints take whole
         classifier = Classifier(site.name, matcher, site_parties(site), cookies.classifier)
         steps.append(ReportRoute(ReportEndpoint(site.name, classifier, inventory.buffer, site.consent.cookie_name)))
-    steps.append(ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records), analytics, declaration))
+    steps.append(ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records, notices), analytics,
+                                  declaration))
     if site.rewrite_html:
-        steps.append(HtmlRewriting(site, SiteMarkup(site, assets, inventory, matcher, declaration=declaration),
-                                   matcher))
+        markup = SiteMarkup(site, assets, inventory, matcher, declaration=declaration, notices=notices)
+        steps.append(HtmlRewriting(site, markup, matcher))
     if discovery:  # after the HTML step, which adjusts the site's own policies for the banner and not ours
         steps.append(DiscoveryPolicy(site))
     return tuple(steps)

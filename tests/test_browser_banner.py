@@ -13,6 +13,7 @@ import json
 import re
 import signal
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -512,6 +513,9 @@ def reload_proxy(proxy: Proxy, revision: int) -> None:
 def test_a_new_notice_revision_asks_again(demo: Demo, browser: Browser, start_proxy: Callable[..., Proxy],
                                           action: str) -> None:
     proxy = start_proxy(demo_site_config(demo, revision=1))
+    # Another visitor's view first: it teaches the new proxy the vendors in the page's body, which this
+    # visitor's banner then names (else their consent would not name them, and they would be asked again).
+    urllib.request.urlopen(proxy.url + "/", timeout=30).read()
     context = browser.new_context()
     try:
         page = context.new_page()

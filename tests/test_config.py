@@ -622,6 +622,8 @@ ERRORS = [
      'sites.s.analytics.ipv4', "must be one of drop, v4/24, v4/16, got the string 'v4/8'"),
     ('analytics unknown', T("analytics", 'google = "https://x"'),
      'sites.s.analytics.google', 'unknown key' + _valid('sites.NAME.analytics')),
+    ('reask_on_new_vendor type', T("consent", 'reask_on_new_vendor = "yes"'),
+     'sites.s.consent.reask_on_new_vendor', "expected true or false, got the string 'yes'"),
     ('category label type', T("consent.categories.marketing", 'label = 5'),
      'sites.s.consent.categories.marketing.label', 'expected a string or a table of languages, got int 5'),
     ('category language', T("consent.categories.marketing", 'label = { xx = "a" }'),

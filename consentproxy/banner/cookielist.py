@@ -1,17 +1,20 @@
 """The services and cookies the settings layer and the cookie declaration list per category.
 
-From the site's configuration (its services and cookie declarations) and
-from the cookie inventory (what the site was really seen setting), so the
-visitor is informed of cookies nobody declared. Every purpose and lifetime is
-in the visitor's language (see banner/wording.py): the site's own words, else
-the service's or the catalogue's purpose, else one said from the cookie's
-category (the Open Cookie Database's English description only where the site
-asks for it, marked `lang`); a lifetime seen in a real Set-Cookie wins over any
-text.
+From the site's configuration (its services and cookie declarations), from
+the vendors the proxy saw on the site (`inventory.vendors`: catalogued or
+listed services whose elements it held) and from the cookie inventory (what
+the site was really seen setting), so the visitor is informed of vendors and
+cookies nobody declared. The notice version is made of the same listing.
+Every purpose and lifetime is in the visitor's language (see
+banner/wording.py): the site's own words, else the service's or the
+catalogue's purpose, else one said from the cookie's category (the Open
+Cookie Database's English description only where the site asks for it,
+marked `lang`); a lifetime seen in a real Set-Cookie wins over any text.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +25,18 @@ from consentproxy.banner.wording import (
     lifetime_text,
     lifetime_words,
 )
-from consentproxy.config.model import CATEGORY_IDS, ConsentConfig
+from consentproxy.config.model import CATEGORY_IDS, ConsentConfig, ServiceConfig
 from consentproxy.consent.texts import CONSENT_COOKIE_PURPOSE, LIFETIME_WORDS
-from consentproxy.cookies.classify import CookieClassifier, catalogued, reference
+from consentproxy.cookies.classify import CookieClassifier, builtin_services, catalogued, reference
 from consentproxy.cookies.inventory import CookieInventory, InventoryEntry
 
 Service = dict[str, Any]
+
+
+@functools.cache
+def catalogue() -> dict[str, ServiceConfig]:
+    """The built-in catalogue by service name."""
+    return {service.name: service for service in builtin_services()}
 
 
 class CookieList:
@@ -43,7 +52,9 @@ class CookieList:
 
     @property
     def version(self) -> int:
-        return self.inventory.known_version if self.inventory is not None else 0
+        """Changes whenever a new cookie name or vendor is learnt."""
+        inventory = self.inventory
+        return inventory.known_version + inventory.vendors.version if inventory is not None else 0
 
     def groups(self, lang: str, detailed: bool = False) -> dict[str, list[Service]]:
         """`detailed` (the cookie declaration): each cookie also says where it is set (`party`: "first" or
@@ -51,12 +62,22 @@ class CookieList:
         purpose in `lang`; the banner's settings layer does without."""
         seen = {e.name: e for e in self.inventory.known(self.site)} if self.inventory is not None else {}
         groups: dict[str, list[Service]] = {c: [] for c in CATEGORY_IDS}
-        for service in self.consent.services:
+        listed: dict[str, Service] = {}  # by name: the vendors listed, where undeclared cookies of theirs go
+        services = list(self.consent.services)
+        declared = {service.name for service in services}
+        vendors = self.inventory.vendors.seen(self.site) if self.inventory is not None else {}
+        for name, category in sorted(vendors.items()):
+            if name not in declared and category in groups:
+                known = catalogue().get(name)
+                services.append(known if known is not None and known.category == category
+                                else ServiceConfig(name=name, category=category))
+        for service in services:
             party = "third" if service.iframes else ""  # embedded content sets cookies on its own host
             cookies = [self._cookie(spec, service.category, Purpose(service.purpose.get(lang, "")), "", seen, lang,
                                     detailed, party) for spec in service.cookies]
-            groups[service.category].append(_service(service.name, service.provider, service.privacy_url, cookies,
-                                                      service.purpose.get(lang, "") if detailed else None))
+            listed[service.name] = _service(service.name, service.provider, service.privacy_url, cookies,
+                                            service.purpose.get(lang, "") if detailed else None)
+            groups[service.category].append(listed[service.name])
         own: dict[str, list[dict[str, str]]] = {c: [] for c in CATEGORY_IDS}
         for declaration in self.consent.cookies:
             spec = declaration.name or (declaration.prefix + "*" if declaration.prefix else declaration.pattern)
@@ -69,6 +90,12 @@ class CookieList:
                 continue  # listed above already; unknown cookies are blocked, nothing to consent to
             provider = found.service if found.source in ("database", "catalogue") else self.controller(lang)
             purpose = Purpose(catalogue_purpose(found.service, lang) if found.source == "catalogue" else "")
+            vendor = listed.get(provider)
+            if vendor is not None and any(vendor is s for s in groups[found.category]):
+                if not any(c["name"] == name or (c["name"].endswith("*") and name.startswith(c["name"][:-1]))
+                           for c in vendor["cookies"]):
+                    vendor["cookies"].append(self._cookie(name, found.category, purpose, "", seen, lang, detailed))
+                continue
             undeclared.setdefault((found.category, provider), []).append(
                 self._cookie(name, found.category, purpose, "", seen, lang, detailed))
         # Our own cookie is necessary too, and the visitor should see it like any other.

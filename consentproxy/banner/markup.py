@@ -22,6 +22,7 @@ from consentproxy.banner.stubs import vendor_stubs
 from consentproxy.banner.theme import theme_css, theme_name
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, AnalyticsConfig, SiteConfig
 from consentproxy.consent.decision import Decision
+from consentproxy.consent.notice import SiteNotices
 from consentproxy.consent.texts import BANNER_TEXTS, controller_name
 from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.html.csp import NoncePlan
@@ -142,13 +143,16 @@ class SiteMarkup:
 
     def __init__(self, site: SiteConfig, assets: BannerAssets, inventory: CookieInventory | None = None,
                  matcher: TrackerMatcher | None = None, prefix: str = "/_consent",
-                 declaration: SiteDeclaration | None = None) -> None:
+                 declaration: SiteDeclaration | None = None, notices: SiteNotices | None = None) -> None:
+        """`notices`: the site's notice versions, whose listing the settings layer shows (default: one of
+        `inventory`)."""
         self.site = site
         #: the cookie declaration pages get in their `data-consent-declaration` element (None: nothing)
         self.declaration = declaration
         self.prefix = prefix
         consent = site.consent
-        self.cookie_list = CookieList(site.name, consent, self.controller, inventory)
+        self.notices = notices if notices is not None else SiteNotices(site, inventory)
+        self.cookie_list: CookieList = self.notices.cookie_list
         self.default_language = consent.default_language
         self.css_url = f"{prefix}/{assets.url_of['banner.css']}"
         self.js_url = f"{prefix}/{assets.url_of['banner.js']}"
@@ -196,7 +200,7 @@ class SiteMarkup:
     # -- rendering -------------------------------------------------------------------
     def _config_json(self, lang: str) -> str:
         consent = self.site.consent
-        by_category = self.cookie_list.groups(lang)
+        by_category = self.notices.groups(lang)
         config = {
             "lang": lang, "principal": _PRINCIPAL, "revision": consent.revision,
             "texts": {key: self.text(lang, key) for key in BANNER_TEXTS if key not in _FIRST_LAYER_ONLY},
@@ -258,7 +262,8 @@ class SiteMarkup:
         decided = decision.state is not None
         # Global Privacy Control already refused everything optional: no question to ask, only the
         # re-open control (the banner script records the signal as the visitor's decision).
-        variant = decision.regime if decision.kind == "none" else None
+        # A granted category now names a vendor the visitor was not told of: asked again, that one only.
+        variant = decision.regime if decision.kind == "none" or decision.reask else None
         if self._templates_version != self.cookie_list.version:
             # The settings layer lists the cookies the site was seen setting: a new one, a new rendering.
             self._templates_version = self.cookie_list.version
@@ -267,8 +272,11 @@ class SiteMarkup:
                                for kind in (*_VARIANTS, None)}
             self._bundles.clear()
         granted = " ".join(c for c in CATEGORY_IDS if c in decision.allowed)
-        state = (f' data-cp-decided="{1 if decided else 0}" data-cp-granted="{granted}"'
-                 + (' data-cp-gpc="1"' if decision.kind == "gpc" else ""))
+        notice = self.notices.notice(lang, decision.regime).id  # the version this visitor is shown
+        state = (f' data-cp-decided="{1 if decided else 0}" data-cp-granted="{granted}" data-cp-notice="{notice}"'
+                 + (' data-cp-gpc="1"' if decision.kind == "gpc" else "")
+                 + (f' data-cp-reask="{" ".join(c for c in CATEGORY_IDS if c in decision.reask)}"'
+                    if decision.reask else ""))
         # Rendered once per visitor state, not per response: only the stamp and the principal differ. A page's
         # CSP nonce is new on every response: that rendering is not worth keeping.
         nonced = nonces.script_nonce is not None or nonces.style_nonce is not None

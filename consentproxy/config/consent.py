@@ -208,6 +208,7 @@ def read_consent(site: Reader) -> ConsentConfig:
         revision=reader.converted("revision", base.revision, _positive),
         validity_days=reader.converted("validity", base.validity_days, _validity_days),
         statistics_exempt=reader.get("statistics_exempt", bool, base.statistics_exempt),
+        reask_on_new_vendor=reader.get("reask_on_new_vendor", bool, base.reask_on_new_vendor),
         unknown_cookies=reader.converted("unknown_cookies", base.unknown_cookies, _unknown_policy),  # type: ignore[arg-type]
         database_purposes=reader.converted("database_purposes", base.database_purposes,
                                            _database_purposes),  # type: ignore[arg-type]

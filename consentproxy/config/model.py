@@ -166,6 +166,8 @@ class ConsentConfig:
     validity_days: int = 365
     #: statistics runs only anonymised through the proxy, so needs no consent (analytics feature)
     statistics_exempt: bool = False
+    #: a vendor seen on the site that a visitor's consent never named: ask that visitor again for its category
+    reask_on_new_vendor: bool = True
     unknown_cookies: Literal["block", "allow"] = "block"
     #: a purpose for a cookie known only from the Open Cookie Database: said from its category in the visitor's
     #: language, or the database's English original (marked as English)

@@ -141,6 +141,8 @@ TABLES: tuple[Table, ...] = (
         _k("revision", 1, "raise it when the cookie statement changes: everyone is asked again"),
         _k("validity", "365d", "how long a choice is remembered; 1 to 400 days"),
         _k("statistics_exempt", False, "statistics runs anonymised through the proxy, so needs no consent"),
+        _k("reask_on_new_vendor", True, "a vendor appears that a visitor's consent never named: ask again, "
+           "for its category only"),
         _k("unknown_cookies", "block", "cookies nobody declared and no list knows: block or allow"),
         _k("database_purposes", "category",
            "cookies known only from the Open Cookie Database: purpose by category in the visitor's language, "

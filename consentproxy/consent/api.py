@@ -21,15 +21,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from consentproxy.config.model import CATEGORY_IDS, SiteConfig
+from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, SiteConfig
 from consentproxy.consent.decision import NO_DECISION, Decision
-from consentproxy.consent.notice import site_notice
+from consentproxy.consent.notice import SiteNotices, told_of
 from consentproxy.consent.state import ConsentCodec, ConsentState, consent_set_cookie, new_principal
 from consentproxy.cookies.enforcement import CONSENT_COOKIE, DECISION, REVOKED, CookieEnforcement
 from consentproxy.observability import metrics
@@ -54,6 +55,7 @@ from consentproxy.records.store import AuditEntry, subject_commitment
 ACTIONS = ("accept_all", "reject_all", "save_selection", "withdraw", "gpc_signal")
 MAX_BODY = 4096
 _MAX_KEY = 200
+_NOTICE_ID = re.compile(r"[0-9a-f]{64}")
 #: the request headers a decision is judged by: each may come once
 _SINGLE_HEADERS = (b"origin", b"content-type", b"sec-fetch-site")
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
@@ -103,20 +105,28 @@ class Request:
 
     action: str
     granted: frozenset[str]
+    #: the notice version the banner showed (its `data-cp-notice`), when it says
+    notice: str | None = None
+    #: the language it was shown in, when it says
+    lang: str | None = None
+    #: every service its settings layer listed (the rendered notice's, and those of elements the page held)
+    listed: frozenset[str] = frozenset()
 
 
 class ConsentApi(Endpoint):
     """`/_consent` for one site. Steps before it have put the visitor's decision in `exchange.extra`."""
 
     def __init__(self, site: SiteConfig, codec: ConsentCodec, cookies: CookieEnforcement,
-                 records: RecordWriter) -> None:
+                 records: RecordWriter, notices: SiteNotices | None = None) -> None:
+        """`notices`: the site's notice versions (shared with the banner's markup: what is shown is what is
+        recorded)."""
         self.site = site.name
         self.consent = site.consent
         self.codec = codec
         self.cookies = cookies
         self.records = records
-        self.notice = site_notice(site)
-        self._notice_stored = False
+        self.notices = notices if notices is not None else SiteNotices(site, cookies.inventory)
+        self._notices_stored: set[str] = set()
 
     def read(self, exchange: Exchange) -> Reply:
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
@@ -227,10 +237,11 @@ class ConsentApi(Endpoint):
         if previous is not None and self.cookies.revocations.reason(self.site, previous.principal) is not None:
             previous = None  # an erased or withdrawn-on-behalf consent id is never used again: a new one
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
-        event = self._event(exchange, request, previous, key, headers.get(b"user-agent"), decision)
-        if not self._notice_stored:
-            await self._store_call(lambda store: store.put_notice(self.notice))
-            self._notice_stored = True
+        notice = self.shown_notice(request, decision)
+        event = self._event(exchange, request, previous, key, headers.get(b"user-agent"), decision, notice)
+        if notice.id not in self._notices_stored:
+            await self._store_call(lambda store: store.put_notice(notice))
+            self._notices_stored.add(notice.id)
         try:
             stored = await self.records.record(event)
         except StoreError as exc:
@@ -251,13 +262,32 @@ class ConsentApi(Endpoint):
             principal=stored.principal or event.principal or "", granted=request.granted,
             revision=self.consent.revision, decided_at=int(stored.time.timestamp()),
             expires_at=int(stored.expires_at.timestamp()), method=request.action,
+            told=told_of(notice, request.granted - {"necessary"}),
         )
         set_cookie = consent_set_cookie(self.codec, state, self.consent.cookie_name, exchange.scheme == "https")
         rows = [(b"set-cookie", set_cookie), *self.cookies.expiries_for(exchange, request.granted)]
         return json_reply(200, state_json(Decision("explicit", request.granted, state), self.consent.revision), rows)
 
+    def shown_notice(self, request: Request, decision: Decision) -> NoticeVersion:
+        """The notice version the visitor decided on: the one their page rendered (named by the banner), else
+        the current one in their language and regime (a client that names none, such as a script)."""
+        current = self.notices.notice(request.lang or self.consent.default_language, decision.regime)
+        if request.notice is not None:
+            found = self.notices.rendered.get(request.notice)
+            if found is not None and found.id != current.id:
+                # Learnt from this very page's body after its banner was written, and listed by the banner
+                # from the elements the page held: the visitor was told of the current version's vendors.
+                shown = found.content.get("shown") or {}
+                newer = self.notices.notice(shown.get("language", current.content["shown"]["language"]),
+                                            shown.get("regime", decision.regime))
+                told = _names(found) | request.listed
+                return newer if _names(newer) <= told else found
+            if found is not None:
+                return found
+        return current
+
     def _event(self, exchange: Exchange, request: Request, previous: ConsentState | None, key: bytes | None,
-               user_agent: bytes | None, decision: Decision) -> ConsentEvent:
+               user_agent: bytes | None, decision: Decision, notice: NoticeVersion) -> ConsentEvent:
         """The record of this decision, with as little personal data as the site asks for."""
         now = dt.datetime.now(dt.UTC)
         choices = {c: c in request.granted for c in CATEGORY_IDS}
@@ -268,7 +298,7 @@ class ConsentApi(Endpoint):
         mode = self.consent.record_ip
         return ConsentEvent.new(
             site=self.site, principal=previous.principal if previous else new_principal(),
-            notice_id=self.notice.id, event_type=event_type, method=request.action,  # type: ignore[arg-type]
+            notice_id=notice.id, event_type=event_type, method=request.action,  # type: ignore[arg-type]
             choices=choices, expires_at=now + dt.timedelta(days=self.consent.validity_days),
             ip=reduce_ip(exchange.client, mode, self._ip_key(now) if mode == "keyed_hash" else None),
             ua=ua_family(user_agent.decode("latin-1")) if user_agent else None,
@@ -280,6 +310,10 @@ class ConsentApi(Endpoint):
         """A key that changes every day, so a keyed IP hash links a visitor's records for one day at most."""
         day = now.strftime("%Y-%m-%d").encode("ascii")
         return hmac.new(self.codec.keys[0].key, b"record-ip:" + day, hashlib.sha256).digest()
+
+
+def _names(notice: NoticeVersion) -> frozenset[str]:
+    return frozenset(str(r.get("name", "")) for r in notice.content.get("recipients", ()) if isinstance(r, dict))
 
 
 def _erased(headers: list[tuple[bytes, bytes]]) -> ApiError:
@@ -363,9 +397,19 @@ def parse_decision(body: bytes) -> Request:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", 'expected a JSON object such as {"action": "accept_all"}')
-    unknown = sorted(set(data) - {"action", "choices"})
+    unknown = sorted(set(data) - {"action", "choices", "notice", "lang", "listed"})
     if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected action and choices")
+        raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected action, choices, notice, "
+                                             "lang and listed")
+    listed = data.get("listed", [])
+    if not isinstance(listed, list) or not all(isinstance(name, str) and 0 < len(name) <= 200 for name in listed):
+        raise ApiError(422, "invalid_listed", "listed must be the names of the services the settings layer listed")
+    notice = data.get("notice")
+    if notice is not None and (not isinstance(notice, str) or not _NOTICE_ID.fullmatch(notice)):
+        raise ApiError(422, "invalid_notice", "notice must be the id of the notice version shown (64 hex digits)")
+    lang = data.get("lang")
+    if lang is not None and lang not in LANGUAGES:
+        raise ApiError(422, "invalid_lang", f"lang must be one of {', '.join(LANGUAGES)}")
     action = data.get("action")
     if action not in ACTIONS:
         raise ApiError(422, "unknown_action", f"action must be one of {', '.join(ACTIONS)}")
@@ -392,4 +436,4 @@ def parse_decision(body: bytes) -> Request:
         granted = frozenset(chosen | {"necessary"})
     else:
         granted = frozenset({"necessary"})
-    return Request(action, granted)
+    return Request(action, granted, notice, lang, frozenset(listed))

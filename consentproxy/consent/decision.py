@@ -27,6 +27,9 @@ class Decision:
     state: ConsentState | None = None
     regime: str = "opt-in"  # opt-in, opt-out or notice-only, by the visitor's place
     country: str | None = None  # ISO 3166-1, only when a GeoIP database is configured
+    #: categories the visitor granted under a notice that did not name a vendor now seen: asked again, and
+    #: held meanwhile (not in `allowed`); their other choices stand
+    reask: frozenset[str] = frozenset()
 
     def allows(self, category: str) -> bool:
         return category in self.allowed
@@ -43,10 +46,14 @@ NO_DECISION = Decision("none", NECESSARY_ONLY)
 GPC_REFUSAL = Decision("gpc", NECESSARY_ONLY)
 
 
-def decide(state: ConsentState | None, gpc: bool, regime: str = "opt-in", country: str | None = None) -> Decision:
-    """An explicit, valid decision wins; `Sec-GPC: 1` without one is a refusal of everything optional."""
+def decide(state: ConsentState | None, gpc: bool, regime: str = "opt-in", country: str | None = None,
+           reask: frozenset[str] = frozenset()) -> Decision:
+    """An explicit, valid decision wins; `Sec-GPC: 1` without one is a refusal of everything optional.
+
+    `reask`: granted categories whose vendors the visitor was not all told of (see `SiteNotices.stale`).
+    """
     if state is not None:
-        return Decision("explicit", NECESSARY_ONLY | state.granted, state, regime, country)
+        return Decision("explicit", (NECESSARY_ONLY | state.granted) - reask, state, regime, country, reask)
     if regime == "opt-in" and country is None:
         return GPC_REFUSAL if gpc else NO_DECISION
     if gpc:

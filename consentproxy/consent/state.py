@@ -36,6 +36,9 @@ class ConsentState:
     decided_at: int  # UNIX seconds
     expires_at: int
     method: str  # accept_all, reject_all, save_selection, withdraw, gpc_signal
+    #: per granted category, the digests of the vendors the notice named then (`consent.notice`): a vendor
+    #: the visitor was not told of means they are asked again for that category. Empty in older cookies.
+    told: tuple[tuple[str, str], ...] = ()
 
 
 def new_principal() -> str:
@@ -67,6 +70,7 @@ class ConsentCodec:
         payload = orjson.dumps({
             "p": state.principal, "g": sorted(state.granted), "r": state.revision,
             "t": state.decided_at, "e": state.expires_at, "m": state.method,
+            **({"v": dict(state.told)} if state.told else {}),
         })
         signed = f"{VERSION}.{key.key_id}.{_b64(payload)}"
         signature = hmac.new(key.key, signed.encode("ascii"), hashlib.sha256).digest()
@@ -113,6 +117,7 @@ class ConsentCodec:
                 principal=_text(data["p"]), granted=frozenset(_text(x) for x in data["g"]),
                 revision=_int(data["r"]), decided_at=_int(data["t"]), expires_at=_int(data["e"]),
                 method=_text(data["m"]),
+                told=tuple(sorted((_text(c), _text(v)) for c, v in _mapping(data.get("v", {})).items())),
             )
         except (binascii.Error, ValueError, UnicodeError, KeyError, TypeError, orjson.JSONDecodeError):
             return None
@@ -121,6 +126,12 @@ class ConsentCodec:
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError("expected a string")
+    return value
+
+
+def _mapping(value: object) -> dict[object, object]:
+    if not isinstance(value, dict):
+        raise TypeError("expected an object")
     return value
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
@@ -34,6 +34,9 @@ from consentproxy.geo.regimes import SiteLocator
 from consentproxy.observability import metrics
 from consentproxy.proxy.pipeline import Exchange, Reply, Step
 from consentproxy.proxy.sites import host_name
+
+if TYPE_CHECKING:
+    from consentproxy.consent.notice import SiteNotices
 
 logger = logging.getLogger("consentproxy.cookies")
 
@@ -51,8 +54,12 @@ class _Plan(NamedTuple):
 
 class CookieEnforcement(Step):
     def __init__(self, site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory,
-                 locator: SiteLocator | None = None, revocations: Revocations = REVOCATIONS) -> None:
+                 locator: SiteLocator | None = None, revocations: Revocations = REVOCATIONS,
+                 notices: SiteNotices | None = None) -> None:
+        """`notices`: the site's notice versions; a granted category that now names a vendor the visitor's
+        consent did not is asked again (with `reask_on_new_vendor`)."""
         self.site = site.name
+        self.notices = notices if site.consent.reask_on_new_vendor else None
         self.revocations = revocations
         self.locator = locator
         self.consent = site.consent
@@ -108,10 +115,13 @@ class CookieEnforcement(Step):
                     exchange.extra[REVOKED] = reason
                     metrics.inc(metrics.REVOKED_COOKIES, self.site)
                     state = None
+        reask: frozenset[str] = frozenset()
+        if state is not None and state.told and self.notices is not None:
+            reask = self.notices.stale(state.granted, state.told)
         if self.locator is None:
-            decision = decide(state, gpc)
+            decision = decide(state, gpc, reask=reask)
         else:
-            decision = decide(state, gpc, *self.locator.locate(exchange.client))
+            decision = decide(state, gpc, *self.locator.locate(exchange.client), reask=reask)
         exchange.extra[DECISION] = decision
         label = decision.label
         count = self._state_counts.get(label)

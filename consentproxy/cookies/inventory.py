@@ -28,6 +28,7 @@ import orjson
 from consentproxy.cookies.classify import CookieClassifier
 from consentproxy.cookies.header import Attributes
 from consentproxy.inventory.model import InventoryBuffer, Sighting
+from consentproxy.inventory.vendors import VendorBook
 
 logger = logging.getLogger("consentproxy.cookies")
 
@@ -79,9 +80,13 @@ class CookieInventory:
         self._known: dict[tuple[str, str], InventoryEntry] = {}
         #: bumped whenever a cookie name is seen for the first time (the banner lists them)
         self.known_version = 0
+        #: the vendors each site was seen using (its notice names them), learnt beside its cookies
+        self.vendors = VendorBook()
 
     def load(self, sightings: Iterable[Sighting]) -> None:
-        """Learn the stored inventory's cookies (before serving, on the event loop's thread)."""
+        """Learn the stored inventory's cookies and vendors (before serving, on the event loop's thread)."""
+        sightings = list(sightings)
+        self.vendors.load(sightings)
         for sighting in sightings:
             if sighting.kind != "cookie":
                 continue

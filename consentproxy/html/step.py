@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from consentproxy.banner.cookielist import catalogue
 from consentproxy.banner.markup import PageInjection, SiteMarkup
 from consentproxy.config.model import SiteConfig
 from consentproxy.consent.decision import NO_DECISION, Decision
@@ -22,8 +23,8 @@ from consentproxy.html import codings
 from consentproxy.html.charset import Mode, charset_of_content_type, mode_of_label
 from consentproxy.html.csp import NoncePlan, plan_for_headers
 from consentproxy.html.functional import ThirdParties, registrable
-from consentproxy.html.rewriter import NoscriptMemo, PagePlan, PageRewriter, StateMemos
-from consentproxy.html.trackers import TrackerMatcher
+from consentproxy.html.rewriter import Blocked, NoscriptMemo, PagePlan, PageRewriter, StateMemos
+from consentproxy.html.trackers import TrackerMatcher, split_url
 from consentproxy.observability import metrics
 from consentproxy.proxy.pipeline import BodyFilter, Exchange, FilterFailed, Step
 from consentproxy.proxy.sites import host_name
@@ -41,11 +42,12 @@ _DROPPED_ON_REWRITE = frozenset({b"content-length", b"etag", b"content-encoding"
 class _PageFilter(BodyFilter):
     """One response's rewrite: decoded if the upstream compressed it, rewritten, compressed again."""
 
-    __slots__ = ("decoder", "encoder", "path", "rewriter", "site")
+    __slots__ = ("decoder", "encoder", "learn", "path", "rewriter", "site")
 
     def __init__(self, site: str, path: str, rewriter: PageRewriter, decoder: codings.Coder | None,
-                 encoder: codings.Coder | None) -> None:
+                 encoder: codings.Coder | None, learn: Callable[[list[Blocked]], None] | None = None) -> None:
         self.site = site
+        self.learn = learn
         self.path = path
         self.rewriter = rewriter
         self.decoder = decoder
@@ -90,6 +92,8 @@ class _PageFilter(BodyFilter):
             counts[key] = counts.get(key, 0) + 1
         for (kind, category), count in counts.items():  # one locked increment per label set, not per element
             metrics.inc(metrics.ELEMENTS_BLOCKED, self.site, kind, category, amount=count)
+        if self.learn is not None and self.rewriter.blocked:
+            self.learn(self.rewriter.blocked)
         new = self.rewriter.new_unknown_hosts
         if new:
             metrics.inc(metrics.UNKNOWN_THIRD_PARTIES, self.site, amount=new)
@@ -111,6 +115,10 @@ class HtmlRewriting(Step):
         #: the site's third parties and its record of the unknown ones (`third_party`, `functional_hosts`)
         self.parties = site_parties(site)
         self._own_domains: dict[bytes, str] = {}
+        #: where the vendors whose elements are held are learnt (the site's notice names them)
+        self.inventory = markup.cookie_list.inventory
+        self._sources = {name: "catalogue" for name in catalogue()} | {s.name: "declared"
+                                                                      for s in site.consent.services}
 
     # -- request ---------------------------------------------------------------
     def on_request(self, exchange: Exchange) -> None:
@@ -180,7 +188,20 @@ class HtmlRewriting(Step):
         mark_private(headers)
         _add_vary(headers, b"Accept-Encoding")
         exchange.extra[_JOB] = _PageFilter(self.site, exchange.scope["path"], PageRewriter(plan, mode), decoder,
-                                           codings.encoder(out_coding) if out_coding else None)
+                                           codings.encoder(out_coding) if out_coding else None,
+                                           self.learn if self.inventory is not None else None)
+
+    def learn(self, blocked: list[Blocked]) -> None:
+        """Note the vendors of the elements a page had held (a set look-up each; new ones go to the store)."""
+        assert self.inventory is not None
+        vendors, buffer = self.inventory.vendors, self.inventory.buffer
+        seen = vendors.seen(self.site)
+        for item in blocked:
+            if item.service not in seen:
+                code = item.kind.endswith(("inline-script", "oversize-script"))  # its detail is code, not a URL
+                host = None if code else split_url(item.detail)[1]
+                vendors.element(self.site, item.service, item.category, host or "", item.kind,
+                                self._sources.get(item.service, "operator"), buffer)
 
     def body_filter(self, exchange: Exchange) -> BodyFilter | None:
         found: _PageFilter | None = exchange.extra.get(_JOB)

@@ -78,7 +78,7 @@ from consentproxy.records.manifest import (
     write_atomically,
 )
 from consentproxy.records.model import PERSONAL_FIELDS, ConsentEvent, NoticeVersion, canonical, iso_ms, utc_ms
-from consentproxy.records.receipts import receipt
+from consentproxy.records.receipts import receipt, recipient_line
 from consentproxy.records.store import RecordStore, StoreUnavailable
 
 FORMATS: tuple[str, ...] = ("ndjson", "csv", "receipts")
@@ -713,6 +713,11 @@ def _ok(manifest: Mapping[str, Any], fmt: str, site: str, count: int, end_cp: Ch
     missing = sorted(nid for nid, n in notices.items() if n is None)
     details.append(f"{len(notices) - len(missing)} notice version(s) included"
                    + (f"; not in the store: {', '.join(missing)}" if missing else ""))
+    for nid, notice in sorted(notices.items()):
+        if notice is not None:
+            shown = notice.content.get("shown") or {}
+            how = f" ({shown.get('language')}, {shown.get('regime')})" if shown else ""
+            details.append(f"notice {nid[:12]}{how}: recipients: {recipient_line(notice)}")
     if count == 0:
         return Report(0, f"OK: 0 events of site {site} (nothing in the range), signatures verify", tuple(details))
     span = f"seq {manifest['first_seq']}\N{EN DASH}{manifest['last_seq']}"

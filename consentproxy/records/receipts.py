@@ -41,6 +41,25 @@ def receipt_language(notice: NoticeVersion | None) -> str:
     return "en" if "en" in texts else min(texts, default="en")
 
 
+def recipients(notice: NoticeVersion | None) -> list[dict[str, str]]:
+    """The recipients a notice named: name, provider, category, privacy URL (older notices name providers
+    only, as plain strings)."""
+    found = []
+    for item in (notice.content.get("recipients") or ()) if notice is not None else ():
+        if isinstance(item, Mapping):
+            found.append({key: str(item.get(key) or "") for key in ("name", "provider", "category", "privacy_url")})
+        else:
+            found.append({"name": str(item), "provider": str(item), "category": "", "privacy_url": ""})
+    return found
+
+
+def recipient_line(notice: NoticeVersion | None) -> str:
+    """`Google Analytics (statistics; Google Ireland Ltd.), …` for a verifier's report."""
+    return ", ".join(f"{r['name']} ({'; '.join(x for x in (r['category'], r['provider']) if x and x != r['name'])})"
+                     if r["category"] or r["provider"] != r["name"] else r["name"] for r in recipients(notice)) \
+        or "none"
+
+
 def _localised(value: Any, language: str) -> str:
     """A label given per language (a mapping) or once (a string)."""
     if isinstance(value, Mapping):
@@ -115,6 +134,8 @@ def receipt(event: ConsentEvent, notice: NoticeVersion | None, record: Mapping[s
                 "id": event.notice_id,
                 "revision": notice.revision if notice is not None else None,
                 "text_sha256": notice.text_digests if notice is not None else {},
+                "shown": dict(notice.content.get("shown") or {}) if notice is not None else {},
+                "recipients": recipients(notice),
             },
             "hash": event.hash,
             "record": dict(record),

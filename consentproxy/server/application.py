@@ -164,12 +164,13 @@ class Application:
             logger.warning("consent log upkeep failed, tried again at the next round: %s", exc)
 
     async def _load_inventory(self) -> None:
-        """Learn every cookie path and name any worker stored, importing an old inventory file once."""
+        """Learn every cookie path and name, and every vendor, any worker stored, importing an old inventory file
+        once."""
         legacy = self.inventory.legacy_path
 
         def read(store: RecordStore) -> list[Sighting]:
             import_legacy(legacy, store.merge_inventory)
-            return store.inventory(kind="cookie")
+            return store.inventory(kind="cookie") + store.inventory(kind="host")
 
         try:
             sightings = await asyncio.wait_for(self.records.call(read), INVENTORY_FIRST_LOAD_SECONDS)
@@ -185,17 +186,24 @@ class Application:
             await self.flush_inventory()
 
     async def flush_inventory(self) -> None:
-        """Merge what the inventory buffered into the consent store; kept for the next round if it fails."""
+        """Merge what the inventory buffered into the consent store (kept for the next round if it fails), and
+        learn the vendors other workers and instances saw (the sites' notices name them)."""
         buffer = self.inventory.buffer
         pending = buffer.take()
-        if not pending:
-            return
+        if pending:
+            try:
+                await self.records.call(lambda store: store.merge_inventory(pending))
+            except StoreError as exc:
+                logger.warning("inventory not stored (%d item(s)), tried again at the next flush: %s", len(pending),
+                               exc)
+                for sighting in pending:
+                    buffer.add(sighting)
+                return
         try:
-            await self.records.call(lambda store: store.merge_inventory(pending))
-        except StoreError as exc:
-            logger.warning("inventory not stored (%d item(s)), tried again at the next flush: %s", len(pending), exc)
-            for sighting in pending:
-                buffer.add(sighting)
+            hosts = await self.records.call(lambda store: store.inventory(kind="host"))
+        except StoreError:
+            return  # learnt at the next flush
+        self.inventory.vendors.load(hosts)
 
     def reload(self) -> bool:
         """Re-read the configuration file; True if the new one is in force."""

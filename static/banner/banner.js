@@ -50,9 +50,16 @@
   // on our own origin, whatever base URL the page set
   const api = location.origin + (root.getAttribute('data-cp-api') || '/_consent');
   const config = readConfig();
+  const listed = withHeld(config.categories || []);  // every service name the settings layer lists
   const texts = config.texts || {};
   let granted = new Set(normalise((root.getAttribute('data-cp-granted') || '').split(/\s+/)));
   let decided = root.getAttribute('data-cp-decided') === '1';
+  // The notice version this page shows (recorded with the decision), and the categories asked again
+  // because a vendor the visitor was not told of now serves them (their other choices stand).
+  const notice = root.getAttribute('data-cp-notice');
+  const reask = (root.getAttribute('data-cp-reask') || '').split(/\s+/).filter(function (c) {
+    return c && c !== 'necessary';
+  });
   let principal = config.principal || null;
   let busy = false;
   let modal = null;
@@ -161,6 +168,23 @@
       report(err);
       return {};
     }
+  }
+
+  // The services of the elements this page holds that the settings layer does not list yet: a vendor in the
+  // page's body is learnt by the proxy as this very page is rewritten, after the banner was written.
+  function withHeld(categories) {
+    const listed = {};
+    categories.forEach(function (cat) { (cat.services || []).forEach(function (s) { listed[s.name] = true; }); });
+    const byId = {};
+    categories.forEach(function (cat) { byId[cat.id] = cat; });
+    doc.querySelectorAll('[data-cp-blocked][data-cp-service]').forEach(function (el) {
+      const name = el.getAttribute('data-cp-service');
+      const cat = byId[el.getAttribute('data-cp-blocked')];
+      if (!cat || !name || listed[name] || name === 'unclassified' || name.indexOf('unknown third party') === 0) return;
+      listed[name] = true;
+      cat.services = (cat.services || []).concat([{name: name, provider: '', privacy_url: '', cookies: []}]);
+    });
+    return Object.keys(listed);
   }
 
   function normalise(list) {
@@ -391,6 +415,13 @@
 
   async function submit(action, choiceMap) {
     if (busy) return;
+    if (reask.length && !choiceMap && (action === 'accept_all' || action === 'reject_all')) {
+      // Asked again for some categories only: the answer is about those, the rest stands.
+      choiceMap = {};
+      granted.forEach(function (c) { choiceMap[c] = true; });
+      reask.forEach(function (c) { choiceMap[c] = action === 'accept_all'; });
+      action = 'save_selection';
+    }
     const box = modal || byId('cp-banner');
     const live = box && box.querySelector('.cp-error');
     busy = true;
@@ -409,7 +440,7 @@
         // One key per click: should the same request reach the server twice (a
         // browser may resend it when a kept-alive connection drops), it is recorded once.
         headers: {'Content-Type': 'application/json', 'Idempotency-Key': uuid()},
-        body: JSON.stringify(choiceMap ? {action: action, choices: choiceMap} : {action: action})
+        body: decisionBody(action, choiceMap)
       });
       const body = await res.json();
       if (res.ok && body && Array.isArray(body.granted)) data = body;
@@ -425,6 +456,17 @@
     }
     apply(data);
     close();
+  }
+
+  // The decision, the notice version shown and what the settings layer listed (left out where it would make
+  // the body longer than the API takes: the decision is then recorded under the version rendered).
+  function decisionBody(action, choiceMap) {
+    const body = choiceMap ? {action: action, choices: choiceMap} : {action: action};
+    if (notice) { body.notice = notice; body.lang = config.lang; body.listed = listed; }
+    const text = JSON.stringify(body);
+    if (new TextEncoder().encode(text).length <= 3800 || !body.listed) return text;
+    delete body.listed;
+    return JSON.stringify(body);
   }
 
   function refresh() {
