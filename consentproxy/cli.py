@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from consentproxy import __version__
 from consentproxy.config.loader import ConfigError, Problem, load_config
-from consentproxy.config.model import Config, SiteConfig
+from consentproxy.config.model import CATEGORY_IDS, Config, SiteConfig
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
 from consentproxy.runtime import check_references, with_default_keys
@@ -207,12 +207,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        decision = decision_for(args.consent)
         lists = load_tracker_lists(config)  # as the proxy judges: the operator's lists too
+        site = _find_site(config, args.site)
+        decision = decision_for(args.consent, site.consent.category_ids if site else CATEGORY_IDS)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    site = _find_site(config, args.site)
     if site is None:
         print(f"error: no site named or answering to {args.site!r} in {args.config}", file=sys.stderr)
         return 2

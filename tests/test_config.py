@@ -649,7 +649,8 @@ ERRORS = [
      'sites.s.cookies[0].category', 'is required: one of necessary, preferences, statistics, marketing'),
     ('cookie category bad', S('[[sites.s.cookies]]\nname = "a"\ncategory = "social"\n'),
      'sites.s.cookies[0].category',
-     "must be one of necessary, preferences, statistics, marketing, got the string 'social'"),
+     "must be one of necessary, preferences, statistics, marketing, got the string 'social'; a category of the "
+     "site's own is declared as [sites.s.consent.categories.social]"),
     ('cookie unknown', S('[[sites.s.cookies]]\nname = "a"\ncategory = "necessary"\nexpires = "1d"\n'),
      'sites.s.cookies[0].expires', 'unknown key' + _valid('sites.NAME.cookies[]')),
     ('service name', S('[[sites.s.services]]\ncategory = "marketing"\n'),

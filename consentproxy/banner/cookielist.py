@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from consentproxy.config.model import CATEGORY_IDS, ConsentConfig
+from consentproxy.config.model import ConsentConfig
 from consentproxy.consent.texts import CONSENT_COOKIE_PURPOSE, LIFETIME_UNITS, SESSION
 from consentproxy.cookies.classify import CookieClassifier, reference
 from consentproxy.cookies.inventory import CookieInventory, InventoryEntry
@@ -53,13 +53,13 @@ class CookieList:
         "third") and whether its lifetime was seen in a real Set-Cookie (`observed`), each service its
         purpose in `lang`; the banner's settings layer does without."""
         seen = {e.name: e for e in self.inventory.known(self.site)} if self.inventory is not None else {}
-        groups: dict[str, list[Service]] = {c: [] for c in CATEGORY_IDS}
+        groups: dict[str, list[Service]] = {c: [] for c in self.consent.category_ids}
         for service in self.consent.services:
             party = "third" if service.iframes else ""  # embedded content sets cookies on its own host
             cookies = [self._cookie(spec, "", "", seen, lang, detailed, party) for spec in service.cookies]
             groups[service.category].append(_service(service.name, service.provider, service.privacy_url, cookies,
                                                       service.purpose.get(lang, "") if detailed else None))
-        own: dict[str, list[dict[str, str]]] = {c: [] for c in CATEGORY_IDS}
+        own: dict[str, list[dict[str, str]]] = {c: [] for c in self.consent.category_ids}
         for declaration in self.consent.cookies:
             spec = declaration.name or (declaration.prefix + "*" if declaration.prefix else declaration.pattern)
             own[declaration.category].append(self._cookie(spec, declaration.purpose, declaration.lifetime, seen,
@@ -78,7 +78,7 @@ class CookieList:
         if detailed:
             consent_cookie |= {"party": "first", "observed": ""}
         own["necessary"].insert(0, consent_cookie)
-        for category in CATEGORY_IDS:
+        for category in self.consent.category_ids:
             if own[category]:
                 name = self.controller(lang)
                 groups[category].insert(0, _service(name, name, self.consent.privacy_url[lang], own[category],

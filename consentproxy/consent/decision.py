@@ -43,12 +43,16 @@ NO_DECISION = Decision("none", NECESSARY_ONLY)
 GPC_REFUSAL = Decision("gpc", NECESSARY_ONLY)
 
 
-def decide(state: ConsentState | None, gpc: bool, regime: str = "opt-in", country: str | None = None) -> Decision:
-    """An explicit, valid decision wins; `Sec-GPC: 1` without one is a refusal of everything optional."""
+def decide(state: ConsentState | None, gpc: bool, regime: str = "opt-in", country: str | None = None,
+           everything: frozenset[str] = ALL) -> Decision:
+    """An explicit, valid decision wins; `Sec-GPC: 1` without one is a refusal of everything optional.
+
+    `everything`: the site's categories, its own included (what an opt-out regime allows until an objection).
+    """
     if state is not None:
         return Decision("explicit", NECESSARY_ONLY | state.granted, state, regime, country)
     if regime == "opt-in" and country is None:
         return GPC_REFUSAL if gpc else NO_DECISION
     if gpc:
         return Decision("gpc", NECESSARY_ONLY, None, regime, country)
-    return Decision("none", NECESSARY_ONLY if regime == "opt-in" else ALL, None, regime, country)
+    return Decision("none", NECESSARY_ONLY if regime == "opt-in" else everything, None, regime, country)

@@ -45,7 +45,7 @@ def site_notice(site: SiteConfig) -> NoticeVersion:
                     for regime, key, places in (("opt-out", "optout_text", site.opt_out),
                                                 ("notice-only", "notice_text", site.notice_only)) if places}
     purposes: list[dict[str, Any]] = [
-        {"id": c.id, "label": c.label, "description": c.description, "legal_basis": LEGAL_BASIS[c.id],
+        {"id": c.id, "label": c.label, "description": c.description, "legal_basis": LEGAL_BASIS.get(c.id, "consent"),
          "services": [s.name for s in consent.services if s.category == c.id]}
         for c in consent.categories
     ]
