@@ -74,6 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from consentproxy.config.categories import own_category_notes
     from consentproxy.config.preflight import preflight
 
     try:
@@ -91,7 +92,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.config}: OK — {len(config.sites)} site(s): " + ", ".join(
         f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in config.sites))
-    for note in notes:
+    for note in notes + own_category_notes(config):
         print(f"note: {note}")
     if args.file_only:
         return 0

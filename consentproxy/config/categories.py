@@ -18,6 +18,7 @@ from consentproxy.config.model import (
     CONSENT_MODE_SIGNALS,
     LANGUAGES,
     CategoryConfig,
+    Config,
 )
 from consentproxy.config.reader import Reader, describe, list_of
 from consentproxy.consent.texts import DEFAULT_DESCRIPTIONS, DEFAULT_LABELS
@@ -92,10 +93,22 @@ def _custom(reader: Reader, default_language: str) -> tuple[CategoryConfig, int]
         custom=True, missing_labels=missing,
     )
     order = reader.converted("order", DEFAULT_ORDER, _order)
-    reader.seen.add("default")
-    if reader.table.get("default", False) is not False:
-        reader.problem("default", "an optional category is off until the visitor grants it; only false is "
-                                  "accepted (or leave it out)")
+    reader.finish()
+    return category, order
+
+
+def _builtin(reader: Reader, category: CategoryConfig) -> tuple[CategoryConfig, int]:
+    """A built-in category as the site words it; its Consent Mode signals and place may change too."""
+    order = BUILTIN_ORDER[category.id]
+    if category.id == "necessary" and "order" in reader.table:
+        reader.seen.add("order")
+        reader.problem("order", "the necessary category is always listed first; leave order out")
+    else:
+        order = reader.converted("order", order, _order)
+    category = CategoryConfig(
+        category.id, texts(reader, "label", category.label), texts(reader, "description", category.description),
+        tuple(dict.fromkeys(list_of(reader, "consent_mode", _signal, category.consent_mode))),
+    )
     reader.finish()
     return category, order
 
@@ -107,11 +120,10 @@ def read_categories(reader: Reader | None, default_language: str = "nl") -> tupl
     ordered: list[tuple[int, int, CategoryConfig]] = []
     for position, category in enumerate(default_categories()):
         sub = reader.sub(category.id)
+        order = BUILTIN_ORDER[category.id]
         if sub is not None:
-            category = CategoryConfig(category.id, texts(sub, "label", category.label),
-                                      texts(sub, "description", category.description), category.consent_mode)
-            sub.finish()
-        ordered.append((BUILTIN_ORDER[category.id], position, category))
+            category, order = _builtin(sub, category)
+        ordered.append((order, position, category))
     custom = [name for name in reader.table if name not in CATEGORY_IDS]
     for position, name in enumerate(custom, start=len(CATEGORY_IDS)):
         if not CUSTOM_ID_RE.match(name) or name in RESERVED_IDS:
@@ -134,10 +146,10 @@ def read_categories(reader: Reader | None, default_language: str = "nl") -> tupl
     return tuple(category for _, _, category in sorted(ordered, key=lambda item: item[:2]))
 
 
-def category_notes(site_name: str, categories: tuple[CategoryConfig, ...]) -> list[str]:
+def own_category_notes(config: Config) -> list[str]:
     """What check-config warns about: a site's own category without a label in some language."""
     notes = []
-    for category in categories:
+    for site_name, category in ((s.name, c) for s in config.sites for c in s.consent.categories):
         if category.missing_labels:
             shown = category.label[category.missing_labels[0]]
             notes.append(f"sites.{site_name}.consent.categories.{category.id}.label: no text for "
