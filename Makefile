@@ -148,9 +148,10 @@ axe: system-deps
 	  npm install --no-save --no-audit --no-fund --loglevel=error --prefix $(AXE_DIR) axe-core@$(AXE_VERSION); \
 	fi
 
-# The banner screenshots in docs/screenshots/ (not part of `make test`).
+# The banner and console screenshots in docs/screenshots/ (not part of `make test`).
 screenshots: $(STAMP) system-deps
 	$(BIN)/python docs/take_screenshots.py
+	$(BIN)/python docs/take_console_screenshots.py
 
 build-deps:
 	@missing=""; \

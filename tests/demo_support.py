@@ -92,7 +92,7 @@ class Demo:
     def tracker_port(self) -> int:
         # Asked of the site directly, so it does not depend on what the proxy does to the page.
         page = fetch(self.upstream_port(), "/").text
-        match = re.search(r'src="http://127\.0\.0\.1:(\d+)/gtag/js\?id=G-DEMO12345"', page)
+        match = re.search(r'src="http://www\.googletagmanager\.com\.localhost:(\d+)/gtag/js\?id=G-DEMO12345"', page)
         assert match, page
         return int(match.group(1))
 

@@ -86,7 +86,7 @@ def is_injected(element: ET.Element) -> bool:
     if not isinstance(tag, str):
         return False
     attrs = element.attrib
-    if attrs.get("id") == "cp-root" or attrs.get("class") == "cp-embed":
+    if attrs.get("id") == "cp-root" or "cp-embed" in attrs.get("class", "").split():
         return True
     if tag == "link" and attrs.get("href", "").startswith("/_consent/"):
         return True
@@ -130,6 +130,7 @@ def _restore_blocked(root: ET.Element) -> None:
         if "data-cp-embed-id" in attrs:
             attrs.pop("data-cp-embed-id")
             attrs.pop("hidden", None)
+            attrs.pop("data-cp-fit", None)  # an iframe of no size of its own: 16:9 of its container
         attrs.pop("data-cp-blocked")
         attrs.pop("data-cp-service")
         assert attrs.pop("data-cp-stamp") == "corpus-stamp"

@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 from conftest import free_port, launch_proxy, serve_app, site_toml
 
-from consentproxy.banner.cookielist import CookieList, lifetime_words
+from consentproxy.banner.cookielist import CookieList
 from consentproxy.banner.theme import contrast
+from consentproxy.banner.wording import lifetime_words
 from consentproxy.config import ConfigError, load_config
 from consentproxy.config.consent import default_categories
 from consentproxy.config.model import ConsentConfig, ServiceConfig
@@ -104,11 +105,11 @@ def test_the_settings_layer_lists_configured_and_seen_cookies(tmp_path: Path) ->
     groups = listing.groups("en")
     (own,) = groups["necessary"]
     assert own["name"] == "Shop B.V." and own["cookies"][0]["name"] == "cp_consent"
-    assert own["cookies"][0]["lifetime"] == "12 months"
+    assert own["cookies"][0]["lifetime"] == "1 year"
     (analytics,) = groups["statistics"]
     ga = analytics["cookies"][0]
     assert ga["name"] == "_ga" and ga["lifetime"] == "13 months"  # as seen, not as the database says
-    assert ga["purpose"]  # from the Open Cookie Database
+    assert ga["purpose"].startswith("Measures")  # the catalogue's, in English
     marketing = {c["name"]: (s["provider"], c) for s in groups["marketing"] for c in s["cookies"]}
     assert marketing["_fbp"][0] == "Meta Pixel"  # undeclared, but in the catalogue
     assert marketing["_fbp"][1]["lifetime"] == "3 months"

@@ -5,11 +5,15 @@ URL) and sets `_ga` in `document.cookie`. Chromium reports the host under the pr
 (through the Reporting API: `--short-reporting-delay` sends its batch within a second instead of a minute),
 and the banner script reports the cookie's name soon after the page loaded. Both land in the inventory's buffer,
 which logs each as seen before consent (the host unknown, `_ga` a statistics cookie): the log is where a
-proxy process shows it.
+proxy process shows it. The buffer reaches the consent store (here at the proxy's shutdown, which flushes it),
+where `consentproxy inventory` reads the unknown host back as an unknown third party seen before consent.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,3 +87,14 @@ def test_an_injected_unknown_host_and_a_script_cookie_land_in_the_inventory(brow
     assert 'consentproxy_inventory_alerts_total{kind="host",reason="before_consent",site="shop"}' in metrics
     assert 'consentproxy_inventory_alerts_total{kind="cookie",reason="before_consent",site="shop"}' in metrics
     assert "GA1.1.1234567890" not in proxy.log() and "uid=" not in proxy.log()
+    # in the store, where every instance, the CLI, the admin API and the console read it
+    assert proxy.stop() == 0  # a clean shutdown merges what the inventory buffered
+    listed = subprocess.run([sys.executable, "-m", "consentproxy", "inventory", "-c", str(proxy.config_path),
+                             "--site", "shop", "--json"], capture_output=True, text=True, check=True, timeout=60)
+    items = {(i["kind"], i["name"]): i for i in json.loads(listed.stdout)}
+    unknown = items[("host", UNKNOWN)]
+    assert (unknown["set_by"], unknown["category"], unknown["source"]) == ("page", "unknown", "unknown"), unknown
+    assert unknown["before_consent"] >= 1 and unknown["count"] >= 1, unknown
+    ga = items[("cookie", "_ga")]
+    assert (ga["set_by"], ga["category"], ga["before_consent"]) == ("script", "statistics", 1), ga
+    assert "1234567890" not in listed.stdout and "uid=" not in listed.stdout

@@ -714,6 +714,8 @@ ERRORS = [
      'sites.s.consent.privacy_url.en', 'expected a path such as "/privacy" or an http(s) URL, got the string \'p\''),
     ('cookie_name', T("consent", 'cookie_name = "a b"'),
      'sites.s.consent.cookie_name', "expected a cookie name, got the string 'a b'"),
+    ('database purposes', T("consent", 'database_purposes = "english"'),
+     'sites.s.consent.database_purposes', "must be one of category, original, got the string 'english'"),
     ('language', T("consent", 'default_language = "es"'),
      'sites.s.consent.default_language', "must be one of nl, en, de, fr, got the string 'es'"),
     ('theme colour', T("consent.theme", 'background = "red"'),
@@ -722,6 +724,9 @@ ERRORS = [
      'sites.s.consent.theme.background', 'expected a text, got int 5'),
     ('theme contrast', T("consent.theme", 'background = "#ffffff"\ntext = "#eeeeee"'),
      'sites.s.consent.theme.text', '#eeeeee on background #ffffff has a contrast of 1.16:1; WCAG AA needs 4.5:1'),
+    ('reopen position', T("consent.theme", 'reopen_position = "left"'),
+     'sites.s.consent.theme.reopen_position',
+     "must be one of bottom-left, bottom-right, top-left, top-right, end, none, got the string 'left'"),
     ('theme unknown', T("consent.theme", 'colour = "#fff"'),
      'sites.s.consent.theme.colour', 'unknown key' + _valid('sites.NAME.consent.theme')),
 ]

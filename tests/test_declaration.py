@@ -16,8 +16,9 @@ from aiohttp import web
 from conftest import free_port, launch_proxy, serve_app, site_toml
 
 from consentproxy.banner.assets import BannerAssets
-from consentproxy.banner.declaration import SiteDeclaration, lifetime_text
+from consentproxy.banner.declaration import SiteDeclaration
 from consentproxy.banner.markup import PageInjection, SiteMarkup
+from consentproxy.banner.wording import lifetime_text
 from consentproxy.config import load_config
 from consentproxy.config.model import SiteConfig
 from consentproxy.consent.decision import NO_DECISION
@@ -111,10 +112,10 @@ def test_the_element_is_filled_in_the_visitors_language(tmp_path: Path) -> None:
     assert en.count("<caption>") == 4 and nl.count("<caption>") == 4
     assert '<span class="cp-declaration-name">Necessary</span>' in en
     assert '<span class="cp-declaration-name">Noodzakelijk</span>' in nl
-    # the consent cookie, the site's declared one, a service's with its provider and a database purpose
+    # the consent cookie, the site's declared one, a service's with its provider and the catalogue's purpose
     assert '<th scope="row">cp_consent</th>' in en and "Remembers your cookie choice." in en
     assert re.search(r'<th scope="row">_ga</th><td>Analytics &lt;i&gt; \(Google &amp; co\)</td>'
-                     r"<td>ID used to identify users</td><td>2 years</td><td>First-party</td>", en)
+                     r"<td>Measures how visitors use this website[^<]*</td><td>2 years</td><td>First-party</td>", en)
     assert "<td>2 jaar</td>" in nl  # the database's "2 years", said in Dutch
     # an embedded service's cookie is set on its own host; its purpose in the visitor's language
     assert re.search(r'<th scope="row">tube_id</th><td>Video \(Tube\)</td><td>Plays embedded videos</td>'
@@ -242,7 +243,8 @@ def test_lifetime_words() -> None:
     assert lifetime_text("2 years", "nl") == "2 jaar"
     assert lifetime_text("Session", "de") == "Sitzung"
     assert lifetime_text("", "fr") == "inconnue"
-    assert lifetime_text("until the browser closes", "en") == "until the browser closes"
+    assert lifetime_text("until the browser closes", "en", keep_unread=True) == "until the browser closes"
+    assert lifetime_text("until the browser closes", "en") == "unknown"
     assert lifetime_text("30 days", "en") == "30 days"
 
 

@@ -6,6 +6,7 @@ declaration advice. Units here; a real proxy process and chromium in tests/test_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -191,16 +192,19 @@ def test_sampling_takes_the_configured_share_of_page_views() -> None:
     assert SAMPLED not in post.extra
 
 
-def test_a_sampled_page_view_tells_the_banner_script_to_report() -> None:
+def test_the_banner_script_is_told_the_share_of_views_to_report_on() -> None:
+    """A constant per site, drawn by the script itself: a page's bytes never depend on a draw."""
     from consentproxy.banner.assets import BannerAssets
     from consentproxy.banner.markup import PageInjection, SiteMarkup
     from consentproxy.html.csp import NoncePlan
 
-    markup = SiteMarkup(site(), BannerAssets())
-    sampled = PageInjection(markup, NO_DECISION, None, True).bundle("en", NoncePlan(), "s1")
-    plain = PageInjection(markup, NO_DECISION, None).bundle("en", NoncePlan(), "s2")
-    assert 'data-cp-stamp="s1" data-cp-report="1"' in sampled
-    assert "data-cp-report" not in plain
+    def bundle(config: SiteConfig) -> str:
+        return PageInjection(SiteMarkup(config, BannerAssets()), NO_DECISION, None).bundle("en", NoncePlan(), "s1")
+
+    assert 'data-cp-stamp="s1" data-cp-report="0.05"' in bundle(site())
+    assert 'data-cp-stamp="s1" data-cp-report="1"' in bundle(dataclasses.replace(site(), discovery_sample=1.0))
+    assert "data-cp-report" not in bundle(dataclasses.replace(site(), discovery="off"))
+    assert "data-cp-report" not in bundle(dataclasses.replace(site(), discovery_sample=0.0))
 
 
 # -- the endpoint ---------------------------------------------------------------------------------------------
@@ -252,6 +256,17 @@ def test_reports_in_both_formats_land_as_host_sightings_classified(
     assert (ga.category, ga.source, ga.service, ga.before_consent) == ("statistics", "catalogue",
                                                                       "Google Analytics", 0)
     assert (found["fonts.gstatic.com"].category, found["fonts.gstatic.com"].source) == ("necessary", "catalogue")
+
+
+def test_a_report_sent_after_the_choice_made_on_the_page_is_not_before_consent(
+        endpoint: tuple[ReportEndpoint, InventoryBuffer]) -> None:
+    """The page was served before consent (b=1), the visitor accepted on it, and the scripts that then loaded
+    were reported with the new consent cookie: no "before consent" alarm for trackers the proxy held back."""
+    target, buffer = endpoint
+    assert post(target, CSP_REPORT, b"application/csp-report", decision=DECIDED).status == 204
+    assert [s.before_consent for s in buffer.take()] == [0]
+    assert post(target, CSP_REPORT, b"application/csp-report").status == 204  # no consent cookie: as served
+    assert [s.before_consent for s in buffer.take()] == [1]
 
 
 def test_declared_hosts_are_classified_as_declared(endpoint: tuple[ReportEndpoint, InventoryBuffer]) -> None:

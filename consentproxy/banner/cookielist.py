@@ -2,9 +2,12 @@
 
 From the site's configuration (its services and cookie declarations) and
 from the cookie inventory (what the site was really seen setting), so the
-visitor is informed of cookies nobody declared. Purposes and retention
-periods the site leaves out come from the Open Cookie Database (in English);
-a lifetime seen in a real Set-Cookie wins over any text.
+visitor is informed of cookies nobody declared. Every purpose and lifetime is
+in the visitor's language (see banner/wording.py): the site's own words, else
+the service's or the catalogue's purpose, else one said from the cookie's
+category (the Open Cookie Database's English description only where the site
+asks for it, marked `lang`); a lifetime seen in a real Set-Cookie wins over any
+text.
 """
 
 from __future__ import annotations
@@ -12,25 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from consentproxy.banner.wording import (
+    Purpose,
+    catalogue_purpose,
+    database_purpose,
+    lifetime_text,
+    lifetime_words,
+)
 from consentproxy.config.model import ConsentConfig
-from consentproxy.consent.texts import CONSENT_COOKIE_PURPOSE, LIFETIME_UNITS, SESSION
-from consentproxy.cookies.classify import CookieClassifier, reference
+from consentproxy.consent.texts import CONSENT_COOKIE_PURPOSE, LIFETIME_WORDS
+from consentproxy.cookies.classify import CookieClassifier, catalogued, reference
 from consentproxy.cookies.inventory import CookieInventory, InventoryEntry
 
 Service = dict[str, Any]
-
-
-def lifetime_words(seconds: int | None, lang: str) -> str:
-    """`None` (a session cookie) or seconds as a rounded duration in the visitor's language."""
-    if seconds is None:
-        return SESSION[lang]
-    for unit, size, limit in (("minute", 60, 3600), ("hour", 3600, 86400), ("day", 86400, 60 * 86400),
-                              ("month", 2_629_800, 61_800_000), ("year", 31_557_600, None)):
-        if limit is None or seconds < limit:
-            count = max(1, round(seconds / size))
-            one, many = LIFETIME_UNITS[unit][lang]
-            return f"{count} {one if count == 1 else many}"
-    raise AssertionError("unreachable")
 
 
 class CookieList:
@@ -56,22 +53,24 @@ class CookieList:
         groups: dict[str, list[Service]] = {c: [] for c in self.consent.category_ids}
         for service in self.consent.services:
             party = "third" if service.iframes else ""  # embedded content sets cookies on its own host
-            cookies = [self._cookie(spec, "", "", seen, lang, detailed, party) for spec in service.cookies]
+            cookies = [self._cookie(spec, service.category, Purpose(service.purpose.get(lang, "")), "", seen, lang,
+                                    detailed, party) for spec in service.cookies]
             groups[service.category].append(_service(service.name, service.provider, service.privacy_url, cookies,
                                                       service.purpose.get(lang, "") if detailed else None))
         own: dict[str, list[dict[str, str]]] = {c: [] for c in self.consent.category_ids}
         for declaration in self.consent.cookies:
             spec = declaration.name or (declaration.prefix + "*" if declaration.prefix else declaration.pattern)
-            own[declaration.category].append(self._cookie(spec, declaration.purpose, declaration.lifetime, seen,
-                                                          lang, detailed, "first"))
+            own[declaration.category].append(self._cookie(spec, declaration.category, Purpose(declaration.purpose),
+                                                          declaration.lifetime, seen, lang, detailed, "first"))
         undeclared: dict[tuple[str, str], list[dict[str, str]]] = {}
         for name in sorted(seen):
             found = self.classifier.classify(name)
             if name == self.consent.cookie_name or found.source == "declared" or found.category not in groups:
                 continue  # listed above already; unknown cookies are blocked, nothing to consent to
             provider = found.service if found.source in ("database", "catalogue") else self.controller(lang)
-            undeclared.setdefault((found.category, provider), []).append(self._cookie(name, "", "", seen, lang,
-                                                                                      detailed))
+            purpose = Purpose(catalogue_purpose(found.service, lang) if found.source == "catalogue" else "")
+            undeclared.setdefault((found.category, provider), []).append(
+                self._cookie(name, found.category, purpose, "", seen, lang, detailed))
         # Our own cookie is necessary too, and the visitor should see it like any other.
         consent_cookie = {"name": self.consent.cookie_name, "purpose": CONSENT_COOKIE_PURPOSE[lang],
                           "lifetime": lifetime_words(self.consent.validity_days * 86400, lang)}
@@ -84,18 +83,29 @@ class CookieList:
                 groups[category].insert(0, _service(name, name, self.consent.privacy_url[lang], own[category],
                                                     "" if detailed else None))
         for (category, provider), cookies in sorted(undeclared.items()):
-            groups[category].append(_service(provider, provider, "", cookies, "" if detailed else None))
+            groups[category].append(_service(provider, provider, "", cookies,
+                                             catalogue_purpose(provider, lang) if detailed else None))
         return groups
 
-    def _cookie(self, spec: str, purpose: str, lifetime: str, seen: dict[str, InventoryEntry],
+    def _cookie(self, spec: str, category: str, purpose: Purpose, lifetime: str, seen: dict[str, InventoryEntry],
                 lang: str, detailed: bool = False, party: str = "") -> dict[str, str]:
+        """`purpose`: the site's words or its service's in `lang` ("": none); `lifetime`: the site's words."""
         entry = seen.get(spec)
+        known = reference(spec.rstrip("*"))
+        if not purpose.text:
+            in_catalogue = catalogued(spec)
+            text = catalogue_purpose(in_catalogue.service, lang) if in_catalogue is not None else ""
+            purpose = Purpose(text) if text else database_purpose(
+                known, category, lang, self.consent.database_purposes == "original")
         if entry is not None:
             lifetime = lifetime_words(entry.lifetime_seconds, lang)
-        known = reference(spec.rstrip("*")) if not (purpose and lifetime) or (detailed and not party) else None
-        if known is not None:
-            purpose, lifetime = purpose or known.purpose, lifetime or known.retention
-        cookie = {"name": spec, "purpose": purpose, "lifetime": lifetime}
+        elif lifetime:
+            lifetime = lifetime_text(lifetime, lang, keep_unread=True)
+        else:
+            lifetime = lifetime_text(known.retention, lang) if known is not None else LIFETIME_WORDS["unknown"][lang]
+        cookie = {"name": spec, "purpose": purpose.text, "lifetime": lifetime}
+        if purpose.lang:
+            cookie["lang"] = purpose.lang  # the purpose's language, where it is not the view's
         if detailed:
             # Seen set through the proxy: on the site's own host. Else what the site or the database says.
             if entry is not None:

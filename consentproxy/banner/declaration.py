@@ -14,12 +14,10 @@ correct in any page charset; no script, no inline style.
 
 from __future__ import annotations
 
-import re
-
-from consentproxy.banner.cookielist import CookieList, Service, lifetime_words
+from consentproxy.banner.cookielist import CookieList, Service
 from consentproxy.banner.markup import ascii_html
 from consentproxy.config.model import SiteConfig
-from consentproxy.consent.texts import BANNER_TEXTS, SESSION, controller_name
+from consentproxy.consent.texts import BANNER_TEXTS, controller_name
 from consentproxy.cookies.inventory import CookieInventory
 
 #: the declaration's own words (the column labels it shares with the settings layer come from BANNER_TEXTS,
@@ -46,27 +44,11 @@ DECLARATION_TEXTS: dict[str, dict[str, str]] = {
     "none": {"nl": "Geen cookies in deze categorie.", "en": "No cookies in this category.",
              "de": "Keine Cookies in dieser Kategorie.", "fr": "Aucun cookie dans cette catégorie."},
 }
-#: a retention as the Open Cookie Database words it ("2 years", "1 day"), to say in the visitor's language
-_RETENTION = re.compile(r"\s*(\d{1,4})\s*(minute|hour|day|week|month|year)s?\s*", re.IGNORECASE)
-_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 2_629_800, "year": 31_557_600}
 _STANDALONE_CSS = ("body{font:16px/1.5 system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:1rem;"
                    "color:#1a1a1a;background:#fff}table{border-collapse:collapse;width:100%;margin:0 0 1.5rem}"
                    "caption{text-align:left;padding:.5rem 0}th,td{border:1px solid #767676;padding:.35rem .5rem;"
                    "text-align:left;vertical-align:top}.cp-declaration-name{display:block;font-weight:700;"
                    "font-size:1.15rem}.cp-declaration-description{display:block}")
-
-
-def lifetime_text(text: str, lang: str) -> str:
-    """A configured or database lifetime in `lang` when it has a plain form ("2 years", "session"); as it is
-    written otherwise; "unknown" when there is none."""
-    if not text.strip():
-        return DECLARATION_TEXTS["unknown"][lang]
-    if text.strip().lower() == "session":
-        return SESSION[lang]
-    found = _RETENTION.fullmatch(text)
-    if found is None:
-        return text
-    return lifetime_words(int(found.group(1)) * _SECONDS[found.group(2).lower()], lang)
 
 
 class SiteDeclaration:
@@ -155,8 +137,10 @@ class SiteDeclaration:
         if service["provider"] and service["provider"] != provider:
             provider += f" ({service['provider']})"
         purpose = cookie["purpose"] or service.get("purpose", "") or self.text(lang, "unknown")
-        lifetime = cookie["lifetime"] if cookie.get("observed") else lifetime_text(cookie["lifetime"], lang)
-        return (f'<tr><th scope="row">{e(cookie["name"])}</th><td>{e(provider)}</td><td>{e(purpose)}</td>'
+        # a purpose in another language (a database original the site asked for) says which
+        marked = f' lang="{e(cookie["lang"])}"' if cookie["purpose"] and cookie.get("lang") else ""
+        lifetime = cookie["lifetime"] or self.text(lang, "unknown")
+        return (f'<tr><th scope="row">{e(cookie["name"])}</th><td>{e(provider)}</td><td{marked}>{e(purpose)}</td>'
                 f'<td>{e(lifetime)}</td><td>{e(self.text(lang, cookie.get("party") or "first"))}</td></tr>')
 
     @staticmethod

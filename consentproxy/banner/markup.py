@@ -42,8 +42,10 @@ _NONCE = "\x00nonce\x00"
 _STYLE_NONCE = "\x00style-nonce\x00"
 _STATE = "\x00state\x00"
 _STAMP = "\x00stamp\x00"
-#: on the banner script of a page view sampled for discovery: it reports the names of the cookies scripts set
-_REPORT = ' data-cp-report="1"'
+#: on the banner script when the site has discovery on: the share of page views on which it reports the names of
+#: the cookies scripts set. The script draws itself, so a page's bytes never depend on a draw of the proxy's
+#: (identical requests get identical pages; the Report-Only policy header is drawn by `discovery.csp`)
+_REPORT = ' data-cp-report="{share}"'
 _PRINCIPAL = "__cp_principal__"
 _ACCEPT_CACHE_LIMIT = 1024
 _BUNDLE_CACHE_LIMIT = 256
@@ -174,6 +176,8 @@ class SiteMarkup:
 
             self.guard = build_guard(assets, matcher, analytics_routing(site)[0], site_parties(site))
         self._guard_tags: dict[frozenset[str], str] = {}
+        share = site.discovery_sample if site.discovery == "on" else 0.0
+        self._report = _REPORT.format(share=f"{share:g}") if share > 0 else ""
 
     def text(self, lang: str, key: str, **values: str) -> str:
         texts = self.site.consent.texts.get(key, {})
@@ -223,6 +227,9 @@ class SiteMarkup:
         e = ascii_html
         position = self.site.consent.theme.position
         pos = "" if position == "bottom" else " cp-pos-" + position
+        reopen_at = self.site.consent.theme.reopen_position
+        # bottom-left → cp-re-bl (banner.css places it; under 40em a corner becomes the end of the page)
+        reopen_class = " cp-re-" + "".join(word[0] for word in reopen_at.split("-"))
         parts = [
             f'<link rel="stylesheet" href="{e(self.css_url)}"{_STYLE_NONCE}>',
             f'<link rel="stylesheet" href="{e(self.theme_url)}"{_STYLE_NONCE}>' if self.theme_url else "",
@@ -232,7 +239,7 @@ class SiteMarkup:
             # custom properties, set on #cp-root, inherit into it. Without DSD, banner.js attaches it.
             '<template shadowrootmode="open">',
             f'<link rel="stylesheet" href="{e(self.css_url)}"{_STYLE_NONCE}>',
-            f'<div id="cp-ui" class="cp-ui{pos}" lang="{lang}" dir="ltr">',
+            f'<div id="cp-ui" class="cp-ui{pos}{reopen_class}" lang="{lang}" dir="ltr">',
         ]
         if variant is not None:
             text_key, buttons = _VARIANTS[variant]
@@ -258,7 +265,7 @@ class SiteMarkup:
         ]
         return _split("".join(parts))
 
-    def bundle(self, lang: str, decision: Decision, nonces: NoncePlan, stamp: str, report: bool = False) -> str:
+    def bundle(self, lang: str, decision: Decision, nonces: NoncePlan, stamp: str) -> str:
         decided = decision.state is not None
         # Global Privacy Control already refused everything optional: no question to ask, only the
         # re-open control (the banner script records the signal as the visitor's decision).
@@ -294,7 +301,7 @@ class SiteMarkup:
         head, tail = parts
         principal = decision.state.principal if decision.state is not None else None
         head = head.replace(f'"{_PRINCIPAL}"', f'"{principal}"' if principal else "null", 1)
-        return f'{head} data-cp-stamp="{ascii_html(stamp)}"{_REPORT if report else ""}{tail}'
+        return f'{head} data-cp-stamp="{ascii_html(stamp)}"{self._report}{tail}'
 
     def consent_mode(self, decision: Decision, nonces: NoncePlan) -> str:
         """What goes before the page's first script: the guard, then the Consent Mode default."""
@@ -340,13 +347,17 @@ class SiteMarkup:
         with a base URL); `origin` is a validated scheme and host, safe in an attribute."""
         return code.replace(f'="{self.prefix}/', f'="{origin}{self.prefix}/') if origin else code
 
-    def placeholder(self, lang: str, service: str, embed_id: str) -> str:
+    def placeholder(self, lang: str, service: str, embed_id: str, box: str = "", inline_style: bool = True) -> str:
         e = ascii_html
         # Phrasing content only (span, button): an iframe may sit inside a <p>, which a <div> would close.
-        return (f'<span class="cp-embed" data-cp-embed="{embed_id}" lang="{lang}">'
-                f'<span class="cp-embed-text">{e(self.text(lang, "embed_text", service=service))}</span>'
+        # `box` (the iframe's size, numbers and units only: see html.embedsize) makes it an inline box like
+        # the iframe, of the iframe's size.
+        sized = f' cp-embed-sized" {"style" if inline_style else "data-cp-box"}="{e(box)}' if box else ""
+        return (f'<span class="cp-embed{sized}" data-cp-embed="{embed_id}" lang="{lang}">'
+                f'<span class="cp-embed-in"><span class="cp-embed-text">'
+                f'{e(self.text(lang, "embed_text", service=service))}</span>'
                 f'<button type="button" class="cp-btn cp-embed-load" data-cp-load="{embed_id}">'
-                f'{e(self.text(lang, "embed_load", service=service))}</button></span>')
+                f'{e(self.text(lang, "embed_load", service=service))}</button></span></span>')
 
 
 def _split(text: str) -> list[str]:
@@ -363,25 +374,24 @@ def _split(text: str) -> list[str]:
 class PageInjection(Injection):
     """The injection for one response: the site's markup with this visitor's state."""
 
-    __slots__ = ("accept_language", "decision", "markup", "report")
+    __slots__ = ("accept_language", "decision", "markup")
 
-    def __init__(self, markup: SiteMarkup, decision: Decision, accept_language: bytes | None,
-                 report: bool = False) -> None:
+    def __init__(self, markup: SiteMarkup, decision: Decision, accept_language: bytes | None) -> None:
         self.markup = markup
         self.decision = decision
         self.accept_language = accept_language
-        #: a page view sampled for discovery: the banner script reports the names of the page's cookies
-        self.report = report
 
     def consent_mode(self, nonces: NoncePlan, origin: str = "") -> str:
         return self.markup.absolute(self.markup.consent_mode(self.decision, nonces), origin)
 
     def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str, origin: str = "") -> str:
         return self.markup.absolute(self.markup.bundle(self.markup.language(page_lang, self.accept_language),
-                                                       self.decision, nonces, stamp, self.report), origin)
+                                                       self.decision, nonces, stamp), origin)
 
-    def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
-        return self.markup.placeholder(self.markup.language(page_lang, self.accept_language), service, embed_id)
+    def placeholder(self, page_lang: str | None, service: str, embed_id: str, box: str = "",
+                    inline_style: bool = True) -> str:
+        return self.markup.placeholder(self.markup.language(page_lang, self.accept_language), service, embed_id,
+                                       box, inline_style)
 
     def declaration(self, page_lang: str | None) -> str:
         declaration = self.markup.declaration

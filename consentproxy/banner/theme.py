@@ -17,6 +17,8 @@ _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _FONT = re.compile(r"^[A-Za-z0-9 ,'\"-]{1,200}$")
 _LENGTH = re.compile(r"^(?:0|\d{1,3}(?:\.\d{1,2})?(?:px|rem|em))$")
 POSITIONS = ("bottom", "top", "center")
+#: where the re-open control sits (banner.css: .cp-re-*); on narrow screens a corner becomes "end"
+REOPEN_POSITIONS = ("bottom-left", "bottom-right", "top-left", "top-right", "end", "none")
 MIN_CONTRAST = 4.5
 
 #: theme key → CSS custom property

@@ -131,6 +131,7 @@ def _array_of_tables(site: Reader, key: str) -> list[Reader]:
 
 
 _unknown_policy = one_of("block", "allow")
+_database_purposes = one_of("category", "original")
 _language = one_of(*LANGUAGES)
 _record_ip = one_of("none", "truncated", "keyed_hash")
 
@@ -179,6 +180,8 @@ def read_consent(site: Reader) -> ConsentConfig:
         validity_days=reader.converted("validity", base.validity_days, _validity_days),
         statistics_exempt=reader.get("statistics_exempt", bool, base.statistics_exempt),
         unknown_cookies=reader.converted("unknown_cookies", base.unknown_cookies, _unknown_policy),  # type: ignore[arg-type]
+        database_purposes=reader.converted("database_purposes", base.database_purposes,
+                                           _database_purposes),  # type: ignore[arg-type]
         cookie_name=reader.converted("cookie_name", base.cookie_name, _cookie_name),
         default_language=reader.converted("default_language", base.default_language, _language),
         controller=reader.converted("controller", "", _short_text),
@@ -264,6 +267,7 @@ def _read_theme(reader: Reader | None) -> ThemeConfig:
         font=reader.converted("font", "", _string(checks.check_font)),
         radius=reader.converted("radius", "", _string(checks.check_length)),
         position=reader.converted("position", "bottom", one_of(*checks.POSITIONS)),
+        reopen_position=reader.converted("reopen_position", "bottom-left", one_of(*checks.REOPEN_POSITIONS)),
     )
     for key, reason in checks.contrast_problems(theme):
         reader.problem(key, reason)

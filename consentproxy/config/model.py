@@ -168,6 +168,8 @@ class ThemeConfig:
     font: str = ""
     radius: str = ""
     position: str = "bottom"  # bottom, top or center
+    #: the re-open control: a corner, "end" (after the page's content) or "none" (the site places its own)
+    reopen_position: str = "bottom-left"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +185,9 @@ class ConsentConfig:
     #: statistics runs only anonymised through the proxy, so needs no consent (analytics feature)
     statistics_exempt: bool = False
     unknown_cookies: Literal["block", "allow"] = "block"
+    #: a purpose for a cookie known only from the Open Cookie Database: said from its category in the visitor's
+    #: language, or the database's English original (marked as English)
+    database_purposes: Literal["category", "original"] = "category"
     cookie_name: str = "cp_consent"
     default_language: str = "nl"
     #: who decides on the processing (named in the banner text); defaults to the site's name

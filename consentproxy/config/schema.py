@@ -142,6 +142,9 @@ TABLES: tuple[Table, ...] = (
         _k("validity", "365d", "how long a choice is remembered; 1 to 400 days"),
         _k("statistics_exempt", False, "statistics runs anonymised through the proxy, so needs no consent"),
         _k("unknown_cookies", "block", "cookies nobody declared and no list knows: block or allow"),
+        _k("database_purposes", "category",
+           "cookies known only from the Open Cookie Database: purpose by category in the visitor's language, "
+           "or the original (English)"),
         _k("cookie_name", "cp_consent", "the cookie that holds the visitor's choice"),
         _k("default_language", "nl", "nl, en, de or fr: when neither the page nor the browser names one"),
         _u("controller", "the site's first host name", "Kade IT-diensten B.V.",
@@ -161,6 +164,8 @@ TABLES: tuple[Table, ...] = (
         _u("font", "banner.css's", "Inter, Arial, sans-serif", "a font-family list"),
         _u("radius", "banner.css's", "8px", "corner radius: px, rem or em"),
         _k("position", "bottom", "bottom, top or center"),
+        _k("reopen_position", "bottom-left", "the re-open control: bottom-left, bottom-right, top-left, top-right, "
+           "end or none; on screens under 40em a corner becomes end (after the page's content)"),
     )),
     Table("sites.NAME.consent.categories", "the categories, one table per id: a built-in one (necessary, "
           "preferences, statistics, marketing) to reword it, any other id (a-z, 0-9, _, -; at most 8) adds the "

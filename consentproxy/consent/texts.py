@@ -156,15 +156,55 @@ BANNER_TEXTS: dict[str, dict[str, str]] = {
 
 #: How long a cookie lives, in words: unit → language → (one, many)
 LIFETIME_UNITS: dict[str, dict[str, tuple[str, str]]] = {
+    "second": {"nl": ("seconde", "seconden"), "en": ("second", "seconds"), "de": ("Sekunde", "Sekunden"),
+               "fr": ("seconde", "secondes")},
     "minute": {"nl": ("minuut", "minuten"), "en": ("minute", "minutes"), "de": ("Minute", "Minuten"),
                "fr": ("minute", "minutes")},
     "hour": {"nl": ("uur", "uur"), "en": ("hour", "hours"), "de": ("Stunde", "Stunden"), "fr": ("heure", "heures")},
     "day": {"nl": ("dag", "dagen"), "en": ("day", "days"), "de": ("Tag", "Tage"), "fr": ("jour", "jours")},
+    "week": {"nl": ("week", "weken"), "en": ("week", "weeks"), "de": ("Woche", "Wochen"),
+             "fr": ("semaine", "semaines")},
     "month": {"nl": ("maand", "maanden"), "en": ("month", "months"), "de": ("Monat", "Monate"),
               "fr": ("mois", "mois")},
     "year": {"nl": ("jaar", "jaar"), "en": ("year", "years"), "de": ("Jahr", "Jahre"), "fr": ("an", "ans")},
 }
 SESSION: dict[str, str] = {"nl": "sessie", "en": "session", "de": "Sitzung", "fr": "session"}
+#: lifetimes a source gives without a duration: no end set, several ("varies"), or none known
+LIFETIME_WORDS: dict[str, dict[str, str]] = {
+    "unlimited": {"nl": "onbeperkt", "en": "unlimited", "de": "unbegrenzt", "fr": "illimitée"},
+    "varies": {"nl": "wisselend", "en": "varies", "de": "unterschiedlich", "fr": "variable"},
+    "unknown": {"nl": "onbekend", "en": "unknown", "de": "unbekannt", "fr": "inconnue"},
+}
+#: The purpose of a cookie known only from the Open Cookie Database (whose descriptions are English), said
+#: from its consent category in the visitor's language: what any cookie of that category is for.
+CATEGORY_PURPOSES: dict[str, dict[str, str]] = {
+    "necessary": {
+        "nl": "Noodzakelijk: laat de website werken, bijvoorbeeld beveiliging of uw sessie.",
+        "en": "Necessary: makes the website work, for example security or your session.",
+        "de": "Notwendig: lässt die Website funktionieren, etwa Sicherheit oder Ihre Sitzung.",
+        "fr": "Nécessaire : fait fonctionner le site, par exemple la sécurité ou votre session.",
+    },
+    "preferences": {
+        "nl": "Voorkeuren: onthoudt uw instellingen, zoals taal of regio.",
+        "en": "Preferences: remembers your settings, such as language or region.",
+        "de": "Präferenzen: speichert Ihre Einstellungen, etwa Sprache oder Region.",
+        "fr": "Préférences : mémorise vos réglages, comme la langue ou la région.",
+    },
+    "statistics": {
+        "nl": "Statistieken: meet hoe bezoekers de website gebruiken.",
+        "en": "Statistics: measures how visitors use the website.",
+        "de": "Statistiken: misst, wie Besucher die Website nutzen.",
+        "fr": "Statistiques : mesure comment les visiteurs utilisent le site.",
+    },
+    "marketing": {
+        "nl": "Marketing: herkent uw browser om advertenties te tonen en te meten, ook op andere websites.",
+        "en": "Marketing: recognises your browser to show and measure ads, also on other websites.",
+        "de": "Marketing: erkennt Ihren Browser wieder, um Werbung anzuzeigen und zu messen, auch auf anderen "
+              "Websites.",
+        "fr": "Marketing : reconnaît votre navigateur pour afficher et mesurer des publicités, y compris sur "
+              "d'autres sites.",
+    },
+}
 #: The purpose of the consent cookie itself, listed among the necessary cookies.
 CONSENT_COOKIE_PURPOSE: dict[str, str] = {
     "nl": "Onthoudt uw keuze over cookies.",

@@ -165,6 +165,11 @@ class CookieClassifier:
         return found
 
 
+def catalogued(name: str) -> Classification | None:
+    """The catalogue service a cookie name belongs to, whoever classifies it for a site."""
+    return _catalogue_table().lookup(name)
+
+
 def reference(name: str) -> Classification | None:
     """What the Open Cookie Database says about a name (purpose, retention), whoever classifies it."""
     return _database_table().lookup(name)

@@ -2,7 +2,9 @@
 
 The demo must work whether it is opened as localhost, 127.0.0.1 or a LAN
 address, so URLs that the pages hand to the browser are built from the Host
-header the browser sent, never from a fixed name.
+header the browser sent, never from a fixed name. The tracker stand-ins get
+host names of their own, so that a browser sees them as the third parties they
+stand for.
 """
 
 from __future__ import annotations
@@ -35,3 +37,21 @@ def request_host(request: web.Request) -> tuple[str, str]:
     address, port = (str(sockname[0]), int(sockname[1])) if sockname else ("127.0.0.1", 80)
     hostname = display_host(address)
     return hostname, f"{hostname}:{port}"
+
+
+#: the stand-ins' host names per template placeholder: the real vendors' names, under `.localhost`
+TRACKER_HOSTS: dict[str, str] = {
+    "ga": "www.googletagmanager.com.localhost",
+    "facebook": "connect.facebook.net.localhost",
+    "hotjar": "static.hotjar.com.localhost",
+    "youtube": "www.youtube.com.localhost",
+}
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def tracker_origins(request: web.Request, port: int) -> dict[str, str]:
+    """The stand-ins' origin per placeholder: `.localhost` names for a visitor on this machine, else the host
+    name the visitor used (another device cannot reach this machine's loopback)."""
+    hostname, _ = request_host(request)
+    local = hostname in _LOOPBACK_NAMES or hostname.endswith(".localhost")
+    return {key: f"http://{name if local else hostname}:{port}" for key, name in TRACKER_HOSTS.items()}

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from consentproxy.config.model import ListenAddress
-from consentproxy.demo.addressing import display_host
+from consentproxy.demo.addressing import TRACKER_HOSTS, display_host
 
 CONFIG_NAME = "consentproxy.toml"
 
@@ -86,8 +86,10 @@ data_dir = {_toml_string(str(data_dir))}
 [sites.demo]
 # The demo website "Kade IT-diensten", for any host name the visitor uses.
 # Its pages embed stand-ins for Google Analytics, the Meta pixel, Hotjar and
-# YouTube, served at {trackers} ; each request they
-# receive is logged to tracker-hits.ndjson in the data directory.
+# YouTube, served at {trackers} under the real vendors'
+# host names with .localhost added (www.googletagmanager.com.localhost, ...),
+# which browsers resolve to this machine; each request they receive is logged
+# to tracker-hits.ndjson in the data directory.
 hosts = ["*"]
 upstream = {_toml_string(upstream)}
 # Every page view reports the hosts and script-set cookies browsers see (the
@@ -124,8 +126,8 @@ lifetime = "session"
 provider = "Kade IT-diensten"
 
 # The demo's stand-ins for the real vendors live at {trackers} ; these
-# declarations tell consentproxy which URLs belong to which service (the real
-# vendors' URLs are in its built-in catalogue already).
+# declarations tell consentproxy which URLs and hosts belong to which service
+# (the real vendors' URLs and hosts are in its built-in catalogue already).
 [[sites.demo.services]]
 name = "Google Analytics (demo stand-in)"
 category = "statistics"
@@ -133,6 +135,7 @@ provider = "Google Ireland Ltd."
 privacy_url = "https://policies.google.com/privacy"
 cookies = ["_ga", "_ga_*", "_gid"]
 scripts = ["/gtag/js"]
+hosts = [{_toml_string(TRACKER_HOSTS["ga"])}]
 inline = ["gtag("]
 
 [[sites.demo.services]]
@@ -143,6 +146,7 @@ privacy_url = "https://www.facebook.com/privacy/policy/"
 cookies = ["_fbp"]
 scripts = ["/fbevents.js"]
 pixels = ["/tr?id="]
+hosts = [{_toml_string(TRACKER_HOSTS["facebook"])}]
 inline = ["fbq("]
 
 [[sites.demo.services]]
@@ -152,6 +156,7 @@ provider = "Hotjar Ltd."
 privacy_url = "https://www.hotjar.com/legal/policies/privacy/"
 cookies = ["_hjSessionUser_*", "_hjSession_*"]
 scripts = ["/hotjar-"]
+hosts = [{_toml_string(TRACKER_HOSTS["hotjar"])}]
 inline = ["_hjSettings"]
 
 [[sites.demo.services]]
@@ -160,5 +165,6 @@ category = "marketing"
 provider = "Google Ireland Ltd."
 privacy_url = "https://policies.google.com/privacy"
 iframes = ["/youtube/embed/"]
+hosts = [{_toml_string(TRACKER_HOSTS["youtube"])}]
 {regimes_table}"""
 

@@ -6,7 +6,12 @@ the server sets a marketing cookie (HttpOnly, so out of reach of any
 JavaScript banner) and an undeclared one, and every page embeds Google
 Analytics, the Meta pixel, Hotjar and a YouTube video. That gap is what the
 proxy in front of it has to close. The trackers point at the local stand-ins
-(`trackers.py`), addressed by the host name the visitor used.
+(`trackers.py`) under the real vendors' host names with `.localhost` added
+(`www.googletagmanager.com.localhost`): browsers resolve every `*.localhost`
+name to this machine themselves (RFC 6761), so the pages load real-looking
+third-party hosts, which the proxy's discovery reports as such, and nothing
+leaves the machine. A visitor on another device (a LAN address) gets the
+stand-ins at the host name it used instead: its `.localhost` is itself.
 
 `python -m consentproxy.demo.site` runs the site and the stand-ins together.
 """
@@ -26,7 +31,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from consentproxy.demo.addressing import display_host, request_host
+from consentproxy.demo.addressing import display_host, tracker_origins
 from consentproxy.demo.templates import render
 from consentproxy.demo.trackers import build_tracker_app
 
@@ -98,16 +103,15 @@ def _set_demo_cookies(request: web.Request, response: web.StreamResponse) -> Non
 
 def _page(request: web.Request, lang: str, page: str, *, status: int = 200,
           text: Mapping[str, str] | None = None, raw: Mapping[str, str] | None = None) -> web.Response:
-    """Render a page in its language's layout, with the trackers addressed at the visitor's host name."""
-    hostname, _ = request_host(request)
-    tracker = f"http://{hostname}:{request.app[TRACKER_PORT]}"
+    """Render a page in its language's layout, with the trackers at their stand-ins' host names."""
+    trackers_at = tracker_origins(request, request.app[TRACKER_PORT])
     entry = _MENU_ENTRY.get(page, page)
     current = {f"current_{menu}": ' aria-current="page"' if menu == page else ""
                for menu in ("home", "services", "contact", "privacy")}
-    content = render(f"{lang}-{page}.html", {"tracker": tracker, **(text or {})}, raw)
+    content = render(f"{lang}-{page}.html", {**trackers_at, **(text or {})}, raw)
     layout_text = {"title": TITLES[(lang, page)], "here": PATHS[(lang, entry)],
                    "other": PATHS[(_OTHER_LANGUAGE[lang], entry)]}
-    trackers = render("trackers.html", {"tracker": tracker})
+    trackers = render("trackers.html", trackers_at)
     body = render(f"{lang}-layout.html", layout_text, {"content": content, "trackers": trackers, **current})
     return web.Response(text=body, status=status, content_type="text/html")
 

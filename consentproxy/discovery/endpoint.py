@@ -131,7 +131,10 @@ class ReportEndpoint(Endpoint):
         ours = [v for v in violations if self._own(v.document_host, exchange)]
         if violations and not ours:
             return self._refuse(403, "cross_site")
-        before = exchange.scope.get("query_string", b"") == b"b=1"  # the page's state when it was served
+        # The page's state when it was served; but a report that carries the visitor's consent (report-uri
+        # sends the page's cookies, the Reporting API none) came after the choice made on that very page.
+        decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
+        before = exchange.scope.get("query_string", b"") == b"b=1" and before_consent(decision)
         for violation in ours:
             if violation.host == host_name(exchange.host):
                 continue

@@ -19,6 +19,7 @@ TRUSTED_TYPES_POLICY = "consentproxy"
 _NONCE_RE = re.compile(r"'nonce-([A-Za-z0-9+/_=-]+)'")
 _SCRIPT_ORDER = ("script-src-elem", "script-src", "default-src")
 _STYLE_ORDER = ("style-src-elem", "style-src", "default-src")
+_STYLE_ATTR_ORDER = ("style-src-attr", "style-src", "default-src")
 
 
 def _directives(policy: str) -> list[tuple[str, str]]:
@@ -46,6 +47,8 @@ class NoncePlan:
     style_nonce: str | None = None
     #: False when a policy restricts scripts with neither nonce nor 'unsafe-inline'
     inline_script_ok: bool = True
+    #: False when a policy refuses style attributes (an embed's placeholder then carries its size in data-cp-box)
+    inline_style_ok: bool = True
     _fresh: str | None = field(default=None, repr=False)
 
     def fresh(self) -> str:
@@ -69,6 +72,9 @@ class NoncePlan:
                 patched = True
             elif "'unsafe-inline'" not in lowered:
                 self.inline_script_ok = False
+        attr = (_effective(directives, _STYLE_ATTR_ORDER) or "'unsafe-inline'").lower()
+        if "'unsafe-inline'" not in attr or "'nonce-" in attr or "'sha" in attr:
+            self.inline_style_ok = False  # (with a nonce or hash in it, browsers ignore 'unsafe-inline')
         style = _effective(directives, _STYLE_ORDER)
         if style is not None:
             nonce = _NONCE_RE.search(style)

@@ -56,6 +56,7 @@ from consentproxy.config.model import CATEGORY_IDS
 from consentproxy.html._scanner import ELEMENT, NOSCRIPT, SCRIPT, STYLE, Scanner, TagSet
 from consentproxy.html.charset import PRESCAN_BYTES, Mode, sniff
 from consentproxy.html.csp import NoncePlan
+from consentproxy.html.embedsize import embed_box
 from consentproxy.html.functional import UNKNOWN_SERVICE, ThirdParties
 from consentproxy.html.trackers import Kind, Match, TrackerMatcher, srcset_urls
 
@@ -144,7 +145,10 @@ class Injection:
     def bundle(self, page_lang: str | None, nonces: NoncePlan, stamp: str, origin: str = "") -> str:
         return ""
 
-    def placeholder(self, page_lang: str | None, service: str, embed_id: str) -> str:
+    def placeholder(self, page_lang: str | None, service: str, embed_id: str, box: str = "",
+                    inline_style: bool = True) -> str:
+        """`box`: CSS declarations giving it the blocked iframe's size (see embedsize), "" for none; in its
+        `style`, or (`inline_style` False: the page's policy refuses style attributes) for banner.js to apply."""
         return ""
 
     def declaration(self, page_lang: str | None) -> str:
@@ -823,8 +827,12 @@ class _Page:
             tag.move(name)
         tag.set("data-cp-embed-id", embed_id)
         tag.set("hidden", "")
+        box = embed_box(tag.get("width"), tag.get("height"), tag.get("style"), tag.get("frameborder"))
+        if not box:
+            tag.set("data-cp-fit", "")  # no size of its own: it takes the placeholder's, 16:9 of its container
         self.mark(tag, match, "iframe", src or "")
-        texts += [self.plan.injection.placeholder(self.page_lang, match.service, embed_id), tag.text()]
+        texts += [self.plan.injection.placeholder(self.page_lang, match.service, embed_id, box,
+                                                  self.plan.nonces.inline_style_ok), tag.text()]
         return None
 
     def _urls(self, kind: Kind, attributes: list[tuple[str, str]], urls: tuple[str, ...],

@@ -18,7 +18,6 @@ from consentproxy.banner.markup import PageInjection, SiteMarkup
 from consentproxy.config.model import SiteConfig
 from consentproxy.consent.decision import NO_DECISION, Decision
 from consentproxy.cookies.enforcement import DECISION, mark_private
-from consentproxy.discovery.csp import SAMPLED
 from consentproxy.html import codings
 from consentproxy.html.charset import Mode, charset_of_content_type, mode_of_label
 from consentproxy.html.csp import NoncePlan, plan_for_headers
@@ -171,7 +170,7 @@ class HtmlRewriting(Step):
         if planned is not None:
             nonces, headers[:] = planned
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
-        injection = PageInjection(self.markup, decision, exchange.extra.get(_LANGUAGE), SAMPLED in exchange.extra)
+        injection = PageInjection(self.markup, decision, exchange.extra.get(_LANGUAGE))
         plan = PagePlan(self.matcher, decision.allowed, injection, nonces, unblocked=self.unblocked,
                         script_attributes=self.script_attributes, noscript_memo=self.noscript_memo,
                         state_memos=self.state_memos, parties=self.parties,

@@ -329,16 +329,20 @@ class TrackerMatcher:
         except KeyError:
             pass
         url, host, path = split_url(raw_url)
+        best = self._ranked(kind, url, host, path)
+        if best is None and self._filters:
+            return _remember(cache, raw_url, self._filter(kind, url, host, path))
+        return _remember(cache, raw_url, best[1] if best is not None else None)
+
+    def _ranked(self, kind: Kind, url: str, host: str | None, path: str) -> tuple[int, Match] | None:
+        """The best host or residual (substring) rule for a split URL, with its rank; the lists' filters aside."""
         best = self._lookup(_BITS[kind], host, path) if host else None
         for rank, pattern, match in self._residual[kind]:
             if best is not None and rank >= best[0]:
                 break
             if pattern in url:
-                best = (rank, match)
-                break
-        if best is None and self._filters:
-            return _remember(cache, raw_url, self._filter(kind, url, host, path))
-        return _remember(cache, raw_url, best[1] if best is not None else None)
+                return rank, match
+        return best
 
     def _filter(self, kind: Kind, url: str, host: str | None, path: str) -> Match | None:
         """The lists' filter rules for a URL no host rule matched: absolute, a relative one on the page's own
@@ -360,13 +364,7 @@ class TrackerMatcher:
         services), "catalogue", "database" (the Open Cookie Database's hosts) or "operator" (the operator's
         lists). Not cached: asked once per new host a browser reports, not per element."""
         url, host, path = split_url(raw_url)
-        best = self._lookup(_BITS[kind], host, path) if host else None
-        for rank, pattern, match in self._residual[kind]:
-            if best is not None and rank >= best[0]:
-                break
-            if pattern in url:
-                best = (rank, match)
-                break
+        best = self._ranked(kind, url, host, path)
         if best is None:
             found = self._filter(kind, url, host, path) if self._filters else None
             return (found, "operator") if found is not None else None

@@ -17,8 +17,8 @@
   // gives it to this script only: markup injected into the page by anyone else
   // (an XSS dressed as a blocked tracker) is never activated.
   const stamp = (doc.currentScript && doc.currentScript.getAttribute('data-cp-stamp')) || '';
-  // A page view sampled for discovery: report the names (never the values) of the cookies scripts set.
-  let sampled = !!doc.currentScript && doc.currentScript.getAttribute('data-cp-report') === '1';
+  // Discovery: on this share of page views, report the names (never the values) of the cookies scripts set.
+  let sampled = !!doc.currentScript && Math.random() < (+doc.currentScript.getAttribute('data-cp-report') || 0);
   // Loaded twice (a page that includes it again), the listeners would submit every click twice.
   if (!root || window.consentproxy) return;
   // The shadow root, or #cp-root itself in a browser without shadow roots; #cp-ui holds the layers.
@@ -79,6 +79,9 @@
     // of the same z-index.
     if (root.parentNode !== doc.documentElement) doc.documentElement.appendChild(root);
     unhideKnown();
+    fit();
+    window.addEventListener('load', fit);
+    window.addEventListener('resize', fit);
     if (doc.readyState === 'complete') setTimeout(unhideLate, 0);
     else window.addEventListener('load', function () { setTimeout(unhideLate, 0); });
     // The first layer is non-modal and takes no focus; its live region exists
@@ -365,9 +368,12 @@
           return h('th', {scope: 'col'}, [label]);
         }))]),
         h('tbody', null, cookies.map(function (cookie) {
-          return h('tr', null, [cookie.name, cookie.purpose, cookie.lifetime].map(function (value) {
-            return h('td', null, [value || '']);
-          }));
+          // A purpose in another language than the view's (a database original the site asked for) says which.
+          return h('tr', null, [
+            h('td', null, [cookie.name || '']),
+            h('td', cookie.lang ? {lang: cookie.lang} : null, [cookie.purpose || '']),
+            h('td', null, [cookie.lifetime || ''])
+          ]);
         }))
       ]) : null
     ]);
@@ -545,6 +551,28 @@
       if (el.hasAttribute('data-cp-blocked')) release(el);
     });
     frame.focus(); // the button that had focus went away with its placeholder
+  }
+
+  // A placeholder takes the box the page's styles give its iframe (shown for an instant, without a source,
+  // to be measured): loading it then moves nothing. The proxy's own sizing (its style attribute) comes first.
+  function fit() {
+    doc.querySelectorAll('[data-cp-embed]').forEach(function (p) {
+      const f = byAttr('data-cp-embed-id', p.getAttribute('data-cp-embed'))[0];
+      if (!f || !f.hidden) return;
+      if (p.cpBox == null) p.cpBox = p.getAttribute('data-cp-box') || p.getAttribute('style') || '';
+      p.style.cssText = p.cpBox;
+      f.hidden = false;
+      p.hidden = true;
+      const s = getComputedStyle(f), r = f.getBoundingClientRect(), d = s.display;
+      const box = 'box-sizing:border-box;min-height:0;aspect-ratio:auto;width:' + r.width + 'px;height:' + r.height +
+        'px;margin:' + s.margin + ';display:' + (d === 'inline' ? 'inline-block' : d) + ';position:' + s.position +
+        ';top:' + s.top + ';left:' + s.left;
+      f.hidden = true;
+      p.hidden = false;
+      const q = p.getBoundingClientRect();
+      if (r.width && Math.max(Math.abs(r.x - q.x), Math.abs(r.y - q.y), Math.abs(r.width - q.width),
+        Math.abs(r.height - q.height)) > 1) p.style.cssText = box;
+    });
   }
 
   function byAttr(name, value) {

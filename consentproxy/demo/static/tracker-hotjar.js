@@ -29,7 +29,9 @@
     userId = Math.random().toString(36).slice(2) + Date.now().toString(36);
     writeCookie(userCookie, userId, 365 * 86400);
   }
-  writeCookie("_hjSession_" + siteId, String(Date.now()), 30 * 60);
+  /* Like Hotjar's: base64 JSON with a session id and its start. */
+  var session = { id: Math.random().toString(36).slice(2), c: Date.now(), s: 0, r: 0, sb: 0, sr: 0, se: 0, fs: 1, sp: 0 };
+  writeCookie("_hjSession_" + siteId, btoa(JSON.stringify(session)), 30 * 60);
 
   function send(kind, name) {
     var body = JSON.stringify({
