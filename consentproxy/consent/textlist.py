@@ -13,7 +13,17 @@ from dataclasses import dataclass
 
 from consentproxy.banner.declaration import DECLARATION_TEXTS
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, SiteConfig
-from consentproxy.consent.texts import BANNER_TEXTS, DEFAULT_DESCRIPTIONS, DEFAULT_LABELS
+from consentproxy.consent.texts import (
+    BANNER_TEXTS,
+    CATEGORY_PURPOSES,
+    CONSENT_COOKIE_PURPOSE,
+    DEFAULT_DESCRIPTIONS,
+    DEFAULT_LABELS,
+    LIFETIME_UNITS,
+    LIFETIME_WORDS,
+    SESSION,
+    THIS_WEBSITE,
+)
 
 #: what each banner text is for; a key added to BANNER_TEXTS needs a line here (a test checks)
 USES: dict[str, str] = {
@@ -61,6 +71,7 @@ _SECTIONS = (
     ("texts", "`[sites.NAME.consent.texts]`"),
     ("categories", "`[sites.NAME.consent.categories.ID]` (`ID.label`, `ID.description`)"),
     ("declaration", "the cookie declaration's own words (not configurable)"),
+    ("lists", "the cookie lists' own words, in the settings layer and the declaration (not configurable)"),
 )
 
 
@@ -98,6 +109,23 @@ def entries(site: SiteConfig | None = None) -> list[TextEntry]:
             out.append(TextEntry(f"{category_id}.{name}", "categories", use, dict(values), changed))
     for key, bundled in DECLARATION_TEXTS.items():
         out.append(TextEntry(key, "declaration", DECLARATION_USES.get(key, ""), dict(bundled)))
+    return out + _list_words()
+
+
+def _list_words() -> list[TextEntry]:
+    """The words the cookie lists put together: purposes said from a category, lifetimes, fallbacks."""
+    out = [TextEntry("consent_cookie", "lists", "the purpose of the consent cookie itself",
+                     dict(CONSENT_COOKIE_PURPOSE)),
+           TextEntry("this_website", "lists", "who uses cookies where a site names no controller and no host",
+                     dict(THIS_WEBSITE))]
+    out += [TextEntry(f"purpose.{category}", "lists", "the purpose of a cookie only the Open Cookie Database "
+                      "knows, said from its category", dict(values)) for category, values in CATEGORY_PURPOSES.items()]
+    out.append(TextEntry("lifetime.session", "lists", "a session cookie's lifetime", dict(SESSION)))
+    out += [TextEntry(f"lifetime.{word}", "lists", f"the lifetime word for {word}", dict(values))
+            for word, values in LIFETIME_WORDS.items()]
+    out += [TextEntry(f"lifetime.{unit}", "lists", f"a lifetime in {unit}s (one / more)",
+                      {lang: " / ".join(pair) for lang, pair in by_lang.items()})
+            for unit, by_lang in LIFETIME_UNITS.items()]
     return out
 
 
@@ -111,7 +139,7 @@ def render_text(items: list[TextEntry], lang: str | None = None, site: str | Non
     for table, _ in _SECTIONS:
         where = f"sites.{site or 'NAME'}.consent.{table}"
         lines.append({"texts": f"[{where}]", "categories": f"[{where}.ID]  (label, description)"}.get(
-            table, "the cookie declaration's own words (not configurable)"))
+            table, dict(_SECTIONS)[table]))
         for item in (i for i in items if i.table == table):
             lines.append(f"  {item.key}  — {item.use}")
             for code in _languages(lang):
