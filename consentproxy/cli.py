@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from consentproxy import __version__
 from consentproxy.config.loader import ConfigError, Problem, load_config
-from consentproxy.config.model import Config, SiteConfig
+from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, Config, SiteConfig
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
 from consentproxy.runtime import check_references, with_default_keys
@@ -74,6 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from consentproxy.config.categories import own_category_notes
     from consentproxy.config.preflight import preflight
 
     try:
@@ -91,7 +92,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.config}: OK — {len(config.sites)} site(s): " + ", ".join(
         f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in config.sites))
-    for note in notes:
+    for note in notes + own_category_notes(config):
         print(f"note: {note}")
     if args.file_only:
         return 0
@@ -100,6 +101,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config.secrets.consent_keys is None:
         print(f"note: no [secrets] consent_keys; `serve` will use keys in {config.server.data_dir / 'secrets'} "
               f"(or make them: consentproxy keys generate --dir {config.server.data_dir / 'secrets'})")
+    return 0
+
+
+def cmd_texts(args: argparse.Namespace) -> int:
+    """Every banner and category text with its bundled value per language; with --site, its overrides."""
+    from consentproxy.consent.textlist import entries, render_markdown, render_text
+
+    site = None
+    if args.site:
+        if not args.config:
+            print("error: --site needs -c CONFIG", file=sys.stderr)
+            return 2
+        try:
+            site = _find_site(load_config(args.config), args.site)
+        except ConfigError as exc:
+            print(f"configuration error:\n{exc}", file=sys.stderr)
+            return 2
+        if site is None:
+            print(f"error: no site named or answering to {args.site!r} in {args.config}", file=sys.stderr)
+            return 2
+    items = entries(site)
+    print(render_markdown(items, args.lang) if args.markdown
+          else render_text(items, args.lang, site.name if site else None), end="")
     return 0
 
 
@@ -207,12 +231,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        decision = decision_for(args.consent)
         lists = load_tracker_lists(config)  # as the proxy judges: the operator's lists too
+        site = _find_site(config, args.site)
+        decision = decision_for(args.consent, site.consent.category_ids if site else CATEGORY_IDS)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    site = _find_site(config, args.site)
     if site is None:
         print(f"error: no site named or answering to {args.site!r} in {args.config}", file=sys.stderr)
         return 2
@@ -446,6 +470,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="check the file alone, not this machine's directories, store, secrets, GeoIP file and "
                             "ports (for a build machine that never serves it)")
     check.set_defaults(func=cmd_check_config)
+
+    texts = commands.add_parser("texts", help="list every banner and category text key with its bundled value per "
+                                "language (with --site: the site's overrides, marked [site])")
+    texts.add_argument("-c", "--config", help="configuration file (for --site)")
+    texts.add_argument("--site", help="a site name or one of its host names: show its overrides and own categories")
+    texts.add_argument("--lang", choices=list(LANGUAGES), help="only this language")
+    texts.add_argument("--markdown", action="store_true", help="as the README's tables")
+    texts.set_defaults(func=cmd_texts)
 
     inventory = commands.add_parser("inventory", help="list the cookies and third-party hosts the sites really use")
     inventory.add_argument("-c", "--config", required=True)

@@ -49,7 +49,7 @@ from starlette.routing import Route
 from consentproxy.admin import exports as export_files
 from consentproxy.admin.auth import AdminContext, AdminToken, bearer
 from consentproxy.admin.verification import verify_site
-from consentproxy.config.model import CATEGORY_IDS, AdminScope, SiteConfig
+from consentproxy.config.model import AdminScope, SiteConfig
 from consentproxy.config.secrets import SecretError, read_secret
 from consentproxy.consent.notice import site_notice
 from consentproxy.consent.revocations import REVOCATIONS, Revocations
@@ -388,7 +388,7 @@ async def withdrawal(call: Call) -> Response:
                          "recorded under the site's current notice, and there is none")
     notice = site_notice(config)
     now = utc_ms()
-    choices = {category: category == "necessary" for category in CATEGORY_IDS}
+    choices = {category: category == "necessary" for category in config.consent.category_ids}
 
     def run(store: RecordStore) -> ConsentEvent | None:
         if not store.events_of(site, consent_id):

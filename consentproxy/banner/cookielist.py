@@ -25,7 +25,7 @@ from consentproxy.banner.wording import (
     lifetime_text,
     lifetime_words,
 )
-from consentproxy.config.model import CATEGORY_IDS, ConsentConfig, ServiceConfig
+from consentproxy.config.model import ConsentConfig, ServiceConfig
 from consentproxy.consent.texts import CONSENT_COOKIE_PURPOSE, LIFETIME_WORDS
 from consentproxy.cookies.classify import CookieClassifier, builtin_services, catalogued, reference
 from consentproxy.cookies.inventory import CookieInventory, InventoryEntry
@@ -61,7 +61,7 @@ class CookieList:
         "third") and whether its lifetime was seen in a real Set-Cookie (`observed`), each service its
         purpose in `lang`; the banner's settings layer does without."""
         seen = {e.name: e for e in self.inventory.known(self.site)} if self.inventory is not None else {}
-        groups: dict[str, list[Service]] = {c: [] for c in CATEGORY_IDS}
+        groups: dict[str, list[Service]] = {c: [] for c in self.consent.category_ids}
         listed: dict[str, Service] = {}  # by name: the vendors listed, where undeclared cookies of theirs go
         services = list(self.consent.services)
         declared = {service.name for service in services}
@@ -78,7 +78,7 @@ class CookieList:
             listed[service.name] = _service(service.name, service.provider, service.privacy_url, cookies,
                                             service.purpose.get(lang, "") if detailed else None)
             groups[service.category].append(listed[service.name])
-        own: dict[str, list[dict[str, str]]] = {c: [] for c in CATEGORY_IDS}
+        own: dict[str, list[dict[str, str]]] = {c: [] for c in self.consent.category_ids}
         for declaration in self.consent.cookies:
             spec = declaration.name or (declaration.prefix + "*" if declaration.prefix else declaration.pattern)
             own[declaration.category].append(self._cookie(spec, declaration.category, Purpose(declaration.purpose),
@@ -104,7 +104,7 @@ class CookieList:
         if detailed:
             consent_cookie |= {"party": "first", "observed": ""}
         own["necessary"].insert(0, consent_cookie)
-        for category in CATEGORY_IDS:
+        for category in self.consent.category_ids:
             if own[category]:
                 name = self.controller(lang)
                 groups[category].insert(0, _service(name, name, self.consent.privacy_url[lang], own[category],

@@ -41,6 +41,8 @@ class ConsentEndpoints(Step):
         self.api = api
         self.analytics = analytics
         self.bootstrap = analytics_bootstrap(site.analytics)
+        self.ids = site.consent.category_ids
+        self.signals = site.consent.consent_mode
         css = theme_css(site.consent.theme)
         self.theme = (theme_name(css), _stylesheet(css.encode("ascii"))) if css else None
         self._consent_mode: dict[bytes, Reply] = {}
@@ -83,7 +85,8 @@ class ConsentEndpoints(Step):
         reply = self._consent_mode.get(query)
         if reply is None:
             value = query.decode("latin-1").removeprefix("g=")
-            body = consent_mode_code(parse_consent_mode_query(value), self.bootstrap).encode("ascii")
+            body = consent_mode_code(parse_consent_mode_query(value, self.ids), self.bootstrap,
+                                     self.signals).encode("ascii")
             reply = Reply(200, [(b"content-type", _JS), (b"cache-control", b"public, max-age=86400"),
                                 (b"x-content-type-options", b"nosniff"),
                                 (b"content-length", str(len(body)).encode("ascii"))], body)

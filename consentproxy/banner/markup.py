@@ -20,7 +20,7 @@ from consentproxy.banner.cookielist import CookieList
 from consentproxy.banner.guard import SiteGuard, build_guard
 from consentproxy.banner.stubs import vendor_stubs
 from consentproxy.banner.theme import theme_css, theme_name
-from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, AnalyticsConfig, SiteConfig
+from consentproxy.config.model import BUILTIN_CONSENT_MODE, CATEGORY_IDS, LANGUAGES, AnalyticsConfig, SiteConfig
 from consentproxy.consent.decision import Decision
 from consentproxy.consent.notice import SiteNotices
 from consentproxy.consent.texts import BANNER_TEXTS, controller_name
@@ -32,14 +32,13 @@ from consentproxy.html.trackers import TrackerMatcher
 if TYPE_CHECKING:
     from consentproxy.banner.declaration import SiteDeclaration  # which renders with ascii_html
 
-#: Google Consent Mode v2 signals per consent category
-CONSENT_MODE_SIGNALS: dict[str, tuple[str, ...]] = {
-    "statistics": ("analytics_storage",),
-    "marketing": ("ad_storage", "ad_user_data", "ad_personalization"),
-    "preferences": ("functionality_storage", "personalization_storage"),
-}
+#: Google Consent Mode v2 signals per built-in consent category (a site's own say theirs: `consent_mode`)
+CONSENT_MODE_SIGNALS: dict[str, tuple[str, ...]] = {c: s for c, s in BUILTIN_CONSENT_MODE.items() if s}
 _DEFAULTS = ("ad_storage", "ad_user_data", "ad_personalization", "analytics_storage", "functionality_storage",
              "personalization_storage")
+#: the order of the signals in the update after a decision
+_UPDATE = ("analytics_storage", "ad_storage", "ad_user_data", "ad_personalization", "functionality_storage",
+           "personalization_storage")
 _NONCE = "\x00nonce\x00"
 _STYLE_NONCE = "\x00style-nonce\x00"
 _STATE = "\x00state\x00"
@@ -88,37 +87,43 @@ def analytics_bootstrap(analytics: AnalyticsConfig) -> str:
     return code
 
 
-def consent_mode_code(granted: frozenset[str] | None, bootstrap: str = "") -> str:
+def granted_signals(granted: frozenset[str], mapping: dict[str, tuple[str, ...]] | None = None) -> set[str]:
+    """The Consent Mode signals a grant grants: each signal of any granted category (`mapping`: the site's,
+    `ConsentConfig.consent_mode`; default the built-in categories')."""
+    mapping = CONSENT_MODE_SIGNALS if mapping is None else mapping
+    return {signal for category, signals in mapping.items() if category in granted for signal in signals}
+
+
+def consent_mode_code(granted: frozenset[str] | None, bootstrap: str = "",
+                      mapping: dict[str, tuple[str, ...]] | None = None) -> str:
     """The Consent Mode v2 default (all denied but security_storage) and, after a decision, the update.
 
     `bootstrap` (see analytics_bootstrap) runs in the same script, before any of the page's, and so do the
-    stubs of the vendors that stay held (see stubs.vendor_stubs).
+    stubs of the vendors that stay held (see stubs.vendor_stubs). `mapping`: category → its signals.
     """
     defaults = ",".join(f"{name}:'denied'" for name in _DEFAULTS)
     code = ("window.dataLayer=window.dataLayer||[];(function(){function g(){dataLayer.push(arguments);}"
             f"g('consent','default',{{{defaults},security_storage:'granted',wait_for_update:500}});") + bootstrap
-    if granted is None or "marketing" not in granted:
+    signals = granted_signals(granted, mapping) if granted is not None else set()
+    if "ad_storage" not in signals:
         code += "g('set','ads_data_redaction',true);"
     if granted is not None:
-        update = ",".join(
-            f"{signal}:'{'granted' if category in granted else 'denied'}'"
-            for category, signals in CONSENT_MODE_SIGNALS.items() for signal in signals
-        )
+        update = ",".join(f"{signal}:'{'granted' if signal in signals else 'denied'}'" for signal in _UPDATE)
         code += f"g('consent','update',{{{update}}});"
     return code + "})();" + vendor_stubs(granted)
 
 
-def consent_mode_query(granted: frozenset[str] | None) -> str:
+def consent_mode_query(granted: frozenset[str] | None, ids: tuple[str, ...] = CATEGORY_IDS) -> str:
     """The query naming a state for the external form of the Consent Mode script."""
     if granted is None:
         return "none"
-    return ",".join(c for c in CATEGORY_IDS if c in granted and c != "necessary") or "necessary"
+    return ",".join(c for c in ids if c in granted and c != "necessary") or "necessary"
 
 
-def parse_consent_mode_query(query: str) -> frozenset[str] | None:
+def parse_consent_mode_query(query: str, ids: tuple[str, ...] = CATEGORY_IDS) -> frozenset[str] | None:
     if query == "none":
         return None
-    return frozenset(c for c in query.split(",") if c in CATEGORY_IDS) | {"necessary"}
+    return frozenset(c for c in query.split(",") if c in ids) | {"necessary"}
 
 
 def accepted_language(header: str, default: str) -> str:
@@ -147,6 +152,9 @@ class SiteMarkup:
         """`notices`: the site's notice versions, whose listing the settings layer shows (default: one of
         `inventory`)."""
         self.site = site
+        #: the site's categories, its own included, and the Consent Mode signals each grants
+        self.ids = site.consent.category_ids
+        self.signals = site.consent.consent_mode
         #: the cookie declaration pages get in their `data-consent-declaration` element (None: nothing)
         self.declaration = declaration
         self.prefix = prefix
@@ -209,6 +217,9 @@ class SiteMarkup:
                  "required": c.id == "necessary", "services": by_category[c.id]}
                 for c in consent.categories
             ],
+            # which categories grant each Consent Mode signal, for the update after a decision
+            "consent_mode": {signal: [c for c in self.ids if signal in self.signals.get(c, ())]
+                             for signal in _DEFAULTS},
         }
         return script_json(config)
 
@@ -271,11 +282,11 @@ class SiteMarkup:
             self._templates = {(code, kind): self._template(code, kind, configs[code]) for code in LANGUAGES
                                for kind in (*_VARIANTS, None)}
             self._bundles.clear()
-        granted = " ".join(c for c in CATEGORY_IDS if c in decision.allowed)
+        granted = " ".join(c for c in self.ids if c in decision.allowed)
         notice = self.notices.notice(lang, decision.regime).id  # the version this visitor is shown
         state = (f' data-cp-decided="{1 if decided else 0}" data-cp-granted="{granted}" data-cp-notice="{notice}"'
                  + (' data-cp-gpc="1"' if decision.kind == "gpc" else "")
-                 + (f' data-cp-reask="{" ".join(c for c in CATEGORY_IDS if c in decision.reask)}"'
+                 + (f' data-cp-reask="{" ".join(c for c in self.ids if c in decision.reask)}"'
                     if decision.reask else ""))
         # Rendered once per visitor state, not per response: only the stamp and the principal differ. A page's
         # CSP nonce is new on every response: that rendering is not worth keeping.
@@ -314,7 +325,7 @@ class SiteMarkup:
             return ""
         cached = None if nonces.script_nonce else self._guard_tags.get(allowed)
         if cached is None:
-            granted = " ".join(c for c in CATEGORY_IDS if c in allowed)
+            granted = " ".join(c for c in self.ids if c in allowed)
             nonce = f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else ""
             cached = (f'<script src="{ascii_html(self.prefix)}/{self.guard.path}" data-cp-granted="{granted}"'
                       f'{nonce}></script>')
@@ -330,10 +341,11 @@ class SiteMarkup:
         if cached is None:
             if nonces.script_nonce or nonces.inline_script_ok:
                 nonce = f' nonce="{ascii_html(nonces.script_nonce)}"' if nonces.script_nonce else ""
-                cached = f"<script{nonce}>{consent_mode_code(granted, self.bootstrap)}</script>"
+                cached = f"<script{nonce}>{consent_mode_code(granted, self.bootstrap, self.signals)}</script>"
             else:
                 # The page's policy refuses inline script and we may not add a nonce: load it instead.
-                cached = f'<script src="{self.prefix}/consent-mode.js?g={consent_mode_query(granted)}"></script>'
+                cached = (f'<script src="{self.prefix}/consent-mode.js?g={consent_mode_query(granted, self.ids)}">'
+                          '</script>')
             if len(self._consent_mode) < 256:
                 self._consent_mode[key] = cached
         return cached

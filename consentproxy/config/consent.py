@@ -11,71 +11,38 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from consentproxy.config.categories import CUSTOM_ID_RE, default_categories, read_categories, texts
 from consentproxy.config.model import (
     CATEGORY_IDS,
     LANGUAGES,
-    CategoryConfig,
     ConsentConfig,
     CookieDeclaration,
     ServiceConfig,
     ThemeConfig,
 )
 from consentproxy.config.reader import Reader, describe, list_of, one_of
-from consentproxy.consent.texts import BANNER_TEXTS, DEFAULT_DESCRIPTIONS, DEFAULT_LABELS
+from consentproxy.consent.texts import BANNER_TEXTS
 
 _COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _MAX_TEXT = 2000
 
 
-def default_categories() -> tuple[CategoryConfig, ...]:
-    return tuple(CategoryConfig(c, dict(DEFAULT_LABELS[c]), dict(DEFAULT_DESCRIPTIONS[c])) for c in CATEGORY_IDS)
+def _category_of(ids: tuple[str, ...], site: str = "sites.NAME") -> Callable[[Any], str]:
+    """A converter for `category = "…"`: one of the site's categories, built-in or its own."""
+    def convert(value: Any) -> str:
+        if value not in ids:
+            hint = (f"; a category of the site's own is declared as [{site}.consent.categories.{value}]"
+                    if isinstance(value, str) and CUSTOM_ID_RE.match(value) else "")
+            raise ValueError(f"must be one of {', '.join(ids)}, got {describe(value)}{hint}")
+        return str(value)
+
+    return convert
 
 
-def _category(value: Any) -> str:
-    if value not in CATEGORY_IDS:
-        raise ValueError(f"must be one of {', '.join(CATEGORY_IDS)}, got {describe(value)}")
-    return str(value)
+_texts = texts
 
 
-def _texts(reader: Reader, name: str, defaults: dict[str, str]) -> dict[str, str]:
-    """`label = "…"` (every language) or `label = { nl = "…", en = "…" }`."""
-    reader.seen.add(name)
-    raw = reader.table.get(name)
-    if raw is None:
-        return dict(defaults)
-    if isinstance(raw, str):
-        raw = {language: raw for language in LANGUAGES}
-    if not isinstance(raw, dict):
-        reader.problem(name, f"expected a string or a table of languages, got {describe(raw)}")
-        return dict(defaults)
-    texts = dict(defaults)
-    for language, text in raw.items():
-        if language not in LANGUAGES:
-            reader.problem(f"{name}.{language}", f"unknown language; use one of {', '.join(LANGUAGES)}")
-        elif not isinstance(text, str) or not text.strip() or len(text) > _MAX_TEXT:
-            reader.problem(f"{name}.{language}", f"expected a text of 1 to {_MAX_TEXT} characters")
-        else:
-            texts[language] = text.strip()
-    return texts
-
-
-def _read_categories(reader: Reader | None) -> tuple[CategoryConfig, ...]:
-    if reader is None:
-        return default_categories()
-    out = []
-    for category in default_categories():
-        sub = reader.sub(category.id)
-        if sub is None:
-            out.append(category)
-            continue
-        out.append(CategoryConfig(category.id, _texts(sub, "label", category.label),
-                                  _texts(sub, "description", category.description)))
-        sub.finish()
-    reader.finish()
-    return tuple(out)
-
-
-def _read_declaration(reader: Reader) -> CookieDeclaration | None:
+def _read_declaration(reader: Reader, ids: tuple[str, ...] = CATEGORY_IDS) -> CookieDeclaration | None:
     before = len(reader.problems)
     name = reader.get("name", str, "")
     prefix = reader.get("prefix", str, "")
@@ -93,9 +60,9 @@ def _read_declaration(reader: Reader) -> CookieDeclaration | None:
             reader.problem("pattern", f"not a valid regular expression: {exc}; check its brackets and escapes "
                                       "(in TOML, '...' strings keep backslashes as they are)")
     if "category" not in reader.table:
-        reader.problem("category", f"is required: one of {', '.join(CATEGORY_IDS)}")
+        reader.problem("category", f"is required: one of {', '.join(ids)}")
     declaration = CookieDeclaration(
-        category=reader.converted("category", "necessary", _category),
+        category=reader.converted("category", "necessary", _category_of(ids, reader.path.rsplit(".", 1)[0])),
         name=name, prefix=prefix, pattern=pattern,
         purpose=reader.get("purpose", str, ""), lifetime=reader.get("lifetime", str, ""),
         provider=reader.get("provider", str, ""),
@@ -128,16 +95,16 @@ def _privacy_url(value: Any) -> str:
     return value
 
 
-def _read_service(reader: Reader) -> ServiceConfig | None:
+def _read_service(reader: Reader, ids: tuple[str, ...] = CATEGORY_IDS) -> ServiceConfig | None:
     before = len(reader.problems)
     name = reader.get("name", str, "")
     if not name.strip():
         reader.problem("name", "is required: the service's name, shown to visitors in the banner's settings")
     if "category" not in reader.table:
-        reader.problem("category", f"is required: one of {', '.join(CATEGORY_IDS)}")
+        reader.problem("category", f"is required: one of {', '.join(ids)}")
     service = ServiceConfig(
         name=name.strip(),
-        category=reader.converted("category", "necessary", _category),
+        category=reader.converted("category", "necessary", _category_of(ids, reader.path.rsplit(".", 1)[0])),
         provider=reader.get("provider", str, ""),
         privacy_url=reader.converted("privacy_url", "", _privacy_url),
         cookies=list_of(reader, "cookies", _service_cookie, ()),
@@ -195,14 +162,18 @@ _retention_days = _days(30, 3650, "760d")
 
 def read_consent(site: Reader) -> ConsentConfig:
     """The consent settings of one site (its reader is `sites.NAME`)."""
-    declarations = [d for r in _array_of_tables(site, "cookies") if (d := _read_declaration(r)) is not None]
-    services = [s for r in _array_of_tables(site, "services") if (s := _read_service(r)) is not None]
     base = ConsentConfig()
     reader = site.sub("consent")
+    # The categories first: a cookie or service may name one of the site's own.
+    categories = default_categories() if reader is None else read_categories(
+        reader.sub("categories"), str(reader.table.get("default_language", base.default_language)))
+    ids = tuple(c.id for c in categories)
+    declarations = [d for r in _array_of_tables(site, "cookies") if (d := _read_declaration(r, ids)) is not None]
+    services = [s for r in _array_of_tables(site, "services") if (s := _read_service(r, ids)) is not None]
     if reader is None:
-        return ConsentConfig(categories=default_categories(), services=tuple(services), cookies=tuple(declarations))
+        return ConsentConfig(categories=categories, services=tuple(services), cookies=tuple(declarations))
     config = ConsentConfig(
-        categories=_read_categories(reader.sub("categories")),
+        categories=categories,
         services=tuple(services),
         cookies=tuple(declarations),
         revision=reader.converted("revision", base.revision, _positive),

@@ -91,9 +91,20 @@ class StoreConfig:
 
 UpstreamHostMode = Literal["client", "upstream", "fixed"]
 
-#: The consent categories, in the order banners show them. `necessary` is always on.
+#: The built-in consent categories, in the order banners show them. `necessary` is always on. A site may
+#: add its own (`[sites.NAME.consent.categories.ID]`): `ConsentConfig.category_ids` names a site's all.
 CATEGORY_IDS: tuple[str, ...] = ("necessary", "preferences", "statistics", "marketing")
 LANGUAGES: tuple[str, ...] = ("nl", "en", "de", "fr")
+#: Google Consent Mode v2 signals a category can grant (security_storage is always granted)
+CONSENT_MODE_SIGNALS: tuple[str, ...] = ("ad_storage", "ad_user_data", "ad_personalization", "analytics_storage",
+                                         "functionality_storage", "personalization_storage", "security_storage")
+#: the Consent Mode signals each built-in category grants
+BUILTIN_CONSENT_MODE: dict[str, tuple[str, ...]] = {
+    "necessary": (),
+    "preferences": ("functionality_storage", "personalization_storage"),
+    "statistics": ("analytics_storage",),
+    "marketing": ("ad_storage", "ad_user_data", "ad_personalization"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +113,12 @@ class CategoryConfig:
     #: language code → text; every bundled language is present after loading
     label: dict[str, str]
     description: dict[str, str]
+    #: the Consent Mode v2 signals a grant of this category grants
+    consent_mode: tuple[str, ...] = ()
+    #: a site's own category (not one of CATEGORY_IDS)
+    custom: bool = False
+    #: languages its label was not configured in (check-config warns; another language's label stands in)
+    missing_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +174,7 @@ class ThemeConfig:
 
 @dataclass(frozen=True, slots=True)
 class ConsentConfig:
+    #: in the order the banner shows them: the built-in ones, then the site's own
     categories: tuple[CategoryConfig, ...] = ()
     services: tuple[ServiceConfig, ...] = ()
     cookies: tuple[CookieDeclaration, ...] = ()
@@ -192,6 +210,18 @@ class ConsentConfig:
     @property
     def retention_days(self) -> int:
         return self.record_retention_days or self.validity_days + 365
+
+    @property
+    def category_ids(self) -> tuple[str, ...]:
+        """Every category of the site, built-in and its own, in the banner's order."""
+        return tuple(c.id for c in self.categories) if self.categories else CATEGORY_IDS
+
+    @property
+    def consent_mode(self) -> dict[str, tuple[str, ...]]:
+        """Category → the Consent Mode v2 signals its grant grants."""
+        if not self.categories:
+            return dict(BUILTIN_CONSENT_MODE)
+        return {c.id: c.consent_mode for c in self.categories}
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,12 +169,17 @@ TABLES: tuple[Table, ...] = (
         _k("reopen_position", "bottom-left", "the re-open control: bottom-left, bottom-right, top-left, top-right, "
            "end or none; on screens under 40em a corner becomes end (after the page's content)"),
     )),
-    Table("sites.NAME.consent.categories", "the categories' texts, one table per category id",
-          open_keys="category ids"),
-    Table("sites.NAME.consent.categories.ID", "one category's texts, for every language or per language", (
+    Table("sites.NAME.consent.categories", "the categories, one table per id: a built-in one (necessary, "
+          "preferences, statistics, marketing) to reword it, any other id (a-z, 0-9, _, -; at most 8) adds the "
+          "site's own, off until granted", open_keys="category ids"),
+    Table("sites.NAME.consent.categories.ID", "one category; texts for every language or per language", (
         _u("label", "the bundled text", {"nl": "Bezoekersstatistieken", "en": "Visitor statistics"},
-           "the category's name in the banner"),
+           "the category's name in the banner (a site's own: its id, with a check-config warning)"),
         _u("description", "the bundled text", "What we count, and why.", "what the category is for"),
+        _u("consent_mode", "built-in: its signals; own: none", ["analytics_storage"],
+           "the Google Consent Mode v2 signals a grant of it grants"),
+        _u("order", "preferences 10, statistics 20, marketing 30, own 50", 40,
+           "its place in the banner, 1 to 1000 (necessary is always first)"),
     )),
     Table("sites.NAME.consent.texts", "banner text overrides, for every language or per language",
           open_keys="banner text keys: `consentproxy texts` lists them with their bundled values"),
@@ -182,14 +187,14 @@ TABLES: tuple[Table, ...] = (
         _u("name", "one of name, prefix, pattern", "kade_session", "the cookie's exact name"),
         _u("prefix", "one of name, prefix, pattern", "wp_", "names starting with this"),
         _u("pattern", "one of name, prefix, pattern", "^cart_[0-9]+$", "a regular expression for names"),
-        _u("category", REQUIRED, "necessary", "necessary, preferences, statistics or marketing"),
+        _u("category", REQUIRED, "necessary", "necessary, preferences, statistics, marketing or the site's own"),
         _u("purpose", EMPTY, "Keeps you logged in", "shown in the banner's cookie list"),
         _u("lifetime", EMPTY, "session", "shown in the banner's cookie list"),
         _u("provider", EMPTY, "Kade IT-diensten", "shown in the banner's cookie list"),
     )),
     Table("sites.NAME.services[]", "third parties the site uses", (
         _u("name", REQUIRED, "Mailchimp", "shown to visitors in the banner's settings"),
-        _u("category", REQUIRED, "marketing", "necessary, preferences, statistics or marketing"),
+        _u("category", REQUIRED, "marketing", "necessary, preferences, statistics, marketing or the site's own"),
         _k("provider", "", "the company behind it"),
         _u("privacy_url", NONE, "https://www.intuit.com/privacy/statement/", "its privacy statement (http(s) URL)"),
         _k("cookies", [], "its cookies: names, or prefixes ending in *"),

@@ -75,14 +75,15 @@ class ApiError(Exception):
         self.headers = headers or []
 
 
-def state_json(decision: Decision, revision: int) -> dict[str, Any]:
-    """What the banner and the visitor see of a decision (never the cookie itself)."""
+def state_json(decision: Decision, revision: int, ids: tuple[str, ...] = CATEGORY_IDS) -> dict[str, Any]:
+    """What the banner and the visitor see of a decision (never the cookie itself); `ids`: the site's
+    categories, its own included."""
     state = decision.state
     return {
         "principal": state.principal if state else None,
         "decided": state is not None,
-        "granted": [c for c in CATEGORY_IDS if c in decision.allowed],
-        "choices": {c: c in decision.allowed for c in CATEGORY_IDS},
+        "granted": [c for c in ids if c in decision.allowed],
+        "choices": {c: c in decision.allowed for c in ids},
         "revision": revision,
         "decided_at": state.decided_at if state else None,
         "expires_at": state.expires_at if state else None,
@@ -122,6 +123,8 @@ class ConsentApi(Endpoint):
         recorded)."""
         self.site = site.name
         self.consent = site.consent
+        #: the site's categories, its own included, in the banner's order
+        self.ids = site.consent.category_ids
         self.codec = codec
         self.cookies = cookies
         self.records = records
@@ -130,7 +133,8 @@ class ConsentApi(Endpoint):
 
     def read(self, exchange: Exchange) -> Reply:
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
-        return json_reply(200, state_json(decision, self.consent.revision), self._revoked_expiries(exchange))
+        return json_reply(200, state_json(decision, self.consent.revision, self.ids),
+                          self._revoked_expiries(exchange))
 
     def _revoked_expiries(self, exchange: Exchange) -> list[tuple[bytes, bytes]]:
         """For a revoked consent cookie: its expiry and that of every cookie it no longer allows."""
@@ -171,7 +175,7 @@ class ConsentApi(Endpoint):
             "privacy_url": self.consent.privacy_url,
             "principal": principal,
             "generated_at": int(time.time()),
-            "current": state_json(decision, self.consent.revision),
+            "current": state_json(decision, self.consent.revision, self.ids),
             "events": [_receipt_event(event) for event in events],
             "notices": {n.id: n.to_dict() for n in notices if n is not None},
         }
@@ -228,7 +232,7 @@ class ConsentApi(Endpoint):
             raise ApiError(413, "body_too_large", f"a decision is at most {MAX_BODY} bytes") from None
         except ClientGone:
             raise ApiError(400, "client_gone", "the request body did not arrive") from None
-        request = parse_decision(body)
+        request = parse_decision(body, self.ids)
         if request.action == "gpc_signal" and headers.get(b"sec-gpc", b"").strip() != b"1":
             raise ApiError(422, "gpc_not_sent", "gpc_signal records a Sec-GPC: 1 request header, and this request "
                                                 "has none")
@@ -266,7 +270,8 @@ class ConsentApi(Endpoint):
         )
         set_cookie = consent_set_cookie(self.codec, state, self.consent.cookie_name, exchange.scheme == "https")
         rows = [(b"set-cookie", set_cookie), *self.cookies.expiries_for(exchange, request.granted)]
-        return json_reply(200, state_json(Decision("explicit", request.granted, state), self.consent.revision), rows)
+        decided = Decision("explicit", request.granted, state)
+        return json_reply(200, state_json(decided, self.consent.revision, self.ids), rows)
 
     def shown_notice(self, request: Request, decision: Decision) -> NoticeVersion:
         """The notice version the visitor decided on: the one their page rendered (named by the banner), else
@@ -290,7 +295,7 @@ class ConsentApi(Endpoint):
                user_agent: bytes | None, decision: Decision, notice: NoticeVersion) -> ConsentEvent:
         """The record of this decision, with as little personal data as the site asks for."""
         now = dt.datetime.now(dt.UTC)
-        choices = {c: c in request.granted for c in CATEGORY_IDS}
+        choices = {c: c in request.granted for c in self.ids}
         event_type = event_type_for(request.action, choices)  # type: ignore[arg-type]
         if (event_type == "given" and previous is not None and previous.granted == request.granted
                 and previous.method != "withdraw"):
@@ -389,8 +394,8 @@ def idempotency_key(headers: dict[bytes, bytes]) -> bytes | None:
     return key
 
 
-def parse_decision(body: bytes) -> Request:
-    """The action and the granted categories, or an ApiError that says what is wrong."""
+def parse_decision(body: bytes, ids: tuple[str, ...] = CATEGORY_IDS) -> Request:
+    """The action and the granted categories (of `ids`, the site's), or an ApiError that says what is wrong."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -419,9 +424,9 @@ def parse_decision(body: bytes) -> Request:
         if not isinstance(choices, dict):
             raise ApiError(422, "invalid_choices", "choices must be an object of category: true/false")
         for category, value in choices.items():
-            if category not in CATEGORY_IDS:
+            if category not in ids:
                 raise ApiError(422, "unknown_category", f"unknown category {category!r}; the categories are "
-                                                        f"{', '.join(CATEGORY_IDS)}")
+                                                        f"{', '.join(ids)}")
             if not isinstance(value, bool):
                 raise ApiError(422, "invalid_choices", f"choice for {category!r} must be true or false")
             if category == "necessary" and not value:
@@ -431,7 +436,7 @@ def parse_decision(body: bytes) -> Request:
     elif action == "save_selection":
         raise ApiError(422, "choices_required", "save_selection needs choices")
     if action == "accept_all":
-        granted = frozenset(CATEGORY_IDS)
+        granted = frozenset(ids)
     elif action == "save_selection":
         granted = frozenset(chosen | {"necessary"})
     else:

@@ -47,10 +47,11 @@ GPC_REFUSAL = Decision("gpc", NECESSARY_ONLY)
 
 
 def decide(state: ConsentState | None, gpc: bool, regime: str = "opt-in", country: str | None = None,
-           reask: frozenset[str] = frozenset()) -> Decision:
+           reask: frozenset[str] = frozenset(), everything: frozenset[str] = ALL) -> Decision:
     """An explicit, valid decision wins; `Sec-GPC: 1` without one is a refusal of everything optional.
 
     `reask`: granted categories whose vendors the visitor was not all told of (see `SiteNotices.stale`).
+    `everything`: the site's categories, its own included (what an opt-out regime allows until an objection).
     """
     if state is not None:
         return Decision("explicit", (NECESSARY_ONLY | state.granted) - reask, state, regime, country, reask)
@@ -58,4 +59,4 @@ def decide(state: ConsentState | None, gpc: bool, regime: str = "opt-in", countr
         return GPC_REFUSAL if gpc else NO_DECISION
     if gpc:
         return Decision("gpc", NECESSARY_ONLY, None, regime, country)
-    return Decision("none", NECESSARY_ONLY if regime == "opt-in" else ALL, None, regime, country)
+    return Decision("none", NECESSARY_ONLY if regime == "opt-in" else everything, None, regime, country)

@@ -224,7 +224,7 @@ def _notice(site: SiteConfig, shown: Callable[[str], str], listing: CookieList, 
                                                 ("notice-only", "notice_text", site.notice_only)) if places}
     groups = listing.groups(lang, detailed=True)
     purposes: list[dict[str, Any]] = [
-        {"id": c.id, "label": c.label, "description": c.description, "legal_basis": LEGAL_BASIS[c.id],
+        {"id": c.id, "label": c.label, "description": c.description, "legal_basis": LEGAL_BASIS.get(c.id, "consent"),
          "services": [s["name"] for s in groups[c.id] if s["name"] not in own]}
         for c in consent.categories
     ]

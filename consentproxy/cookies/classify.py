@@ -31,6 +31,11 @@ _STRICTNESS = {"necessary": 0, "preferences": 1, "statistics": 2, "marketing": 3
 _CACHE_LIMIT = 10_000
 
 
+def _strictness(category: str) -> int:
+    """A site's own category ranks with marketing: a clash keeps it held."""
+    return _STRICTNESS.get(category, 3)
+
+
 @dataclass(frozen=True, slots=True)
 class Classification:
     category: str  # a consent category, or "unknown"
@@ -58,7 +63,7 @@ class _Table:
             self.prefixes.append((spec[:-1], classification))
             return
         current = self.exact.get(spec)
-        if current is None or (prefer_strict and _STRICTNESS[classification.category] > _STRICTNESS[current.category]):
+        if current is None or (prefer_strict and _strictness(classification.category) > _strictness(current.category)):
             self.exact[spec] = classification
 
     def finish(self) -> None:

@@ -68,6 +68,8 @@ class CookieEnforcement(Step):
         self.classifier = CookieClassifier(site.consent)
         self.inventory = inventory
         self.allow_unknown = site.consent.unknown_cookies == "allow"
+        #: the site's categories, its own included
+        self.everything = frozenset(site.consent.category_ids)
         self._categories: dict[bytes, str] = {}
         self._plans: dict[tuple[tuple[bytes, ...], frozenset[str]], _Plan] = {}
         self._expiry_rows: dict[tuple[tuple[bytes, ...], bytes, bool, int], list[tuple[bytes, bytes]]] = {}
@@ -121,7 +123,8 @@ class CookieEnforcement(Step):
         if self.locator is None:
             decision = decide(state, gpc, reask=reask)
         else:
-            decision = decide(state, gpc, *self.locator.locate(exchange.client), reask=reask)
+            decision = decide(state, gpc, *self.locator.locate(exchange.client), reask=reask,
+                              everything=self.everything)
         exchange.extra[DECISION] = decision
         label = decision.label
         count = self._state_counts.get(label)

@@ -44,14 +44,14 @@ class Preview:
     hold: bool = False  # the site holds unknown third parties
 
 
-def decision_for(consent: str) -> Decision:
-    """`none` (no decision yet), `all`, or a comma-separated list of granted categories."""
+def decision_for(consent: str, ids: tuple[str, ...] = CATEGORY_IDS) -> Decision:
+    """`none` (no decision yet), `all`, or a comma-separated list of granted categories (of `ids`, the site's)."""
     if consent == "none":
         return NO_DECISION
-    granted = set(CATEGORY_IDS) if consent == "all" else {c.strip() for c in consent.split(",") if c.strip()}
-    unknown = granted - set(CATEGORY_IDS)
+    granted = set(ids) if consent == "all" else {c.strip() for c in consent.split(",") if c.strip()}
+    unknown = granted - set(ids)
     if unknown:
-        raise ValueError(f"unknown categories: {', '.join(sorted(unknown))}; use {', '.join(CATEGORY_IDS)}")
+        raise ValueError(f"unknown categories: {', '.join(sorted(unknown))}; use {', '.join(ids)}")
     state = ConsentState("preview", frozenset(granted - {"necessary"}), 0, 0, 0, "save_selection")
     return Decision("explicit", frozenset(granted | {"necessary"}), state)
 
@@ -88,7 +88,7 @@ def preview(site: SiteConfig, page: bytes, mode: Mode | None, decision: Decision
                     PageInjection(SiteMarkup(site, BannerAssets(), declaration=SiteDeclaration(site)), decision,
                                   accept_language), NoncePlan(),
                     parties=parties, own_domain=registrable(host) if host and not parties.own(host) else "",
-                    inventory=resources)
+                    inventory=resources, categories=frozenset(site.consent.category_ids))
     rewriter = PageRewriter(plan, mode)
     html = rewriter.feed(page) + rewriter.finish()
     return Preview(html, rewriter.blocked, decision.allowed, resources=resources, hold=hold)
@@ -96,7 +96,7 @@ def preview(site: SiteConfig, page: bytes, mode: Mode | None, decision: Decision
 
 def summary(result: Preview, site: SiteConfig) -> str:
     own = {s.name for s in site.consent.services}
-    lines = [f"consent state: {', '.join(c for c in CATEGORY_IDS if c in result.allowed)}"]
+    lines = [f"consent state: {', '.join(c for c in site.consent.category_ids if c in result.allowed)}"]
     if result.skipped:
         return "\n".join([*lines, f"not rewritten: {result.skipped}"])
     lines.append(f"{len(result.blocked)} element(s) blocked until their category is consented:")

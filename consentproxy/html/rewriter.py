@@ -231,6 +231,8 @@ class PagePlan:
     #: the request's own origin ("https://shop.nl"; "" when not known for sure): what we inject names it once
     #: the page has a `<base href>`
     origin: str = ""
+    #: the site's categories, its own included: with all of them granted nothing is blocked
+    categories: frozenset[str] = _ALL_CATEGORIES
     #: when a list: every URL on another host of every element, with what it was matched to (`preview`;
     #: the memos are not used, so every element is looked at)
     inventory: list[Resource] | None = None
@@ -238,7 +240,7 @@ class PagePlan:
     @property
     def blocking(self) -> bool:
         """False when every category is granted: nothing to block."""
-        return not self.allowed >= _ALL_CATEGORIES
+        return not self.allowed >= self.categories
 
 
 def is_javascript(type_value: str | None) -> bool:

@@ -110,6 +110,7 @@ class HtmlRewriting(Step):
         self.matcher = matcher if matcher is not None else TrackerMatcher(site.consent.services)
         self.unblocked, self.script_attributes = analytics_routing(site)
         self.compress = site.compress_html
+        self.categories = frozenset(site.consent.category_ids)
         self.noscript_memo: NoscriptMemo = {}
         self.state_memos: StateMemos = {}
         #: the site's third parties and its record of the unknown ones (`third_party`, `functional_hosts`)
@@ -181,7 +182,8 @@ class HtmlRewriting(Step):
         plan = PagePlan(self.matcher, decision.allowed, injection, nonces, unblocked=self.unblocked,
                         script_attributes=self.script_attributes, noscript_memo=self.noscript_memo,
                         state_memos=self.state_memos, parties=self.parties,
-                        own_domain=self._own_domain(exchange.host), origin=exchange.public_origin())
+                        own_domain=self._own_domain(exchange.host), origin=exchange.public_origin(),
+                        categories=self.categories)
         headers[:] = [row for row in headers if row[0] not in _DROPPED_ON_REWRITE]
         if out_coding is not None:
             headers.append((b"content-encoding", out_coding))

@@ -505,15 +505,17 @@
       const reopen = byId('cp-reopen');
       if (hadFocus && reopen) reopen.focus();
     }
-    const state = function (category) { return granted.has(category) ? 'granted' : 'denied'; };
-    gtag('consent', 'update', {
-      analytics_storage: state('statistics'),
-      ad_storage: state('marketing'),
-      ad_user_data: state('marketing'),
-      ad_personalization: state('marketing'),
-      functionality_storage: state('preferences'),
-      personalization_storage: state('preferences')
+    // each signal is granted when any category that grants it is (the site's own categories say theirs)
+    const signals = config.consent_mode || {
+      analytics_storage: ['statistics'], ad_storage: ['marketing'], ad_user_data: ['marketing'],
+      ad_personalization: ['marketing'], functionality_storage: ['preferences'],
+      personalization_storage: ['preferences']
+    };
+    const update = {};
+    Object.keys(signals).forEach(function (signal) {
+      update[signal] = signals[signal].some(function (c) { return granted.has(c); }) ? 'granted' : 'denied';
     });
+    gtag('consent', 'update', update);
     doc.dispatchEvent(new CustomEvent(EVENT, {detail: {granted: list}}));
     if (revoked) location.reload();
     else activate();
