@@ -16,10 +16,10 @@ import pytest
 from conftest import Proxy, serve_page, site_toml
 
 from consentproxy.banner.assets import BannerAssets, static_dir
+from consentproxy.banner.compaction import compact_script
 from consentproxy.banner.guard import (
     TABLE_MARKER,
     build_guard,
-    compact_script,
     guard_script,
     guard_table,
     table_categories,

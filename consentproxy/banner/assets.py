@@ -3,8 +3,9 @@
 The files live in `static/banner/` at the top of the project (a deployment
 may point elsewhere with `CONSENTPROXY_STATIC_DIR`). They are read once at
 start; their URLs carry a hash of their content, so browsers may cache them
-for a year and a new version is fetched the moment it ships. Compressed
-variants are made once, at start.
+for a year and a new version is fetched the moment it ships. Scripts are
+served compacted (`compaction.py`); compressed variants are made once, at
+start.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import brotli
 
+from consentproxy.banner.compaction import compact_script
 from consentproxy.html.codings import accepted
 
 STATIC_ENV = "CONSENTPROXY_STATIC_DIR"
@@ -69,7 +71,10 @@ class BannerAssets:
         self.by_path: dict[str, Asset] = {}
         self.url_of: dict[str, str] = {}
         for name in _FILES:
-            self.url_of[name] = self.add(name, _read(base, name))
+            data = _read(base, name)
+            if name.endswith(".js"):  # served without our comments and indentation
+                data = compact_script(data.decode("utf-8")).encode("utf-8")
+            self.url_of[name] = self.add(name, data)
         #: guard.js without a table: each site serves it with its own (consentproxy/banner/guard.py)
         self.guard_source = _read(base, "guard.js").decode("utf-8")
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from consentproxy.banner.assets import BannerAssets
+from consentproxy.banner.compaction import compact_script
 from consentproxy.html.functional import UNKNOWN_CATEGORY, ThirdParties
 from consentproxy.html.trackers import Kind, TrackerMatcher
 
@@ -45,9 +45,6 @@ TABLE_MARKER = "/*table*/{c: {}, p: {}, u: {}}"
 HOST_LIMIT = 20000
 _KINDS: tuple[Kind, ...] = ("scripts", "iframes", "pixels")
 _ALLOWED = ""
-_HEADER = re.compile(r"\A/\*.*?\*/\n", re.S)
-#: a comment after code whose text has no quote or slash (so it is no string's or regular expression's part)
-_TRAILING = re.compile(r"\s+// [^'\"/`]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +73,6 @@ def guard_script(source: str, table: dict[str, Any]) -> bytes:
         raise ValueError(f"guard.js must hold {TABLE_MARKER!r} once, where the table goes")
     encoded = json.dumps(table, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
     return compact_script(source).replace(TABLE_MARKER, encoded).encode("ascii")
-
-
-def compact_script(source: str) -> str:
-    """The script without its header comment, comment lines, trailing comments and indentation: every page
-    loads the guard, its comments are for us. Lines stay lines (no semicolon is inserted or lost)."""
-    lines = (_TRAILING.sub("", line).strip() for line in _HEADER.sub("", source).split("\n"))
-    return "".join(f"{line}\n" for line in lines if line and not line.startswith("//"))
 
 
 def table_categories(table: dict[str, Any]) -> frozenset[str]:
