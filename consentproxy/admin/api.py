@@ -270,8 +270,8 @@ async def site_inventory(call: Call) -> Response:
     """One site's inventory, unknown items first, then those seen before consent; filtered as asked."""
     site = await call.known_site()
     kind = call.request.query_params.get("kind") or None
-    if kind not in (None, "cookie", "host"):
-        raise ApiFailure(400, "bad_parameter", "kind must be cookie or host")
+    if kind not in (None, "cookie", "host", "vendor"):
+        raise ApiFailure(400, "bad_parameter", "kind must be cookie, host or vendor")
     category = call.request.query_params.get("category") or None
     if category is not None and not _CATEGORY_RE.match(category):
         raise ApiFailure(400, "bad_parameter", "category must be a category id such as statistics or unknown")

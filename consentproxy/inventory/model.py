@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from consentproxy.inventory.alerts import Alerts
 
-Kind = Literal["cookie", "host"]
+#: a vendor item: a catalogued service seen only in an inline script (no host to name)
+Kind = Literal["cookie", "host", "vendor"]
 #: who put the item on the page: a Set-Cookie header, a script (document.cookie), or the page (a host it loaded)
 SetBy = Literal["server", "script", "page"]
 #: how an item was classified, most trusted last: what the report shows first is what needs a look

@@ -4,8 +4,9 @@ Learnt on the event loop, in memory (a dict look-up per blocked element),
 from the elements the page rewriter held and matched to a service, and from
 the stored inventory at start and after each flush (its host sightings with
 a service; cookies classified to a vendor are read from the cookie side).
-A vendor learnt here for the first time is buffered once as a host sighting,
-so every worker and instance sharing the store comes to know it.
+A vendor learnt here for the first time is buffered once as a host sighting
+(a "vendor" one when only an inline script showed it), so every worker and
+instance sharing the store comes to know it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class VendorBook:
     def load(self, sightings: Iterable[Sighting]) -> None:
         """Learn the vendors of the stored inventory's host sightings (at start, after each flush)."""
         for sighting in sightings:
-            if sighting.kind == "host" and sighting.service and sighting.source in VENDOR_SOURCES:
+            if sighting.kind != "cookie" and sighting.service and sighting.source in VENDOR_SOURCES:
                 self.learn(sighting.site, sighting.service, sighting.category)
 
     def element(self, site: str, service: str, category: str, host: str, kind: str, source: str,
@@ -55,6 +56,7 @@ class VendorBook:
         """An element of `service` the rewriter held: learnt, and buffered for the store the first time."""
         if self.learn(site, service, category):
             moment = now_ms()
-            buffer.add(Sighting(site, "host", host or service.lower(), "page", category, source, service, count=1,
-                                blocked=1, first_seen_ms=moment, last_seen_ms=moment,
+            # an inline script matched by its content has no host: the vendor itself is the item then
+            buffer.add(Sighting(site, "host" if host else "vendor", host or service, "page", category, source,
+                                service, count=1, blocked=1, first_seen_ms=moment, last_seen_ms=moment,
                                 details={"elements": [kind]}))

@@ -46,7 +46,7 @@ async def inventory(visit: Visit) -> Response:
     site = site_of(visit)
     params = visit.request.query_params
     kind = params.get("kind", "")
-    query = {"kind": kind} if kind in ("cookie", "host") else {}
+    query = {"kind": kind} if kind in ("cookie", "host", "vendor") else {}
     answer = await visit.api("GET", "/api/sites/{site}/inventory", {"site": site}, query=query)
     if not answer.ok:
         return visit.failure(answer)
