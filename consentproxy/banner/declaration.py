@@ -14,6 +14,7 @@ correct in any page charset; no script, no inline style.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from consentproxy.banner.cookielist import CookieList, Service, lifetime_words
@@ -75,7 +76,10 @@ class SiteDeclaration:
 
     def __init__(self, site: SiteConfig, inventory: CookieInventory | None = None) -> None:
         self.site = site
-        self.cookie_list = CookieList(site.name, site.consent, self.controller, inventory)
+        # not the bound method: no reference cycle, so an old configuration is freed without the collector
+        self.cookie_list = CookieList(site.name, site.consent,
+                                      functools.partial(controller_name, site.consent.controller, site.hosts),
+                                      inventory)
         self._version = -1
         self._fragments: dict[str, str] = {}
         self._pages: dict[str, bytes] = {}

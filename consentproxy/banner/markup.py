@@ -11,6 +11,7 @@ a page's CSP nonce, which changes with every response).
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from typing import TYPE_CHECKING, Any
@@ -140,13 +141,17 @@ class SiteMarkup:
 
     def __init__(self, site: SiteConfig, assets: BannerAssets, inventory: CookieInventory | None = None,
                  matcher: TrackerMatcher | None = None, prefix: str = "/_consent",
-                 declaration: SiteDeclaration | None = None) -> None:
+                 declaration: SiteDeclaration | None = None, guard: SiteGuard | None = None) -> None:
+        """`guard`: the site's guard when the caller compiled it (shared by sites alike); else made from
+        `matcher` here."""
         self.site = site
         #: the cookie declaration pages get in their `data-consent-declaration` element (None: nothing)
         self.declaration = declaration
         self.prefix = prefix
         consent = site.consent
-        self.cookie_list = CookieList(site.name, consent, self.controller, inventory)
+        # not the bound method: no reference cycle, so an old configuration is freed without the collector
+        self.cookie_list = CookieList(site.name, consent,
+                                      functools.partial(controller_name, consent.controller, site.hosts), inventory)
         self.default_language = consent.default_language
         self.css_url = f"{prefix}/{assets.url_of['banner.css']}"
         self.js_url = f"{prefix}/{assets.url_of['banner.js']}"
@@ -160,8 +165,8 @@ class SiteMarkup:
         self._accept_cache: dict[bytes, str] = {}
         self._consent_mode: dict[tuple[frozenset[str] | None, str, bool], str] = {}
         #: the client-side guard, with this site's tracker table (no matcher: no guard)
-        self.guard: SiteGuard | None = None
-        if matcher is not None:
+        self.guard: SiteGuard | None = guard
+        if guard is None and matcher is not None:
             from consentproxy.html.step import analytics_routing, site_parties  # the HTML step imports this module
 
             self.guard = build_guard(assets, matcher, analytics_routing(site)[0], site_parties(site))

@@ -31,6 +31,11 @@ def default_categories() -> tuple[CategoryConfig, ...]:
     return tuple(CategoryConfig(c, dict(DEFAULT_LABELS[c]), dict(DEFAULT_DESCRIPTIONS[c])) for c in CATEGORY_IDS)
 
 
+#: the categories of every site that words none of its own: one copy for thousands of sites (read-only)
+_DEFAULT_CATEGORIES = default_categories()
+_DEFAULT_CONSENT = ConsentConfig()
+
+
 def _category(value: Any) -> str:
     if value not in CATEGORY_IDS:
         raise ValueError(f"must be one of {', '.join(CATEGORY_IDS)}, got {describe(value)}")
@@ -61,7 +66,7 @@ def _texts(reader: Reader, name: str, defaults: dict[str, str]) -> dict[str, str
 
 def _read_categories(reader: Reader | None) -> tuple[CategoryConfig, ...]:
     if reader is None:
-        return default_categories()
+        return _DEFAULT_CATEGORIES
     out = []
     for category in default_categories():
         sub = reader.sub(category.id)
@@ -196,10 +201,10 @@ def read_consent(site: Reader) -> ConsentConfig:
     """The consent settings of one site (its reader is `sites.NAME`)."""
     declarations = [d for r in _array_of_tables(site, "cookies") if (d := _read_declaration(r)) is not None]
     services = [s for r in _array_of_tables(site, "services") if (s := _read_service(r)) is not None]
-    base = ConsentConfig()
+    base = _DEFAULT_CONSENT
     reader = site.sub("consent")
     if reader is None:
-        return ConsentConfig(categories=default_categories(), services=tuple(services), cookies=tuple(declarations))
+        return ConsentConfig(categories=_DEFAULT_CATEGORIES, services=tuple(services), cookies=tuple(declarations))
     config = ConsentConfig(
         categories=_read_categories(reader.sub("categories")),
         services=tuple(services),

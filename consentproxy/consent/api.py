@@ -115,8 +115,18 @@ class ConsentApi(Endpoint):
         self.codec = codec
         self.cookies = cookies
         self.records = records
-        self.notice = site_notice(site)
+        self._site_config = site
+        self._notice: NoticeVersion | None = None
         self._notice_stored = False
+
+    @property
+    def notice(self) -> NoticeVersion:
+        """The site's notice version, made at its first use: most of 10,000 sites get no consent between
+        two reloads, and a reload must not spend a millisecond on each of them."""
+        notice = self._notice
+        if notice is None:
+            notice = self._notice = site_notice(self._site_config)
+        return notice
 
     def read(self, exchange: Exchange) -> Reply:
         decision: Decision = exchange.extra.get(DECISION) or NO_DECISION
