@@ -132,7 +132,7 @@ class SharedSteps:
 
     def matcher(self, services: tuple[ServiceConfig, ...]) -> TrackerMatcher:
         """One matcher (rules and answer caches) for every site with these services."""
-        return self.compiled.get(("matcher", services, self.lists_key),
+        return self.compiled.get(("matcher", _services_key(services), self.lists_key),
                                  lambda: TrackerMatcher(services, lists=self.lists))
 
     def guard(self, site: SiteConfig, assets: BannerAssets, matcher: TrackerMatcher,
@@ -140,10 +140,15 @@ class SharedSteps:
         """The site's client-side guard, compiled once for every site with the same inputs."""
         unblocked = analytics_routing(site)[0]
         own = (site.hosts, site.functional_hosts) if parties.hold else None  # only a held site's table names it
-        key = ("guard", site.consent.services, self.lists_key, unblocked, own, assets.guard_source)
+        key = ("guard", _services_key(site.consent.services), self.lists_key, unblocked, own, assets.guard_source)
         asset, categories = self.compiled.get(
             key, lambda: compile_guard(assets.guard_source, matcher.fresh(), unblocked, parties))
         return SiteGuard(assets.put(asset), categories, asset)
+
+
+def _services_key(services: tuple[ServiceConfig, ...]) -> object:
+    """Services as a key: their text (a service's purposes are a dict, which does not hash)."""
+    return repr(services) if services else ()
 
 
 def shared_assets(config: Config, compiled: Compiled) -> BannerAssets:

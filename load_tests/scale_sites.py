@@ -24,15 +24,19 @@ def site_table(index: int, upstream: str, controller: str | None = None) -> str:
             f"controller = \"{controller or f'Customer {index} B.V.'}\"\n")
 
 
+def sites_text(count: int, upstream: str, changed: dict[int, str] | None = None) -> str:
+    """Only the `[sites.…]` tables, for a caller that writes its own `[server]`."""
+    changed = changed or {}
+    return "\n".join(site_table(index, upstream, changed.get(index)) for index in range(count))
+
+
 def config_text(count: int, upstream: str, *, listen: str = "127.0.0.1:8080", data_dir: str = "data",
                 workers: int = 1, admin_listen: str | None = None, changed: dict[int, str] | None = None) -> str:
     """A whole configuration file of `count` sites; `changed` maps a site's index to another controller."""
     head = ["[server]", f"listen = [\"{listen}\"]", f"workers = {workers}", f"data_dir = \"{data_dir}\""]
     if admin_listen:
         head.append(f"admin_listen = \"{admin_listen}\"")
-    changed = changed or {}
-    tables = [site_table(index, upstream, changed.get(index)) for index in range(count)]
-    return "\n".join(head) + "\n\n" + "\n".join(tables)
+    return "\n".join(head) + "\n\n" + sites_text(count, upstream, changed)
 
 
 def write_config(path: Path, count: int, upstream: str, **options: object) -> Path:
