@@ -73,6 +73,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(config, args.log_level)
 
 
+#: check-config names each site up to this many; a hosting platform's 10,000 get one summary line
+LISTED_SITES = 20
+
+
+def _sites_summary(config: Config) -> str:
+    sites = config.sites
+    if len(sites) <= LISTED_SITES:
+        return f"{len(sites)} site(s): " + ", ".join(
+            f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in sites)
+    hosts = sum(len(site.hosts) for site in sites)
+    return (f"{len(sites)} sites, {hosts} host names ({', '.join(site.name for site in sites[:3])}, … "
+            f"{sites[-1].name})")
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from consentproxy.config.preflight import preflight
 
@@ -89,8 +103,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         count = len(exc.problems)
         print(f"{count} problem{'s' if count != 1 else ''} found:\n{exc}", file=sys.stderr)
         return 1
-    print(f"{args.config}: OK — {len(config.sites)} site(s): " + ", ".join(
-        f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in config.sites))
+    print(f"{args.config}: OK — {_sites_summary(config)}")
     for note in notes:
         print(f"note: {note}")
     if args.file_only:

@@ -186,3 +186,29 @@ upstream = "http://127.0.0.1:9"
     assert name == {"a.example.nl": "wide", "a.b.example.nl": "wide", "x.shop.example.nl": "narrow",
                     "shop.example.nl": "wide", "example.nl": None, "badexample.nl": None,
                     host_of(1): "customer00001"}
+
+
+def test_check_config_of_many_sites_is_one_line_and_errors_name_the_site_and_key(tmp_path: Path) -> None:
+    from consentproxy.cli import main
+
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "many.toml"
+    text = config_text(300, "http://127.0.0.1:9", data_dir=str(tmp_path / "data"))
+    path.write_text(text)
+    out = subprocess_check(path)
+    assert out.returncode == 0, out.stderr
+    first = out.stdout.splitlines()[0]
+    assert first.endswith("OK — 300 sites, 600 host names (customer00000, customer00001, customer00002, … "
+                          "customer00299)")
+    assert "customer00150" not in out.stdout  # no line, no name per site
+    path.write_text(text.replace('controller = "Customer 150 B.V."', "controller = 7"))
+    assert main(["check-config", "--file-only", "-c", str(path)]) == 1
+    out = subprocess_check(path)
+    assert "sites.customer00150.consent.controller: expected a text" in out.stderr
+
+
+def subprocess_check(path: Path) -> Any:
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "consentproxy", "check-config", "--file-only", "-c", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
