@@ -37,7 +37,14 @@ from consentproxy.proxy.app import ProxyApp
 from consentproxy.proxy.upstream import create_session
 from consentproxy.records import RecordStore, RecordWriter, StoreError, open_store
 from consentproxy.records.maintenance import upkeep
-from consentproxy.runtime import Runtime, check_references, export_signing_key, store_url, with_default_keys
+from consentproxy.runtime import (
+    Runtime,
+    check_references,
+    collector_paused,
+    export_signing_key,
+    store_url,
+    with_default_keys,
+)
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -63,7 +70,8 @@ class Application:
         self.inventory = CookieInventory(config.server.data_dir)
         self.store_url = store_url(config)
         self.records = RecordWriter.for_url(self.store_url)
-        self.runtime = Runtime.build(config, self.inventory, self.records)
+        with collector_paused():
+            self.runtime = Runtime.build(config, self.inventory, self.records)
         self.proxy: ProxyApp | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._upkeeper: asyncio.Task[None] | None = None
@@ -253,11 +261,12 @@ class Application:
             return None
         started = time.perf_counter()
         try:
-            config = with_default_keys(load_config(path))
-            problems = check_references(config)
-            if problems:
-                raise ConfigError(problems)
-            runtime = Runtime.build(config, self.inventory, self.records, previous)
+            with collector_paused():
+                config = with_default_keys(load_config(path))
+                problems = check_references(config)
+                if problems:
+                    raise ConfigError(problems)
+                runtime = Runtime.build(config, self.inventory, self.records, previous)
         except ConfigError as exc:
             logger.error("configuration reload refused, keeping the running one:\n%s", exc)
             return None
