@@ -73,14 +73,15 @@ class Runtime:
         compiled = Compiled(previous.compiled if previous is not None else None)
         keys = consent_keys(config)
         codec = compiled.get(("codec", keys), lambda: ConsentCodec(keys))
-        assets = shared_assets(config, compiled).copy()
+        base_assets = shared_assets(config, compiled)
+        assets = base_assets.copy()
         geoip = shared_geoip(config, compiled)
         tokens = matomo_tokens(config)
         lists = load_tracker_lists(config)  # once, shared by every site
         lists_key = _Same(lists) if len(lists) or lists.filters else None
         shared = SharedSteps(compiled, lists if lists_key is not None else None, lists_key)
         environment: tuple[object, ...] = tuple(_Same(item) for item in (codec, geoip, inventory, records,
-                                                                        lists_key))
+                                                                        lists_key, base_assets))
         reusable = {site.name: site for site in previous.router.sites} \
             if previous is not None and previous.environment == environment else {}
         sites = []

@@ -326,6 +326,39 @@ def measure(count: int, args: argparse.Namespace, wrk: str, upstream: str, base:
     return row
 
 
+def cpu_alternating(counts: Sequence[int], args: argparse.Namespace, wrk: str, upstream: str,
+                    base: Path) -> dict[str, object]:
+    """CPU per request of the smallest and the largest configuration, both running, measured in turns
+    (A B A B …): on a shared machine, load that comes and goes then weighs on both alike. The median of
+    `--cpu-rounds` runs each, and its ratio. Both get the same traffic (`--cpu-active-sites`, default the
+    smallest configuration's sites): what is measured is what the idle configured sites cost a request."""
+    chosen = sorted({min(counts), max(counts)})
+    proxies, loads = [], []
+    try:
+        for count in chosen:
+            workdir = base / f"cpu-{count}"
+            workdir.mkdir()
+            proxy = Proxy(workdir, count, upstream, 1)
+            proxies.append(proxy)
+            loads.append(Wrk(wrk, workdir, min(count, args.cpu_active_sites or min(counts))))
+            proxy.start(args.start_timeout)
+        for proxy, load in zip(proxies, loads, strict=True):
+            load.finish(load.start(proxy.port, args.connections, args.warmup), args.warmup + 60)
+        runs: dict[int, list[float]] = {count: [] for count in chosen}
+        for _ in range(args.cpu_rounds):
+            for count, proxy, load in zip(chosen, proxies, loads, strict=True):
+                before = proxy.cpu()
+                run = load.finish(load.start(proxy.port, args.connections, args.duration), args.duration + 60)
+                runs[count].append(round((proxy.cpu() - before) * 1e6 / max(1, run["requests"]), 1))
+    finally:
+        for proxy in proxies:
+            proxy.server.stop()
+    medians = {count: sorted(values)[len(values) // 2] for count, values in runs.items()}
+    return {"runs_us": {str(count): values for count, values in runs.items()},
+            "median_us": {str(count): value for count, value in medians.items()},
+            "ratio": round(medians[chosen[-1]] / medians[chosen[0]], 3) if medians[chosen[0]] else None}
+
+
 def measure_pss(count: int, workers: int, upstream: str, base: Path, timeout: float) -> dict[str, object]:
     workdir = base / f"pss-{count}-{workers}"
     workdir.mkdir()
@@ -377,6 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200, help="requests/s of the steady load during reloads")
     parser.add_argument("--reload-timeout", type=float, default=60, help="seconds a reload may take at most")
     parser.add_argument("--start-timeout", type=float, default=120)
+    parser.add_argument("--cpu-active-sites", type=int, default=0,
+                        help="the sites the turns' load goes to (default: as many as the smallest configuration)")
+    parser.add_argument("--cpu-rounds", type=int, default=5,
+                        help="turns of the smallest and largest configuration for CPU per request (0: none)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     counts = [int(item) for item in args.sites.split(",") if item.strip()]
@@ -392,6 +429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"-- {count} site(s)", file=sys.stderr, flush=True)
                 rows.append(measure(count, args, tools["wrk"], upstream, base))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            cpu = None
+            if args.cpu_rounds > 0 and len(set(counts)) > 1:
+                print(f"-- CPU per request, {min(counts)} and {max(counts)} site(s) in turns", file=sys.stderr,
+                      flush=True)
+                cpu = cpu_alternating(counts, args, tools["wrk"], upstream, base)
+                print(json.dumps(cpu), file=sys.stderr, flush=True)
             pss = None
             if args.pss_workers > 1:
                 print(f"-- {max(counts)} site(s), {args.pss_workers} workers", file=sys.stderr, flush=True)
@@ -399,9 +442,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             nginx.stop()
     routes = [routing(count) for count in sorted({1, *counts})]
-    report = {"results": rows, "pss": pss, "routing": routes, "environment": environment(tools),
+    report = {"results": rows, "cpu_alternating": cpu, "pss": pss, "routing": routes, "environment": environment(tools),
               "command": " ".join([Path(sys.executable).name, *sys.argv])}
     print(table(rows, routes))
+    if cpu is not None:
+        medians = cpu["median_us"]
+        print("\nCPU per request, measured in turns (median of "
+              + ", ".join(f"{count} sites: {value} µs" for count, value in medians.items())  # type: ignore[attr-defined]
+              + f"): ratio {cpu['ratio']}; runs {cpu['runs_us']}")
     if pss is not None:
         print(f"\n{pss['workers']} workers, {pss['sites']:,} sites: " + ", ".join(
             f"RSS {item['rss'] / 1024:.0f} MB / PSS {item['pss'] / 1024:.0f} MB"
