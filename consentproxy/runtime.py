@@ -87,7 +87,8 @@ class Runtime:
         sites = []
         for site_config in config.sites:
             old = reusable.get(site_config.name)
-            if old is not None and old.config == site_config and old.matomo == tokens.get(site_config.name):
+            if old is not None and (old.config is site_config or old.config == site_config) \
+                    and old.matomo == tokens.get(site_config.name):  # `is`: the loader kept an unchanged table's
                 sites.append(old)
             else:
                 sites.append(Site.build(site_config, site_steps(site_config, codec, inventory, assets, records, geoip,
