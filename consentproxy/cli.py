@@ -12,7 +12,7 @@ from consentproxy.config.loader import ConfigError, Problem, load_config
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, Config, SiteConfig
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
-from consentproxy.runtime import check_references, with_default_keys
+from consentproxy.runtime import check_references, collector_paused, with_default_keys
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,7 +41,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from consentproxy.config.preflight import ensure_data_dir, preflight
 
         try:
-            loaded = load_config(args.config)
+            with collector_paused():  # 10,000 sites: a million objects, no reason to scan them while reading
+                loaded = load_config(args.config)
             created = ensure_data_dir(loaded)
             problems, _ = preflight(loaded, ports=True, running_ok=False)
             problems += check_references(loaded)
@@ -73,6 +74,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(config, args.log_level)
 
 
+#: check-config names each site up to this many; a hosting platform's 10,000 get one summary line
+LISTED_SITES = 20
+
+
+def _sites_summary(config: Config) -> str:
+    sites = config.sites
+    if len(sites) <= LISTED_SITES:
+        return f"{len(sites)} site(s): " + ", ".join(
+            f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in sites)
+    hosts = sum(len(site.hosts) for site in sites)
+    return (f"{len(sites)} sites, {hosts} host names ({', '.join(site.name for site in sites[:3])}, … "
+            f"{sites[-1].name})")
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from consentproxy.config.categories import own_category_notes
     from consentproxy.config.preflight import preflight
@@ -90,8 +105,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         count = len(exc.problems)
         print(f"{count} problem{'s' if count != 1 else ''} found:\n{exc}", file=sys.stderr)
         return 1
-    print(f"{args.config}: OK — {len(config.sites)} site(s): " + ", ".join(
-        f"{site.name} ({', '.join(site.hosts)} → {site.upstream})" for site in config.sites))
+    print(f"{args.config}: OK — {_sites_summary(config)}")
     for note in notes + own_category_notes(config):
         print(f"note: {note}")
     if args.file_only:

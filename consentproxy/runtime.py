@@ -6,9 +6,12 @@ one they started with, so a reload never changes a request half-way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +20,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from consentproxy.admin.app import AdminContext
 from consentproxy.analytics.endpoint import AnalyticsEndpoint
 from consentproxy.banner.assets import AssetsMissing, BannerAssets
+from consentproxy.banner.assets import fingerprint as assets_fingerprint
 from consentproxy.banner.declaration import SiteDeclaration
 from consentproxy.banner.endpoints import ConsentEndpoints
+from consentproxy.banner.guard import SiteGuard, compile_guard
 from consentproxy.banner.markup import SiteMarkup
+from consentproxy.compiled import Compiled
 from consentproxy.config.loader import ConfigError, Problem
-from consentproxy.config.model import Config, SiteConfig
+from consentproxy.config.model import Config, ServiceConfig, SiteConfig
 from consentproxy.config.secrets import SecretError, SigningKey, generate_keys, parse_consent_keys, read_secret
 from consentproxy.consent.api import ConsentApi
 from consentproxy.consent.notice import SiteNotices, storing
@@ -33,7 +39,8 @@ from consentproxy.discovery.endpoint import ReportEndpoint, ReportRoute
 from consentproxy.discovery.sightings import Classifier
 from consentproxy.geo.lookup import GeoError, GeoIP
 from consentproxy.geo.regimes import SiteLocator
-from consentproxy.html.step import HtmlRewriting, site_parties
+from consentproxy.html.functional import ThirdParties
+from consentproxy.html.step import HtmlRewriting, analytics_routing, site_parties
 from consentproxy.html.trackers import ListIndex, TrackerMatcher
 from consentproxy.proxy.forwarded import TrustedProxies
 from consentproxy.proxy.pipeline import Step
@@ -51,18 +58,49 @@ class Runtime:
     trusted: TrustedProxies
     admin_port: int | None
     admin: AdminContext
+    #: what this configuration's sites share (see consentproxy/compiled.py); the next build starts from it
+    compiled: Compiled = dataclasses.field(default_factory=Compiled)
+    #: what every site's steps were built with besides its own table: a site is reused only where it is equal
+    environment: tuple[object, ...] = ()
 
     @classmethod
-    def build(cls, config: Config, inventory: CookieInventory, records: RecordWriter) -> Runtime:
-        """Raises ConfigError when a secret cannot be read or a tracker list cannot be used."""
-        codec = ConsentCodec(consent_keys(config))
-        assets = banner_assets(config)
-        geoip = open_geoip(config)
+    def build(cls, config: Config, inventory: CookieInventory, records: RecordWriter,
+              previous: Runtime | None = None) -> Runtime:
+        """Raises ConfigError when a secret cannot be read or a tracker list cannot be used.
+
+        With `previous` (a reload), what did not change is taken over: a site whose table is equal, built with
+        the same shared objects, is the same `Site`, and shared compiled objects are not compiled again. Runs
+        in a thread at a reload: it touches nothing the event loop uses but read-only shared objects."""
+        compiled = Compiled(previous.compiled if previous is not None else None)
+        keys = consent_keys(config)
+        codec = compiled.get(("codec", keys), lambda: ConsentCodec(keys))
+        base_assets = shared_assets(config, compiled)
+        assets = base_assets.copy()
+        geoip = shared_geoip(config, compiled)
         tokens = matomo_tokens(config)
         lists = load_tracker_lists(config)  # once, shared by every site
-        sites = [Site.build(site, site_steps(site, codec, inventory, assets, records, geoip, tokens.get(site.name),
-                                             lists))
-                 for site in config.sites]
+        lists_key = _Same(lists) if len(lists) or lists.filters else None
+        shared = SharedSteps(compiled, lists if lists_key is not None else None, lists_key)
+        environment: tuple[object, ...] = tuple(_Same(item) for item in (codec, geoip, inventory, records,
+                                                                        lists_key, base_assets))
+        reusable = {site.name: site for site in previous.router.sites} \
+            if previous is not None and previous.environment == environment else {}
+        sites = []
+        for site_config in config.sites:
+            old = reusable.get(site_config.name)
+            if old is not None and (old.config is site_config or old.config == site_config) \
+                    and old.matomo == tokens.get(site_config.name):  # `is`: the loader kept an unchanged table's
+                sites.append(old)
+            else:
+                sites.append(Site.build(site_config, site_steps(site_config, codec, inventory, assets, records, geoip,
+                                                                tokens.get(site_config.name), lists, shared),
+                                        matomo=tokens.get(site_config.name)))
+        for site in sites:  # a reused site's guard comes from the registry it was built with
+            for step in site.steps:
+                if isinstance(step, HtmlRewriting) and step.markup.guard is not None \
+                        and step.markup.guard.asset is not None:
+                    assets.put(step.markup.guard.asset)
+        compiled.done()
         admin = config.server.admin_listen
         return cls(
             config=config,
@@ -70,31 +108,113 @@ class Runtime:
             trusted=TrustedProxies(config.server.trusted_proxies),
             admin_port=admin.port if admin else None,
             admin=AdminContext.build(config, _token_digest(config)),
+            compiled=compiled,
+            environment=environment,
         )
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic collection while a configuration is read and built: 10,000 sites make a million objects,
+    and each full pass the growing heap triggers would scan them all again (half the build time). Building
+    makes almost no cyclic garbage; what requests make meanwhile is collected when it is over."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Same:
+    """An object as a cache key by its identity (and kept alive while the key is): lists, codecs."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSteps:
+    """Hands out the parts of a site's steps that depend only on shared inputs, one per distinct input."""
+
+    compiled: Compiled
+    lists: ListIndex | None = None
+    lists_key: object = None
+
+    def matcher(self, services: tuple[ServiceConfig, ...]) -> TrackerMatcher:
+        """One matcher (rules and answer caches) for every site with these services."""
+        return self.compiled.get(("matcher", _services_key(services), self.lists_key),
+                                 lambda: TrackerMatcher(services, lists=self.lists))
+
+    def guard(self, site: SiteConfig, assets: BannerAssets, matcher: TrackerMatcher,
+              parties: ThirdParties) -> SiteGuard:
+        """The site's client-side guard, compiled once for every site with the same inputs."""
+        unblocked = analytics_routing(site)[0]
+        own = (site.hosts, site.functional_hosts) if parties.hold else None  # only a held site's table names it
+        key = ("guard", _services_key(site.consent.services), self.lists_key, unblocked, own, assets.guard_source)
+        asset, categories = self.compiled.get(
+            key, lambda: compile_guard(assets.guard_source, matcher.fresh(), unblocked, parties))
+        return SiteGuard(assets.put(asset), categories, asset)
+
+
+def _services_key(services: tuple[ServiceConfig, ...]) -> object:
+    """Services as a key: their text (a service's purposes are a dict, which does not hash)."""
+    return repr(services) if services else ()
+
+
+def shared_assets(config: Config, compiled: Compiled) -> BannerAssets:
+    """The banner files, read and compressed once while they do not change."""
+    return compiled.get(("banner assets", assets_fingerprint()), lambda: banner_assets(config))
+
+
+def shared_geoip(config: Config, compiled: Compiled) -> GeoIP | None:
+    """The GeoIP database, opened again only when its file changed."""
+    path = config.geoip.database
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+        stamp: object = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    except OSError:
+        return open_geoip(config)  # the error, named as open_geoip names it
+    return compiled.get(("geoip", str(path), stamp), lambda: open_geoip(config))
 
 
 def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory, assets: BannerAssets,
                records: RecordWriter, geoip: GeoIP | None = None, matomo: str | None = None,
-               lists: ListIndex | None = None) -> tuple[Step, ...]:
+               lists: ListIndex | None = None, shared: SharedSteps | None = None) -> tuple[Step, ...]:
     """A site's pipeline, in order: the decision and cookies first, our own URLs, then the page rewrite.
 
-    `lists`: the operator's tracker lists, shared with every other site's matcher."""
+    `lists`: the operator's tracker lists, shared with every other site's matcher. `shared`: where what
+    depends only on shared inputs (matcher, guard) is taken from; without it, this site's own."""
     locator = SiteLocator(geoip, site.opt_out, site.notice_only) if geoip is not None else None
     notices = SiteNotices(site, inventory, storing(records))  # shown in the banner, recorded with decisions
     cookies = CookieEnforcement(site, codec, inventory, locator, notices=notices)
     analytics = AnalyticsEndpoint(site, codec.keys[0].key, matomo) if site.analytics.enabled else None
-    matcher = TrackerMatcher(site.consent.services, lists=lists)
+    matcher = shared.matcher(site.consent.services) if shared is not None \
+        else TrackerMatcher(site.consent.services, lists=lists)
     declaration = SiteDeclaration(site, inventory)
     discovery = site.discovery == "on"
+    parties = site_parties(site)
     steps: list[Step] = [cookies]
     if discovery:  # its URL is under the consent prefix, which the consent endpoints take whole
-        classifier = Classifier(site.name, matcher, site_parties(site), cookies.classifier)
+        classifier = Classifier(site.name, matcher, parties, cookies.classifier)
         steps.append(ReportRoute(ReportEndpoint(site.name, classifier, inventory.buffer, site.consent.cookie_name)))
     steps.append(ConsentEndpoints(site, assets, ConsentApi(site, codec, cookies, records, notices), analytics,
                                   declaration))
     if site.rewrite_html:
-        markup = SiteMarkup(site, assets, inventory, matcher, declaration=declaration, notices=notices)
-        steps.append(HtmlRewriting(site, markup, matcher))
+        guard = shared.guard(site, assets, matcher, parties) if shared is not None else None
+        markup = SiteMarkup(site, assets, inventory, matcher, declaration=declaration, notices=notices, guard=guard)
+        steps.append(HtmlRewriting(site, markup, matcher, parties))
     if discovery:  # after the HTML step, which adjusts the site's own policies for the banner and not ours
         steps.append(DiscoveryPolicy(site))
     return tuple(steps)

@@ -81,12 +81,50 @@ class BannerAssets:
     def add(self, name: str, data: bytes) -> str:
         """Serve `data` under `name` with its content's hash in it ("guard.js" → "guard.3f2a9c1d7b0e.js");
         returns that path. The same content twice is compressed once."""
-        stem, _, ext = name.rpartition(".")
-        hashed = f"{stem}.{hashlib.sha256(data).hexdigest()[:12]}.{ext}"
+        hashed = hashed_name(name, data)
         if hashed not in self.by_path:
-            self.by_path[hashed] = Asset(hashed, _TYPES[ext], data, gzip.compress(data, 9, mtime=0),
-                                         brotli.compress(data, quality=11))
+            self.by_path[hashed] = make_asset(name, data)
         return hashed
+
+    def put(self, asset: Asset) -> str:
+        """Serve an asset made elsewhere (one compiled guard shared by many sites); returns its path."""
+        self.by_path.setdefault(asset.path, asset)
+        return asset.path
+
+    def copy(self) -> BannerAssets:
+        """Another registry with the same files (shared, not copied): each configuration registers its own
+        sites' guards in its own, so a reload drops the guards no site uses any more."""
+        other = object.__new__(BannerAssets)
+        other.by_path = dict(self.by_path)
+        other.url_of = dict(self.url_of)
+        other.guard_source = self.guard_source
+        return other
+
+
+def hashed_name(name: str, data: bytes) -> str:
+    stem, _, ext = name.rpartition(".")
+    return f"{stem}.{hashlib.sha256(data).hexdigest()[:12]}.{ext}"
+
+
+def make_asset(name: str, data: bytes) -> Asset:
+    """`data` served under its hashed name, compressed once (brotli at 11 is slow: never per request)."""
+    hashed = hashed_name(name, data)
+    return Asset(hashed, _TYPES[hashed.rpartition(".")[2]], data, gzip.compress(data, 9, mtime=0),
+                 brotli.compress(data, quality=11))
+
+
+def fingerprint(directory: Path | None = None) -> tuple[object, ...]:
+    """What the banner files are made from (their paths, sizes and times): a changed file is read again."""
+    base = (directory or static_dir()) / "banner"
+    found: list[object] = [str(base)]
+    for name in (*_FILES, "guard.js"):
+        try:
+            stat = (base / name).stat()
+        except OSError:
+            found.append(None)
+        else:
+            found.append((stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
 
 
 def _read(base: Path, name: str) -> bytes:

@@ -14,6 +14,8 @@ correct in any page charset; no script, no inline style.
 
 from __future__ import annotations
 
+import functools
+
 from consentproxy.banner.cookielist import CookieList, Service
 from consentproxy.banner.markup import ascii_html
 from consentproxy.config.model import SiteConfig
@@ -57,7 +59,10 @@ class SiteDeclaration:
 
     def __init__(self, site: SiteConfig, inventory: CookieInventory | None = None) -> None:
         self.site = site
-        self.cookie_list = CookieList(site.name, site.consent, self.controller, inventory)
+        # not the bound method: no reference cycle, so an old configuration is freed without the collector
+        self.cookie_list = CookieList(site.name, site.consent,
+                                      functools.partial(controller_name, site.consent.controller, site.hosts),
+                                      inventory)
         self._version = -1
         self._fragments: dict[str, str] = {}
         self._pages: dict[str, bytes] = {}

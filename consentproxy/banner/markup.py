@@ -148,9 +148,11 @@ class SiteMarkup:
 
     def __init__(self, site: SiteConfig, assets: BannerAssets, inventory: CookieInventory | None = None,
                  matcher: TrackerMatcher | None = None, prefix: str = "/_consent",
-                 declaration: SiteDeclaration | None = None, notices: SiteNotices | None = None) -> None:
+                 declaration: SiteDeclaration | None = None, notices: SiteNotices | None = None,
+                 guard: SiteGuard | None = None) -> None:
         """`notices`: the site's notice versions, whose listing the settings layer shows (default: one of
-        `inventory`)."""
+        `inventory`). `guard`: the site's guard when the caller compiled it (shared by sites alike); else made
+        from `matcher` here."""
         self.site = site
         #: the site's categories, its own included, and the Consent Mode signals each grants
         self.ids = site.consent.category_ids
@@ -174,8 +176,8 @@ class SiteMarkup:
         self._accept_cache: dict[bytes, str] = {}
         self._consent_mode: dict[tuple[frozenset[str] | None, str, bool], str] = {}
         #: the client-side guard, with this site's tracker table (no matcher: no guard)
-        self.guard: SiteGuard | None = None
-        if matcher is not None:
+        self.guard: SiteGuard | None = guard
+        if guard is None and matcher is not None:
             from consentproxy.html.step import analytics_routing, site_parties  # the HTML step imports this module
 
             self.guard = build_guard(assets, matcher, analytics_routing(site)[0], site_parties(site))

@@ -40,6 +40,9 @@ def _category_of(ids: tuple[str, ...], site: str = "sites.NAME") -> Callable[[An
 
 
 _texts = texts
+#: the categories of every site that words none of its own: one copy for thousands of sites (read-only)
+_DEFAULT_CATEGORIES = default_categories()
+_DEFAULT_CONSENT = ConsentConfig()
 
 
 def _read_declaration(reader: Reader, ids: tuple[str, ...] = CATEGORY_IDS) -> CookieDeclaration | None:
@@ -162,11 +165,12 @@ _retention_days = _days(30, 3650, "760d")
 
 def read_consent(site: Reader) -> ConsentConfig:
     """The consent settings of one site (its reader is `sites.NAME`)."""
-    base = ConsentConfig()
+    base = _DEFAULT_CONSENT
     reader = site.sub("consent")
     # The categories first: a cookie or service may name one of the site's own.
-    categories = default_categories() if reader is None else read_categories(
-        reader.sub("categories"), str(reader.table.get("default_language", base.default_language)))
+    words = reader.sub("categories") if reader is not None else None
+    categories = _DEFAULT_CATEGORIES if words is None else read_categories(
+        words, str(reader.table.get("default_language", base.default_language)) if reader is not None else "nl")
     ids = tuple(c.id for c in categories)
     declarations = [d for r in _array_of_tables(site, "cookies") if (d := _read_declaration(r, ids)) is not None]
     services = [s for r in _array_of_tables(site, "services") if (s := _read_service(r, ids)) is not None]

@@ -303,6 +303,12 @@ def _read_upstream_host(reader: Reader) -> tuple[str, str]:
         return "client", ""
 
 
+_SITE_DEFAULTS = SiteConfig(name="", hosts=(), upstream="")
+#: the sites of the last configuration read, by name, with the tables they were read from: a reload of
+#: 10,000 sites reads again only the tables that changed (an equal table gives an equal site)
+_last_sites: dict[str, tuple[dict[str, Any], SiteConfig]] = {}
+
+
 def _read_site(reader: Reader, name: str) -> SiteConfig | None:
     before = len(reader.problems)
     if not _SITE_NAME_RE.match(name):
@@ -316,7 +322,7 @@ def _read_site(reader: Reader, name: str) -> SiteConfig | None:
     if "upstream" not in reader.table:
         reader.problem("upstream", "is required: the URL of the website behind the proxy")
     mode, fixed = _read_upstream_host(reader)
-    base = SiteConfig(name=name, hosts=(), upstream="")
+    base = _SITE_DEFAULTS
     site = SiteConfig(
         name=name,
         hosts=hosts,
@@ -525,6 +531,8 @@ def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
     trackers = _read_trackers(root.sub("trackers"), base_dir)
     sites_reader = root.sub("sites")
     sites: list[SiteConfig] = []
+    last = _last_sites
+    read: dict[str, tuple[dict[str, Any], SiteConfig]] = {}
     if sites_reader is None or not sites_reader.table:
         problems.append(Problem(file, "sites", "no site configured; add a [sites.NAME] table with hosts and upstream"))
     else:
@@ -533,9 +541,14 @@ def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
             if not isinstance(table, dict):
                 sites_reader.problem(name, f"expected a table [sites.{name}], got {describe(table)}")
                 continue
-            site = _read_site(Reader(file, problems, table, f"sites.{name}"), name)
+            known = last.get(name)
+            if known is not None and known[0] == table:
+                site: SiteConfig | None = known[1]
+            else:
+                site = _read_site(Reader(file, problems, table, f"sites.{name}"), name)
             if site is not None:
                 sites.append(site)
+                read[name] = (table, site)
     _check_host_clashes(file, sites, problems)
     if geoip.database is None:
         problems += [Problem(file, f"sites.{site.name}.regimes", "regimes by place need a GeoIP database: set "
@@ -543,8 +556,14 @@ def config_from_dict(data: dict[str, Any], file: str, base_dir: Path) -> Config:
     root.finish()
     if problems:
         raise ConfigError(problems)
+    _remember_sites(read)
     return Config(server=server, sites=tuple(sites), secrets=secrets, store=store, geoip=geoip,
                   trackers=trackers)
+
+
+def _remember_sites(read: dict[str, tuple[dict[str, Any], SiteConfig]]) -> None:
+    global _last_sites
+    _last_sites = read  # one assignment: a check-config in another thread sees the old or the new whole
 
 
 def _check_host_clashes(file: str, sites: list[SiteConfig], problems: list[Problem]) -> None:

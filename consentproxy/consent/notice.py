@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -95,7 +96,10 @@ class SiteNotices:
                  on_new: Callable[[list[NoticeVersion]], None] | None = None) -> None:
         self.site = site
         self.on_new = on_new
-        self.cookie_list = CookieList(site.name, site.consent, self.controller, inventory)
+        # not the bound method: no reference cycle, so an old configuration is freed without the collector
+        self.cookie_list = CookieList(site.name, site.consent,
+                                      functools.partial(controller_name, site.consent.controller, site.hosts),
+                                      inventory)
         self._version = -1
         self._groups: dict[str, dict[str, list[Service]]] = {}
         self._notices: dict[tuple[str, str], NoticeVersion] = {}

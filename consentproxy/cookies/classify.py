@@ -82,6 +82,10 @@ class _Table:
         return None
 
 
+#: what a site that declares nothing looks up first (never added to)
+_EMPTY = _Table()
+
+
 def _services_table(services: tuple[ServiceConfig, ...], source: Source) -> _Table:
     table = _Table()
     for service in services:
@@ -134,6 +138,11 @@ class CookieClassifier:
     """Per-site classifier; `classify(name)` is a dict lookup after the first time."""
 
     def __init__(self, consent: ConsentConfig) -> None:
+        services = _services_table(consent.services, "declared") if consent.services else _EMPTY
+        if not consent.cookies:  # most sites declare nothing: they share the empty tables
+            self._tables: tuple[_Table, ...] = (services, _catalogue_table(), _database_table())
+            self._cache: dict[str, Classification] = {}
+            return
         declared = _Table()
         for declaration in consent.cookies:
             classification = Classification(declaration.category, "declared", declaration.provider,
@@ -145,9 +154,8 @@ class CookieClassifier:
             else:
                 declared.patterns.append((re.compile(declaration.pattern), classification))
         declared.finish()
-        self._tables = (declared, _services_table(consent.services, "declared"), _catalogue_table(),
-                        _database_table())
-        self._cache: dict[str, Classification] = {}
+        self._tables = (declared, services, _catalogue_table(), _database_table())
+        self._cache = {}
 
     def classify(self, name: str) -> Classification:
         found = self._cache.get(name)

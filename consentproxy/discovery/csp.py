@@ -53,14 +53,16 @@ def _headers(before: bool, https: bool) -> tuple[tuple[bytes, bytes], bytes | No
             f'{ENDPOINT_NAME}="{url}"'.encode("ascii") if https else None)
 
 
+_HEADERS = {(before, https): _headers(before, https) for before in (True, False) for https in (True, False)}
+
+
 class DiscoveryPolicy(Step):
     def __init__(self, site: SiteConfig, sample: Callable[[], float] = random.random) -> None:
         self.site = site.name
         self.share = site.discovery_sample
         self.sample = sample
-        #: the headers by (served before consent, over HTTPS), built once
-        self._headers = {(before, https): _headers(before, https) for before in (True, False)
-                         for https in (True, False)}
+        #: the headers by (served before consent, over HTTPS), built once for every site
+        self._headers = _HEADERS
 
     def on_request(self, exchange: Exchange) -> None:
         share = self.share

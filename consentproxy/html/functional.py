@@ -268,15 +268,20 @@ class ThirdParties:
         self._own = frozenset(own)
         declared_entries = {host.removeprefix("*."): host for host in declared if host.strip("*. ")}
         self._declared = HostRules(declared_entries)
-        #: "host" and "host/path prefix" entries never held as unknown: the site's own names and registrable
-        #: domains, its declared hosts, the built-in list (the client-side guard's table carries them)
-        self.not_held = tuple(sorted(self._own | {entry.lower().strip().rstrip(".") for entry in declared_entries}
-                                     | set(FUNCTIONAL)))
+        self._declared_names = tuple(declared_entries)
         self._cache: dict[str, Party] = {}
         self._lock = threading.Lock()
         self.unknown: dict[str, UnknownHost] = {}
         #: elements from unknown hosts left out of `unknown` once it was full
         self.overflow = 0
+
+    @property
+    def not_held(self) -> tuple[str, ...]:
+        """"host" and "host/path prefix" entries never held as unknown: the site's own names and registrable
+        domains, its declared hosts, the built-in list (the client-side guard's table carries them). Made
+        when asked (once, for the guard of a site that holds): thousands of sites need not keep a copy."""
+        return tuple(sorted(self._own | {entry.lower().strip().rstrip(".") for entry in self._declared_names}
+                            | set(FUNCTIONAL)))
 
     def own(self, host: str) -> bool:
         """Whether a host is the site's own: one of its names, a subdomain of one, or under its registrable

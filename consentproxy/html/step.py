@@ -102,9 +102,11 @@ class _PageFilter(BodyFilter):
 class HtmlRewriting(Step):
     filters_body = True
 
-    def __init__(self, site: SiteConfig, markup: SiteMarkup, matcher: TrackerMatcher | None = None) -> None:
+    def __init__(self, site: SiteConfig, markup: SiteMarkup, matcher: TrackerMatcher | None = None,
+                 parties: ThirdParties | None = None) -> None:
         """`matcher`: the site's tracker matcher, built where the configuration's tracker lists are loaded
-        (default: the site's services, the catalogue and the Open Cookie Database)."""
+        (default: the site's services, the catalogue and the Open Cookie Database). `parties`: the site's
+        `site_parties`, when the caller made them already."""
         self.site = site.name
         self.markup = markup
         self.matcher = matcher if matcher is not None else TrackerMatcher(site.consent.services)
@@ -114,7 +116,7 @@ class HtmlRewriting(Step):
         self.noscript_memo: NoscriptMemo = {}
         self.state_memos: StateMemos = {}
         #: the site's third parties and its record of the unknown ones (`third_party`, `functional_hosts`)
-        self.parties = site_parties(site)
+        self.parties = parties if parties is not None else site_parties(site)
         self._own_domains: dict[bytes, str] = {}
         #: where the vendors whose elements are held are learnt (the site's notice names them)
         self.inventory = markup.cookie_list.inventory

@@ -49,6 +49,7 @@ tracker.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import html
@@ -291,6 +292,18 @@ class TrackerMatcher:
         self._big_inline_cache: dict[bytes, Match | None] = {}
         #: ranks below this are the site's own services (for `source`)
         self._site_ranks = len(site_services)
+
+    def fresh(self) -> TrackerMatcher:
+        """The same rules (shared, not copied) with empty caches: for asking many questions in another
+        thread (the guard's table at a reload) without touching the caches the event loop uses."""
+        other = copy.copy(self)
+        other._url_cache = {kind: {} for kind in _BITS}
+        other._host_cache = {}
+        other._srcset_cache = {kind: {} for kind in _BITS}
+        other._inline_cache = {}
+        other._inline_chars = 0
+        other._big_inline_cache = {}
+        return other
 
     def __len__(self) -> int:
         """The number of host names with rules (the site's services, the catalogue and the Open Cookie

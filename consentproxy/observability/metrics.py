@@ -176,6 +176,29 @@ class _Buckets:
             self._adds[index](1)
 
 
+class _Later:
+    """An observer made at its first observation: a histogram child costs ~1 ms and a dozen values, and most
+    of 10,000 sites see no request between two reloads."""
+
+    __slots__ = ("_found", "_labels", "_metric")
+
+    def __init__(self, metric: Histogram, labels: tuple[str, ...]) -> None:
+        self._metric = metric
+        self._labels = labels
+        self._found: Observer | None = None
+
+    def observe(self, amount: float) -> None:
+        found = self._found
+        if found is None:
+            found = self._found = observer(self._metric, *self._labels)
+        found.observe(amount)
+
+
+def later_observer(metric: Histogram, *labels: str) -> Observer:
+    """`observer`, made when first used."""
+    return _Later(metric, labels)
+
+
 def observer(metric: Histogram, *labels: str) -> Observer:
     """`metric.labels(*labels)`, to `observe` on every request."""
     found = metric.labels(*labels)

@@ -45,6 +45,8 @@ class Site:
     #: this site's child of the upstream latency histogram (labels() takes a lock)
     latency: metrics.Observer
     steps: tuple[Step, ...] = ()
+    #: the Matomo token the steps were built with (a reload reuses the site only while it is the same)
+    matomo: str | None = field(default=None, repr=False)
     #: the steps with a response hook or a body filter, in order (the others would be no-op calls)
     response_steps: tuple[Step, ...] = field(init=False, default=())
 
@@ -53,7 +55,7 @@ class Site:
                                     if type(step).on_response is not Step.on_response or step.filters_body)
 
     @classmethod
-    def build(cls, config: SiteConfig, steps: tuple[Step, ...] = ()) -> Site:
+    def build(cls, config: SiteConfig, steps: tuple[Step, ...] = (), matomo: str | None = None) -> Site:
         parts = urlsplit(config.upstream)
         base_path = parts.path.rstrip("/")
         ws_scheme = "wss" if parts.scheme == "https" else "ws"
@@ -73,7 +75,8 @@ class Site:
                 total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
             ),
             steps=steps,
-            latency=metrics.observer(metrics.UPSTREAM_LATENCY, config.name),
+            matomo=matomo,
+            latency=metrics.later_observer(metrics.UPSTREAM_LATENCY, config.name),
         )
 
 
@@ -132,17 +135,17 @@ class SiteRouter:
     def __init__(self, sites: Iterable[Site]) -> None:
         self.sites = tuple(sites)
         self._exact: dict[str, Site] = {}
-        self._suffixes: list[tuple[str, Site]] = []
+        #: `*.example.nl` under "example.nl": a name's parent domains are looked up, the longest first
+        self._wildcards: dict[str, Site] = {}
         self._default: Site | None = None
         for site in self.sites:
             for host in site.config.hosts:
                 if host == "*":
                     self._default = site
                 elif host.startswith("*."):
-                    self._suffixes.append((host[1:], site))
+                    self._wildcards.setdefault(host[2:], site)
                 else:
                     self._exact[host] = site
-        self._suffixes.sort(key=lambda item: len(item[0]), reverse=True)
         self._cache: dict[bytes, Site | None] = {}
 
     def route(self, host_header: bytes) -> Site | None:
@@ -159,10 +162,17 @@ class SiteRouter:
         return site
 
     def _lookup(self, name: str) -> Site | None:
+        """A few dict look-ups whatever the number of sites: the name, then its parent domains by label."""
         site = self._exact.get(name)
         if site is not None:
             return site
-        for suffix, candidate in self._suffixes:
-            if name.endswith(suffix):
-                return candidate
+        wildcards = self._wildcards
+        if wildcards:
+            dot = name.find(".")
+            while dot >= 0:
+                name = name[dot + 1:]
+                site = wildcards.get(name)
+                if site is not None:
+                    return site
+                dot = name.find(".")
         return self._default
