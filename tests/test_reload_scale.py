@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Proxy, serve_page
 
 from consentproxy.config.loader import load_config
 from consentproxy.cookies.inventory import CookieInventory
@@ -21,7 +22,6 @@ from consentproxy.html.step import HtmlRewriting
 from consentproxy.proxy.sites import SiteRouter
 from consentproxy.records import RecordWriter
 from consentproxy.runtime import Runtime, with_default_keys
-from tests.conftest import Proxy, serve_page
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "load_tests"))
 from scale_sites import config_text, host_of, sites_text
