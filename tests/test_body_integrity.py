@@ -46,10 +46,11 @@ from consentproxy.config.loader import load_config
 from consentproxy.config.secrets import parse_consent_keys
 from consentproxy.consent.decision import decide
 from consentproxy.consent.state import ConsentCodec
+from consentproxy.cookies.inventory import CookieInventory
 from consentproxy.html.charset import mode_of_label
 from consentproxy.html.csp import NoncePlan, plan_for_headers
 from consentproxy.html.rewriter import PagePlan, PageRewriter
-from consentproxy.html.step import analytics_routing
+from consentproxy.html.step import HtmlRewriting, analytics_routing
 from consentproxy.html.trackers import TrackerMatcher
 
 HERE = Path(__file__).resolve().parent
@@ -297,7 +298,22 @@ class Site:
         site = load_config(self.config_path).sites[0]
         unblocked, attributes = analytics_routing(site)
         matcher = TrackerMatcher(site.consent.services)
-        return SiteMarkup(site, BannerAssets(), matcher=matcher), matcher, unblocked, attributes  # as the runtime
+        # with an inventory of its own, so the banner lists the vendors learnt as the proxy's does
+        markup = SiteMarkup(site, BannerAssets(), CookieInventory(), matcher=matcher)
+        return markup, matcher, unblocked, attributes  # as the runtime
+
+    def learn(self, pages: list[bytes]) -> None:
+        """Learn the vendors of `pages` as the proxy does from a visitor who has not decided (its banner
+        lists every vendor the site was seen using, so a page's rewrite depends on the pages served before)."""
+        markup, matcher, unblocked, attributes = self.rewriter_parts()
+        step = HtmlRewriting(markup.site, markup, matcher)
+        decision = decide(None, False)
+        for page in pages:
+            plan = PagePlan(matcher, decision.allowed, PageInjection(markup, decision, None), NoncePlan(),
+                            unblocked=unblocked, script_attributes=attributes)
+            rewriter = PageRewriter(plan, mode_of_label("utf-8"))
+            rewriter.whole(page)
+            step.learn(rewriter.blocked)
 
     def reference(self, page: bytes, cookie: str | None, csp: str | None = None) -> bytes:
         """The page rewritten in-process, whole, at the consent state of `cookie` (and under a CSP header)."""
@@ -373,7 +389,14 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     try:
         cookies = {"none": None, "granted": mint(proxy, OPTIONAL, "accept_all"),
                    "refused": mint(proxy, set(), "reject_all")}
-        yield Harness(proxy, upstream, Site(proxy.config_path, base / "data0"), cookies)
+        # Every page once, undecided, before any comparison: the proxy learns the vendors the pages carry
+        # (its banner lists them all from then on), and the in-process references learn the same.
+        names = sorted({*PAGES, REPORTED_PAGE})
+        for name in names:
+            assert fetch(proxy.port, f"/{name}?framing=length").ending == "clean"
+        site = Site(proxy.config_path, base / "data0")
+        site.learn([_page(name) for name in names])
+        yield Harness(proxy, upstream, site, cookies)
     finally:
         proxy.stop()
         stop_process(upstream.process)
