@@ -16,6 +16,7 @@ A cookie whose consent was erased or withdrawn through the admin API
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
@@ -52,6 +53,15 @@ class _Plan(NamedTuple):
     stale: tuple[bytes, ...]  # names that are not allowed: they get expiries
 
 
+
+@functools.lru_cache(maxsize=2)
+def gpc_reply(today: str) -> Reply:
+    """`/.well-known/gpc.json`: the same for every site (one object for thousands of them; never mutated)."""
+    return Reply(200, [
+        (b"content-type", b"application/json"), (b"cache-control", b"public, max-age=86400"),
+        (b"access-control-allow-origin", b"*"),
+    ], orjson.dumps({"gpc": True, "lastUpdate": today}))
+
 class CookieEnforcement(Step):
     def __init__(self, site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory,
                  locator: SiteLocator | None = None, revocations: Revocations = REVOCATIONS,
@@ -74,10 +84,7 @@ class CookieEnforcement(Step):
         self._plans: dict[tuple[tuple[bytes, ...], frozenset[str]], _Plan] = {}
         self._expiry_rows: dict[tuple[tuple[bytes, ...], bytes, bool, int], list[tuple[bytes, bytes]]] = {}
         self._state_counts: dict[str, Callable[[float], None]] = {}  # CONSENT_STATES of this site, by label
-        self._gpc_reply = Reply(200, [
-            (b"content-type", b"application/json"), (b"cache-control", b"public, max-age=86400"),
-            (b"access-control-allow-origin", b"*"),
-        ], orjson.dumps({"gpc": True, "lastUpdate": dt.date.today().isoformat()}))
+        self._gpc_reply = gpc_reply(dt.date.today().isoformat())
 
     def category(self, name: bytes) -> str:
         """The category of a cookie name as raw bytes (cached: names repeat on every request)."""

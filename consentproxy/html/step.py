@@ -11,6 +11,7 @@ again for the client at a fast level.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -99,6 +100,12 @@ class _PageFilter(BodyFilter):
             metrics.inc(metrics.UNKNOWN_THIRD_PARTIES, self.site, amount=new)
 
 
+
+@functools.cache
+def catalogue_sources() -> dict[str, str]:
+    """Where a catalogued vendor's rule comes from, shared by every site that declares no service."""
+    return {name: "catalogue" for name in catalogue()}
+
 class HtmlRewriting(Step):
     filters_body = True
 
@@ -120,8 +127,8 @@ class HtmlRewriting(Step):
         self._own_domains: dict[bytes, str] = {}
         #: where the vendors whose elements are held are learnt (the site's notice names them)
         self.inventory = markup.cookie_list.inventory
-        self._sources = {name: "catalogue" for name in catalogue()} | {s.name: "declared"
-                                                                      for s in site.consent.services}
+        declared = {s.name: "declared" for s in site.consent.services}
+        self._sources = catalogue_sources() | declared if declared else catalogue_sources()
 
     # -- request ---------------------------------------------------------------
     def on_request(self, exchange: Exchange) -> None:
