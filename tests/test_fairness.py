@@ -34,6 +34,23 @@ def test_batches_let_other_callbacks_run_between_batches() -> None:
     assert [entry for entry in order if entry != "other"] == [f"item {i}" for i in range(10)]
 
 
+def test_a_loop_closed_with_a_batch_pending_does_not_stop_the_next_loop() -> None:
+    done: list[int] = []
+    batches: Batches[int] = Batches(done.append, per_turn=1)
+
+    closed = asyncio.new_event_loop()
+    batches.add(closed, 1)  # scheduled there, and the loop closes before it ever runs
+    closed.close()
+
+    async def add_and_wait(item: int) -> None:
+        batches.add(asyncio.get_running_loop(), item)
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(add_and_wait(2))
+    assert 2 in done
+
+
 def test_a_failing_item_does_not_stop_the_others() -> None:
     done: list[int] = []
 

@@ -29,12 +29,13 @@ class Batches(Generic[T]):
         self._work = work
         self._per_turn = per_turn
         self._due: deque[T] = deque()
-        self._scheduled = False
+        #: the loop a batch is scheduled on (a loop that closed with one pending leaves no lasting mark)
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
 
     def add(self, loop: asyncio.AbstractEventLoop, item: T) -> None:
         self._due.append(item)
-        if not self._scheduled:
-            self._scheduled = True
+        if self._scheduled_on is not loop:
+            self._scheduled_on = loop
             loop.call_soon(self._run, loop)
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -48,4 +49,4 @@ class Batches(Generic[T]):
         if due:
             loop.call_soon(self._run, loop)
         else:
-            self._scheduled = False
+            self._scheduled_on = None
