@@ -202,7 +202,7 @@ def site_steps(site: SiteConfig, codec: ConsentCodec, inventory: CookieInventory
     analytics = AnalyticsEndpoint(site, codec.keys[0].key, matomo) if site.analytics.enabled else None
     matcher = shared.matcher(site.consent.services) if shared is not None \
         else TrackerMatcher(site.consent.services, lists=lists)
-    declaration = SiteDeclaration(site, inventory)
+    declaration = SiteDeclaration(site, inventory, notices.cookie_list)  # the listing the notices are made of
     discovery = site.discovery == "on"
     parties = site_parties(site)
     steps: list[Step] = [cookies]

@@ -57,12 +57,14 @@ class SiteDeclaration:
     """A site's cookie declaration per language; `fragment(lang)` is a dict lookup unless the inventory learnt
     a new cookie name since it was rendered."""
 
-    def __init__(self, site: SiteConfig, inventory: CookieInventory | None = None) -> None:
+    def __init__(self, site: SiteConfig, inventory: CookieInventory | None = None,
+                 cookie_list: CookieList | None = None) -> None:
+        """`cookie_list`: the site's listing when the caller has one (the notices'): one classifier per site."""
         self.site = site
         # not the bound method: no reference cycle, so an old configuration is freed without the collector
-        self.cookie_list = CookieList(site.name, site.consent,
-                                      functools.partial(controller_name, site.consent.controller, site.hosts),
-                                      inventory)
+        self.cookie_list = cookie_list if cookie_list is not None else CookieList(
+            site.name, site.consent, functools.partial(controller_name, site.consent.controller, site.hosts),
+            inventory)
         self._version = -1
         self._fragments: dict[str, str] = {}
         self._pages: dict[str, bytes] = {}
