@@ -12,7 +12,6 @@ from consentproxy.config.loader import ConfigError, Problem, load_config
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, Config, SiteConfig
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
-from consentproxy.runtime import check_references, collector_paused, with_default_keys
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,7 +31,9 @@ def _find_site(config: Config, name_or_host: str) -> SiteConfig | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from consentproxy.server.runner import serve
+    # Nothing that imports prometheus_client may be imported before the number of workers is known (see
+    # consentproxy/observability/multiprocess.py): the runtime and the server come after that.
+    from consentproxy.collector import collector_paused
 
     if args.config and args.upstream:
         print("error: use either -c FILE or --upstream URL, not both", file=sys.stderr)
@@ -45,11 +46,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 loaded = load_config(args.config)
             created = ensure_data_dir(loaded)
             problems, _ = preflight(loaded, ports=True, running_ok=False)
+            _prepare_workers(loaded)
+            from consentproxy.runtime import check_references, with_default_keys
+
             problems += check_references(loaded)
             if problems:
                 raise ConfigError(problems)
             config = with_default_keys(loaded)
         except ConfigError as exc:
+            from consentproxy.observability.multiprocess import unshare_metrics
+
+            unshare_metrics()
             print(f"configuration error:\n{exc}", file=sys.stderr)
             return 2
         if created is not None:
@@ -64,14 +71,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        _prepare_workers(config)
         print(f"consentproxy: fronting {args.upstream}; data directory {config.server.data_dir}", file=sys.stderr)
     else:
         print("error: give -c FILE, or --upstream URL for the quick start", file=sys.stderr)
         return 2
     from consentproxy.admin.index import admin_summary
+    from consentproxy.server.runner import serve
 
     print(admin_summary(config), file=sys.stderr)
     return serve(config, args.log_level)
+
+
+def _prepare_workers(config: Config) -> None:
+    """Several workers sum their metrics in shared files, named before prometheus_client is first imported."""
+    if config.server.workers > 1:
+        from consentproxy.observability.multiprocess import share_metrics
+
+        share_metrics()
 
 
 #: check-config names each site up to this many; a hosting platform's 10,000 get one summary line
@@ -91,6 +108,7 @@ def _sites_summary(config: Config) -> str:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from consentproxy.config.categories import own_category_notes
     from consentproxy.config.preflight import preflight
+    from consentproxy.runtime import check_references
 
     try:
         config = load_config(args.config)
@@ -290,6 +308,8 @@ def _config_with_keys(path: str) -> Config:
     is for `serve`, and a warning would break the one-line output of these commands.
     """
     import logging
+
+    from consentproxy.runtime import with_default_keys
 
     logger = logging.getLogger("consentproxy.server")
     level = logger.level

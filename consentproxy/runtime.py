@@ -6,12 +6,9 @@ one they started with, so a reload never changes a request half-way.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import hashlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,20 +108,6 @@ class Runtime:
             compiled=compiled,
             environment=environment,
         )
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic collection while a configuration is read and built: 10,000 sites make a million objects,
-    and each full pass the growing heap triggers would scan them all again (half the build time). Building
-    makes almost no cyclic garbage; what requests make meanwhile is collected when it is over."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Same:

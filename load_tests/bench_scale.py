@@ -105,7 +105,7 @@ def _cmdline(pid: int) -> str:
 
 
 def worker_pids(server: Server, workers: int) -> list[int]:
-    """The serving processes: the server itself with one worker, else its spawned workers."""
+    """The serving processes: the server itself with one worker, else the workers it forked."""
     if workers == 1:
         return [server.pid]
     return [pid for pid in descendants(server.pid) if "resource_tracker" not in _cmdline(pid)]
@@ -174,13 +174,17 @@ class Proxy:
         return self.server.log_path.read_text(errors="replace")
 
     def reload(self, changed: dict[int, str], timeout: float) -> float:
-        """Rewrite the file, SIGHUP, and wait until every worker logged the reload; seconds taken."""
-        before = self.log().count("configuration reloaded")
+        """Rewrite the file, SIGHUP, and wait until the reload is in force; seconds taken.
+
+        One worker logs the new configuration once it has swapped it in; a supervisor once the workers
+        forked from it serve (the old ones are then draining)."""
+        marker = "configuration reloaded from" if self.workers == 1 else "replaced by"
+        before = self.log().count(marker)
         self.write(changed)
         started = time.monotonic()
         os.kill(self.server.pid, signal.SIGHUP)
         deadline = started + timeout
-        while self.log().count("configuration reloaded") < before + self.workers:
+        while self.log().count(marker) < before + 1:
             if "reload refused" in self.log() or not self.server.alive():
                 raise HarnessError(f"reload failed:\n{self.server.log_tail(40)}")
             if time.monotonic() > deadline:
@@ -191,8 +195,19 @@ class Proxy:
     def memory(self) -> list[dict[str, int]]:
         return [memory_kb(pid) for pid in worker_pids(self.server, self.workers)]
 
+    def settled(self, timeout: float) -> None:
+        """Until only the serving workers are left (the ones a reload retired have drained and exited)."""
+        deadline = time.monotonic() + timeout
+        while len(worker_pids(self.server, self.workers)) != self.workers:
+            if time.monotonic() > deadline:
+                raise HarnessError(f"retired workers still running after {timeout:.0f}s")
+            time.sleep(0.1)
+
     def cpu(self) -> float:
-        return cpu_seconds(worker_pids(self.server, self.workers))
+        """CPU seconds of the serving processes, and of the supervisor with several workers (it builds the
+        configuration they are forked from)."""
+        pids = worker_pids(self.server, self.workers)
+        return cpu_seconds(pids if self.workers == 1 else [self.server.pid, *pids])
 
 
 # --------------------------------------------------------------------------- wrk
@@ -359,21 +374,47 @@ def cpu_alternating(counts: Sequence[int], args: argparse.Namespace, wrk: str, u
             "ratio": round(medians[chosen[-1]] / medians[chosen[0]], 3) if medians[chosen[0]] else None}
 
 
-def measure_pss(count: int, workers: int, upstream: str, base: Path, timeout: float) -> dict[str, object]:
+def measure_pss(count: int, workers: int, upstream: str, base: Path, timeout: float,
+                reloads: int = 3) -> dict[str, object]:
+    """Memory of the supervisor and each worker after start, and again after `reloads` reloads (each changing
+    one site): what N workers cost when they share the configuration's pages."""
     workdir = base / f"pss-{count}-{workers}"
     workdir.mkdir()
     proxy = Proxy(workdir, count, upstream, workers)
-    try:
-        start = proxy.start(timeout)
-        deadline = time.monotonic() + timeout
-        while len(worker_pids(proxy.server, workers)) < workers and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for index in range(0, count, max(1, count // 50)):  # every worker serves a little before it is read
+
+    def serve_a_little() -> None:  # every worker serves before it is read, as in production
+        for index in range(0, count, max(1, count // 50)):
             get(proxy.port, host_of(index))
         time.sleep(1)
-        return {"sites": count, "workers": workers, "start_s": round(start, 2), "memory_kb": proxy.memory()}
+
+    try:
+        start = proxy.start(timeout)
+        proxy.settled(timeout)
+        serve_a_little()
+        result: dict[str, object] = {"sites": count, "workers": workers, "start_s": round(start, 2),
+                                     "memory_kb": proxy.memory(), "supervisor_kb": memory_kb(proxy.server.pid)}
+        changed: dict[int, str] = {}
+        for number in range(1, reloads + 1):
+            changed[(number * 7919) % count] = f"Changed {number} B.V."
+            proxy.reload(changed, timeout)
+        if reloads:
+            proxy.settled(timeout)
+            serve_a_little()
+            result["after_reloads"] = {"reloads": reloads, "memory_kb": proxy.memory(),
+                                       "supervisor_kb": memory_kb(proxy.server.pid)}
+        return result
     finally:
         proxy.server.stop()
+
+
+def pss_line(found: dict[str, object]) -> str:
+    """RSS / PSS of the supervisor and each worker, and the PSS they add up to (what the machine pays)."""
+    supervisor: dict[str, int] = found["supervisor_kb"]  # type: ignore[assignment]
+    workers: list[dict[str, int]] = found["memory_kb"]  # type: ignore[assignment]
+    total = supervisor["pss"] + sum(item["pss"] for item in workers)
+    return (f"supervisor RSS {supervisor['rss'] / 1024:.0f} MB / PSS {supervisor['pss'] / 1024:.0f} MB; workers "
+            + ", ".join(f"RSS {item['rss'] / 1024:.0f} MB / PSS {item['pss'] / 1024:.0f} MB" for item in workers)
+            + f"; PSS in all {total / 1024:.0f} MB")
 
 
 def table(rows: Sequence[dict[str, object]], routes: Sequence[dict[str, float]]) -> str:
@@ -451,9 +492,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ", ".join(f"{count} sites: {value} µs" for count, value in medians.items())  # type: ignore[attr-defined]
               + f"): ratio {cpu['ratio']}; runs {cpu['runs_us']}")
     if pss is not None:
-        print(f"\n{pss['workers']} workers, {pss['sites']:,} sites: " + ", ".join(
-            f"RSS {item['rss'] / 1024:.0f} MB / PSS {item['pss'] / 1024:.0f} MB"
-            for item in pss["memory_kb"]))  # type: ignore[attr-defined]
+        print(f"\n{pss['workers']} workers, {pss['sites']:,} sites: {pss_line(pss)}")
+        if "after_reloads" in pss:
+            print(f"after {pss['after_reloads']['reloads']} reloads: "  # type: ignore[index]
+                  f"{pss_line(pss['after_reloads'])}")  # type: ignore[arg-type]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -367,7 +367,7 @@ def _header_name(value: Any) -> str:
 def _read_client_headers(reader: Reader) -> dict[str, tuple[str, ...]]:
     """`client_address_headers` (removed like the built-in ones) and `pass_client_headers` (passed from a
     trusted proxy: only client-address headers, and only where the site sees full addresses)."""
-    from consentproxy.proxy.headers import CLIENT_ADDRESS_HEADERS
+    from consentproxy.privacy.client_headers import CLIENT_ADDRESS_HEADERS
 
     extra = list_of(reader, "client_address_headers", _header_name, ())
     passed = list_of(reader, "pass_client_headers", _header_name, ())

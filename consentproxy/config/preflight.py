@@ -207,7 +207,7 @@ def _postgres_problems(file: str, url: str, latest: int) -> list[Problem]:
 def listen_problems(config: Config, running_ok: bool = True) -> tuple[list[Problem], list[str]]:
     """Bind every listen address once; with `running_ok`, an address in use by this very proxy (its admin
     listener answers /readyz) is a note, not a problem: that is a check before a reload."""
-    from consentproxy.server.runner import bind_socket
+    from consentproxy.server.sockets import bind_socket
 
     file = _file(config)
     addresses: list[tuple[str, ListenAddress]] = [

@@ -47,7 +47,7 @@ def _listen_address(host: str, port: int) -> ListenAddress:
 
 def _port_problem(listen: ListenAddress, admin: ListenAddress) -> str | None:
     """Bind both ports once now, so a taken port is reported before anything starts."""
-    from consentproxy.server.runner import bind_socket
+    from consentproxy.server.sockets import bind_socket
 
     for address, role in ((listen, "the proxy"), (admin, "the admin listener (--port + 1)")):
         try:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from consentproxy.observability import metrics
+from consentproxy.privacy.client_headers import CLIENT_ADDRESS_HEADERS
 
 logger = logging.getLogger("consentproxy.proxy")
 
@@ -29,17 +30,6 @@ HOP_BY_HOP: frozenset[bytes] = frozenset({
 _PROXY_OWNED: frozenset[bytes] = frozenset({
     b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
     b"via", b"expect", b"content-length",
-})
-#: Request headers in which front proxies and CDNs name the visitor's address (or how it reached them).
-#: From a client they are lies a site would log, rate-limit or geolocate by, so they never pass as they
-#: came: the proxy keeps them with the owned ones, and only a site's `pass_client_headers` lets one go on
-#: (from a trusted proxy). X-Forwarded-For, Forwarded, -Proto and -Host are the proxy's own to write.
-CLIENT_ADDRESS_HEADERS: frozenset[bytes] = frozenset({
-    b"x-real-ip", b"true-client-ip", b"cf-connecting-ip", b"cf-connecting-ipv6", b"x-client-ip",
-    b"x-cluster-client-ip", b"client-ip", b"fastly-client-ip", b"x-original-forwarded-for", b"x-forwarded",
-    b"forwarded-for", b"x-forwarded-port", b"x-forwarded-server", b"x-forwarded-scheme", b"x-forwarded-ssl",
-    b"x-originating-ip", b"x-remote-ip", b"x-remote-addr", b"x-proxyuser-ip", b"x-envoy-external-address",
-    b"x-azure-clientip", b"akamai-client-ip", b"x-original-host",
 })
 _REQUEST_DROP = HOP_BY_HOP | _PROXY_OWNED
 _NOT_PASSED = _REQUEST_DROP | CLIENT_ADDRESS_HEADERS

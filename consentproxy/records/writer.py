@@ -94,8 +94,10 @@ class RecordWriter:
         self.transactions = 0
         self.recorded = 0
         self.failed_batches = 0
+        # Started at the first event or call, not here: a supervisor builds the writer before it forks the
+        # workers, and a thread does not survive a fork (see consentproxy/server/supervisor.py).
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._started = False
 
     @classmethod
     def for_url(cls, url: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> RecordWriter:
@@ -124,6 +126,9 @@ class RecordWriter:
             if self._closed:
                 raise StoreUnavailable("the consent record writer is closed")
             self._queue.put(item)
+            if not self._started:
+                self._started = True
+                self._thread.start()
 
     async def close(self) -> None:
         """Stop taking events, commit everything already queued, close the store."""
@@ -131,7 +136,9 @@ class RecordWriter:
             if not self._closed:
                 self._closed = True
                 self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
+            started = self._started
+        if started:
+            await asyncio.to_thread(self._thread.join)
 
     # -- worker thread --------------------------------------------------------------
 

@@ -9,7 +9,10 @@ the swap, one assignment, happens on the loop. Requests in flight keep the
 `Site` they were routed to, so they finish on the configuration they started
 with; the old one is freed when the last of them ends (nothing in a runtime
 holds a reference cycle, so this needs no full collection: see
-tests/test_reload_scale.py).
+tests/test_reload_scale.py). With several workers the supervisor builds the
+application before forking them and reloads it there (`reload`, see
+consentproxy/server/supervisor.py); a worker reloads itself only on a SIGHUP
+sent to it alone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from consentproxy.admin.api import AdminStore
 from consentproxy.admin.app import build_admin_app
 from consentproxy.banner.endpoints import ConsentEndpoints
+from consentproxy.collector import collector_paused
 from consentproxy.config.loader import ConfigError, load_config
 from consentproxy.config.model import Config, SiteConfig
 from consentproxy.consent.revocations import REVOCATIONS, RevocationPoller
@@ -41,7 +45,6 @@ from consentproxy.records.maintenance import upkeep
 from consentproxy.runtime import (
     Runtime,
     check_references,
-    collector_paused,
     export_signing_key,
     store_url,
     with_default_keys,
@@ -90,6 +93,9 @@ class Application:
         self.ready = False
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
+        self._reload_at_start = False
+        #: called once the worker serves (a supervisor that forked it waits for this before retiring another)
+        self.on_ready: Callable[[], None] | None = None
         # Long admin reads (exports, verification) get connections of their own, never the writer's.
         admin_store = AdminStore(self.records, lambda: open_store(self.store_url, migrate=False), self._site_config,
                                  REVOCATIONS)
@@ -128,6 +134,8 @@ class Application:
                 self.proxy = ProxyApp(self.runtime, session)
                 loop = asyncio.get_running_loop()
                 loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+                if self._reload_at_start:
+                    self.request_reload()
                 # Move everything allocated at start-up out of the collector's reach:
                 # full collections then scan only live request objects, which keeps
                 # their pauses (and so the latency tail) short.
@@ -140,6 +148,8 @@ class Application:
                 self._revocation_poll = asyncio.ensure_future(self.revocation_poller.run())
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
+                if self.on_ready is not None:
+                    self.on_ready()
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
                 for task in (self._flusher, self._upkeeper, self._revocation_poll):
@@ -230,6 +240,10 @@ class Application:
         except StoreError:
             return  # learnt at the next flush
         self.inventory.vendors.load(hosts)
+
+    def reload_when_started(self) -> None:
+        """A SIGHUP before the event loop took the signal over (a worker just forked): reload once it serves."""
+        self._reload_at_start = True
 
     def request_reload(self) -> None:
         """SIGHUP: reload in the background; one that comes during a reload makes one more after it (the file

@@ -26,6 +26,7 @@ before any application code runs:
   the Host the application (and so the upstream) sees is the normal form;
 - refusal of an upgrade to anything but a WebSocket (400) before the
   request is handed on;
+- a drain that does not race idle keep-alive connections (see `shutdown`);
 - refusals that are final: a refused request is never handed to the
   application (so never sent upstream), nothing after it is read, and the
   requests pipelined before it are answered first;
@@ -158,8 +159,24 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: Rejected | None = None
         #: the client address this connection counts against, once counted
         self._counted: str | None = None
+        #: the worker drains (see `shutdown`): every request still read is its connection's last
+        self._draining = False
 
     # -- connection lifecycle -------------------------------------------------
+    def shutdown(self) -> None:
+        """The worker drains (stopped, or retired after a reload): never close under a request on its way.
+
+        uvicorn closes an idle keep-alive connection at once, and a request the client sent meanwhile
+        fails (wrk counts it; a browser retries it, if it may). Here such a connection stays open as long as
+        its keep-alive timeout promised: a request that comes is answered with `Connection: close`, and the
+        client reconnects to a serving worker; one that stays idle is closed when the timeout is over.
+        """
+        self._draining = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False  # closed once this response is sent, as uvicorn does
+        # Idle: its keep-alive timer, or a first request's head deadline, still closes it.
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         metrics.OPEN_CONNECTIONS.inc()
@@ -451,6 +468,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             # uvicorn would start the request and refuse the upgrade after: refused, it goes nowhere
             raise Rejected(400, "unsupported upgrade")
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
         self._phase = _BODY
 
     def on_body(self, body: bytes) -> None:

@@ -6,14 +6,19 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
-from consentproxy.config.model import Config, Limits, ListenAddress, ServerConfig
+from consentproxy.config.model import Config, Limits, ServerConfig
 from consentproxy.observability.accesslog import setup_access_log
 from consentproxy.server.protocol import HardenedHttpToolsProtocol
+from consentproxy.server.sockets import bind_all
+
+if TYPE_CHECKING:
+    from consentproxy.server.application import Application
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -38,39 +43,10 @@ def setup_logging(level: str = "info") -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
-    logging.getLogger("uvicorn.error").addFilter(_QuietUpstreamAborts())
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(found, _QuietUpstreamAborts) for found in uvicorn_errors.filters):
+        uvicorn_errors.addFilter(_QuietUpstreamAborts())
     setup_access_log()
-
-
-def bind_socket(address: ListenAddress) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    try:
-        sock.bind((address.host, address.port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def bind_all(config: Config) -> list[socket.socket]:
-    addresses = list(config.server.listen)
-    if config.server.admin_listen is not None:
-        addresses.append(config.server.admin_listen)
-    sockets: list[socket.socket] = []
-    try:
-        for address in addresses:
-            sockets.append(bind_socket(address))
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
 
 
 def protocol_class(limits: Limits, server: ServerConfig | None = None) -> type[HardenedHttpToolsProtocol]:
@@ -87,12 +63,32 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str = "info") -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling `on_draining` once it accepts no more connections (a reload waits for it)."""
+
+    def __init__(self, config: uvicorn.Config, on_draining: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_draining = on_draining
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # what uvicorn does first; closing again there is harmless
+        if self.on_draining is not None:
+            self.on_draining()
+        await super().shutdown(sockets)
+
+
+def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str = "info",
+               application: Application | None = None, on_draining: Callable[[], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain in-flight requests.
 
     uvicorn re-raises the signal that stopped it once it has drained; the
     handler installed here turns that into exit status 0 (an orderly stop),
-    not 143 or a KeyboardInterrupt traceback.
+    not 143 or a KeyboardInterrupt traceback. `application`: one the
+    supervisor built before forking this worker; else it is built here.
+    `config` shapes the server (sockets, limits) whatever the application
+    has reloaded since: those change only at a restart. `on_draining`: told
+    when the worker has stopped accepting connections.
     """
     from consentproxy.server.application import Application
 
@@ -101,7 +97,7 @@ def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str 
     setup_logging(log_level)
     server_config = config.server
     uconfig = uvicorn.Config(
-        Application(config),
+        application if application is not None else Application(config),
         http=protocol_class(server_config.limits, server_config),
         ws="websockets-sansio",
         loop="uvloop",
@@ -115,7 +111,7 @@ def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str 
         log_level=log_level,
         log_config=None,
     )
-    uvicorn.Server(uconfig).run(sockets=list(sockets))
+    _Server(uconfig, on_draining).run(sockets=list(sockets))
 
 
 def serve(config: Config, log_level: str = "info") -> int:
@@ -139,6 +135,18 @@ def serve(config: Config, log_level: str = "info") -> int:
     if config.server.workers == 1:
         run_worker(config, sockets, log_level)
         return 0
+    return _supervise(config, sockets, log_level)
+
+
+def _supervise(config: Config, sockets: list[socket.socket], log_level: str) -> int:
+    """Several workers, forked from one configuration built here: they share its pages (see supervisor.py)."""
+    from consentproxy.observability.multiprocess import shared_metrics_dir
+
+    if shared_metrics_dir() is None:
+        # share_metrics() names the directory before the first import; without it each worker's /metrics
+        # would count only its own requests.
+        raise RuntimeError("several workers need share_metrics() before prometheus_client is imported")
+    from consentproxy.server.application import Application
     from consentproxy.server.supervisor import Supervisor
 
-    return Supervisor(config, sockets, log_level).run()
+    return Supervisor(config, sockets, log_level, Application(config)).run()
