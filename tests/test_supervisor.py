@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import signal
 import socket
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -144,3 +146,48 @@ def test_a_reload_forks_new_workers_and_the_old_ones_finish_what_they_have(start
     status, body = _get(proxy.port, "localhost", "/after-refusal")
     assert status == 200 and _host_seen(body) == "after.internal"  # the running configuration still serves
     assert sorted(_children(proxy.process.pid)) == second  # and no worker was replaced
+
+
+class _Application:
+    """What the supervisor uses of an application: a runtime, reload and restore."""
+
+    def __init__(self) -> None:
+        self.runtime = "running"
+
+    def reload(self) -> bool:
+        self.runtime = "new"
+        return True
+
+    def restore(self, runtime: str) -> None:
+        self.runtime = runtime
+
+
+def _worker(config: Any, sockets: Any, log_level: str, application: _Application, pipe: int) -> None:
+    """A stand-in worker: one forked from the running configuration serves; one from the new one crashes."""
+    if application.runtime == "running":
+        os.write(pipe, b"s")
+        time.sleep(120)
+    os._exit(3)
+
+
+def test_a_reload_whose_new_workers_do_not_serve_keeps_the_old_ones(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    from consentproxy.server import supervisor
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(supervisor, "_worker_main", _worker)
+    config = SimpleNamespace(server=SimpleNamespace(workers=2, graceful_timeout=1))
+    application = _Application()
+    chief = supervisor.Supervisor(config, [], "info", application)  # type: ignore[arg-type]
+    chief.workers = [chief._start_worker() for _ in range(2)]
+    try:
+        assert chief._wait_for(chief.workers, b"s", 60)
+        old = list(chief.workers)
+        chief._reload()
+        assert chief.workers == old and all(worker.process.is_alive() for worker in old)
+        assert application.runtime == "running"  # what a replaced worker would be forked from
+        assert not chief.retiring
+    finally:
+        for worker in chief.workers:
+            worker.process.kill()
+            worker.process.join(5)

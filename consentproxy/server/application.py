@@ -283,6 +283,12 @@ class Application:
         self._swap(built)
         return True
 
+    def restore(self, runtime: Runtime) -> None:
+        """Put back a configuration in force before (a supervisor whose new workers did not start)."""
+        self.runtime = runtime
+        if self.proxy is not None:
+            self.proxy.runtime = runtime
+
     def _build(self, previous: Runtime) -> Runtime | None:
         """The new runtime, or None (logged) when the file is refused; runs in a thread, touching nothing
         the event loop uses but what is read-only (the previous runtime's shared parts and sites)."""

@@ -142,13 +142,24 @@ class Supervisor:
         Reported done once the new workers serve and the old ones accept no more: from then on every new
         connection gets the new configuration."""
         logger.info("SIGHUP: reading the configuration again")
+        running = self.application.runtime
         if not self.application.reload():
             return  # refused (logged): the workers keep serving the running configuration
         old = self.workers
-        self.workers = [self._start_worker() for _ in old]
-        if not self._wait_for(self.workers, _SERVING, READY_TIMEOUT_SECONDS):
-            logger.warning("new workers took over %.0f s to start; the ones they replace are retired anyway",
-                           READY_TIMEOUT_SECONDS)
+        new = [self._start_worker() for _ in old]
+        self._wait_for(new, _SERVING, READY_TIMEOUT_SECONDS)
+        if not self.stopping.is_set() and not all(_SERVING in worker.heard for worker in new):
+            logger.error("configuration reload abandoned: new workers %s did not start serving within %.0f s "
+                         "(see their lines above); the running ones keep serving the running configuration",
+                         [worker.process.pid for worker in new], READY_TIMEOUT_SECONDS)
+            for worker in new:
+                worker.process.kill()
+                worker.process.join(5)
+                self._forget(worker.process)
+                self._close_pipe(worker)
+            self.application.restore(running)
+            return
+        self.workers = new
         now = time.monotonic()
         for worker in old:
             if worker.process.pid is not None and worker.process.is_alive():
