@@ -12,6 +12,7 @@ from consentproxy.config.loader import ConfigError, Problem, load_config
 from consentproxy.config.model import CATEGORY_IDS, LANGUAGES, Config, SiteConfig
 from consentproxy.config.quickstart import default_data_dir, quickstart_config
 from consentproxy.config.secrets import generate_keys
+from consentproxy.observability.multiprocess import share_metrics, unshare_metrics
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -54,8 +55,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 raise ConfigError(problems)
             config = with_default_keys(loaded)
         except ConfigError as exc:
-            from consentproxy.observability.multiprocess import unshare_metrics
-
             unshare_metrics()
             print(f"configuration error:\n{exc}", file=sys.stderr)
             return 2
@@ -80,14 +79,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from consentproxy.server.runner import serve
 
     print(admin_summary(config), file=sys.stderr)
-    return serve(config, args.log_level)
+    try:
+        return serve(config, args.log_level)
+    finally:
+        unshare_metrics()  # whether it served or could not start
 
 
 def _prepare_workers(config: Config) -> None:
     """Several workers sum their metrics in shared files, named before prometheus_client is first imported."""
     if config.server.workers > 1:
-        from consentproxy.observability.multiprocess import share_metrics
-
         share_metrics()
 
 

@@ -191,3 +191,18 @@ def test_a_reload_whose_new_workers_do_not_serve_keeps_the_old_ones(monkeypatch:
         for worker in chief.workers:
             worker.process.kill()
             worker.process.join(5)
+
+
+def test_the_metrics_directory_is_made_before_prometheus_client_and_only_that_one_is_removed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import prometheus_client  # noqa: F401  (imported by now in any case: the point is that it is)
+
+    from consentproxy.observability import multiprocess
+
+    with pytest.raises(RuntimeError, match="before anything imports prometheus_client"):
+        multiprocess.share_metrics()  # too late: its metrics would not be shared
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(theirs))
+    multiprocess.unshare_metrics()  # a directory named from outside is the operator's
+    assert theirs.is_dir() and os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(theirs)

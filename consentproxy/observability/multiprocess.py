@@ -17,15 +17,20 @@ from pathlib import Path
 
 ENVIRONMENT = "PROMETHEUS_MULTIPROC_DIR"
 
+#: the directory `share_metrics` made: the only one `unshare_metrics` removes (never one named from outside)
+_made: Path | None = None
+
 
 def share_metrics() -> Path:
     """A fresh directory for the workers' metric files, named in the environment (before the first import)."""
     if "prometheus_client" in sys.modules:
         raise RuntimeError("share_metrics() must run before anything imports prometheus_client: its metrics "
                            "would keep their values in this process only")
+    global _made
     directory = tempfile.mkdtemp(prefix="consentproxy-metrics-")
     os.environ[ENVIRONMENT] = directory
-    return Path(directory)
+    _made = Path(directory)
+    return _made
 
 
 def shared_metrics_dir() -> Path | None:
@@ -35,7 +40,11 @@ def shared_metrics_dir() -> Path | None:
 
 
 def unshare_metrics() -> None:
-    """Remove the directory `share_metrics` made (the proxy does not start, or has stopped)."""
-    directory = os.environ.pop(ENVIRONMENT, None)
-    if directory:
-        shutil.rmtree(directory, ignore_errors=True)
+    """Remove the directory `share_metrics` made, if it made one (the proxy does not start, or has stopped)."""
+    global _made
+    if _made is None:
+        return
+    if os.environ.get(ENVIRONMENT) == str(_made):
+        del os.environ[ENVIRONMENT]
+    shutil.rmtree(_made, ignore_errors=True)
+    _made = None

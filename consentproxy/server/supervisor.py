@@ -25,7 +25,6 @@ import logging
 import multiprocessing
 import os
 import select
-import shutil
 import signal
 import socket
 import threading
@@ -36,7 +35,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from consentproxy.config.model import Config
-from consentproxy.observability.multiprocess import shared_metrics_dir
+from consentproxy.observability.multiprocess import shared_metrics_dir, unshare_metrics
 
 if TYPE_CHECKING:
     from consentproxy.server.application import Application
@@ -133,7 +132,7 @@ class Supervisor:
         finally:
             for worker in self.workers:
                 self._close_pipe(worker)
-            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            unshare_metrics()
         return 0
 
     def _reload(self) -> None:
