@@ -162,7 +162,8 @@ class _Application:
         self.runtime = runtime
 
 
-def _worker(config: Any, sockets: Any, log_level: str, application: _Application, pipe: int) -> None:
+def _worker(config: Any, sockets: Any, log_level: str, application: _Application, pipe: int,
+            supervisor: int) -> None:
     """A stand-in worker: one forked from the running configuration serves; one from the new one crashes."""
     if application.runtime == "running":
         os.write(pipe, b"s")
@@ -206,3 +207,15 @@ def test_the_metrics_directory_is_made_before_prometheus_client_and_only_that_on
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(theirs))
     multiprocess.unshare_metrics()  # a directory named from outside is the operator's
     assert theirs.is_dir() and os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(theirs)
+
+
+def test_workers_whose_supervisor_is_killed_exit(start_proxy: Any, upstream: Upstream) -> None:
+    proxy = start_proxy(site_toml("main", upstream.url), server={"workers": 2})
+    workers = _children(proxy.process.pid)
+    assert len(workers) == 2
+    proxy.process.kill()  # SIGKILL: the supervisor cannot stop them itself
+    proxy.process.wait(10)
+    deadline = time.monotonic() + 60
+    while [pid for pid in workers if Path(f"/proc/{pid}").exists()]:  # orphans are reaped by init at once
+        assert time.monotonic() < deadline, "the workers serve on without their supervisor"
+        time.sleep(0.1)

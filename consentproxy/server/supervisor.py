@@ -7,11 +7,12 @@ writes to; frozen objects are never touched by the collector).
 
 A SIGHUP is a reload the nginx way, so the pages stay shared after it too: the
 supervisor reads and builds the file again (only sites whose tables changed
-are built anew), forks new workers from it, and once each is serving, retires
-an old one, which stops accepting and finishes what it has in flight on the
+are built anew), forks new workers from it, and once they serve, retires the
+old ones: each stops accepting and finishes what it has in flight on the
 configuration it started with (see `HardenedHttpToolsProtocol.shutdown`). A
 file that is refused changes nothing. A worker that dies is replaced from the
-current configuration; SIGTERM or SIGINT ask every worker to drain and wait.
+current configuration; SIGTERM or SIGINT ask every worker to drain and wait;
+a worker whose supervisor is killed drains and exits.
 
 Nothing before a fork may start a thread, open a connection or make an event
 loop: the consent log's writer starts its thread at its first use; the HTTP
@@ -21,6 +22,7 @@ session and the loop are made in each worker's start-up.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -50,17 +52,31 @@ STOP_ACCEPTING_TIMEOUT_SECONDS = 10.0
 #: what a worker writes on its pipe: it serves; it has stopped accepting connections (and drains)
 _SERVING = b"s"
 _DRAINING = b"d"
+#: prctl(2): the signal a process gets when the thread that forked it ends
+_PR_SET_PDEATHSIG = 1
 
 
 def _worker_main(config: Config, sockets: list[socket.socket], log_level: str, application: Application,
-                 pipe: int) -> None:
+                 pipe: int, supervisor: int) -> None:
     from consentproxy.server.runner import run_worker
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the supervisor's, until run_worker sets its own
+    _die_with_supervisor(supervisor)
     # The supervisor's handlers came with the fork: SIGHUP (a reload of this worker alone, sent by hand)
     # waits for the event loop, which takes it over at start-up.
     signal.signal(signal.SIGHUP, lambda signum, frame: application.reload_when_started())
     application.on_ready = lambda: _announce(pipe, _SERVING)
     run_worker(config, sockets, log_level, application, on_draining=lambda: _announce(pipe, _DRAINING))
+
+
+def _die_with_supervisor(supervisor: int) -> None:
+    """A worker whose supervisor is killed (SIGKILL, the OOM killer) must not serve on alone, holding the
+    sockets and a configuration no one reloads: Linux sends it SIGTERM then (PR_SET_PDEATHSIG), so it
+    drains and exits."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it was gone before that took effect
+        os._exit(0)
 
 
 def _announce(pipe: int, news: bytes) -> None:
@@ -99,7 +115,8 @@ class Supervisor:
     def _start_worker(self) -> _Worker:
         read, write = os.pipe()
         process = self.context.Process(
-            target=_worker_main, args=(self.config, self.sockets, self.log_level, self.application, write),
+            target=_worker_main,
+            args=(self.config, self.sockets, self.log_level, self.application, write, os.getpid()),
             name="consentproxy-worker",
         )
         process.start()
