@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("consentproxy.server")
 
-#: how long a new worker may take to serve before the old one it replaces is retired anyway
+#: how long new workers may take to serve before their reload is abandoned (the old ones keep serving)
 READY_TIMEOUT_SECONDS = 60.0
 #: how long a retired worker may take to stop accepting connections before the reload is reported done anyway
 STOP_ACCEPTING_TIMEOUT_SECONDS = 10.0
