@@ -12,11 +12,7 @@ logger = logging.getLogger("consentproxy.access")
 
 
 def setup_access_log() -> None:
-    """One handler, however often it is called (the server sets up logging, then again in its worker)."""
-    if any(getattr(handler, "consentproxy_access", False) for handler in logger.handlers):
-        return
     handler = logging.StreamHandler(sys.stdout)
-    handler.consentproxy_access = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -94,7 +94,7 @@ class Application:
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
         self._reload_at_start = False
-        #: called once the worker serves (a supervisor that forked it waits for this before retiring another)
+        #: called once the worker serves (a supervisor that forked it waits for this before retiring the old ones)
         self.on_ready: Callable[[], None] | None = None
         # Long admin reads (exports, verification) get connections of their own, never the writer's.
         admin_store = AdminStore(self.records, lambda: open_store(self.store_url, migrate=False), self._site_config,

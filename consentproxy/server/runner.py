@@ -43,9 +43,7 @@ def setup_logging(level: str = "info") -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
-    uvicorn_errors = logging.getLogger("uvicorn.error")
-    if not any(isinstance(found, _QuietUpstreamAborts) for found in uvicorn_errors.filters):
-        uvicorn_errors.addFilter(_QuietUpstreamAborts())
+    logging.getLogger("uvicorn.error").addFilter(_QuietUpstreamAborts())
     setup_access_log()
 
 
@@ -84,7 +82,8 @@ def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str 
 
     uvicorn re-raises the signal that stopped it once it has drained; the
     handler installed here turns that into exit status 0 (an orderly stop),
-    not 143 or a KeyboardInterrupt traceback. `application`: one the
+    not 143 or a KeyboardInterrupt traceback. Logging is `serve`'s, set up
+    once (a forked worker has it too). `application`: one the
     supervisor built before forking this worker; else it is built here.
     `config` shapes the server (sockets, limits) whatever the application
     has reloaded since: those change only at a restart. `on_draining`: told
@@ -94,7 +93,6 @@ def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str 
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_cleanly)
-    setup_logging(log_level)
     server_config = config.server
     uconfig = uvicorn.Config(
         application if application is not None else Application(config),
@@ -140,12 +138,6 @@ def serve(config: Config, log_level: str = "info") -> int:
 
 def _supervise(config: Config, sockets: list[socket.socket], log_level: str) -> int:
     """Several workers, forked from one configuration built here: they share its pages (see supervisor.py)."""
-    from consentproxy.observability.multiprocess import shared_metrics_dir
-
-    if shared_metrics_dir() is None:
-        # share_metrics() names the directory before the first import; without it each worker's /metrics
-        # would count only its own requests.
-        raise RuntimeError("several workers need share_metrics() before prometheus_client is imported")
     from consentproxy.server.application import Application
     from consentproxy.server.supervisor import Supervisor
 

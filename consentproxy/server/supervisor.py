@@ -108,7 +108,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.hup = threading.Event()
         directory = shared_metrics_dir()
-        if directory is None:
+        if directory is None:  # without it, each worker's /metrics would count only its own requests
             raise RuntimeError("several workers need share_metrics() before prometheus_client is imported")
         self.metrics_dir = directory
 
