@@ -37,6 +37,9 @@ CONNECTIONS_REFUSED = Counter(
     "consentproxy_refused_connections", "Client connections refused on arrival, by reason (per_client_limit)",
     ["reason"],
 )
+DEFERRED_CONNECTIONS = Counter(
+    "consentproxy_deferred_connections", "Client connections from a busy address set aside to be served in turn",
+)
 LIMITED = Counter(
     "consentproxy_limited_requests", "Requests a fair-use limit stopped or changed, by limit (client_requests, "
     "body_deadline, buffer_budget)", ["limit"],

@@ -6,7 +6,8 @@ a request's headers (slow-loris). This subclass adds, per connection and
 before any application code runs:
 
 - a cap on the connections one client address holds open in this worker
-  (503, then close; trusted proxies and the admin listener are exempt);
+  (503, then close; trusted proxies and the admin listener are exempt),
+  and the count of them by which `server.acceptor` tells a busy address;
 - a deadline for the complete header block (408, then close);
 - a cap on the header block's size, counted on the bytes as they arrive, so
   a line that never ends gets its 431 as soon as it crosses the cap and a
@@ -76,6 +77,15 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 
 #: this worker's open connections by client (`proxy.limits.client_key`: an IPv6 client by its /64)
 _open_by_address: dict[str, int] = {}
+#: an address that holds more connections than this in the worker is busy: its new ones wait their turn
+#: (`server.acceptor`); a browser opens six per site
+BUSY_CONNECTIONS = 32
+
+
+def is_busy(address: str) -> bool:
+    """Whether a new connection from `address` waits its turn (`server.acceptor`): the address holds more
+    than BUSY_CONNECTIONS in this worker (a trusted proxy's connections, which are not counted, never do)."""
+    return _open_by_address.get(client_key(address), 0) > BUSY_CONNECTIONS
 
 
 class _ThrottledLog:
@@ -188,20 +198,21 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         """Count this connection against its client address; over the limit, answer 503 and close.
 
         At the TCP level the peer address is all there is: behind a trusted proxy every visitor shares
-        its address, so connections from trusted proxies are not limited (that proxy limits its own; the
+        its address, so connections from trusted proxies are not counted (that proxy limits its own; the
         requests it forwards are limited per visitor by `max_requests_per_client`). An IPv6 client
-        counts by its /64, which one subscriber holds whole.
+        counts by its /64, which one subscriber holds whole. Counted even with no limit set: the count
+        also tells the acceptor which addresses are busy.
         """
-        limit = self.limits.max_connections_per_client
         client = self.client
-        if not limit or client is None or (self.server is not None and self.server[1] in self.unlimited_ports):
+        if client is None or (self.server is not None and self.server[1] in self.unlimited_ports):
             return True
         address = client[0]
         if self.trusted_proxies and _is_trusted(address, self.trusted_proxies):
             return True
         key = client_key(address)
         count = _open_by_address.get(key, 0)
-        if count >= limit:
+        limit = self.limits.max_connections_per_client
+        if limit and count >= limit:
             metrics.inc(metrics.CONNECTIONS_REFUSED, "per_client_limit")
             _refusal_log.note(key, count)
             self._refusal = Rejected(503, "too many connections from your address")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -14,7 +15,8 @@ import uvicorn
 
 from consentproxy.config.model import Config, Limits, ServerConfig
 from consentproxy.observability.accesslog import setup_access_log
-from consentproxy.server.protocol import HardenedHttpToolsProtocol
+from consentproxy.server.acceptor import FairAcceptor
+from consentproxy.server.protocol import HardenedHttpToolsProtocol, is_busy
 from consentproxy.server.sockets import bind_all
 
 if TYPE_CHECKING:
@@ -62,11 +64,33 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling `on_draining` once it accepts no more connections (a reload waits for it)."""
+    """uvicorn's server, accepting with `FairAcceptor`s and telling `on_draining` once it accepts no more
+    connections (a reload waits for it). `shared`: other workers accept on the same sockets."""
 
-    def __init__(self, config: uvicorn.Config, on_draining: Callable[[], None] | None) -> None:
+    def __init__(self, config: uvicorn.Config, on_draining: Callable[[], None] | None, shared: bool) -> None:
         super().__init__(config)
         self.on_draining = on_draining
+        self.shared = shared
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """As uvicorn's, but the connections on `sockets` are accepted by `FairAcceptor`s: one address that
+        opens many connections at once does not hold up everyone else's (see `server.acceptor`)."""
+        await super().startup(sockets=[] if sockets is not None else None)
+        if sockets is None or not self.started:
+            return
+        config = self.config
+        loop = asyncio.get_running_loop()
+        protocol: type[HardenedHttpToolsProtocol] = config.http_protocol_class  # type: ignore[assignment]
+
+        def create_protocol() -> asyncio.Protocol:
+            return protocol(config=config, server_state=self.server_state,
+                            app_state=self.lifespan.state, _loop=loop)
+
+        for sock in sockets:
+            port = sock.getsockname()[1]
+            busy = None if port in protocol.unlimited_ports else is_busy
+            acceptor = FairAcceptor(loop, sock, create_protocol, busy, greedy=not self.shared)
+            self.servers.append(acceptor)  # type: ignore[arg-type]
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -109,7 +133,7 @@ def run_worker(config: Config, sockets: Sequence[socket.socket], log_level: str 
         log_level=log_level,
         log_config=None,
     )
-    _Server(uconfig, on_draining).run(sockets=list(sockets))
+    _Server(uconfig, on_draining, shared=server_config.workers > 1).run(sockets=list(sockets))
 
 
 def serve(config: Config, log_level: str = "info") -> int:
