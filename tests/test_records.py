@@ -170,9 +170,10 @@ def test_reduce_ip() -> None:
     assert reduce_ip("2001:db8:1234:5678::1", "truncated") == "2001:db8:1234::"
     assert reduce_ip("::ffff:203.0.113.77", "truncated") == "203.0.113.0"
     assert reduce_ip("not an ip", "truncated") is None
-    key_a, key_b = secrets.token_bytes(32), secrets.token_bytes(32)
+    # fixed keys: with random ones, 1.5 % of the digests held "203" by chance (the test failed in CI once)
+    key_a, key_b = bytes(range(32)), bytes(range(1, 33))
     hashed = reduce_ip("203.0.113.77", "keyed_hash", key_a)
-    assert hashed is not None and len(hashed) == 64 and "203" not in hashed
+    assert hashed is not None and len(hashed) == 64 and set(hashed) <= set("0123456789abcdef")
     assert hashed == reduce_ip("203.0.113.77", "keyed_hash", key_a) != reduce_ip("203.0.113.77", "keyed_hash", key_b)
     assert hashed != reduce_ip("203.0.113.78", "keyed_hash", key_a)
     with pytest.raises(ValueError, match="key"):
