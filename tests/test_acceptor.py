@@ -175,6 +175,55 @@ def test_an_address_is_busy_beyond_its_connections_in_the_worker(monkeypatch: py
     assert not protocol.is_busy("192.0.2.3")
 
 
+class FakeConnection:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_connection_is_taken_over_without_a_task() -> None:
+    """`_step` runs the coroutine that makes the transport through every wait, futures and bare yields."""
+    events: list[str] = []
+
+    async def take_over() -> None:
+        events.append("transport made")
+        await asyncio.sleep(0)  # a bare yield
+        await waiter
+        events.append("done")
+
+    loop = asyncio.new_event_loop()
+    try:
+        waiter = loop.create_future()
+        conn = FakeConnection()
+        acceptor_module._step(loop, take_over(), conn)  # type: ignore[arg-type]
+        assert events == ["transport made"]
+        loop.call_soon(waiter.set_result, None)
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert events == ["transport made", "done"] and not conn.closed
+    finally:
+        loop.close()
+
+
+def test_a_connection_reset_before_it_was_taken_is_closed_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    async def reset() -> None:
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    loop = asyncio.new_event_loop()
+    try:
+        quiet, loud = FakeConnection(), FakeConnection()
+        with caplog.at_level(logging.ERROR, logger="consentproxy.server"):
+            acceptor_module._step(loop, reset(), quiet)  # type: ignore[arg-type]
+            acceptor_module._step(loop, broken(), loud)  # type: ignore[arg-type]
+    finally:
+        loop.close()
+    assert quiet.closed and loud.closed
+    assert [record.exc_info[1].args for record in caplog.records if record.exc_info] == [("a bug",)]
+
+
 # -- through a real proxy process ---------------------------------------------------------------------------
 
 def _connect(port: int, source: str) -> socket.socket:
