@@ -197,8 +197,8 @@ soak: $(STAMP)
 	CONSENTPROXY_SOAK=1 $(BIN)/pytest -p no:cacheprovider --durations=5 tests/test_body_integrity.py
 # Then the adversarial suite's long run (tests/adversarial/, whose fast part `make test` runs): every framing
 # variant also byte by byte and cut at random places, 1,000 slow uploads and 1,000 slow header senders from
-# one address while a normal client is measured, ten kill -9 rounds; its tally (variants per class, failures)
-# and the normal client's latencies come last.
+# one address kept up for 20 s (one worker, then two) while a normal client is measured, ten kill -9 rounds;
+# its tally (variants per class, failures) and the normal client's latencies come last.
 	CONSENTPROXY_SOAK=1 $(BIN)/pytest -p no:cacheprovider -q --durations=5 tests/adversarial
 	@echo "adversarial suite tally (soak):"; cat .cache/adversarial-tally.txt
 
