@@ -71,6 +71,26 @@ def test_a_failing_item_does_not_stop_the_others() -> None:
     assert done == [0, 1, 3, 4]
 
 
+def test_run_all_does_every_queued_item_at_once() -> None:
+    done: list[int] = []
+
+    def work(item: int) -> None:
+        if item == 1:
+            raise RuntimeError("boom")
+        done.append(item)
+
+    loop = asyncio.new_event_loop()
+    try:
+        batches: Batches[int] = Batches(work, per_turn=1)
+        for item in range(4):
+            batches.add(loop, item)
+        assert len(batches) == 4
+        batches.run_all()
+        assert done == [0, 2, 3] and len(batches) == 0
+    finally:
+        loop.close()
+
+
 def _trickled_request(port: int, index: int, body: bool) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     if body:

@@ -29,11 +29,11 @@ import errno
 import logging
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from consentproxy.observability import metrics
+from consentproxy.server.fairness import Batches
 
 logger = logging.getLogger("consentproxy.server")
 
@@ -66,8 +66,7 @@ class FairAcceptor:
         self._factory = protocol_factory
         self._busy = busy
         self._greedy = greedy
-        self._deferred: deque[socket.socket] = deque()
-        self._scheduled = False
+        self._deferred: Batches[socket.socket] = Batches(lambda conn: self._hand_on(conn), DEFERRED_PER_TURN)
         self._closed = False
         self._logged_exhaustion = -_EXHAUSTION_LOG_INTERVAL
         sock.setblocking(False)
@@ -87,11 +86,8 @@ class FairAcceptor:
                     return
                 continue  # the client went away before it was taken (ECONNABORTED, a protocol error)
             if busy is not None and len(deferred) < DEFERRED_MAX and busy(address[0]):
-                deferred.append(conn)
+                deferred.add(self._loop, conn)
                 metrics.DEFERRED_CONNECTIONS.inc()
-                if not self._scheduled:
-                    self._scheduled = True
-                    self._loop.call_soon(self._hand_on_deferred)
                 continue
             self._hand_on(conn)
             if not self._greedy:
@@ -112,15 +108,6 @@ class FairAcceptor:
         if not self._closed:
             self._loop.add_reader(self._sock.fileno(), self._accept)
 
-    def _hand_on_deferred(self) -> None:
-        deferred = self._deferred
-        for _ in range(min(DEFERRED_PER_TURN, len(deferred))):
-            self._hand_on(deferred.popleft())
-        if deferred:
-            self._loop.call_soon(self._hand_on_deferred)
-        else:
-            self._scheduled = False
-
     def _hand_on(self, conn: socket.socket) -> None:
         _step(self._loop, self._loop.connect_accepted_socket(self._factory, conn), conn)
 
@@ -131,8 +118,7 @@ class FairAcceptor:
             return
         self._closed = True
         self._loop.remove_reader(self._sock.fileno())
-        while self._deferred:
-            self._hand_on(self._deferred.popleft())
+        self._deferred.run_all()
 
     async def wait_closed(self) -> None:
         """Nothing to wait for: `close` stops at once (uvicorn waits for the connections itself)."""
